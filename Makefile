@@ -1,0 +1,42 @@
+# segone — developer entry points. `make demo` and `make test` work on a fresh clone:
+# each creates .venv (if missing) and installs what it needs first.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-test
+
+.PHONY: demo test lint bench clean
+
+# Create the virtual environment and install segone with its test tools (re-run when
+# pyproject.toml changes).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	touch $(STAMP)
+
+# Run the main job on the embedded default: a fresh project in ./demo-project with a generated
+# multichannel store, ingested into DuckDB, and a readable summary.
+demo: $(STAMP)
+	$(BIN)/segone demo demo-project --customers 20000 --seed 7
+
+# Run the test suite. pytest's "no tests collected" (exit 5) is turned into an explicit failure
+# so an empty run can never pass by accident.
+test: $(STAMP)
+	@$(BIN)/python -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - failing on purpose"; exit 1; fi; \
+	exit $$rc
+
+# Static checks: ruff (lint + import order) and mypy on the package.
+lint: $(STAMP)
+	$(BIN)/ruff check segone tests bench
+	$(BIN)/ruff format --check segone tests bench
+	$(BIN)/mypy
+
+# Benchmarks (minutes, not part of the test suite); results go to BENCHMARKS.md by hand.
+bench: $(STAMP)
+	$(BIN)/python bench/ingest_bench.py --customers 1000000
+
+clean:
+	rm -rf $(VENV) demo-project bench/out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,138 @@
+"""Project settings: ``segone.toml`` in the project directory, overridable from the environment.
+
+Nothing here touches the warehouse; reading settings is cheap and has no side effects.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segone.exceptions import ConfigError, ProjectError
+
+CONFIG_FILE = "segone.toml"
+
+DEFAULT_TOML = """\
+# segone project settings. Every key is optional; the values shown are the defaults.
+
+[warehouse]
+# DuckDB file holding the canonical tables, relative to this directory.
+path = "warehouse.duckdb"
+# Engine threads and memory cap (DuckDB spills to disk beyond it).
+threads = 2
+memory_limit = "4GB"
+
+[ingest]
+# Time zone assumed for timestamps that carry none. Values with an offset are converted to UTC.
+timezone = "UTC"
+# Currency assumed for orders without one.
+currency = "USD"
+# A text field longer than this (in characters) is an error: the row goes to quarantine.
+max_field_chars = 65536
+# Rows read per chunk (memory use grows with it).
+chunk_rows = 200000
+
+# Column mappings: canonical column = column name in your files. Columns not mapped here are
+# matched automatically by common names (e.g. "OrderNumber" -> order_id, "e-mail" -> email).
+# Columns that match nothing are kept in the row's `extra` JSON, never dropped.
+# [ingest.mapping.orders]
+# order_id = "OrderNumber"
+# ts = "Order Date"
+"""
+
+
+@dataclass(frozen=True)
+class WarehouseSettings:
+    path: str = "warehouse.duckdb"
+    threads: int = 2
+    memory_limit: str = "4GB"
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    timezone: str = "UTC"
+    currency: str = "USD"
+    max_field_chars: int = 65536
+    chunk_rows: int = 200_000
+    mapping: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings of one project. ``root`` is the project directory."""
+
+    root: Path
+    warehouse: WarehouseSettings = field(default_factory=WarehouseSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+
+    @property
+    def warehouse_path(self) -> Path:
+        p = Path(self.warehouse.path)
+        return p if p.is_absolute() else self.root / p
+
+    @classmethod
+    def load(cls, root: str | os.PathLike[str]) -> Settings:
+        """Read ``segone.toml`` from ``root``; environment variables override the file.
+
+        ``SEGONE_WAREHOUSE_PATH``, ``SEGONE_WAREHOUSE_THREADS``, ``SEGONE_WAREHOUSE_MEMORY_LIMIT``
+        and ``SEGONE_INGEST_TIMEZONE`` are honoured.
+        """
+        root = Path(root)
+        cfg = root / CONFIG_FILE
+        if not cfg.is_file():
+            raise ProjectError(
+                f"no segone project at {root} (missing {CONFIG_FILE}); run `segone init {root}`"
+            )
+        try:
+            data = tomllib.loads(cfg.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{cfg}: {exc}") from None
+        return cls.from_dict(root, data, source=str(cfg))
+
+    @classmethod
+    def from_dict(cls, root: Path, data: dict[str, Any], source: str = "settings") -> Settings:
+        known = {"warehouse", "ingest", "project"}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; known: {sorted(known)}")
+        wh = dict(data.get("warehouse", {}))
+        ing = dict(data.get("ingest", {}))
+        env = os.environ
+        for key, var in [("path", "SEGONE_WAREHOUSE_PATH"), ("threads", "SEGONE_WAREHOUSE_THREADS"),
+                         ("memory_limit", "SEGONE_WAREHOUSE_MEMORY_LIMIT")]:
+            if var in env:
+                wh[key] = env[var]
+        if "SEGONE_INGEST_TIMEZONE" in env:
+            ing["timezone"] = env["SEGONE_INGEST_TIMEZONE"]
+        try:
+            warehouse = WarehouseSettings(
+                path=str(wh.pop("path", "warehouse.duckdb")),
+                threads=int(wh.pop("threads", 2)),
+                memory_limit=str(wh.pop("memory_limit", "4GB")),
+            )
+            mapping = ing.pop("mapping", {})
+            if not isinstance(mapping, dict) or not all(
+                isinstance(v, dict) and all(isinstance(c, str) for c in v.values())
+                for v in mapping.values()
+            ):
+                raise ConfigError(
+                    f"{source}: [ingest.mapping.KIND] tables must map canonical column = \"file column\""
+                )
+            ingest = IngestSettings(
+                timezone=str(ing.pop("timezone", "UTC")),
+                currency=str(ing.pop("currency", "USD")),
+                max_field_chars=int(ing.pop("max_field_chars", 65536)),
+                chunk_rows=int(ing.pop("chunk_rows", 200_000)),
+                mapping={k: dict(v) for k, v in mapping.items()},
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        leftovers = [f"warehouse.{k}" for k in wh] + [f"ingest.{k}" for k in ing]
+        if leftovers:
+            raise ConfigError(f"{source}: unknown setting(s) {sorted(leftovers)}")
+        if ingest.chunk_rows <= 0 or ingest.max_field_chars <= 0 or warehouse.threads <= 0:
+            raise ConfigError(f"{source}: chunk_rows, max_field_chars and threads must be positive")
+        return cls(root=root, warehouse=warehouse, ingest=ingest)

@@ -1,0 +1,51 @@
+"""The one tree of errors segone raises; catch ``SegoneError`` to catch them all.
+
+::
+
+    SegoneError
+    ├── ConfigError            segone.toml or a setting is wrong
+    ├── ProjectError           no project where one is expected, or one already exists
+    ├── StoreError             the warehouse engine failed (carries the failing SQL)
+    └── IngestError            a file cannot be ingested at all (row problems go to quarantine)
+        ├── UnknownKindError   KIND is not one of the canonical kinds
+        ├── FileFormatError    the file cannot be read in the format asked for
+        └── MappingError       a column mapping names columns that do not exist or clash
+"""
+
+from __future__ import annotations
+
+
+class SegoneError(Exception):
+    """Base class of every error segone raises on purpose."""
+
+
+class ConfigError(SegoneError):
+    """A configuration file or setting is invalid."""
+
+
+class ProjectError(SegoneError):
+    """The project directory is missing, or already initialised."""
+
+
+class StoreError(SegoneError):
+    """The warehouse engine failed; ``sql`` holds the statement when there was one."""
+
+    def __init__(self, message: str, sql: str | None = None) -> None:
+        super().__init__(message if sql is None else f"{message}\n-- failing SQL:\n{sql}")
+        self.sql = sql
+
+
+class IngestError(SegoneError):
+    """A whole file cannot be ingested. Bad rows never raise: they go to quarantine."""
+
+
+class UnknownKindError(IngestError):
+    """The KIND given to ingest is not a canonical kind."""
+
+
+class FileFormatError(IngestError):
+    """The file cannot be read as the format asked for (or detected)."""
+
+
+class MappingError(IngestError):
+    """A column mapping is inconsistent with the file or the canonical model."""

@@ -1,0 +1,185 @@
+"""What each ingestable kind of file contains: canonical input fields, their types and rules,
+the keys that make loading idempotent, and the common column names we recognise."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from segone.exceptions import UnknownKindError
+
+
+@dataclass(frozen=True)
+class Field:
+    """One canonical input field.
+
+    ``kind`` is one of string, int, float, timestamp, date, bool, json, enum.
+    ``minimum``/``maximum`` bound numbers; ``choices`` bound enums (compared lower-cased).
+    ``aliases`` are column names (compared without case, spaces or punctuation) that map here.
+    """
+
+    name: str
+    kind: str = "string"
+    required: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    name: str
+    fields: tuple[Field, ...]
+    # at least one of these must be present on each row (e.g. some customer reference)
+    any_of: tuple[str, ...] = ()
+    line_fields: tuple[str, ...] = field(default=())
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+
+def norm(name: str) -> str:
+    """Normalise a column name for matching: lower case, letters and digits only."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+EVENT_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+ORDER_STATUSES = ("completed", "returned", "partially_returned", "cancelled", "pending")
+
+EVENTS = KindSpec(
+    "events",
+    (
+        Field("message_id", aliases=("messageid", "msgid", "eventid", "id")),
+        Field("type", "enum", required=True, choices=EVENT_TYPES, aliases=("eventtype", "calltype")),
+        Field("event", aliases=("eventname", "action")),
+        Field("name", aliases=("pagename", "screenname")),
+        Field("user_id", aliases=("userid", "uid", "customerid")),
+        Field("anonymous_id", aliases=("anonymousid", "anonid", "cookieid", "deviceid")),
+        Field("group_id", aliases=("groupid", "accountid")),
+        Field("previous_id", aliases=("previousid",)),
+        Field("traits", "json"),
+        Field("properties", "json", aliases=("props", "eventproperties")),
+        Field("context", "json"),
+        Field("timestamp", "timestamp", required=True,
+              aliases=("ts", "time", "eventtime", "occurredat", "datetime", "eventtimestamp")),
+        Field("sent_at", "timestamp", aliases=("sentat",)),
+        Field("received_at", "timestamp", aliases=("receivedat",)),
+    ),
+    any_of=("user_id", "anonymous_id"),
+)
+
+ORDERS = KindSpec(
+    "orders",
+    (
+        Field("order_id", required=True,
+              aliases=("orderid", "ordernumber", "orderno", "ordernr", "order", "invoiceno",
+                       "invoiceid", "invoice", "transactionid", "receiptid")),
+        Field("customer_id", aliases=("customerid", "custid", "customer", "clientid", "customerno",
+                                      "customernumber", "buyerid", "accountid")),
+        Field("user_id", aliases=("userid",)),
+        Field("email", aliases=("emailaddress", "customeremail", "mail", "buyeremail")),
+        Field("phone", aliases=("phonenumber", "mobile", "telephone", "customerphone")),
+        Field("loyalty_id", aliases=("loyaltyid", "loyaltycard", "cardnumber", "memberid")),
+        Field("anonymous_id", aliases=("anonymousid", "deviceid", "cookieid")),
+        Field("ts", "timestamp", required=True,
+              aliases=("orderdate", "date", "timestamp", "time", "createdat", "orderedat",
+                       "purchasedate", "invoicedate", "datetime", "orderdatetime", "placedat")),
+        Field("amount", "float", minimum=0,
+              aliases=("total", "ordertotal", "revenue", "grandtotal", "ordervalue", "totalamount",
+                       "value", "sales", "amountpaid")),
+        Field("discount", "float", minimum=0, aliases=("discountamount", "orderdiscount", "totaldiscount")),
+        Field("currency", aliases=("currencycode", "curr")),
+        Field("channel", aliases=("saleschannel", "storechannel")),
+        Field("status", "enum", choices=ORDER_STATUSES, aliases=("orderstatus", "state")),
+        Field("coupon", aliases=("couponcode", "promocode", "promotion", "voucher")),
+        Field("line_number", "int", minimum=1, aliases=("linenumber", "lineno", "line", "position")),
+        Field("product_id", aliases=("productid", "sku", "itemid", "stockcode", "item", "product")),
+        Field("category", aliases=("productcategory", "categorypath", "itemcategory")),
+        Field("quantity", "int", minimum=1, aliases=("qty", "units", "numberofitems", "count")),
+        Field("unit_price", "float", minimum=0, aliases=("unitprice", "price", "listprice", "itemprice")),
+        Field("line_discount", "float", minimum=0, aliases=("linediscount", "itemdiscount")),
+        Field("returned_quantity", "int", minimum=0, aliases=("returnedquantity", "returnedqty", "returned")),
+    ),
+    any_of=("customer_id", "user_id", "email", "phone", "loyalty_id", "anonymous_id"),
+    line_fields=("line_number", "product_id", "category", "quantity", "unit_price",
+                 "line_discount", "returned_quantity"),
+)
+
+PRODUCTS = KindSpec(
+    "products",
+    (
+        Field("product_id", required=True, aliases=("productid", "sku", "itemid", "id", "stockcode")),
+        Field("name", aliases=("productname", "title", "description")),
+        Field("category", aliases=("categorypath", "productcategory")),
+        Field("price", "float", minimum=0, aliases=("listprice", "unitprice")),
+        Field("brand", aliases=("manufacturer", "vendor")),
+    ),
+)
+
+CUSTOMERS = KindSpec(
+    "customers",
+    (
+        Field("source_id", required=True,
+              aliases=("sourceid", "id", "customerid", "crmid", "contactid", "recordid", "recid",
+                       "custid", "clientid")),
+        Field("user_id", aliases=("userid",)),
+        Field("first_name", aliases=("firstname", "givenname", "forename", "fname")),
+        Field("last_name", aliases=("lastname", "surname", "familyname", "lname")),
+        Field("full_name", aliases=("fullname", "name", "customername", "contactname")),
+        Field("email", aliases=("emailaddress", "mail", "email1")),
+        Field("phone", aliases=("phonenumber", "mobile", "telephone", "tel", "cell", "mobilephone")),
+        Field("address", aliases=("street", "streetaddress", "address1", "addressline1")),
+        Field("city", aliases=("town", "locality", "suburb")),
+        Field("postcode", aliases=("zip", "zipcode", "postalcode", "postcode")),
+        Field("country", aliases=("countrycode",)),
+        Field("birth_date", "date", aliases=("birthdate", "dob", "dateofbirth", "birthday")),
+        Field("social_handle", aliases=("socialhandle", "handle", "twitter", "instagram")),
+        Field("loyalty_id", aliases=("loyaltyid", "loyaltycard", "cardnumber", "memberid")),
+        Field("company", aliases=("companyname", "organisation", "organization", "account")),
+        Field("crm_stage", aliases=("crmstage", "stage", "lifecyclestage", "leadstatus")),
+        Field("consent_email", "bool", aliases=("consentemail", "emailoptin", "emailconsent",
+                                                "acceptsmarketing", "newsletter")),
+        Field("consent_sms", "bool", aliases=("consentsms", "smsoptin", "smsconsent")),
+        Field("consent_push", "bool", aliases=("consentpush", "pushoptin", "pushconsent")),
+        Field("created_at", "timestamp", aliases=("createdat", "created", "signupdate", "since")),
+        Field("updated_at", "timestamp", aliases=("updatedat", "modified", "lastmodified")),
+    ),
+)
+
+INTERACTIONS = KindSpec(
+    "interactions",
+    (
+        Field("interaction_id", aliases=("interactionid", "postid", "reviewid", "ticketid", "id")),
+        Field("kind", required=True, aliases=("type", "interactiontype")),
+        Field("channel", aliases=("platform", "network", "site")),
+        Field("author_handle", aliases=("authorhandle", "handle", "username", "screenname")),
+        Field("author_email", aliases=("authoremail", "email")),
+        Field("author_user_id", aliases=("authoruserid", "userid")),
+        Field("author_customer_id", aliases=("authorcustomerid", "customerid")),
+        Field("text", aliases=("body", "message", "content", "comment", "review")),
+        Field("rating", "int", minimum=1, maximum=5, aliases=("stars", "score")),
+        Field("product_id", aliases=("productid", "sku")),
+        Field("ts", "timestamp", required=True,
+              aliases=("timestamp", "date", "createdat", "postedat", "time", "datetime")),
+    ),
+    any_of=("author_handle", "author_email", "author_user_id", "author_customer_id"),
+)
+
+KINDS: dict[str, KindSpec] = {k.name: k for k in (EVENTS, ORDERS, PRODUCTS, CUSTOMERS, INTERACTIONS)}
+
+
+def get_kind(name: str) -> KindSpec:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise UnknownKindError(
+            f"unknown kind {name!r}; choose one of: {', '.join(KINDS)}"
+        ) from None

@@ -1,0 +1,292 @@
+"""Load one file into the warehouse: stage, validate, quarantine, de-duplicate, insert, all in
+one transaction. A crash or an error part-way leaves the warehouse as it was."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from segone.config import IngestSettings
+from segone.exceptions import ConfigError, IngestError, StoreError
+from segone.ingest.kinds import KindSpec, get_kind
+from segone.ingest.readers import LINE, Reject, open_reader
+from segone.ingest.validate import PROBLEMS, REASON, RECORD, validate
+from segone.schema import TABLES, TS
+from segone.store.base import Warehouse
+
+STAGE = "_segone_stage"
+CHECKED = "_segone_checked"
+
+ProgressHook = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass
+class LoadResult:
+    """What one ingest did. ``problems`` counts rejected rows per problem code."""
+
+    load_id: str
+    kind: str
+    path: str
+    rows_read: int = 0
+    loaded: int = 0
+    lines_loaded: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    problems: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        what = f"{self.loaded} {self.kind}"
+        if self.kind == "orders":
+            what += f" ({self.lines_loaded} lines)"
+        out = (f"{Path(self.path).name}: read {self.rows_read}, loaded {what}, "
+               f"skipped {self.duplicates} already loaded, quarantined {self.rejected}")
+        return out
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _lit(s: str) -> ir.StringValue:
+    return ibis.literal(s, type="string")
+
+
+def _hash(values: list[ir.Value]) -> ir.StringValue:
+    parts = [v.cast("string").fill_null("~null~") for v in values]
+    return _lit("|~|").join(parts).hexdigest("md5")
+
+
+def ingest_file(
+    wh: Warehouse,
+    kind: str,
+    path: str | Path,
+    *,
+    settings: IngestSettings | None = None,
+    fmt: str | None = None,
+    mapping: Mapping[str, str] | None = None,
+    source: str | None = None,
+    timezone: str | None = None,
+    progress: ProgressHook | None = None,
+) -> LoadResult:
+    """Ingest ``path`` as ``kind``. Bad rows go to ``quarantine``; the rest is loaded once."""
+    spec = get_kind(kind)
+    settings = settings or IngestSettings()
+    path = Path(path)
+    if not path.is_file():
+        raise IngestError(f"no such file: {path}")
+    mapping = {**settings.mapping.get(kind, {}), **(mapping or {})}
+    source = source or path.name.split(".")[0]
+    tz = timezone or settings.timezone
+    size = path.stat().st_size
+    load_id = f"{kind}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    result = LoadResult(load_id, kind, str(path))
+    started = datetime.now(UTC)
+    sha = file_sha256(path)
+
+    def on_bytes(n: int) -> None:
+        if progress:
+            progress("read", n, size)
+
+    reader = open_reader(path, spec, fmt=fmt, mapping=mapping, chunk_rows=settings.chunk_rows,
+                         progress=on_bytes)
+    rejects: list[Reject] = []
+    wh.ensure_tables()
+    try:
+        wh.set_timezone(tz)
+    except StoreError:
+        raise ConfigError(f"unknown time zone {tz!r} (use an IANA name such as Europe/Paris)") from None
+    try:
+        with wh.transaction():
+            staged = None
+            for chunk in reader.chunks:
+                rejects.extend(chunk.rejects)
+                if chunk.table.num_rows or staged is None:
+                    staged = wh.stage(STAGE, chunk.table, append=staged is not None)
+            assert staged is not None
+            if progress:
+                progress("validate", 0, 1)
+            present = set(reader.column_map)
+            if reader.fmt in ("json", "jsonl"):  # a field is present if any record has it
+                nonnull = wh.to_arrow(staged.aggregate(
+                    **{f: staged[f].count() for f in present})).to_pylist()[0]
+                present = {f for f, n in nonnull.items() if n}
+            checked = wh.materialize(
+                CHECKED,
+                validate(staged, spec, extra_columns=reader.extra_columns,
+                         max_chars=settings.max_field_chars, present=present),
+            )
+            result.rows_read = wh.count(CHECKED) + len(rejects)
+            now = ibis.literal(datetime.now(UTC), type=TS)
+            ctx = _Ctx(wh, spec, result, load_id, str(path), source, now, settings.currency)
+            ctx.quarantine_rejects(rejects)
+            ctx.quarantine(checked.filter(checked[PROBLEMS].notnull()))
+            valid = checked.filter(checked[PROBLEMS].isnull())
+            if kind == "orders":
+                ctx.load_orders(valid, has_lines=bool(set(spec.line_fields) & present))
+            else:
+                ctx.load_keyed(valid)
+            result.problems = ctx.problem_counts()
+            wh.insert("loads", ibis.memtable(pa.table({
+                "load_id": [load_id], "kind": [kind], "path": [str(path)], "file_sha256": [sha],
+                "format": [reader.fmt], "source": [source], "rows_read": [result.rows_read],
+                "rows_loaded": [result.loaded], "lines_loaded": [result.lines_loaded],
+                "rows_duplicate": [result.duplicates], "rows_rejected": [result.rejected],
+                "started_at": pa.array([started], pa.timestamp("us", "UTC")),
+                "finished_at": pa.array([datetime.now(UTC)], pa.timestamp("us", "UTC")),
+            })))
+    finally:
+        wh.set_timezone("UTC")
+        wh.drop_staging(STAGE)
+        wh.drop_staging(CHECKED)
+    return result
+
+
+@dataclass
+class _Ctx:
+    wh: Warehouse
+    spec: KindSpec
+    result: LoadResult
+    load_id: str
+    path: str
+    source: str
+    now: ir.TimestampValue
+    currency: str
+
+    # -- quarantine --------------------------------------------------------------------------
+    def quarantine_rejects(self, rejects: list[Reject]) -> None:
+        if not rejects:
+            return
+        t = pa.table({
+            "line": pa.array([r.line for r in rejects], pa.int64()),
+            PROBLEMS: pa.array([r.problems for r in rejects], pa.string()),
+            REASON: pa.array([r.reason for r in rejects], pa.string()),
+            RECORD: pa.array([r.record for r in rejects], pa.string()),
+        })
+        self._insert_quarantine(ibis.memtable(t).rename(**{LINE: "line"}))
+
+    def quarantine(self, rows: ir.Table, reason: str | None = None, code: str | None = None) -> None:
+        if reason is not None:
+            rows = rows.mutate(**{PROBLEMS: _lit(code or "rejected"), REASON: _lit(reason)})
+        self._insert_quarantine(rows)
+
+    def _insert_quarantine(self, rows: ir.Table) -> None:
+        q = self.wh.table("quarantine")
+        # idempotent: the same file's same bad row with the same reason is recorded once
+        seen = q.filter(q.source_file == self.path).select("line", "problems")
+        rows = rows.select(line=rows[LINE], problems=rows[PROBLEMS], reason=rows[REASON],
+                           record=rows[RECORD])
+        fresh = rows.anti_join(seen, ["line", "problems"])
+        n_all = int(self.wh.execute(rows.count()))
+        if not n_all:
+            return
+        self.result.rejected += n_all
+        self.wh.insert("quarantine", fresh.mutate(
+            load_id=_lit(self.load_id), kind=_lit(self.spec.name), source_file=_lit(self.path),
+            quarantined_at=self.now,
+        ))
+
+    def problem_counts(self) -> dict[str, int]:
+        q = self.wh.table("quarantine")
+        mine = q.filter(q.source_file == self.path)
+        codes = mine.select(code=mine.problems.split("; ").unnest())
+        counts = self.wh.execute(codes.group_by("code").agg(n=codes.count()).order_by(ibis.desc("n")))
+        return {str(r.code): int(r.n) for r in counts.itertuples()} if self.result.rejected else {}
+
+    # -- events, products, customers, interactions --------------------------------------------
+    def load_keyed(self, valid: ir.Table) -> None:
+        kind = self.spec.name
+        canon = [f.name for f in self.spec.fields]
+        if kind in ("events", "interactions"):
+            key = "message_id" if kind == "events" else "interaction_id"
+            derived = _lit("h-") + _hash([valid[c] for c in canon if c != key] + [valid.extra])
+            valid = valid.mutate(**{key: valid[key].fill_null(derived)})
+            keys = [key]
+        else:
+            key = "source_id" if kind == "customers" else "product_id"
+            valid = valid.mutate(row_hash=_hash([valid[c] for c in canon] + [valid.extra]))
+            keys = [key, "row_hash"]
+        first = valid.mutate(_rn=ibis.row_number().over(group_by=keys, order_by=valid[LINE]))
+        first = first.filter(first._rn == 0).drop("_rn")
+        existing = self.wh.table(kind)
+        if kind in ("customers", "products"):
+            existing = existing.filter(existing.source == self.source)
+            latest = existing.mutate(_rn=ibis.row_number().over(
+                group_by=[key], order_by=[ibis.desc(existing.loaded_at), ibis.desc(existing.row_hash)]))
+            existing = latest.filter(latest._rn == 0)
+        new = first.anti_join(existing.select(*keys), keys)
+        n_valid = int(self.wh.execute(valid.count()))
+        n_new = int(self.wh.execute(new.count()))
+        self.result.loaded += n_new
+        self.result.duplicates += n_valid - n_new
+        self.wh.insert(kind, new.order_by(LINE).mutate(
+            source=_lit(self.source), load_id=_lit(self.load_id), loaded_at=self.now))
+
+    # -- orders: one row per order line or per order -------------------------------------------
+    def load_orders(self, valid: ir.Table, *, has_lines: bool) -> None:
+        checked = self.wh.table(CHECKED)
+        bad_ids = checked.filter(checked[PROBLEMS].notnull() & checked.order_id.notnull()).select(
+            "order_id").distinct()
+        sibling = valid.semi_join(bad_ids, "order_id")
+        self.quarantine(sibling, "order_id: another line of the same order was rejected, so the whole "
+                                 "order is held back", "order_incomplete")
+        valid = valid.anti_join(bad_ids, "order_id")
+        order_cols = [f.name for f in self.spec.fields if f.name not in self.spec.line_fields]
+        line_value = valid.quantity.cast("float64") * valid.unit_price - valid.line_discount.fill_null(0)
+        grouped = valid.group_by("order_id").aggregate(
+            **{c: valid[c].argmin(valid[LINE]) for c in order_cols if c != "order_id"},
+            extra=valid.extra.argmin(valid[LINE]),
+            _sum_lines=line_value.sum(),
+            _sum_disc=valid.line_discount.sum(),
+            _rows=valid.count(),
+            **{LINE: valid[LINE].min()},
+        )
+        orders = grouped.mutate(
+            amount=grouped.amount.fill_null(grouped._sum_lines),
+            discount=grouped.discount.fill_null(grouped._sum_disc),
+            currency=grouped.currency.upper().fill_null(self.currency),
+            status=grouped.status.fill_null("completed"),
+        )
+        orders = orders.mutate(row_hash=_hash([orders[c] for c in order_cols] + [orders.extra]))
+        orders = self.wh.materialize("_segone_orders", orders)
+        existing = self.wh.table("orders").select("order_id", old_hash="row_hash")
+        joined = orders.left_join(existing, "order_id")
+        conflict_ids = joined.filter(joined.old_hash.notnull() & (joined.old_hash != joined.row_hash)).select("order_id")
+        same = joined.filter(joined.old_hash == joined.row_hash)
+        self.quarantine(valid.semi_join(conflict_ids, "order_id"),
+                        "order_id: already loaded with different order-level values; orders are "
+                        "immutable, send changes (returns, cancellations) as new orders",
+                        "order_conflict")
+        dup_rows = int(self.wh.execute(same._rows.sum().fill_null(0)))
+        new = self.wh.materialize("_segone_new_orders", orders.anti_join(existing, "order_id"))
+        n_new = int(self.wh.execute(new.count()))
+        n_rows_new = int(self.wh.execute(new._rows.sum().fill_null(0)))
+        self.result.loaded += n_new
+        # rows of one order beyond the first are part of it, not duplicates, in an order-level file
+        self.result.duplicates += dup_rows + (0 if has_lines else n_rows_new - n_new)
+        meta = {"source": _lit(self.source), "load_id": _lit(self.load_id), "loaded_at": self.now}
+        self.wh.insert("orders", new.order_by(LINE).mutate(**meta))
+        if has_lines:
+            lines = valid.semi_join(new, "order_id")
+            lines = lines.mutate(line_number=lines.line_number.fill_null(
+                ibis.row_number().over(group_by="order_id", order_by=lines[LINE]) + 1),
+                returned_quantity=lines.returned_quantity.fill_null(0),
+                line_discount=lines.line_discount.fill_null(0.0))
+            self.result.lines_loaded += int(self.wh.execute(lines.count()))
+            self.wh.insert("order_lines", lines.order_by(LINE).mutate(**meta))
+        self.wh.drop_staging("_segone_orders")
+        self.wh.drop_staging("_segone_new_orders")
+
+
+__all__ = ["LoadResult", "file_sha256", "ingest_file", "TABLES"]

@@ -1,0 +1,326 @@
+"""Readers: stream a CSV, Parquet, JSON Lines or JSON file as Arrow chunks of canonical columns.
+
+A reader never validates values (the warehouse does that for all rows at once); it only
+reports records it cannot parse at all (a CSV row with the wrong number of fields, a line that
+is not JSON, an oversize Segment message), each with its line number.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from segone.exceptions import FileFormatError
+from segone.ingest import segment
+from segone.ingest.kinds import KindSpec
+from segone.ingest.mapping import ColumnMap, require_columns, resolve
+
+FORMATS = ("csv", "parquet", "jsonl", "json")
+LINE = "_line"
+EXTRA_JSON = "_extra"
+EXTRA_PREFIX = "_x_"
+
+
+@dataclass
+class Reject:
+    line: int
+    problems: str
+    reason: str
+    record: str
+
+
+@dataclass
+class Chunk:
+    table: pa.Table
+    rejects: list[Reject] = field(default_factory=list)
+
+
+@dataclass
+class Reader:
+    """An opened file: its chunks, and how staged columns map back to the user's names."""
+
+    fmt: str
+    chunks: Iterator[Chunk]
+    extra_columns: dict[str, str]  # staged name -> original column name (csv/parquet)
+    column_map: dict[str, str]
+
+
+Progress = Callable[[int], None]  # called with bytes consumed so far
+
+
+def detect_format(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    ext = suffixes[-1] if suffixes else ""
+    table = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet",
+             ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
+    if ext not in table:
+        raise FileFormatError(
+            f"cannot tell the format of {path.name} from its extension; pass --format "
+            f"({', '.join(FORMATS)})"
+        )
+    return table[ext]
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rb")
+    return open(path, "rb")  # noqa: SIM115 - caller closes
+
+
+def open_reader(
+    path: Path,
+    spec: KindSpec,
+    *,
+    fmt: str | None,
+    mapping: Mapping[str, str],
+    chunk_rows: int,
+    progress: Progress | None = None,
+) -> Reader:
+    fmt = fmt or detect_format(path)
+    if fmt not in FORMATS:
+        raise FileFormatError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "csv":
+        return _csv_reader(path, spec, mapping, chunk_rows, progress)
+    if fmt == "parquet":
+        return _parquet_reader(path, spec, mapping, chunk_rows, progress)
+    return _json_reader(path, spec, fmt, mapping, chunk_rows, progress)
+
+
+# -- CSV and Parquet: map columns once from the header -----------------------------------------
+def _rename(table: pa.Table, cmap: ColumnMap, extra_names: dict[str, str], first_line: np.ndarray) -> pa.Table:
+    cols, names = [], []
+    for canon, src in cmap.canonical.items():
+        cols.append(table.column(src))
+        names.append(canon)
+    for staged, src in extra_names.items():
+        cols.append(table.column(src))
+        names.append(staged)
+    cols.append(pa.array(first_line, pa.int64()))
+    names.append(LINE)
+    return pa.Table.from_arrays(cols, names=names)
+
+
+def _sniff_csv(path: Path) -> tuple[list[str], str]:
+    with _open_binary(path) as fb:
+        head = fb.read(1 << 16)
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = head.decode("utf-8-sig", errors="ignore")
+    first = text.splitlines()[0] if text.strip() else ""
+    if not first:
+        raise FileFormatError(f"{path.name} is empty: a CSV file needs a header line")
+    counts = {d: first.count(d) for d in [",", ";", "\t", "|"]}
+    delim = max(counts, key=lambda d: counts[d]) if max(counts.values()) > 0 else ","
+    header = next(csv.reader(io.StringIO(first), delimiter=delim))
+    header = [h.strip() for h in header]
+    if len(set(header)) != len(header):
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        raise FileFormatError(f"{path.name}: duplicate column name(s) in the header: {dupes}")
+    if any(h == "" for h in header):
+        raise FileFormatError(f"{path.name}: the header has an empty column name")
+    return header, delim
+
+
+def _csv_reader(path: Path, spec: KindSpec, mapping: Mapping[str, str], chunk_rows: int,
+                progress: Progress | None) -> Reader:
+    header, delim = _sniff_csv(path)
+    cmap = resolve(spec, header, mapping)
+    require_columns(spec, cmap, header)
+    extra_names = {f"{EXTRA_PREFIX}{i}": c for i, c in enumerate(cmap.extra)}
+
+    def chunks() -> Iterator[Chunk]:
+        bad: list[Reject] = []
+        bad_lines: set[int] = set()
+
+        def on_invalid(row: Any) -> str:
+            line = int(row.number) if row.number is not None else -1
+            bad_lines.add(line)
+            bad.append(Reject(
+                line, "wrong_field_count",
+                f"line {line}: expected {row.expected_columns} fields, found {row.actual_columns}",
+                orjson.dumps({"text": row.text[:2000]}).decode(),
+            ))
+            return "skip"
+
+        raw = open(path, "rb")  # noqa: SIM115 - closed in finally
+        try:
+            stream = pa.CompressedInputStream(raw, "gzip") if path.suffix.lower() == ".gz" else raw
+            reader = pacsv.open_csv(
+                stream,
+                read_options=pacsv.ReadOptions(
+                    use_threads=False, column_names=header, skip_rows=1,
+                    block_size=max(1 << 20, min(64 << 20, chunk_rows * 200)), encoding="utf8",
+                ),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=delim, newlines_in_values=True, invalid_row_handler=on_invalid
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={h: pa.string() for h in header},
+                    strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=True,
+                ),
+            )
+            next_line = 2  # the header is line 1
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    break
+                except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+                    raise FileFormatError(
+                        f"{path.name}: cannot read past line {next_line}: {exc}"
+                    ) from None
+                n = batch.num_rows
+                skip = sorted(x for x in bad_lines if x >= next_line)
+                cand = np.arange(next_line, next_line + n + len(skip), dtype=np.int64)
+                if skip:
+                    cand = cand[~np.isin(cand, np.array(skip, dtype=np.int64))]
+                lines = cand[:n]
+                if n:
+                    next_line = int(lines[-1]) + 1
+                bad_lines.difference_update(x for x in skip if x < next_line)
+                table = _rename(pa.Table.from_batches([batch]), cmap, extra_names, lines)
+                yield Chunk(table, bad)
+                bad = []
+                if progress:
+                    progress(raw.tell())
+            if bad:
+                yield Chunk(_rename(_empty(header), cmap, extra_names, np.array([], np.int64)), bad)
+        finally:
+            raw.close()
+
+    return Reader("csv", chunks(), extra_names, cmap.canonical)
+
+
+def _empty(header: list[str]) -> pa.Table:
+    return pa.table({h: pa.array([], pa.string()) for h in header})
+
+
+def _parquet_reader(path: Path, spec: KindSpec, mapping: Mapping[str, str], chunk_rows: int,
+                    progress: Progress | None) -> Reader:
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise FileFormatError(f"{path.name} is not a readable Parquet file: {exc}") from None
+    header = pf.schema_arrow.names
+    cmap = resolve(spec, header, mapping)
+    require_columns(spec, cmap, header)
+    extra_names = {f"{EXTRA_PREFIX}{i}": c for i, c in enumerate(cmap.extra)}
+    size = max(path.stat().st_size, 1)
+    total = max(pf.metadata.num_rows, 1)
+
+    def chunks() -> Iterator[Chunk]:
+        line = 1
+        for batch in pf.iter_batches(batch_size=chunk_rows):
+            n = batch.num_rows
+            table = _rename(pa.Table.from_batches([batch]), cmap, extra_names,
+                            np.arange(line, line + n, dtype=np.int64))
+            line += n
+            yield Chunk(table)
+            if progress:
+                progress(int(size * min(1.0, (line - 1) / total)))
+
+    return Reader("parquet", chunks(), extra_names, cmap.canonical)
+
+
+# -- JSON Lines and JSON: per record, keys mapped with a cache ---------------------------------
+def _json_reader(path: Path, spec: KindSpec, fmt: str, mapping: Mapping[str, str], chunk_rows: int,
+                 progress: Progress | None) -> Reader:
+    is_events = spec.name == "events"
+    fields = list(segment.FIELDS) if is_events else spec.names
+    cache: dict[frozenset[str], ColumnMap] = {}
+
+    def to_row(rec: Any, line: int) -> tuple[dict[str, str | None] | None, Reject | None]:
+        if not isinstance(rec, dict):
+            return None, Reject(line, "not_an_object", f"line {line}: a record must be a JSON object",
+                                orjson.dumps(rec).decode()[:2000])
+        if is_events:
+            return segment.flatten(rec), None
+        keys = frozenset(rec)
+        cmap = cache.get(keys)
+        if cmap is None:
+            cmap = cache[keys] = resolve(spec, list(rec), mapping if set(mapping.values()) <= keys else {
+                k: v for k, v in mapping.items() if v in keys})
+        row: dict[str, str | None] = {f: segment._text(rec.get(src)) for f, src in cmap.canonical.items()}
+        extra = {k: rec[k] for k in cmap.extra}
+        row["_extra"] = orjson.dumps(extra).decode() if extra else None
+        return row, None
+
+    def build(rows: list[dict[str, str | None]], lines: list[int]) -> pa.Table:
+        cols = {f: pa.array([r.get(f) for r in rows], pa.string()) for f in fields}
+        cols[EXTRA_JSON] = pa.array([r.get("_extra") for r in rows], pa.string())
+        cols[LINE] = pa.array(lines, pa.int64())
+        return pa.table(cols)
+
+    def records() -> Iterator[tuple[int, Any, bytes | None, Reject | None]]:
+        if fmt == "json":
+            with _open_binary(path) as fb:
+                data = fb.read()
+            try:
+                doc = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                doc = None  # maybe JSON Lines with a .json name
+            if doc is not None:
+                for i, rec in enumerate(segment.messages_of(doc) if is_events else
+                                        (doc if isinstance(doc, list) else [doc]), start=1):
+                    yield i, rec, None, None
+                if progress:
+                    progress(len(data))
+                return
+        with _open_binary(path) as fb:
+            consumed = 0
+            for i, raw in enumerate(fb, start=1):
+                consumed += len(raw)
+                if progress and i % 50_000 == 0:
+                    progress(consumed)
+                stripped = raw.strip()
+                if not stripped:
+                    continue
+                if is_events and len(stripped) > segment.MAX_MESSAGE_BYTES:
+                    yield i, None, None, Reject(
+                        i, "message_too_large",
+                        f"line {i}: message is {len(stripped)} bytes, over the 32 KB limit per message",
+                        orjson.dumps({"text": stripped[:2000].decode("utf-8", "replace")}).decode())
+                    continue
+                try:
+                    rec = orjson.loads(stripped)
+                except orjson.JSONDecodeError as exc:
+                    yield i, None, None, Reject(
+                        i, "malformed_json", f"line {i}: not valid JSON ({exc})",
+                        orjson.dumps({"text": stripped[:2000].decode("utf-8", "replace")}).decode())
+                    continue
+                yield i, rec, stripped, None
+            if progress:
+                progress(consumed)
+
+    def chunks() -> Iterator[Chunk]:
+        rows: list[dict[str, str | None]] = []
+        lines: list[int] = []
+        rejects: list[Reject] = []
+        for i, rec, _raw, rej in records():
+            if rej is None:
+                row, rej = to_row(rec, i)
+                if row is not None:
+                    rows.append(row)
+                    lines.append(i)
+            if rej is not None:
+                rejects.append(rej)
+            if len(rows) >= chunk_rows:
+                yield Chunk(build(rows, lines), rejects)
+                rows, lines, rejects = [], [], []
+        yield Chunk(build(rows, lines), rejects)
+
+    return Reader(fmt, chunks(), {}, {f: f for f in fields})

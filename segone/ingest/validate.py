@@ -1,0 +1,213 @@
+"""Row validation as Ibis expressions: parse every canonical field of a staged chunk to its type
+and say, per row, what is wrong with it. Runs in the warehouse for all rows at once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
+
+from segone.ingest.kinds import Field, KindSpec
+from segone.ingest.readers import EXTRA_JSON, LINE
+from segone.schema import TS
+
+TRUE = ("true", "t", "yes", "y", "1", "on")
+FALSE = ("false", "f", "no", "n", "0", "off")
+PROBLEMS = "_problems"
+REASON = "_reason"
+RECORD = "_record"
+
+
+@ibis.udf.scalar.builtin
+def json_type(x: dt.JSON) -> str:  # type: ignore[empty-body]
+    """DuckDB's json_type(): OBJECT, ARRAY, VARCHAR, … (engine built-in)."""
+
+
+@dataclass
+class Check:
+    cond: ir.BooleanValue
+    code: str
+    message: ir.StringValue
+
+
+def _lit(s: str) -> ir.StringValue:
+    return ibis.literal(s, type="string")
+
+
+def _shown(s: ir.StringValue) -> ir.StringValue:
+    return _lit("'") + s.substr(0, 40) + _lit("'")
+
+
+def clean(col: ir.Value) -> ir.StringValue:
+    """Any staged column as trimmed text, empty text as null."""
+    t = col.type()
+    if t.is_nested():
+        col = col.cast("json")
+    s = col if t.is_string() else col.cast("string")
+    s = s.strip()
+    return s.nullif("")
+
+
+def parse(f: Field, s: ir.StringValue, max_chars: int) -> tuple[ir.Value, list[Check]]:
+    """The typed value of field ``f`` from text ``s``, and the checks it must pass."""
+    checks: list[Check] = []
+    name = f.name
+    if f.kind in ("string", "enum", "json"):
+        n = s.length()
+        checks.append(Check(n > max_chars, f"too_long({name})",
+                            _lit(f"{name}: ") + n.cast("string") + _lit(f" characters, over the limit of {max_chars}")))
+    if f.kind == "string":
+        value: ir.Value = s
+    elif f.kind == "enum":
+        value = s.lower()
+        checks.append(Check(value.notnull() & ~value.isin(list(f.choices)), f"invalid_choice({name})",
+                            _lit(f"{name}: ") + _shown(s) + _lit(f" is not one of {', '.join(f.choices)}")))
+    elif f.kind in ("int", "float"):
+        text = s.re_replace(r"^[$€£]\s*", "") if f.kind == "float" else s
+        num = text.try_cast("float64")
+        bad = num.isnull() | num.isnan() | num.isinf()
+        what = "a number"
+        if f.kind == "int":
+            bad = bad | (num != num.floor())
+            what = "a whole number"
+        bad = s.notnull() & bad
+        checks.append(Check(bad, f"not_a_number({name})", _lit(f"{name}: ") + _shown(s) + _lit(f" is not {what}")))
+        value = ibis.ifelse(bad, ibis.null("float64"), num)
+        if f.kind == "int":
+            value = value.cast("int64")
+        if f.minimum is not None:
+            checks.append(Check(value < f.minimum, f"below_minimum({name})",
+                                _lit(f"{name}: ") + _shown(s) + _lit(f" is below the minimum {f.minimum:g}")))
+        if f.maximum is not None:
+            checks.append(Check(value > f.maximum, f"above_maximum({name})",
+                                _lit(f"{name}: ") + _shown(s) + _lit(f" is above the maximum {f.maximum:g}")))
+    elif f.kind == "timestamp":
+        secs = s.re_search(r"^\d{9,10}(\.\d+)?$")
+        millis = s.re_search(r"^\d{12,13}$")
+        iso = s.try_cast(TS)
+        as_num = s.try_cast("float64")
+        value = (
+            ibis.cases(
+                (secs, (as_num * 1_000).cast("int64").as_timestamp("ms").cast(TS)),
+                (millis, as_num.cast("int64").as_timestamp("ms").cast(TS)),
+                else_=iso,
+            )
+        )
+        checks.append(Check(s.notnull() & value.isnull(), f"invalid_timestamp({name})",
+                            _lit(f"{name}: cannot read ") + _shown(s) + _lit(" as a date and time")))
+        year = value.year()
+        checks.append(Check((year < 1900) | (year > 2200), f"out_of_range({name})",
+                            _lit(f"{name}: ") + _shown(s) + _lit(" is outside 1900-2200")))
+    elif f.kind == "date":
+        value = s.try_cast("date")
+        checks.append(Check(s.notnull() & value.isnull(), f"invalid_date({name})",
+                            _lit(f"{name}: cannot read ") + _shown(s) + _lit(" as a date (YYYY-MM-DD)")))
+        checks.append(Check((value.year() < 1900) | (value > ibis.today()), f"out_of_range({name})",
+                            _lit(f"{name}: ") + _shown(s) + _lit(" is before 1900 or in the future")))
+    elif f.kind == "bool":
+        low = s.lower()
+        value = ibis.cases((low.isin(list(TRUE)), True), (low.isin(list(FALSE)), False),
+                           else_=ibis.null("boolean"))
+        checks.append(Check(s.notnull() & value.isnull(), f"not_a_boolean({name})",
+                            _lit(f"{name}: ") + _shown(s) + _lit(" is not true/false/yes/no/1/0")))
+    elif f.kind == "json":
+        value = s.try_cast("json")
+        checks.append(Check(s.notnull() & (value.isnull() | (json_type(value) != "OBJECT")),
+                            f"not_a_json_object({name})",
+                            _lit(f"{name}: ") + _shown(s) + _lit(" is not a JSON object")))
+    else:  # pragma: no cover - specs are static
+        raise ValueError(f"unknown field kind {f.kind}")
+    if f.required:
+        checks.append(Check(s.isnull(), f"missing({name})", _lit(f"{name}: missing")))
+    return value, checks
+
+
+def kind_checks(spec: KindSpec, v: Mapping[str, ir.Value], present: set[str]) -> list[Check]:
+    """Rules across fields of one row."""
+    checks: list[Check] = []
+    if spec.any_of:
+        none = ibis.and_(*[v[f].isnull() for f in spec.any_of])
+        checks.append(Check(none, "missing_identity(" + "|".join(spec.any_of) + ")",
+                            _lit(f"none of {', '.join(spec.any_of)}: the row must say who it is about")))
+    if spec.name == "events":
+        typ = v["type"]
+        for t, need in [("track", ["event"]), ("alias", ["previous_id", "user_id"]), ("group", ["group_id"])]:
+            for n in need:
+                checks.append(Check((typ == t) & v[n].isnull(), f"missing({n})",
+                                    _lit(f"{n}: missing, a {t} call needs it")))
+    if spec.name == "orders":
+        if "returned_quantity" in present and "quantity" in present:
+            checks.append(Check(v["returned_quantity"] > v["quantity"], "returned_exceeds_quantity",
+                                _lit("returned_quantity: more units returned than bought")))
+        if set(spec.line_fields) & present and "product_id" in present:
+            checks.append(Check(v["product_id"].isnull(), "missing(product_id)",
+                                _lit("product_id: missing on an order line")))
+    return checks
+
+
+def validate(
+    staged: ibis.Table,
+    spec: KindSpec,
+    *,
+    extra_columns: Mapping[str, str],
+    max_chars: int,
+    present: set[str],
+) -> ibis.Table:
+    """Typed canonical columns plus ``_line``, ``extra``, ``_problems`` and ``_reason`` per row.
+
+    Fields the file does not have are null. ``_problems`` is null for a valid row.
+    """
+    values: dict[str, ir.Value] = {}
+    checks: list[Check] = []
+    for f in spec.fields:
+        if f.name in staged.columns:
+            value, cs = parse(f, clean(staged[f.name]), max_chars)
+            checks.extend(cs)
+        else:
+            value = ibis.null(_target_type(f))
+            if f.required:
+                checks.append(Check(ibis.literal(True), f"missing({f.name})", _lit(f"{f.name}: missing")))
+        values[f.name] = value
+    checks.extend(kind_checks(spec, values, present))
+    if EXTRA_JSON in staged.columns:
+        extra: ir.Value = staged[EXTRA_JSON].try_cast("json")
+    elif extra_columns:
+        extra = ibis.struct({orig: clean(staged[col]) for col, orig in extra_columns.items()}).cast("json")
+    else:
+        extra = ibis.null("json")
+    extra_len = extra.cast("string").length()
+    checks.append(Check(extra_len > max_chars, "too_long(extra)",
+                        _lit("extra columns: ") + extra_len.cast("string")
+                        + _lit(f" characters together, over the limit of {max_chars}")))
+    problems = _lit("; ").join([ibis.ifelse(c.cond, _lit(c.code), ibis.null("string")) for c in checks])
+    reasons = _lit("; ").join([ibis.ifelse(c.cond, c.message, ibis.null("string")) for c in checks])
+    return staged.select(
+        **values,
+        extra=extra,
+        **{
+            LINE: staged[LINE],
+            PROBLEMS: problems.nullif(""),
+            REASON: reasons.nullif(""),
+            RECORD: record_json(staged, extra_columns),
+        },
+    )
+
+
+def record_json(staged: ibis.Table, extra_columns: Mapping[str, str]) -> ir.StringValue:
+    """The staged row as JSON text, with the user's own column names, for the quarantine."""
+    fields = {}
+    for c in staged.columns:
+        if c == LINE:
+            continue
+        fields[extra_columns.get(c, c)] = staged[c]
+    return ibis.struct(fields).cast("json").cast("string")
+
+
+def _target_type(f: Field) -> dt.DataType:
+    return {
+        "string": dt.string, "enum": dt.string, "int": dt.int64, "float": dt.float64,
+        "timestamp": TS, "date": dt.date, "bool": dt.boolean, "json": dt.json,
+    }[f.kind]

@@ -1,0 +1,43 @@
+"""A segone project: a directory with ``segone.toml`` and the embedded warehouse."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from segone.config import CONFIG_FILE, DEFAULT_TOML, Settings
+from segone.exceptions import ProjectError
+from segone.store.duckdb import DuckDBWarehouse
+
+
+@dataclass
+class Project:
+    settings: Settings
+
+    @property
+    def root(self) -> Path:
+        return self.settings.root
+
+    @classmethod
+    def init(cls, root: str | Path, *, exist_ok: bool = False) -> Project:
+        """Create ``root`` with a default ``segone.toml`` and an empty warehouse."""
+        root = Path(root)
+        cfg = root / CONFIG_FILE
+        if cfg.exists() and not exist_ok:
+            raise ProjectError(f"{root} is already a segone project ({CONFIG_FILE} exists)")
+        root.mkdir(parents=True, exist_ok=True)
+        if not cfg.exists():
+            cfg.write_text(DEFAULT_TOML, encoding="utf-8")
+        project = cls(Settings.load(root))
+        with project.warehouse() as wh:
+            wh.ensure_tables()
+        return project
+
+    @classmethod
+    def open(cls, root: str | Path) -> Project:
+        return cls(Settings.load(root))
+
+    def warehouse(self, *, read_only: bool = False) -> DuckDBWarehouse:
+        s = self.settings
+        return DuckDBWarehouse(s.warehouse_path, threads=s.warehouse.threads,
+                               memory_limit=s.warehouse.memory_limit, read_only=read_only)

@@ -1,0 +1,167 @@
+"""The canonical data model: every raw warehouse table, its columns, types and meaning.
+
+This module is the single source of truth: tables are created from it, ingestion validates
+against it, and a test checks that docs/data-model.md documents every column listed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.datatypes as dt
+
+TS = dt.Timestamp(timezone="UTC")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: dt.DataType
+    doc: str
+
+
+def _c(name: str, dtype: dt.DataType | str, doc: str) -> Column:
+    return Column(name, dt.dtype(dtype) if isinstance(dtype, str) else dtype, doc)
+
+
+_LOAD = [
+    _c("source", "string", "Name of the system the row came from (`--source`, default: the file's stem)."),
+    _c("load_id", "string", "Id of the load batch that inserted the row (see `loads`)."),
+    _c("loaded_at", TS, "When the row was committed to the warehouse (UTC)."),
+]
+
+TABLES: dict[str, list[Column]] = {
+    "events": [
+        _c("message_id", "string", "Segment messageId; unique. Derived from a hash of the message when absent."),
+        _c("type", "string", "identify, track, page, screen, group or alias."),
+        _c("event", "string", "Event name of a track call (e.g. 'Order Completed'); null otherwise."),
+        _c("name", "string", "Page or screen name of a page/screen call."),
+        _c("user_id", "string", "Your stable id for a known user (Segment userId)."),
+        _c("anonymous_id", "string", "Device or cookie id (Segment anonymousId)."),
+        _c("group_id", "string", "Account/company id of a group call."),
+        _c("previous_id", "string", "Previous id of an alias call."),
+        _c("traits", "json", "Traits of identify/group calls (top level or context.traits), JSON."),
+        _c("properties", "json", "Properties of track/page/screen calls, JSON."),
+        _c("context", "json", "Segment context object (ip, user agent, campaign, …), JSON."),
+        _c("timestamp", TS, "When the event happened, UTC."),
+        _c("sent_at", TS, "When the client sent it (Segment sentAt), UTC."),
+        _c("received_at", TS, "When segone (or the exporting system) received it, UTC."),
+        _c("extra", "json", "Fields that matched no canonical column, kept verbatim."),
+        *_LOAD,
+    ],
+    "orders": [
+        _c("order_id", "string", "Order id; unique across the warehouse."),
+        _c("customer_id", "string", "The source system's customer id for the buyer, if any."),
+        _c("user_id", "string", "The buyer's user id (as in events), if known."),
+        _c("email", "string", "The buyer's e-mail, if known (PII)."),
+        _c("phone", "string", "The buyer's phone, if known (PII)."),
+        _c("loyalty_id", "string", "The buyer's loyalty card id, if known."),
+        _c("anonymous_id", "string", "Device or cookie id the order was placed from, if known."),
+        _c("ts", TS, "When the order was placed, UTC."),
+        _c("amount", "float64", "Amount paid after discounts (sum of lines when not given)."),
+        _c("discount", "float64", "Total discount on the order (>= 0; sum of line discounts when not given)."),
+        _c("currency", "string", "ISO 4217 code; the project's default currency when absent."),
+        _c("channel", "string", "Sales channel: web, app, store, phone, marketplace, …"),
+        _c("status", "string", "completed, returned, cancelled or partially_returned (default completed)."),
+        _c("coupon", "string", "Promotion or coupon code used, if any."),
+        _c("row_hash", "string", "Hash of the order-level fields; a re-sent order with other content is quarantined."),
+        _c("extra", "json", "Order-level fields that matched no canonical column."),
+        *_LOAD,
+    ],
+    "order_lines": [
+        _c("order_id", "string", "Order the line belongs to."),
+        _c("line_number", "int64", "1-based position of the line within its order."),
+        _c("product_id", "string", "Product bought."),
+        _c("category", "string", "Category path of the product at the time of sale ('A > B > C')."),
+        _c("quantity", "int64", "Units bought (> 0)."),
+        _c("unit_price", "float64", "Full (list) price per unit (>= 0)."),
+        _c("line_discount", "float64", "Discount on the whole line (>= 0)."),
+        _c("returned_quantity", "int64", "Units later returned (0..quantity)."),
+        _c("extra", "json", "Line-level fields that matched no canonical column."),
+        *_LOAD,
+    ],
+    "products": [
+        _c("product_id", "string", "Product id."),
+        _c("name", "string", "Product name."),
+        _c("category", "string", "Category path, levels separated by ' > '."),
+        _c("price", "float64", "List price (>= 0)."),
+        _c("brand", "string", "Brand."),
+        _c("row_hash", "string", "Hash of the record; a changed product is appended as a new version."),
+        _c("extra", "json", "Other product attributes."),
+        *_LOAD,
+    ],
+    "customers": [
+        _c("source_id", "string", "The record's id in its source system (CRM id, shop customer id, …)."),
+        _c("user_id", "string", "User id, when the source knows it."),
+        _c("first_name", "string", "Given name (PII)."),
+        _c("last_name", "string", "Family name (PII)."),
+        _c("full_name", "string", "Name as one string when the source does not split it (PII)."),
+        _c("email", "string", "E-mail address as given (PII)."),
+        _c("phone", "string", "Phone number as given (PII)."),
+        _c("address", "string", "Street address (PII)."),
+        _c("city", "string", "City."),
+        _c("postcode", "string", "Postal code."),
+        _c("country", "string", "Country (name or ISO code)."),
+        _c("birth_date", "date", "Date of birth (PII)."),
+        _c("social_handle", "string", "Social network handle, e.g. '@jane' (PII)."),
+        _c("loyalty_id", "string", "Loyalty programme card id."),
+        _c("company", "string", "Employer or account name (B2B)."),
+        _c("crm_stage", "string", "CRM lifecycle stage: lead, opportunity, customer, …"),
+        _c("consent_email", "boolean", "Consent to marketing e-mail (null = unknown)."),
+        _c("consent_sms", "boolean", "Consent to marketing SMS (null = unknown)."),
+        _c("consent_push", "boolean", "Consent to push notifications (null = unknown)."),
+        _c("created_at", TS, "When the source created the record, UTC."),
+        _c("updated_at", TS, "When the source last changed the record, UTC."),
+        _c("row_hash", "string", "Hash of the record; a changed record is appended as a new version."),
+        _c("extra", "json", "Other attributes of the record."),
+        *_LOAD,
+    ],
+    "interactions": [
+        _c("interaction_id", "string", "Id of the post/review/ticket; derived from a hash when absent."),
+        _c("kind", "string", "post, comment, review, ticket, follow, …"),
+        _c("channel", "string", "Where it happened: instagram, x, facebook, site, support, …"),
+        _c("author_handle", "string", "Author's social handle (PII)."),
+        _c("author_email", "string", "Author's e-mail (PII)."),
+        _c("author_user_id", "string", "Author's user id."),
+        _c("author_customer_id", "string", "Author's id in the source system."),
+        _c("text", "string", "The free text (PII possible)."),
+        _c("rating", "int64", "Star rating 1..5 for reviews."),
+        _c("product_id", "string", "Product the text is about, if any."),
+        _c("ts", TS, "When it was written, UTC."),
+        _c("extra", "json", "Other fields."),
+        *_LOAD,
+    ],
+    "quarantine": [
+        _c("load_id", "string", "Load batch that rejected the row."),
+        _c("kind", "string", "Kind being ingested (events, orders, …)."),
+        _c("source_file", "string", "Path of the file the row came from."),
+        _c("line", "int64", "Record number in the file (1-based; a CSV header is line 1)."),
+        _c("problems", "string", "Machine-readable problem codes, e.g. 'invalid_timestamp(ts)'."),
+        _c("reason", "string", "Human-readable reason naming the field and the bad value."),
+        _c("record", "string", "The rejected record as read (JSON), so it can be fixed and re-sent."),
+        _c("quarantined_at", TS, "When the row was quarantined, UTC."),
+    ],
+    "loads": [
+        _c("load_id", "string", "Id of the load batch."),
+        _c("kind", "string", "Kind ingested."),
+        _c("path", "string", "File ingested."),
+        _c("file_sha256", "string", "SHA-256 of the file's bytes."),
+        _c("format", "string", "csv, parquet, jsonl or json."),
+        _c("source", "string", "Source name given to the rows."),
+        _c("rows_read", "int64", "Records read from the file."),
+        _c("rows_loaded", "int64", "New rows committed (order lines count in `lines_loaded`)."),
+        _c("lines_loaded", "int64", "Order lines committed (orders only)."),
+        _c("rows_duplicate", "int64", "Rows skipped because they were already loaded (idempotency)."),
+        _c("rows_rejected", "int64", "Rows sent to quarantine."),
+        _c("started_at", TS, "Load start, UTC."),
+        _c("finished_at", TS, "Load commit, UTC."),
+    ],
+}
+
+RAW_KINDS = ("events", "orders", "products", "customers", "interactions")
+
+
+def table_schema(name: str) -> ibis.Schema:
+    """The Ibis schema of canonical table ``name``."""
+    return ibis.schema({c.name: c.dtype for c in TABLES[name]})

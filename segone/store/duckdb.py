@@ -1,0 +1,130 @@
+"""The embedded warehouse: a DuckDB file driven through Ibis, hardened for offline use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import ibis
+import pyarrow as pa
+
+from segone.exceptions import StoreError
+from segone.store.base import Warehouse
+
+
+class DuckDBWarehouse(Warehouse):
+    """A DuckDB database file (or ``":memory:"``).
+
+    Extension auto-install and auto-load are off: every extension other than the built-in
+    parquet, json and icu would need a download, which must never happen at run time.
+    """
+
+    def __init__(
+        self,
+        path: str | Path = ":memory:",
+        *,
+        threads: int = 2,
+        memory_limit: str = "4GB",
+        read_only: bool = False,
+    ) -> None:
+        self.path = str(path)
+        try:
+            self._con = ibis.duckdb.connect(
+                self.path,
+                read_only=read_only,
+                threads=threads,
+                memory_limit=memory_limit,
+                autoinstall_known_extensions=False,
+                autoload_known_extensions=False,
+            )
+        except duckdb.IOException as exc:
+            msg = str(exc).splitlines()[0]
+            if "lock" in msg.lower():
+                raise StoreError(
+                    f"the warehouse {self.path} is in use by another segone process; "
+                    "wait for it to finish"
+                ) from None
+            raise StoreError(f"cannot open warehouse {self.path}: {msg}") from None
+        self._raw("SET TimeZone = 'UTC'")
+        self._raw("SET preserve_insertion_order = true")
+
+    @property
+    def backend(self) -> Any:
+        return self._con
+
+    def _raw(self, sql: str) -> None:
+        try:
+            self._con.raw_sql(sql)
+        except duckdb.Error as exc:
+            raise StoreError(str(exc), sql) from None
+
+    def execute(self, expr: ibis.Expr) -> Any:
+        try:
+            return self._con.execute(expr)
+        except duckdb.Error as exc:
+            raise StoreError(str(exc), _sql(expr)) from None
+
+    def to_arrow(self, expr: ibis.Table) -> pa.Table:
+        try:
+            return self._con.to_pyarrow(expr)
+        except duckdb.Error as exc:
+            raise StoreError(str(exc), _sql(expr)) from None
+
+    def insert(self, name: str, expr: ibis.Table) -> None:
+        target = self._con.table(name).schema()
+        expr = expr.select(
+            *[
+                expr[c].cast(t).name(c) if c in expr.columns else ibis.null(t).name(c)
+                for c, t in target.items()
+            ]
+        )
+        try:
+            self._con.insert(name, expr)
+        except duckdb.Error as exc:
+            raise StoreError(str(exc), _sql(expr)) from None
+
+    def stage(self, name: str, data: pa.Table, *, append: bool) -> ibis.Table:
+        try:
+            if append:
+                self._con.insert(name, data)
+            else:
+                self._con.create_table(name, obj=data, temp=True, overwrite=True)
+        except duckdb.Error as exc:
+            raise StoreError(f"staging {name}: {exc}") from None
+        return self._con.table(name)
+
+    def materialize(self, name: str, expr: ibis.Table) -> ibis.Table:
+        try:
+            self._con.create_table(name, obj=expr, temp=True, overwrite=True)
+        except duckdb.Error as exc:
+            raise StoreError(str(exc), _sql(expr)) from None
+        return self._con.table(name)
+
+    def set_timezone(self, tz: str) -> None:
+        self._raw(f"SET TimeZone = '{tz.replace(chr(39), '')}'")
+
+    def drop_staging(self, name: str) -> None:
+        self._raw(f'DROP TABLE IF EXISTS "{name}"')
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self._raw("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self._raw("ROLLBACK")
+            raise
+        self._raw("COMMIT")
+
+    def close(self) -> None:
+        self._con.disconnect()
+
+
+def _sql(expr: ibis.Expr) -> str | None:
+    try:
+        return str(ibis.to_sql(expr, dialect="duckdb"))
+    except Exception:  # the SQL is only a diagnostic aid
+        return None
