@@ -38,6 +38,7 @@ chunk_rows = 200000
 # Column mappings: canonical column = column name in your files. Columns not mapped here are
 # matched automatically by common names (e.g. "OrderNumber" -> order_id, "e-mail" -> email).
 # Columns that match nothing are kept in the row's `extra` JSON, never dropped.
+# A table named after a source (the file's stem or --source) wins over the one for its kind.
 # [ingest.mapping.orders]
 # order_id = "OrderNumber"
 # ts = "Order Date"

@@ -17,13 +17,17 @@ import pyarrow as pa
 from segone.config import IngestSettings
 from segone.exceptions import ConfigError, IngestError, StoreError
 from segone.ingest.kinds import KindSpec, get_kind
-from segone.ingest.readers import LINE, Reject, open_reader
-from segone.ingest.validate import PROBLEMS, REASON, RECORD, validate
+from segone.ingest import jsonflat, segment
+from segone.ingest.readers import JSON_TEXT, LINE, Reject, open_reader
+from segone.ingest.validate import PROBLEMS, REASON, RECORD, parse_stage, record_json, validate
 from segone.schema import TABLES, TS
 from segone.store.base import Warehouse
 
 STAGE = "_segone_stage"
 CHECKED = "_segone_checked"
+FLAT = "_segone_flat"
+PARSED = "_segone_parsed"
+JSON1 = jsonflat.STEP1
 
 ProgressHook = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -86,8 +90,10 @@ def ingest_file(
     path = Path(path)
     if not path.is_file():
         raise IngestError(f"no such file: {path}")
-    mapping = {**settings.mapping.get(kind, {}), **(mapping or {})}
     source = source or path.name.split(".")[0]
+    # a mapping for this source wins over the one for the kind; --map options win over both
+    configured = settings.mapping.get(source, settings.mapping.get(kind, {}))
+    mapping = {**configured, **(mapping or {})}
     tz = timezone or settings.timezone
     size = path.stat().st_size
     load_id = f"{kind}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
@@ -108,28 +114,38 @@ def ingest_file(
     except StoreError:
         raise ConfigError(f"unknown time zone {tz!r} (use an IANA name such as Europe/Paris)") from None
     try:
+        # Staging and validation work on temporary tables only; nothing the user can see changes
+        # until the single transaction below commits every insert of this load together.
+        staged = None
+        for chunk in reader.chunks:
+            rejects.extend(chunk.rejects)
+            if chunk.table.num_rows or staged is None:
+                staged = wh.stage(STAGE, chunk.table, append=staged is not None)
+        assert staged is not None
+        if progress:
+            progress("validate", 0, 1)
+        present = set(reader.column_map)
+        if JSON_TEXT in staged.columns:  # JSON Lines: the engine parses and flattens
+            keys = [str(k) for k in wh.execute(jsonflat.distinct_keys(staged))["k"].dropna()]
+            flat, present = jsonflat.flatten(
+                staged, spec, keys, mapping,
+                segment.MAX_MESSAGE_BYTES if kind == "events" else None, wh.materialize)
+            staged = wh.materialize(FLAT, flat)
+            wh.drop_staging(JSON1)
+        elif reader.fmt == "json":  # a field is present if any record has it
+            nonnull = wh.to_arrow(staged.aggregate(
+                **{f: staged[f].count() for f in present})).to_pylist()[0]
+            present = {f for f, n in nonnull.items() if n}
+        parsed = wh.materialize(PARSED, parse_stage(staged, spec, reader.extra_columns))
+        checked = wh.materialize(
+            CHECKED, validate(parsed, spec, max_chars=settings.max_field_chars, present=present))
+        result.rows_read = wh.count(CHECKED) + len(rejects)
+        if progress:
+            progress("load", 0, 1)
         with wh.transaction():
-            staged = None
-            for chunk in reader.chunks:
-                rejects.extend(chunk.rejects)
-                if chunk.table.num_rows or staged is None:
-                    staged = wh.stage(STAGE, chunk.table, append=staged is not None)
-            assert staged is not None
-            if progress:
-                progress("validate", 0, 1)
-            present = set(reader.column_map)
-            if reader.fmt in ("json", "jsonl"):  # a field is present if any record has it
-                nonnull = wh.to_arrow(staged.aggregate(
-                    **{f: staged[f].count() for f in present})).to_pylist()[0]
-                present = {f for f, n in nonnull.items() if n}
-            checked = wh.materialize(
-                CHECKED,
-                validate(staged, spec, extra_columns=reader.extra_columns,
-                         max_chars=settings.max_field_chars, present=present),
-            )
-            result.rows_read = wh.count(CHECKED) + len(rejects)
             now = ibis.literal(datetime.now(UTC), type=TS)
-            ctx = _Ctx(wh, spec, result, load_id, str(path), source, now, settings.currency)
+            raw = staged.select(LINE, **{RECORD: record_json(staged, reader.extra_columns)})
+            ctx = _Ctx(wh, spec, result, load_id, str(path), source, now, settings.currency, raw)
             ctx.quarantine_rejects(rejects)
             ctx.quarantine(checked.filter(checked[PROBLEMS].notnull()))
             valid = checked.filter(checked[PROBLEMS].isnull())
@@ -150,6 +166,9 @@ def ingest_file(
         wh.set_timezone("UTC")
         wh.drop_staging(STAGE)
         wh.drop_staging(CHECKED)
+        wh.drop_staging(FLAT)
+        wh.drop_staging(PARSED)
+        wh.drop_staging(JSON1)
     return result
 
 
@@ -163,6 +182,7 @@ class _Ctx:
     source: str
     now: ir.TimestampValue
     currency: str
+    records: ir.Table  # _line -> the record as read, for quarantined rows
 
     # -- quarantine --------------------------------------------------------------------------
     def quarantine_rejects(self, rejects: list[Reject]) -> None:
@@ -179,6 +199,8 @@ class _Ctx:
     def quarantine(self, rows: ir.Table, reason: str | None = None, code: str | None = None) -> None:
         if reason is not None:
             rows = rows.mutate(**{PROBLEMS: _lit(code or "rejected"), REASON: _lit(reason)})
+        if RECORD not in rows.columns:
+            rows = rows.select(LINE, PROBLEMS, REASON).inner_join(self.records, LINE)
         self._insert_quarantine(rows)
 
     def _insert_quarantine(self, rows: ir.Table) -> None:

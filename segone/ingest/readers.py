@@ -18,6 +18,7 @@ from typing import IO, Any
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -30,6 +31,7 @@ FORMATS = ("csv", "parquet", "jsonl", "json")
 LINE = "_line"
 EXTRA_JSON = "_extra"
 EXTRA_PREFIX = "_x_"
+JSON_TEXT = "_json"
 
 
 @dataclass
@@ -96,7 +98,33 @@ def open_reader(
         return _csv_reader(path, spec, mapping, chunk_rows, progress)
     if fmt == "parquet":
         return _parquet_reader(path, spec, mapping, chunk_rows, progress)
+    if fmt == "jsonl":
+        return _jsonl_text_reader(path, chunk_rows, progress)
     return _json_reader(path, spec, fmt, mapping, chunk_rows, progress)
+
+
+def _jsonl_text_reader(path: Path, chunk_rows: int, progress: Progress | None) -> Reader:
+    """JSON Lines as raw text, one row per line; the warehouse parses it (see jsonflat)."""
+
+    def reject(row: Any, line: int) -> Reject:
+        return Reject(line, "malformed_json",
+                      f"line {line}: not valid JSON (raw control character 0x1e)",
+                      orjson.dumps({"text": row.text[:2000]}).decode())
+
+    def shape(t: pa.Table, lines: np.ndarray) -> pa.Table:
+        table = pa.table({JSON_TEXT: t.column(0), LINE: pa.array(lines, pa.int64())})
+        # blank lines are not records
+        blank = pa.compute.equal(pa.compute.utf8_trim_whitespace(table[JSON_TEXT]), "")
+        return table.filter(pa.compute.invert(blank))
+
+    read = pacsv.ReadOptions(use_threads=False, column_names=[JSON_TEXT], encoding="utf8",
+                             block_size=max(1 << 20, min(64 << 20, chunk_rows * 300)))
+    parse = dict(delimiter="\x1e", quote_char=False, escape_char=False, ignore_empty_lines=False,
+                 newlines_in_values=False)
+    convert = pacsv.ConvertOptions(column_types={JSON_TEXT: pa.string()}, strings_can_be_null=False)
+    chunks = _stream_csv(path, read, parse, convert, first_line=1, reject=reject, progress=progress,
+                         shape=shape)
+    return Reader("jsonl", chunks, {}, {})
 
 
 # -- CSV and Parquet: map columns once from the header -----------------------------------------
@@ -142,67 +170,78 @@ def _csv_reader(path: Path, spec: KindSpec, mapping: Mapping[str, str], chunk_ro
     require_columns(spec, cmap, header)
     extra_names = {f"{EXTRA_PREFIX}{i}": c for i, c in enumerate(cmap.extra)}
 
-    def chunks() -> Iterator[Chunk]:
-        bad: list[Reject] = []
-        bad_lines: set[int] = set()
+    def reject(row: Any, line: int) -> Reject:
+        return Reject(line, "wrong_field_count",
+                      f"line {line}: expected {row.expected_columns} fields, found {row.actual_columns}",
+                      orjson.dumps({"text": row.text[:2000]}).decode())
 
-        def on_invalid(row: Any) -> str:
-            line = int(row.number) if row.number is not None else -1
-            bad_lines.add(line)
-            bad.append(Reject(
-                line, "wrong_field_count",
-                f"line {line}: expected {row.expected_columns} fields, found {row.actual_columns}",
-                orjson.dumps({"text": row.text[:2000]}).decode(),
-            ))
-            return "skip"
+    read = pacsv.ReadOptions(use_threads=False, column_names=header, skip_rows=1,
+                             block_size=max(1 << 20, min(64 << 20, chunk_rows * 200)), encoding="utf8")
+    parse = dict(delimiter=delim, newlines_in_values=True)
+    convert = pacsv.ConvertOptions(column_types={h: pa.string() for h in header},
+                                   strings_can_be_null=True, null_values=[""],
+                                   quoted_strings_can_be_null=True)
+    chunks = _stream_csv(path, read, parse, convert, first_line=2, reject=reject, progress=progress,
+                         shape=lambda t, lines: _rename(t, cmap, extra_names, lines))
+    return Reader("csv", chunks, extra_names, cmap.canonical)
 
-        raw = open(path, "rb")  # noqa: SIM115 - closed in finally
-        try:
-            stream = pa.CompressedInputStream(raw, "gzip") if path.suffix.lower() == ".gz" else raw
-            reader = pacsv.open_csv(
-                stream,
-                read_options=pacsv.ReadOptions(
-                    use_threads=False, column_names=header, skip_rows=1,
-                    block_size=max(1 << 20, min(64 << 20, chunk_rows * 200)), encoding="utf8",
-                ),
-                parse_options=pacsv.ParseOptions(
-                    delimiter=delim, newlines_in_values=True, invalid_row_handler=on_invalid
-                ),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={h: pa.string() for h in header},
-                    strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=True,
-                ),
-            )
-            next_line = 2  # the header is line 1
-            while True:
-                try:
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    break
-                except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-                    raise FileFormatError(
-                        f"{path.name}: cannot read past line {next_line}: {exc}"
-                    ) from None
-                n = batch.num_rows
-                skip = sorted(x for x in bad_lines if x >= next_line)
-                cand = np.arange(next_line, next_line + n + len(skip), dtype=np.int64)
-                if skip:
-                    cand = cand[~np.isin(cand, np.array(skip, dtype=np.int64))]
-                lines = cand[:n]
-                if n:
-                    next_line = int(lines[-1]) + 1
-                bad_lines.difference_update(x for x in skip if x < next_line)
-                table = _rename(pa.Table.from_batches([batch]), cmap, extra_names, lines)
-                yield Chunk(table, bad)
-                bad = []
-                if progress:
-                    progress(raw.tell())
-            if bad:
-                yield Chunk(_rename(_empty(header), cmap, extra_names, np.array([], np.int64)), bad)
-        finally:
-            raw.close()
 
-    return Reader("csv", chunks(), extra_names, cmap.canonical)
+def _stream_csv(
+    path: Path,
+    read: pacsv.ReadOptions,
+    parse: dict[str, Any],
+    convert: pacsv.ConvertOptions,
+    *,
+    first_line: int,
+    reject: Callable[[Any, int], Reject],
+    shape: Callable[[pa.Table, np.ndarray], pa.Table],
+    progress: Progress | None,
+) -> Iterator[Chunk]:
+    """Stream a delimited file with Arrow, numbering records and catching malformed ones.
+
+    Arrow reports a malformed row's record number to the handler and leaves it out of the
+    batch; the numbers of the rows it does return are rebuilt around those gaps.
+    """
+    bad: list[Reject] = []
+    bad_lines: set[int] = set()
+
+    def on_invalid(row: Any) -> str:
+        line = int(row.number) if row.number is not None else -1
+        bad_lines.add(line)
+        bad.append(reject(row, line))
+        return "skip"
+
+    raw = open(path, "rb")  # noqa: SIM115 - closed in finally
+    try:
+        stream = pa.CompressedInputStream(raw, "gzip") if path.suffix.lower() == ".gz" else raw
+        reader = pacsv.open_csv(stream, read_options=read, convert_options=convert,
+                                parse_options=pacsv.ParseOptions(**parse, invalid_row_handler=on_invalid))
+        next_line = first_line
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+                raise FileFormatError(f"{path.name}: cannot read past line {next_line}: {exc}") from None
+            n = batch.num_rows
+            skip = sorted(x for x in bad_lines if x >= next_line)
+            cand = np.arange(next_line, next_line + n + len(skip), dtype=np.int64)
+            if skip:
+                cand = cand[~np.isin(cand, np.array(skip, dtype=np.int64))]
+            lines = cand[:n]
+            if n:
+                next_line = int(lines[-1]) + 1
+            bad_lines.difference_update(x for x in skip if x < next_line)
+            yield Chunk(shape(pa.Table.from_batches([batch]), lines), bad)
+            bad = []
+            if progress:
+                progress(raw.tell())
+        if bad:
+            empty = pa.table({c: pa.array([], pa.string()) for c in read.column_names})
+            yield Chunk(shape(empty, np.array([], np.int64)), bad)
+    finally:
+        raw.close()
 
 
 def _empty(header: list[str]) -> pa.Table:

@@ -13,7 +13,7 @@ import orjson
 # Segment's limit for one message; larger messages are rejected, not truncated.
 MAX_MESSAGE_BYTES = 32 * 1024
 
-_KEYS = {
+KEYS = {
     "message_id": ("messageId", "message_id"),
     "type": ("type",),
     "event": ("event",),
@@ -28,9 +28,9 @@ _KEYS = {
     "sent_at": ("sentAt", "sent_at"),
     "received_at": ("receivedAt", "received_at"),
 }
-_CONSUMED = {k for keys in _KEYS.values() for k in keys} | {"traits", "writeKey", "write_key"}
+CONSUMED = {k for keys in KEYS.values() for k in keys} | {"traits", "writeKey", "write_key"}
 
-FIELDS = (*_KEYS, "traits")
+FIELDS = (*KEYS, "traits")
 
 
 def _text(v: Any) -> str | None:
@@ -51,7 +51,7 @@ def flatten(msg: dict[str, Any]) -> dict[str, str | None]:
     Validation (types, required fields) happens later, in the warehouse, for every row at once.
     """
     out: dict[str, str | None] = {}
-    for field, keys in _KEYS.items():
+    for field, keys in KEYS.items():
         val = None
         for k in keys:
             if msg.get(k) is not None:
@@ -65,7 +65,7 @@ def flatten(msg: dict[str, Any]) -> dict[str, str | None]:
     out["traits"] = _text(traits)
     if out["type"] is not None:
         out["type"] = out["type"].lower()
-    extra = {k: v for k, v in msg.items() if k not in _CONSUMED}
+    extra = {k: v for k, v in msg.items() if k not in CONSUMED}
     out["_extra"] = orjson.dumps(extra).decode() if extra else None
     return out
 

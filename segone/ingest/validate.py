@@ -11,7 +11,8 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from segone.ingest.kinds import Field, KindSpec
-from segone.ingest.readers import EXTRA_JSON, LINE
+from segone.ingest.jsonflat import PRE_CODE, PRE_REASON
+from segone.ingest.readers import EXTRA_JSON, JSON_TEXT, LINE
 from segone.schema import TS
 
 TRUE = ("true", "t", "yes", "y", "1", "on")
@@ -19,6 +20,7 @@ FALSE = ("false", "f", "no", "n", "0", "off")
 PROBLEMS = "_problems"
 REASON = "_reason"
 RECORD = "_record"
+TEXT_PREFIX = "_s_"
 
 
 @ibis.udf.scalar.builtin
@@ -51,78 +53,79 @@ def clean(col: ir.Value) -> ir.StringValue:
     return s.nullif("")
 
 
-def parse(f: Field, s: ir.StringValue, max_chars: int) -> tuple[ir.Value, list[Check]]:
-    """The typed value of field ``f`` from text ``s``, and the checks it must pass."""
-    checks: list[Check] = []
-    name = f.name
-    if f.kind in ("string", "enum", "json"):
-        n = s.length()
-        checks.append(Check(n > max_chars, f"too_long({name})",
-                            _lit(f"{name}: ") + n.cast("string") + _lit(f" characters, over the limit of {max_chars}")))
+def parse_value(f: Field, s: ir.StringValue) -> ir.Value:
+    """The typed value of field ``f`` read from text ``s`` (null when it cannot be read)."""
     if f.kind == "string":
-        value: ir.Value = s
-    elif f.kind == "enum":
-        value = s.lower()
-        checks.append(Check(value.notnull() & ~value.isin(list(f.choices)), f"invalid_choice({name})",
-                            _lit(f"{name}: ") + _shown(s) + _lit(f" is not one of {', '.join(f.choices)}")))
-    elif f.kind in ("int", "float"):
+        return s
+    if f.kind == "enum":
+        return s.lower()
+    if f.kind in ("int", "float"):
         text = s.re_replace(r"^[$€£]\s*", "") if f.kind == "float" else s
         num = text.try_cast("float64")
         bad = num.isnull() | num.isnan() | num.isinf()
-        what = "a number"
         if f.kind == "int":
-            bad = bad | (num != num.floor())
-            what = "a whole number"
-        bad = s.notnull() & bad
-        checks.append(Check(bad, f"not_a_number({name})", _lit(f"{name}: ") + _shown(s) + _lit(f" is not {what}")))
-        value = ibis.ifelse(bad, ibis.null("float64"), num)
-        if f.kind == "int":
-            value = value.cast("int64")
+            return ibis.ifelse(bad | (num != num.floor()), ibis.null("float64"), num).cast("int64")
+        return ibis.ifelse(bad, ibis.null("float64"), num)
+    if f.kind == "timestamp":
+        as_num = s.try_cast("float64")
+        return ibis.cases(
+            (s.re_search(r"^\d{9,10}(\.\d+)?$"), (as_num * 1_000).cast("int64").as_timestamp("ms").cast(TS)),
+            (s.re_search(r"^\d{12,13}$"), as_num.cast("int64").as_timestamp("ms").cast(TS)),
+            else_=s.try_cast(TS),
+        )
+    if f.kind == "date":
+        return s.try_cast("date")
+    if f.kind == "bool":
+        low = s.lower()
+        return ibis.cases((low.isin(list(TRUE)), True), (low.isin(list(FALSE)), False),
+                          else_=ibis.null("boolean"))
+    if f.kind == "json":
+        return s.try_cast("json")
+    raise ValueError(f"unknown field kind {f.kind}")  # pragma: no cover - specs are static
+
+
+def field_checks(f: Field, s: ir.StringValue, value: ir.Value, max_chars: int) -> list[Check]:
+    """What must hold of field ``f`` given its text ``s`` and parsed ``value``."""
+    checks: list[Check] = []
+    name = f.name
+    prefix = _lit(f"{name}: ")
+    if f.kind in ("string", "enum", "json"):
+        n = s.length()
+        checks.append(Check(n > max_chars, f"too_long({name})",
+                            prefix + n.cast("string") + _lit(f" characters, over the limit of {max_chars}")))
+    if f.kind == "enum":
+        checks.append(Check(value.notnull() & ~value.isin(list(f.choices)), f"invalid_choice({name})",
+                            prefix + _shown(s) + _lit(f" is not one of {', '.join(f.choices)}")))
+    elif f.kind in ("int", "float"):
+        what = "a whole number" if f.kind == "int" else "a number"
+        checks.append(Check(s.notnull() & value.isnull(), f"not_a_number({name})",
+                            prefix + _shown(s) + _lit(f" is not {what}")))
         if f.minimum is not None:
             checks.append(Check(value < f.minimum, f"below_minimum({name})",
-                                _lit(f"{name}: ") + _shown(s) + _lit(f" is below the minimum {f.minimum:g}")))
+                                prefix + _shown(s) + _lit(f" is below the minimum {f.minimum:g}")))
         if f.maximum is not None:
             checks.append(Check(value > f.maximum, f"above_maximum({name})",
-                                _lit(f"{name}: ") + _shown(s) + _lit(f" is above the maximum {f.maximum:g}")))
+                                prefix + _shown(s) + _lit(f" is above the maximum {f.maximum:g}")))
     elif f.kind == "timestamp":
-        secs = s.re_search(r"^\d{9,10}(\.\d+)?$")
-        millis = s.re_search(r"^\d{12,13}$")
-        iso = s.try_cast(TS)
-        as_num = s.try_cast("float64")
-        value = (
-            ibis.cases(
-                (secs, (as_num * 1_000).cast("int64").as_timestamp("ms").cast(TS)),
-                (millis, as_num.cast("int64").as_timestamp("ms").cast(TS)),
-                else_=iso,
-            )
-        )
         checks.append(Check(s.notnull() & value.isnull(), f"invalid_timestamp({name})",
                             _lit(f"{name}: cannot read ") + _shown(s) + _lit(" as a date and time")))
         year = value.year()
         checks.append(Check((year < 1900) | (year > 2200), f"out_of_range({name})",
-                            _lit(f"{name}: ") + _shown(s) + _lit(" is outside 1900-2200")))
+                            prefix + _shown(s) + _lit(" is outside 1900-2200")))
     elif f.kind == "date":
-        value = s.try_cast("date")
         checks.append(Check(s.notnull() & value.isnull(), f"invalid_date({name})",
                             _lit(f"{name}: cannot read ") + _shown(s) + _lit(" as a date (YYYY-MM-DD)")))
         checks.append(Check((value.year() < 1900) | (value > ibis.today()), f"out_of_range({name})",
-                            _lit(f"{name}: ") + _shown(s) + _lit(" is before 1900 or in the future")))
+                            prefix + _shown(s) + _lit(" is before 1900 or in the future")))
     elif f.kind == "bool":
-        low = s.lower()
-        value = ibis.cases((low.isin(list(TRUE)), True), (low.isin(list(FALSE)), False),
-                           else_=ibis.null("boolean"))
         checks.append(Check(s.notnull() & value.isnull(), f"not_a_boolean({name})",
-                            _lit(f"{name}: ") + _shown(s) + _lit(" is not true/false/yes/no/1/0")))
+                            prefix + _shown(s) + _lit(" is not true/false/yes/no/1/0")))
     elif f.kind == "json":
-        value = s.try_cast("json")
         checks.append(Check(s.notnull() & (value.isnull() | (json_type(value) != "OBJECT")),
-                            f"not_a_json_object({name})",
-                            _lit(f"{name}: ") + _shown(s) + _lit(" is not a JSON object")))
-    else:  # pragma: no cover - specs are static
-        raise ValueError(f"unknown field kind {f.kind}")
+                            f"not_a_json_object({name})", prefix + _shown(s) + _lit(" is not a JSON object")))
     if f.required:
         checks.append(Check(s.isnull(), f"missing({name})", _lit(f"{name}: missing")))
-    return value, checks
+    return checks
 
 
 def kind_checks(spec: KindSpec, v: Mapping[str, ir.Value], present: set[str]) -> list[Check]:
@@ -148,59 +151,75 @@ def kind_checks(spec: KindSpec, v: Mapping[str, ir.Value], present: set[str]) ->
     return checks
 
 
-def validate(
-    staged: ibis.Table,
-    spec: KindSpec,
-    *,
-    extra_columns: Mapping[str, str],
-    max_chars: int,
-    present: set[str],
-) -> ibis.Table:
-    """Typed canonical columns plus ``_line``, ``extra``, ``_problems`` and ``_reason`` per row.
-
-    Fields the file does not have are null. ``_problems`` is null for a valid row.
-    """
-    values: dict[str, ir.Value] = {}
-    checks: list[Check] = []
+def parse_stage(staged: ibis.Table, spec: KindSpec, extra_columns: Mapping[str, str]) -> ibis.Table:
+    """Step 1: every field's text (``_s_<field>``) and typed value."""
+    cols: dict[str, ir.Value] = {}
     for f in spec.fields:
         if f.name in staged.columns:
-            value, cs = parse(f, clean(staged[f.name]), max_chars)
-            checks.extend(cs)
+            s = clean(staged[f.name])
+            cols[TEXT_PREFIX + f.name] = s
+            cols[f.name] = parse_value(f, s)
         else:
-            value = ibis.null(_target_type(f))
-            if f.required:
-                checks.append(Check(ibis.literal(True), f"missing({f.name})", _lit(f"{f.name}: missing")))
-        values[f.name] = value
-    checks.extend(kind_checks(spec, values, present))
+            cols[f.name] = ibis.null(_target_type(f))
     if EXTRA_JSON in staged.columns:
         extra: ir.Value = staged[EXTRA_JSON].try_cast("json")
     elif extra_columns:
         extra = ibis.struct({orig: clean(staged[col]) for col, orig in extra_columns.items()}).cast("json")
     else:
         extra = ibis.null("json")
-    extra_len = extra.cast("string").length()
+    cols["extra"] = extra
+    cols[LINE] = staged[LINE]
+    for c in (PRE_CODE, PRE_REASON):
+        if c in staged.columns:
+            cols[c] = staged[c]
+    return staged.select(**cols)
+
+
+def validate(
+    parsed: ibis.Table,
+    spec: KindSpec,
+    *,
+    max_chars: int,
+    present: set[str],
+) -> ibis.Table:
+    """Step 2: typed canonical columns plus ``_line``, ``extra``, ``_problems`` and ``_reason``.
+
+    ``parsed`` comes from :func:`parse_stage`. ``_problems`` is null for a valid row.
+    """
+    checks: list[Check] = []
+    values = {f.name: parsed[f.name] for f in spec.fields}
+    for f in spec.fields:
+        if TEXT_PREFIX + f.name in parsed.columns:
+            checks.extend(field_checks(f, parsed[TEXT_PREFIX + f.name], parsed[f.name], max_chars))
+        elif f.required:
+            checks.append(Check(ibis.literal(True), f"missing({f.name})", _lit(f"{f.name}: missing")))
+    checks.extend(kind_checks(spec, values, present))
+    extra_len = parsed.extra.cast("string").length()
     checks.append(Check(extra_len > max_chars, "too_long(extra)",
                         _lit("extra columns: ") + extra_len.cast("string")
                         + _lit(f" characters together, over the limit of {max_chars}")))
     problems = _lit("; ").join([ibis.ifelse(c.cond, _lit(c.code), ibis.null("string")) for c in checks])
     reasons = _lit("; ").join([ibis.ifelse(c.cond, c.message, ibis.null("string")) for c in checks])
-    return staged.select(
+    problems, reasons = problems.nullif(""), reasons.nullif("")
+    if PRE_CODE in parsed.columns:  # a line that is not a JSON object has only that problem
+        problems = parsed[PRE_CODE].fill_null(problems)
+        reasons = parsed[PRE_REASON].fill_null(reasons)
+    return parsed.select(
         **values,
-        extra=extra,
-        **{
-            LINE: staged[LINE],
-            PROBLEMS: problems.nullif(""),
-            REASON: reasons.nullif(""),
-            RECORD: record_json(staged, extra_columns),
-        },
+        extra=parsed.extra,
+        **{LINE: parsed[LINE], PROBLEMS: problems, REASON: reasons},
     )
 
 
 def record_json(staged: ibis.Table, extra_columns: Mapping[str, str]) -> ir.StringValue:
-    """The staged row as JSON text, with the user's own column names, for the quarantine."""
+    """The staged row as JSON text, with the user's own column names, for the quarantine.
+
+    Only computed for rejected rows (it costs as much as the rest of validation)."""
+    if JSON_TEXT in staged.columns:
+        return staged[JSON_TEXT].substr(0, 20_000)
     fields = {}
     for c in staged.columns:
-        if c == LINE:
+        if c in (LINE, PRE_CODE, PRE_REASON, JSON_TEXT):
             continue
         fields[extra_columns.get(c, c)] = staged[c]
     return ibis.struct(fields).cast("json").cast("string")

@@ -49,7 +49,10 @@ class DuckDBWarehouse(Warehouse):
                 ) from None
             raise StoreError(f"cannot open warehouse {self.path}: {msg}") from None
         self._raw("SET TimeZone = 'UTC'")
-        self._raw("SET preserve_insertion_order = true")
+        # rows carry their own order (line numbers, timestamps); not preserving insertion order
+        # lets DuckDB write in parallel
+        self._raw("SET preserve_insertion_order = false")
+        self._raw("SET enable_progress_bar = false")
 
     @property
     def backend(self) -> Any:
