@@ -98,12 +98,17 @@ class Settings:
         known = {"warehouse", "ingest", "project"}
         unknown = set(data) - known
         if unknown:
-            raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; known: {sorted(known)}")
+            raise ConfigError(
+                f"{source}: unknown section(s) {sorted(unknown)}; known: {sorted(known)}"
+            )
         wh = dict(data.get("warehouse", {}))
         ing = dict(data.get("ingest", {}))
         env = os.environ
-        for key, var in [("path", "SEGONE_WAREHOUSE_PATH"), ("threads", "SEGONE_WAREHOUSE_THREADS"),
-                         ("memory_limit", "SEGONE_WAREHOUSE_MEMORY_LIMIT")]:
+        for key, var in [
+            ("path", "SEGONE_WAREHOUSE_PATH"),
+            ("threads", "SEGONE_WAREHOUSE_THREADS"),
+            ("memory_limit", "SEGONE_WAREHOUSE_MEMORY_LIMIT"),
+        ]:
             if var in env:
                 wh[key] = env[var]
         if "SEGONE_INGEST_TIMEZONE" in env:
@@ -120,7 +125,8 @@ class Settings:
                 for v in mapping.values()
             ):
                 raise ConfigError(
-                    f"{source}: [ingest.mapping.KIND] tables must map canonical column = \"file column\""
+                    f"{source}: [ingest.mapping.KIND] tables must map "
+                    'canonical column = "file column"'
                 )
             ingest = IngestSettings(
                 timezone=str(ing.pop("timezone", "UTC")),

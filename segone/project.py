@@ -39,5 +39,9 @@ class Project:
 
     def warehouse(self, *, read_only: bool = False) -> DuckDBWarehouse:
         s = self.settings
-        return DuckDBWarehouse(s.warehouse_path, threads=s.warehouse.threads,
-                               memory_limit=s.warehouse.memory_limit, read_only=read_only)
+        return DuckDBWarehouse(
+            s.warehouse_path,
+            threads=s.warehouse.threads,
+            memory_limit=s.warehouse.memory_limit,
+            read_only=read_only,
+        )

@@ -26,16 +26,28 @@ def _c(name: str, dtype: dt.DataType | str, doc: str) -> Column:
 
 
 _LOAD = [
-    _c("source", "string", "Name of the system the row came from (`--source`, default: the file's stem)."),
+    _c(
+        "source",
+        "string",
+        "Name of the system the row came from (`--source`, default: the file's stem).",
+    ),
     _c("load_id", "string", "Id of the load batch that inserted the row (see `loads`)."),
     _c("loaded_at", TS, "When the row was committed to the warehouse (UTC)."),
 ]
 
 TABLES: dict[str, list[Column]] = {
     "events": [
-        _c("message_id", "string", "Segment messageId; unique. Derived from a hash of the message when absent."),
+        _c(
+            "message_id",
+            "string",
+            "Segment messageId; unique. Derived from a hash of the message when absent.",
+        ),
         _c("type", "string", "identify, track, page, screen, group or alias."),
-        _c("event", "string", "Event name of a track call (e.g. 'Order Completed'); null otherwise."),
+        _c(
+            "event",
+            "string",
+            "Event name of a track call (e.g. 'Order Completed'); null otherwise.",
+        ),
         _c("name", "string", "Page or screen name of a page/screen call."),
         _c("user_id", "string", "Your stable id for a known user (Segment userId)."),
         _c("anonymous_id", "string", "Device or cookie id (Segment anonymousId)."),
@@ -60,12 +72,24 @@ TABLES: dict[str, list[Column]] = {
         _c("anonymous_id", "string", "Device or cookie id the order was placed from, if known."),
         _c("ts", TS, "When the order was placed, UTC."),
         _c("amount", "float64", "Amount paid after discounts (sum of lines when not given)."),
-        _c("discount", "float64", "Total discount on the order (>= 0; sum of line discounts when not given)."),
+        _c(
+            "discount",
+            "float64",
+            "Total discount on the order (>= 0; sum of line discounts when not given).",
+        ),
         _c("currency", "string", "ISO 4217 code; the project's default currency when absent."),
         _c("channel", "string", "Sales channel: web, app, store, phone, marketplace, …"),
-        _c("status", "string", "completed, returned, cancelled or partially_returned (default completed)."),
+        _c(
+            "status",
+            "string",
+            "completed, returned, cancelled or partially_returned (default completed).",
+        ),
         _c("coupon", "string", "Promotion or coupon code used, if any."),
-        _c("row_hash", "string", "Hash of the order-level fields; a re-sent order with other content is quarantined."),
+        _c(
+            "row_hash",
+            "string",
+            "Hash of the order-level fields; a re-sent order with other content is quarantined.",
+        ),
         _c("extra", "json", "Order-level fields that matched no canonical column."),
         *_LOAD,
     ],
@@ -87,12 +111,20 @@ TABLES: dict[str, list[Column]] = {
         _c("category", "string", "Category path, levels separated by ' > '."),
         _c("price", "float64", "List price (>= 0)."),
         _c("brand", "string", "Brand."),
-        _c("row_hash", "string", "Hash of the record; a changed product is appended as a new version."),
+        _c(
+            "row_hash",
+            "string",
+            "Hash of the record; a changed product is appended as a new version.",
+        ),
         _c("extra", "json", "Other product attributes."),
         *_LOAD,
     ],
     "customers": [
-        _c("source_id", "string", "The record's id in its source system (CRM id, shop customer id, …)."),
+        _c(
+            "source_id",
+            "string",
+            "The record's id in its source system (CRM id, shop customer id, …).",
+        ),
         _c("user_id", "string", "User id, when the source knows it."),
         _c("first_name", "string", "Given name (PII)."),
         _c("last_name", "string", "Family name (PII)."),
@@ -113,12 +145,20 @@ TABLES: dict[str, list[Column]] = {
         _c("consent_push", "boolean", "Consent to push notifications (null = unknown)."),
         _c("created_at", TS, "When the source created the record, UTC."),
         _c("updated_at", TS, "When the source last changed the record, UTC."),
-        _c("row_hash", "string", "Hash of the record; a changed record is appended as a new version."),
+        _c(
+            "row_hash",
+            "string",
+            "Hash of the record; a changed record is appended as a new version.",
+        ),
         _c("extra", "json", "Other attributes of the record."),
         *_LOAD,
     ],
     "interactions": [
-        _c("interaction_id", "string", "Id of the post/review/ticket; derived from a hash when absent."),
+        _c(
+            "interaction_id",
+            "string",
+            "Id of the post/review/ticket; derived from a hash when absent.",
+        ),
         _c("kind", "string", "post, comment, review, ticket, follow, …"),
         _c("channel", "string", "Where it happened: instagram, x, facebook, site, support, …"),
         _c("author_handle", "string", "Author's social handle (PII)."),
@@ -139,7 +179,11 @@ TABLES: dict[str, list[Column]] = {
         _c("line", "int64", "Record number in the file (1-based; a CSV header is line 1)."),
         _c("problems", "string", "Machine-readable problem codes, e.g. 'invalid_timestamp(ts)'."),
         _c("reason", "string", "Human-readable reason naming the field and the bad value."),
-        _c("record", "string", "The rejected record as read (JSON), so it can be fixed and re-sent."),
+        _c(
+            "record",
+            "string",
+            "The rejected record as read (JSON), so it can be fixed and re-sent.",
+        ),
         _c("quarantined_at", TS, "When the row was quarantined, UTC."),
     ],
     "loads": [
@@ -152,7 +196,11 @@ TABLES: dict[str, list[Column]] = {
         _c("rows_read", "int64", "Records read from the file."),
         _c("rows_loaded", "int64", "New rows committed (order lines count in `lines_loaded`)."),
         _c("lines_loaded", "int64", "Order lines committed (orders only)."),
-        _c("rows_duplicate", "int64", "Rows skipped because they were already loaded (idempotency)."),
+        _c(
+            "rows_duplicate",
+            "int64",
+            "Rows skipped because they were already loaded (idempotency).",
+        ),
         _c("rows_rejected", "int64", "Rows sent to quarantine."),
         _c("started_at", TS, "Load start, UTC."),
         _c("finished_at", TS, "Load commit, UTC."),

@@ -18,9 +18,13 @@ import pyarrow.csv as pacsv
 def load_cdnow() -> pd.DataFrame:
     """One row per purchase: customer_id, date, cds (number of CDs), amount (US dollars)."""
     with resources.files("segone.datasets").joinpath("data/CDNOW_sample.txt").open("r") as f:
-        df = pd.read_csv(f, sep=r"\s+", header=None,
-                         names=["master_id", "customer_id", "date", "cds", "amount"],
-                         dtype={"master_id": str, "customer_id": str, "date": str})
+        df = pd.read_csv(
+            f,
+            sep=r"\s+",
+            header=None,
+            names=["master_id", "customer_id", "date", "cds", "amount"],
+            dtype={"master_id": str, "customer_id": str, "date": str},
+        )
     df["date"] = pd.to_datetime(df["date"], format="%Y%m%d")
     return df[["customer_id", "date", "cds", "amount"]]
 
@@ -33,13 +37,20 @@ def write_cdnow_orders(path: str | Path) -> int:
     """
     df = load_cdnow()
     seq = df.groupby(["customer_id", "date"]).cumcount() + 1
-    out = pa.table({
-        "order_id": "CDNOW-" + df.customer_id + "-" + df.date.dt.strftime("%Y%m%d") + "-" + seq.astype(str),
-        "customer_id": df.customer_id,
-        "order_date": df.date.dt.strftime("%Y-%m-%d"),
-        "amount": df.amount,
-        "items": df.cds,
-        "channel": "web",
-    })
+    out = pa.table(
+        {
+            "order_id": "CDNOW-"
+            + df.customer_id
+            + "-"
+            + df.date.dt.strftime("%Y%m%d")
+            + "-"
+            + seq.astype(str),
+            "customer_id": df.customer_id,
+            "order_date": df.date.dt.strftime("%Y-%m-%d"),
+            "amount": df.amount,
+            "items": df.cds,
+            "channel": ["web"] * len(df),
+        }
+    )
     pacsv.write_csv(out, Path(path))
     return out.num_rows

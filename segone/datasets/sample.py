@@ -24,7 +24,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from faker.providers.address.en_US import Provider as AddressProvider
 from faker.providers.person.en_US import Provider as PersonProvider
 
 from segone.datasets import vocab
@@ -69,11 +68,11 @@ def _typo(rng: np.random.Generator, names: np.ndarray, rate: float) -> np.ndarra
             continue
         k = 1 + int(r * (len(s) - 2))
         if op == 0:
-            out[i] = s[:k] + s[k + 1:]
+            out[i] = s[:k] + s[k + 1 :]
         elif op == 1:
             out[i] = s[:k] + s[k] + s[k:]
         else:
-            out[i] = s[:k - 1] + s[k] + s[k - 1] + s[k + 1:]
+            out[i] = s[: k - 1] + s[k] + s[k - 1] + s[k + 1 :]
     return out
 
 
@@ -87,6 +86,18 @@ def _draw(cum: np.ndarray, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
     return out
 
 
+def _ids(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
+    """``prefix`` + zero-padded numbers, as an object array (works for empty input too)."""
+    return np.array([f"{prefix}{int(i):0{width}d}" for i in numbers], dtype=object)
+
+
+def _abbreviate(address: str) -> str:
+    for full, abbr in vocab.STREET_SUFFIX_ABBR.items():
+        if address.endswith(full):
+            return address[: -len(full)] + abbr + "."
+    return address
+
+
 def _hex_ids(rng: np.random.Generator, n: int, nbytes: int) -> np.ndarray:
     """``n`` random hexadecimal ids of ``nbytes`` bytes (vectorised)."""
     raw = rng.bytes(n * nbytes).hex().encode()
@@ -95,8 +106,9 @@ def _hex_ids(rng: np.random.Generator, n: int, nbytes: int) -> np.ndarray:
 
 def _ts(a: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
     """Seconds since epoch -> Arrow UTC timestamps (null where not ``valid``)."""
-    return pa.array(a.astype("datetime64[s]"), pa.timestamp("s", "UTC"),
-                    mask=None if valid is None else ~valid)
+    return pa.array(
+        a.astype("datetime64[s]"), pa.timestamp("s", "UTC"), mask=None if valid is None else ~valid
+    )
 
 
 class _Gen:
@@ -117,55 +129,88 @@ class _Gen:
         last = _pick(rng, list(PersonProvider.last_names), n)
         # two-person households: same surname and address; some share one family e-mail
         household = np.arange(n)
-        pair = np.flatnonzero((rng.random(n) < 0.08) & (np.arange(n) % 2 == 0) & (np.arange(n) + 1 < n))
+        pair = np.flatnonzero(
+            (rng.random(n) < 0.08) & (np.arange(n) % 2 == 0) & (np.arange(n) + 1 < n)
+        )
         household[pair + 1] = pair
         last[pair + 1] = last[pair]
-        streets = np.char.add(np.char.add(_pick(rng, list(PersonProvider.last_names), n), " "),
-                              _pick(rng, vocab.STREET_SUFFIX_ABBR.keys(), n))
+        streets = np.char.add(
+            np.char.add(_pick(rng, list(PersonProvider.last_names), n), " "),
+            _pick(rng, vocab.STREET_SUFFIX_ABBR.keys(), n),
+        )
         house_no = rng.integers(1, 9999, n).astype(str)
         address = np.char.add(np.char.add(house_no, " "), streets)
         towns = list(PersonProvider.last_names)[:40]
-        cities = np.array([f"{a}{b}" for a in towns for b in ("ville", "ton", "burg", "field")],
-                          dtype=object)
+        cities = np.array(
+            [f"{a}{b}" for a in towns for b in ("ville", "ton", "burg", "field")], dtype=object
+        )
         city_idx = rng.integers(0, len(cities), n)
         city = cities[city_idx]
-        postcode = np.char.zfill((10000 + city_idx * 997 + rng.integers(0, 50, n)).astype(str), 5)
+        postcode = _ids("", 10000 + city_idx * 997 + rng.integers(0, 50, n), 5)
         address[pair + 1] = address[pair]
         city[pair + 1] = city[pair]
         postcode[pair + 1] = postcode[pair]
         age_days = rng.integers(18 * 365, 80 * 365, n)
-        birth = (np.datetime64(self.cfg.end) - age_days.astype("timedelta64[D]")).astype("datetime64[D]")
+        birth = (np.datetime64(self.cfg.end) - age_days.astype("timedelta64[D]")).astype(
+            "datetime64[D]"
+        )
         uniq = rng.permutation(n) + 1000
         domain = _pick(rng, vocab.EMAIL_DOMAINS, n, p=vocab.EMAIL_DOMAIN_WEIGHTS)
         style = rng.integers(0, 3, n)
         fl, ll = np.char.lower(first.astype(str)), np.char.lower(last.astype(str))
-        local = np.where(style == 0, np.char.add(np.char.add(fl, "."), ll),
-                         np.where(style == 1, np.char.add(np.char.add(fl, "_"), ll),
-                                  np.char.add(np.char.add(np.char.array(fl).astype("U1"), ""), ll)))
-        email = np.char.add(np.char.add(np.char.add(local, uniq.astype(str)), "@"), domain).astype(object)
+        local = np.where(
+            style == 0,
+            np.char.add(np.char.add(fl, "."), ll),
+            np.where(
+                style == 1,
+                np.char.add(np.char.add(fl, "_"), ll),
+                np.char.add(np.char.add(np.char.array(fl).astype("U1"), ""), ll),
+            ),
+        )
+        email = np.char.add(np.char.add(np.char.add(local, uniq.astype(str)), "@"), domain).astype(
+            object
+        )
         family = pair[rng.random(len(pair)) < 0.5]
-        fam_email = np.char.add(np.char.add(np.char.lower(last[family].astype(str)), "family"),
-                                np.char.add(uniq[family].astype(str), "@gmail.com")).astype(object)
+        fam_email = np.char.add(
+            np.char.add(np.char.lower(last[family].astype(str)), "family"),
+            np.char.add(uniq[family].astype(str), "@gmail.com"),
+        ).astype(object)
         email[family] = fam_email
         email[family + 1] = fam_email
         area = _pick(rng, vocab.AREA_CODES, n)
         local_no = (rng.permutation(8_000_000)[:n] + 2_000_000).astype(str)
         phone = np.char.add(np.char.add("+1", area.astype(str)), local_no).astype(object)
-        user_id = np.char.add("u", np.char.zfill(uniq.astype(str), 8)).astype(object)
-        crm_id = np.char.add("CRM-", np.char.zfill(uniq.astype(str), 7)).astype(object)
-        loyalty_id = np.char.add("L", np.char.zfill((uniq * 7919 % 10**9).astype(str), 10)).astype(object)
-        handle = np.char.add(np.char.add("@", np.char.add(fl, ll)), (uniq % 997).astype(str)).astype(object)
+        user_id = _ids("u", uniq, 8)
+        crm_id = _ids("CRM-", uniq, 7)
+        loyalty_id = _ids("L", uniq * 7919 % 10**9, 10)
+        handle = np.char.add(
+            np.char.add("@", np.char.add(fl, ll)), (uniq % 997).astype(str)
+        ).astype(object)
         # identities: k of the four channels, weighted
         k = rng.choice([1, 2, 3, 4], size=n, p=[0.45, 0.3, 0.17, 0.08])
         w = np.array([0.55, 0.25, 0.2, 0.15])
         keys = -np.log(rng.random((n, 4))) / w
         rank = keys.argsort(axis=1).argsort(axis=1)
         has = rank < k[:, None]
-        return dict(first=first.astype(object), last=last.astype(object), female=female,
-                    household=household, address=address.astype(object), city=city,
-                    postcode=postcode.astype(object), birth=birth, email=email, phone=phone,
-                    area=area, user_id=user_id, crm_id=crm_id, loyalty_id=loyalty_id,
-                    handle=handle, has=has, uniq=uniq)
+        return dict(
+            first=first.astype(object),
+            last=last.astype(object),
+            female=female,
+            household=household,
+            address=address.astype(object),
+            city=city,
+            postcode=postcode.astype(object),
+            birth=birth,
+            email=email,
+            phone=phone,
+            area=area,
+            user_id=user_id,
+            crm_id=crm_id,
+            loyalty_id=loyalty_id,
+            handle=handle,
+            has=has,
+            uniq=uniq,
+        )
 
     # -- purchases: heterogeneous buy-till-you-die ----------------------------------------------
     def behaviour(self, P: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -188,13 +233,36 @@ class _Gen:
         pref = rng.dirichlet(np.full(L, 0.15), n).astype(np.float32)
         life = buyer & (rng.random(n) < 0.08) & (acquired < self.t1 - 240 * DAY)
         life_kind = rng.integers(0, len(vocab.LIFE_EVENTS), n)
-        life_ts = np.where(life, acquired + 60 * DAY + (rng.random(n) * np.maximum(
-            self.t1 - 60 * DAY - (acquired + 60 * DAY), 1)).astype(np.int64), 0)
-        return dict(buyer=buyer, window=window, vip=vip, seeker=seeker, lam=lam, p_drop=p_drop,
-                    spend=spend, acquired=acquired, open_p=open_p, click_p=click_p, tone=tone,
-                    pref=pref, life=life, life_kind=life_kind, life_ts=life_ts)
+        life_ts = np.where(
+            life,
+            acquired
+            + 60 * DAY
+            + (rng.random(n) * np.maximum(self.t1 - 60 * DAY - (acquired + 60 * DAY), 1)).astype(
+                np.int64
+            ),
+            0,
+        )
+        return dict(
+            buyer=buyer,
+            window=window,
+            vip=vip,
+            seeker=seeker,
+            lam=lam,
+            p_drop=p_drop,
+            spend=spend,
+            acquired=acquired,
+            open_p=open_p,
+            click_p=click_p,
+            tone=tone,
+            pref=pref,
+            life=life,
+            life_kind=life_kind,
+            life_ts=life_ts,
+        )
 
-    def purchases(self, B: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def purchases(
+        self, B: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Order (person, time) pairs; per person: churned flag and churn time."""
         rng = self.rng
         buyers = np.flatnonzero(B["buyer"])
@@ -252,8 +320,15 @@ class _Gen:
         prod_name = np.array([r[1] for r in prod_rows], dtype=object)
         prod_cat = np.array([r[2] for r in prod_rows], dtype=object)
         prod_price = np.array([r[3] for r in prod_rows])
-        products = pa.table({"sku": prod_id, "title": prod_name, "category": prod_cat,
-                             "price": prod_price, "brand": np.array([r[4] for r in prod_rows], dtype=object)})
+        products = pa.table(
+            {
+                "sku": prod_id,
+                "title": prod_name,
+                "category": prod_cat,
+                "price": prod_price,
+                "brand": np.array([r[4] for r in prod_rows], dtype=object),
+            }
+        )
         pacsv.write_csv(products, data / "products.csv")
         counts["products"] = len(prod_rows)
 
@@ -262,16 +337,20 @@ class _Gen:
         n_orders = len(o_person)
         has = P["has"]
         web_ok, store_ok = has[o_person, 0], has[o_person, 2]
-        chan = np.where(web_ok & store_ok, np.where(rng.random(n_orders) < 0.6, "web", "store"),
-                        np.where(web_ok, "web", np.where(store_ok, "store", "phone"))).astype(object)
+        chan = np.where(
+            web_ok & store_ok,
+            np.where(rng.random(n_orders) < 0.6, "web", "store"),
+            np.where(web_ok, "web", np.where(store_ok, "store", "phone")),
+        ).astype(object)
         n_lines = 1 + rng.poisson(0.4 + 0.6 * B["vip"][o_person])
         l_order = np.repeat(np.arange(n_orders), n_lines)
         l_person = o_person[l_order]
         l_time = o_time[l_order]
-        L = len(vocab.CATEGORIES)
         cum = np.cumsum(B["pref"], axis=1)
         after = B["life"][l_person] & (l_time >= B["life_ts"][l_person])
-        target = np.array([[c for c, _, _ in vocab.CATEGORIES].index(t) for _, t in vocab.LIFE_EVENTS])
+        target = np.array(
+            [[c for c, _, _ in vocab.CATEGORIES].index(t) for _, t in vocab.LIFE_EVENTS]
+        )
         leaf = _draw(cum, l_person, rng.random(len(l_order)).astype(np.float32))
         switch = after & (rng.random(len(l_order)) < 0.75)
         leaf[switch] = target[B["life_kind"][l_person[switch]]]
@@ -280,18 +359,28 @@ class _Gen:
         qty = 1 + rng.poisson(0.25 * B["spend"][l_person])
         unit = prod_price[prod]
         promo = self._promo(o_time)
-        disc_order = np.where(B["seeker"][o_person], rng.random(n_orders) < 0.8,
-                              (rng.random(n_orders) < 0.08) | (promo & (rng.random(n_orders) < 0.5)))
+        disc_order = np.where(
+            B["seeker"][o_person],
+            rng.random(n_orders) < 0.8,
+            (rng.random(n_orders) < 0.08) | (promo & (rng.random(n_orders) < 0.5)),
+        )
         rate = rng.choice([0.1, 0.15, 0.2, 0.3], size=n_orders)
-        coupon = np.where(disc_order, np.char.add("SAVE", (rate * 100).astype(int).astype(str)), None)
+        coupon = np.where(
+            disc_order, np.char.add("SAVE", (rate * 100).astype(int).astype(str)), None
+        )
         line_disc = np.where(disc_order[l_order], np.round(qty * unit * rate[l_order], 2), 0.0)
         returned = np.where(rng.random(len(l_order)) < 0.06, qty, 0)
         line_no = np.arange(len(l_order)) - (np.cumsum(n_lines) - n_lines)[l_order] + 1
         ret_lines = np.bincount(l_order, weights=(returned > 0), minlength=n_orders)
-        status = np.where(ret_lines == 0, "completed",
-                          np.where(ret_lines == n_lines, "returned", "partially_returned")).astype(object)
-        total = np.round(np.bincount(l_order, weights=qty * unit - line_disc, minlength=n_orders), 2)
-        order_id = np.char.add("O", np.char.zfill(np.arange(1, n_orders + 1).astype(str), 8)).astype(object)
+        status = np.where(
+            ret_lines == 0,
+            "completed",
+            np.where(ret_lines == n_lines, "returned", "partially_returned"),
+        ).astype(object)
+        total = np.round(
+            np.bincount(l_order, weights=qty * unit - line_disc, minlength=n_orders), 2
+        )
+        order_id = _ids("O", np.arange(1, n_orders + 1), 8)
         is_web, is_store, is_phone = chan == "web", chan == "store", chan == "phone"
         email_var = self._email_variant(P["email"][o_person], 0.1)
         phone_var = self._phone_variant(P["phone"][o_person])
@@ -324,7 +413,9 @@ class _Gen:
         dates = cols["Order Date"].astype(object)
         dates[first_line[kinds == 2]] = "31/02/2024"
         cols["Order Date"] = dates
-        orders_tbl = pa.table({k: pa.array(list(v) if v.dtype == object else v) for k, v in cols.items()})
+        orders_tbl = pa.table(
+            {k: pa.array(list(v) if v.dtype == object else v) for k, v in cols.items()}
+        )
         pacsv.write_csv(orders_tbl, data / "orders.csv")
         bad_order_mask = np.zeros(n_orders, bool)
         bad_order_mask[bad_orders] = True
@@ -338,7 +429,9 @@ class _Gen:
 
         # events and interactions
         counts.update(self._events(P, B, data, records, o_person, o_time, chan, churn_ts, churned))
-        counts.update(self._interactions(P, B, data, records, o_person, o_time, prod_name, l_order, prod))
+        counts.update(
+            self._interactions(P, B, data, records, o_person, o_time, prod_name, l_order, prod)
+        )
 
         # ground truth
         self._truth(P, B, truth, records, o_person, total, churned, churn_ts, target, cum)
@@ -354,16 +447,24 @@ class _Gen:
         m = d.astype("datetime64[M]").astype(int) % 12 + 1
         return ((m == 11) & (md >= 20)) | ((m == 1) & (md <= 10)) | ((m == 7) & (md <= 14))
 
-    def _rec(self, table: str, key: np.ndarray, person: np.ndarray, bad: np.ndarray | None = None,
-             source: str | None = None) -> pa.Table:
+    def _rec(
+        self,
+        table: str,
+        key: np.ndarray,
+        person: np.ndarray,
+        bad: np.ndarray | None = None,
+        source: str | None = None,
+    ) -> pa.Table:
         n = len(key)
-        return pa.table({
-            "table": pa.array([table] * n, pa.string()),
-            "source": pa.array([source] * n, pa.string()),
-            "key": pa.array(list(key), pa.string()),
-            "person_id": pa.array(person, pa.int64()),
-            "rejected": pa.array(bad if bad is not None else np.zeros(n, bool)),
-        })
+        return pa.table(
+            {
+                "table": pa.array([table] * n, pa.string()),
+                "source": pa.array([source] * n, pa.string()),
+                "key": pa.array(list(key), pa.string()),
+                "person_id": pa.array(person, pa.int64()),
+                "rejected": pa.array(bad if bad is not None else np.zeros(n, bool)),
+            }
+        )
 
     def _email_variant(self, email: np.ndarray, rate: float) -> np.ndarray:
         rng = self.rng
@@ -376,7 +477,11 @@ class _Gen:
             if kind[i] == 0:
                 out[i] = e.upper() if rng.random() < 0.3 else local.capitalize() + "@" + dom
             elif kind[i] == 1 and dom == "gmail.com":
-                out[i] = local.replace(".", "") + "@googlemail.com" if "." in local else local + "+shop@" + dom
+                out[i] = (
+                    local.replace(".", "") + "@googlemail.com"
+                    if "." in local
+                    else local + "+shop@" + dom
+                )
             else:
                 out[i] = " " + e + " "
         return out
@@ -392,11 +497,20 @@ class _Gen:
     def _local_time(self, t: np.ndarray, local: np.ndarray) -> np.ndarray:
         """UTC 'Z' text, or US Eastern-ish local time with its offset where ``local``."""
         utc = _iso(t).astype(object)
-        loc = np.char.add(np.datetime_as_string((t - 5 * 3600).astype("datetime64[s]"), unit="s"), "-05:00")
+        loc = np.char.add(
+            np.datetime_as_string((t - 5 * 3600).astype("datetime64[s]"), unit="s"), "-05:00"
+        )
         return np.where(local, loc, utc)
 
-    def _customers(self, P: dict[str, np.ndarray], B: dict[str, np.ndarray], data: Path,
-                   records: list[pa.Table], o_person: np.ndarray, churned: np.ndarray) -> dict[str, int]:
+    def _customers(
+        self,
+        P: dict[str, np.ndarray],
+        B: dict[str, np.ndarray],
+        data: Path,
+        records: list[pa.Table],
+        o_person: np.ndarray,
+        churned: np.ndarray,
+    ) -> dict[str, int]:
         rng, n = self.rng, self.n
         has = P["has"]
         counts: dict[str, int] = {}
@@ -404,45 +518,71 @@ class _Gen:
         created = B["acquired"] - rng.integers(0, 30 * DAY, n)
         # web shop accounts
         s = np.flatnonzero(has[:, 0])
-        shop = pa.table({
-            "customer_id": P["user_id"][s], "user_id": P["user_id"][s],
-            "email": P["email"][s], "first_name": P["first"][s], "last_name": P["last"][s],
-            "phone": np.where(rng.random(len(s)) < 0.5, P["phone"][s], None),
-            "address": P["address"][s], "city": P["city"][s], "zip": P["postcode"][s],
-            "instagram": np.where(has[s, 3] & (rng.random(len(s)) < 0.3), P["handle"][s], None),
-            "accepts_marketing": np.where(rng.random(len(s)) < 0.7, "yes", "no"),
-            "created_at": _iso(created[s]),
-        })
+        shop = pa.table(
+            {
+                "customer_id": P["user_id"][s],
+                "user_id": P["user_id"][s],
+                "email": P["email"][s],
+                "first_name": P["first"][s],
+                "last_name": P["last"][s],
+                "phone": np.where(rng.random(len(s)) < 0.5, P["phone"][s], None),
+                "address": P["address"][s],
+                "city": P["city"][s],
+                "zip": P["postcode"][s],
+                "instagram": np.where(has[s, 3] & (rng.random(len(s)) < 0.3), P["handle"][s], None),
+                "accepts_marketing": np.where(rng.random(len(s)) < 0.7, "yes", "no"),
+                "created_at": _iso(created[s]),
+            }
+        )
         pacsv.write_csv(shop, data / "customers_shop.csv")
         records.append(self._rec("customers", P["user_id"][s], s, source="customers_shop"))
         counts["customers_shop"] = len(s)
         # CRM contacts: typos, variants, stages
         c = np.flatnonzero(has[:, 1])
-        stage = np.where(bought[c], "customer", np.where(rng.random(len(c)) < 0.35, "opportunity", "lead"))
-        addr = P["address"][c].copy()
-        for full, abbr in vocab.STREET_SUFFIX_ABBR.items():
-            addr = np.char.replace(addr.astype(str), full, abbr + ".").astype(object) if rng.random() < 0.5 else addr
-        dob = np.where(rng.random(len(c)) < 0.6, np.datetime_as_string(P["birth"][c]), None).astype(object)
+        stage = np.where(
+            bought[c], "customer", np.where(rng.random(len(c)) < 0.35, "opportunity", "lead")
+        )
+        abbreviate = rng.random(len(c)) < 0.5  # "Street" -> "St." in some CRM records
+        addr = np.array(
+            [
+                _abbreviate(a) if ab else a
+                for a, ab in zip(P["address"][c], abbreviate, strict=True)
+            ],
+            dtype=object,
+        )
+        dob = np.where(rng.random(len(c)) < 0.6, np.datetime_as_string(P["birth"][c]), None).astype(
+            object
+        )
         crm_id = P["crm_id"][c].copy()
         bad = rng.random(len(c)) < self.cfg.bad_row_rate * 2
         kinds = rng.integers(0, 2, len(c))
         crm_id[bad & (kinds == 0)] = None
         dob[bad & (kinds == 1)] = "1975-13-45"
-        crm = pa.table({
-            "Contact ID": crm_id,
-            "First Name": _typo(rng, P["first"][c], 0.06),
-            "Last Name": _typo(rng, P["last"][c], 0.06),
-            "Email": np.where(rng.random(len(c)) < 0.85, self._email_variant(P["email"][c], 0.25), None),
-            "Mobile": np.where(rng.random(len(c)) < 0.7, self._phone_variant(P["phone"][c]), None),
-            "Street": addr, "City": P["city"][c], "Zip": P["postcode"][c],
-            "Date of Birth": dob,
-            "Company": np.where(rng.random(len(c)) < 0.25, np.char.add(P["last"][c].astype(str), " & Co"), None),
-            "Lifecycle Stage": stage,
-            "Email Opt-in": np.where(rng.random(len(c)) < 0.65, "true", "false"),
-            "SMS Opt-in": np.where(rng.random(len(c)) < 0.3, "true", "false"),
-            "Twitter": np.where(has[c, 3] & (rng.random(len(c)) < 0.4), P["handle"][c], None),
-            "Created": _iso(created[c] - 20 * DAY),
-        })
+        crm = pa.table(
+            {
+                "Contact ID": crm_id,
+                "First Name": _typo(rng, P["first"][c], 0.06),
+                "Last Name": _typo(rng, P["last"][c], 0.06),
+                "Email": np.where(
+                    rng.random(len(c)) < 0.85, self._email_variant(P["email"][c], 0.25), None
+                ),
+                "Mobile": np.where(
+                    rng.random(len(c)) < 0.7, self._phone_variant(P["phone"][c]), None
+                ),
+                "Street": addr,
+                "City": P["city"][c],
+                "Zip": P["postcode"][c],
+                "Date of Birth": dob,
+                "Company": np.where(
+                    rng.random(len(c)) < 0.25, np.char.add(P["last"][c].astype(str), " & Co"), None
+                ),
+                "Lifecycle Stage": stage,
+                "Email Opt-in": np.where(rng.random(len(c)) < 0.65, "true", "false"),
+                "SMS Opt-in": np.where(rng.random(len(c)) < 0.3, "true", "false"),
+                "Twitter": np.where(has[c, 3] & (rng.random(len(c)) < 0.4), P["handle"][c], None),
+                "Created": _iso(created[c] - 20 * DAY),
+            }
+        )
         pacsv.write_csv(crm, data / "customers_crm.csv")
         records.append(self._rec("customers", P["crm_id"][c], c, bad, source="customers_crm"))
         counts["customers_crm"] = int(len(c) - bad.sum())
@@ -450,26 +590,49 @@ class _Gen:
         # loyalty cards signed up in store: full name in one field, phone, postcode, birth date
         lo = np.flatnonzero(has[:, 2])
         style = rng.random(len(lo)) < 0.5
-        full = np.where(style, np.char.add(np.char.add(P["first"][lo].astype(str), " "), P["last"][lo].astype(str)),
-                        np.char.add(np.char.add(np.char.upper(P["last"][lo].astype(str)), ", "), P["first"][lo].astype(str)))
-        loyalty = pa.table({
-            "card_number": P["loyalty_id"][lo],
-            "name": _typo(rng, full.astype(object), 0.04),
-            "phone": np.where(rng.random(len(lo)) < 0.7, self._phone_variant(P["phone"][lo]), None),
-            "postcode": P["postcode"][lo],
-            "dob": np.where(rng.random(len(lo)) < 0.6, np.datetime_as_string(P["birth"][lo]), None),
-            "sms_optin": np.where(rng.random(len(lo)) < 0.4, "Y", "N"),
-            "since": _iso(created[lo]),
-        })
+        full = np.where(
+            style,
+            np.char.add(np.char.add(P["first"][lo].astype(str), " "), P["last"][lo].astype(str)),
+            np.char.add(
+                np.char.add(np.char.upper(P["last"][lo].astype(str)), ", "),
+                P["first"][lo].astype(str),
+            ),
+        )
+        loyalty = pa.table(
+            {
+                "card_number": P["loyalty_id"][lo],
+                "name": _typo(rng, full.astype(object), 0.04),
+                "phone": np.where(
+                    rng.random(len(lo)) < 0.7, self._phone_variant(P["phone"][lo]), None
+                ),
+                "postcode": P["postcode"][lo],
+                "dob": np.where(
+                    rng.random(len(lo)) < 0.6, np.datetime_as_string(P["birth"][lo]), None
+                ),
+                "sms_optin": np.where(rng.random(len(lo)) < 0.4, "Y", "N"),
+                "since": _iso(created[lo]),
+            }
+        )
         pacsv.write_csv(loyalty, data / "customers_loyalty.csv")
         records.append(self._rec("customers", P["loyalty_id"][lo], lo, source="customers_loyalty"))
         counts["customers_loyalty"] = len(lo)
-        counts["customers"] = counts["customers_shop"] + counts["customers_crm"] + counts["customers_loyalty"]
+        counts["customers"] = (
+            counts["customers_shop"] + counts["customers_crm"] + counts["customers_loyalty"]
+        )
         return counts
 
-    def _events(self, P: dict[str, np.ndarray], B: dict[str, np.ndarray], data: Path,
-                records: list[pa.Table], o_person: np.ndarray, o_time: np.ndarray, chan: np.ndarray,
-                churn_ts: np.ndarray, churned: np.ndarray) -> dict[str, int]:
+    def _events(
+        self,
+        P: dict[str, np.ndarray],
+        B: dict[str, np.ndarray],
+        data: Path,
+        records: list[pa.Table],
+        o_person: np.ndarray,
+        o_time: np.ndarray,
+        chan: np.ndarray,
+        churn_ts: np.ndarray,
+        churned: np.ndarray,
+    ) -> dict[str, int]:
         rng, n = self.rng, self.n
         has = P["has"]
         shop = has[:, 0]
@@ -489,13 +652,21 @@ class _Gen:
         b_person = np.repeat(np.arange(n), n_browse)
         end = np.where(churned, np.minimum(churn_ts + 45 * DAY, self.t1), self.t1)
         lo = np.maximum(B["acquired"] - 30 * DAY, self.t0)
-        b_time = lo[b_person] + (rng.random(len(b_person)) * np.maximum(end - lo, DAY)[b_person]).astype(np.int64)
+        b_time = lo[b_person] + (
+            rng.random(len(b_person)) * np.maximum(end - lo, DAY)[b_person]
+        ).astype(np.int64)
         s_person = np.concatenate([o_person[web_orders], b_person])
-        s_time = np.concatenate([o_time[web_orders] - rng.integers(60, 1800, len(web_orders)), b_time])
+        s_time = np.concatenate(
+            [o_time[web_orders] - rng.integers(60, 1800, len(web_orders)), b_time]
+        )
         s_buy = np.concatenate([np.ones(len(web_orders), bool), np.zeros(len(b_person), bool)])
         ns = len(s_person)
         dev_pick = dev_start[s_person] + (rng.random(ns) * n_dev[s_person]).astype(np.int64)
-        s_dev = dev_id[np.clip(dev_pick, 0, max(len(dev_id) - 1, 0))] if len(dev_id) else np.array([], object)
+        s_dev = (
+            dev_id[np.clip(dev_pick, 0, max(len(dev_id) - 1, 0))]
+            if len(dev_id)
+            else np.array([], object)
+        )
         on_kiosk = kiosk_user[s_person] & (rng.random(ns) < 0.4)
         s_dev = np.where(on_kiosk, kiosks[kiosk_of[s_person]], s_dev)
         login = s_buy | (rng.random(ns) < 0.35) | on_kiosk
@@ -503,17 +674,29 @@ class _Gen:
         n_pages = 1 + rng.poisson(np.where(B["window"][s_person], 4.0, 2.0))
         e_sess = np.repeat(np.arange(ns), n_pages)
         e_person = s_person[e_sess]
-        e_time = s_time[e_sess] + (np.arange(len(e_sess)) - (np.cumsum(n_pages) - n_pages)[e_sess]) * 40
+        e_time = (
+            s_time[e_sess] + (np.arange(len(e_sess)) - (np.cumsum(n_pages) - n_pages)[e_sess]) * 40
+        )
         pricing_fan = B["window"] | (rng.random(n) < 0.1)
         r = rng.random(len(e_sess))
         is_pricing = r < np.where(pricing_fan[e_person], 0.25, 0.02)
-        kind = np.where(is_pricing, "Pricing", np.where(r < 0.35, "Home", np.where(r < 0.5, "Search",
-                        np.where(r < 0.65, "Category", "Product")))).astype(object)
-        L = len(vocab.CATEGORIES)
-        cat_idx = _draw(np.cumsum(B["pref"], axis=1), e_person, rng.random(len(e_sess)).astype(np.float32))
+        kind = np.where(
+            is_pricing,
+            "Pricing",
+            np.where(
+                r < 0.35,
+                "Home",
+                np.where(r < 0.5, "Search", np.where(r < 0.65, "Category", "Product")),
+            ),
+        ).astype(object)
+        cat_idx = _draw(
+            np.cumsum(B["pref"], axis=1), e_person, rng.random(len(e_sess)).astype(np.float32)
+        )
         leaf = np.array([c for c, _, _ in vocab.CATEGORIES], dtype=object)[cat_idx]
-        prod = np.char.add("P", np.char.zfill((cat_idx * 20 + rng.integers(0, 20, len(e_sess))).astype(str), 5))
-        terms = np.array([c.split(" > ")[1].lower() for c, _, _ in vocab.CATEGORIES], dtype=object)[cat_idx]
+        prod = _ids("P", cat_idx * 20 + rng.integers(0, 20, len(e_sess)), 5)
+        terms = np.array([c.split(" > ")[1].lower() for c, _, _ in vocab.CATEGORIES], dtype=object)[
+            cat_idx
+        ]
         web = {
             "type": np.where(kind == "Search", "track", "page").astype(object),
             "event": np.where(kind == "Search", "Products Searched", None),
@@ -521,9 +704,21 @@ class _Gen:
             "user_id": np.where(login[e_sess], P["user_id"][e_person], None),
             "anonymous_id": s_dev[e_sess],
             "ts": e_time,
-            "path": np.where(kind == "Pricing", "/pricing", np.where(kind == "Home", "/",
-                    np.where(kind == "Product", np.char.add("/p/", prod.astype(str)), np.where(
-                        kind == "Category", np.char.add("/c/", terms.astype(str)), "/search")))).astype(object),
+            "path": np.where(
+                kind == "Pricing",
+                "/pricing",
+                np.where(
+                    kind == "Home",
+                    "/",
+                    np.where(
+                        kind == "Product",
+                        np.char.add("/p/", prod.astype(str)),
+                        np.where(
+                            kind == "Category", np.char.add("/c/", terms.astype(str)), "/search"
+                        ),
+                    ),
+                ),
+            ).astype(object),
             "category": np.where((kind == "Category") | (kind == "Product"), leaf, None),
             "product_id": np.where(kind == "Product", prod, None),
             "query": np.where(kind == "Search", terms, None),
@@ -534,12 +729,18 @@ class _Gen:
         first_in_sess = (np.cumsum(n_pages) - n_pages)[np.flatnonzero(login)]
         idp = e_person[first_in_sess]
         ident = {
-            "type": np.full(len(idp), "identify", dtype=object), "event": np.full(len(idp), None, object),
-            "name": np.full(len(idp), None, object), "user_id": P["user_id"][idp],
-            "anonymous_id": web["anonymous_id"][first_in_sess], "ts": e_time[first_in_sess] - 1,
-            "path": np.full(len(idp), None, object), "category": np.full(len(idp), None, object),
-            "product_id": np.full(len(idp), None, object), "query": np.full(len(idp), None, object),
-            "email": P["email"][idp], "campaign": np.full(len(idp), None, object),
+            "type": np.full(len(idp), "identify", dtype=object),
+            "event": np.full(len(idp), None, object),
+            "name": np.full(len(idp), None, object),
+            "user_id": P["user_id"][idp],
+            "anonymous_id": web["anonymous_id"][first_in_sess],
+            "ts": e_time[first_in_sess] - 1,
+            "path": np.full(len(idp), None, object),
+            "category": np.full(len(idp), None, object),
+            "product_id": np.full(len(idp), None, object),
+            "query": np.full(len(idp), None, object),
+            "email": P["email"][idp],
+            "campaign": np.full(len(idp), None, object),
         }
         # e-mail campaigns every two weeks to a quarter of consenting subscribers
         subs = np.flatnonzero((has[:, 0] | has[:, 1]) & (rng.random(n) < 0.7))
@@ -548,26 +749,41 @@ class _Gen:
         m_person = np.repeat(subs, sends_per)
         m_camp = rng.integers(0, len(camp_t), len(m_person))
         m_time = camp_t[m_camp] + rng.integers(0, 6 * 3600, len(m_person))
-        alive = (m_time >= B["acquired"][m_person] - 60 * DAY)
+        alive = m_time >= B["acquired"][m_person] - 60 * DAY
         m_person, m_camp, m_time = m_person[alive], m_camp[alive], m_time[alive]
         opened = rng.random(len(m_person)) < B["open_p"][m_person]
         clicked = opened & (rng.random(len(m_person)) < B["click_p"][m_person] * 2)
         mail_parts = []
-        for name, mask, delay in [("Email Delivered", np.ones(len(m_person), bool), 0),
-                                  ("Email Opened", opened, 3600), ("Email Link Clicked", clicked, 3700)]:
+        for name, mask, delay in [
+            ("Email Delivered", np.ones(len(m_person), bool), 0),
+            ("Email Opened", opened, 3600),
+            ("Email Link Clicked", clicked, 3700),
+        ]:
             mp = m_person[mask]
-            mail_parts.append({
-                "type": np.full(len(mp), "track", object), "event": np.full(len(mp), name, object),
-                "name": np.full(len(mp), None, object),
-                "user_id": np.where(has[mp, 0], P["user_id"][mp], None),
-                "anonymous_id": np.where(has[mp, 0], None, np.char.add("esp-", P["uniq"][mp].astype(str)).astype(object)),
-                "ts": m_time[mask] + delay, "path": np.full(len(mp), None, object),
-                "category": np.full(len(mp), None, object), "product_id": np.full(len(mp), None, object),
-                "query": np.full(len(mp), None, object), "email": P["email"][mp],
-                "campaign": np.char.add("cmp-", m_camp[mask].astype(str)).astype(object),
-            })
+            mail_parts.append(
+                {
+                    "type": np.full(len(mp), "track", object),
+                    "event": np.full(len(mp), name, object),
+                    "name": np.full(len(mp), None, object),
+                    "user_id": np.where(has[mp, 0], P["user_id"][mp], None),
+                    "anonymous_id": np.where(
+                        has[mp, 0],
+                        None,
+                        np.char.add("esp-", P["uniq"][mp].astype(str)).astype(object),
+                    ),
+                    "ts": m_time[mask] + delay,
+                    "path": np.full(len(mp), None, object),
+                    "category": np.full(len(mp), None, object),
+                    "product_id": np.full(len(mp), None, object),
+                    "query": np.full(len(mp), None, object),
+                    "email": P["email"][mp],
+                    "campaign": np.char.add("cmp-", m_camp[mask].astype(str)).astype(object),
+                }
+            )
         parts = [web, ident, *mail_parts]
-        persons = np.concatenate([e_person, idp] + [m_person[m] for m in (np.ones(len(m_person), bool), opened, clicked)])
+        persons = np.concatenate(
+            [e_person, idp] + [m_person[m] for m in (np.ones(len(m_person), bool), opened, clicked)]
+        )
         ev = {k: np.concatenate([p[k] for p in parts]) for k in web}
         total = len(persons)
         order = np.argsort(ev["ts"], kind="stable")
@@ -579,24 +795,43 @@ class _Gen:
         ts_text = _iso(ev["ts"]).astype(object)
         bad_ts = bad & (rng.random(total) < 0.5)
         ts_text[bad_ts] = "not-a-date"
-        tbl = pa.table({
-            "messageId": ev["message_id"], "type": ev["type"], "event": ev["event"], "name": ev["name"],
-            "userId": ev["user_id"], "anonymousId": ev["anonymous_id"], "timestamp": ts_text,
-            "path": ev["path"], "category": ev["category"], "product_id": ev["product_id"],
-            "query": ev["query"], "email": ev["email"], "campaign": ev["campaign"],
-            "broken": bad & ~bad_ts, "dup": dup,
-        })
+        tbl = pa.table(
+            {
+                "messageId": ev["message_id"],
+                "type": ev["type"],
+                "event": ev["event"],
+                "name": ev["name"],
+                "userId": ev["user_id"],
+                "anonymousId": ev["anonymous_id"],
+                "timestamp": ts_text,
+                "path": ev["path"],
+                "category": ev["category"],
+                "product_id": ev["product_id"],
+                "query": ev["query"],
+                "email": ev["email"],
+                "campaign": ev["campaign"],
+                "broken": bad & ~bad_ts,
+                "dup": dup,
+            }
+        )
         self._write_segment_jsonl(tbl, data / "events.jsonl")
         records.append(self._rec("events", ev["message_id"], persons, bad))
         shared = np.isin(ev["anonymous_id"], kiosks)
-        pq.write_table(pa.table({"anonymous_id": kiosks}), data.parent / "truth" / "shared_devices.parquet")
-        return {"events": int(total - bad.sum()), "quarantine_events": int(bad.sum()),
-                "events_duplicated_in_file": int(dup.sum()), "events_on_shared_devices": int(shared.sum())}
+        pq.write_table(
+            pa.table({"anonymous_id": kiosks}), data.parent / "truth" / "shared_devices.parquet"
+        )
+        return {
+            "events": int(total - bad.sum()),
+            "quarantine_events": int(bad.sum()),
+            "events_duplicated_in_file": int(dup.sum()),
+            "events_on_shared_devices": int(shared.sum()),
+        }
 
     def _write_segment_jsonl(self, tbl: pa.Table, path: Path) -> None:
         """Segment-spec messages, one per line; broken rows are truncated JSON; dups repeat."""
-        con = duckdb.connect(config={"autoinstall_known_extensions": False,
-                                     "autoload_known_extensions": False})
+        con = duckdb.connect(
+            config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+        )
         con.execute("SET enable_progress_bar = false")
         con.register("ev", tbl)
         con.execute(f"""
@@ -606,13 +841,15 @@ class _Gen:
               'messageId', messageId, 'type', type, 'event', event, 'name', name,
               'userId', userId, 'anonymousId', anonymousId, 'timestamp', timestamp,
               'properties', CASE
-                 WHEN type = 'page' THEN json_object('path', path, 'category', category, 'product_id', product_id)
+                 WHEN type = 'page'
+                   THEN json_object('path', path, 'category', category, 'product_id', product_id)
                  WHEN event = 'Products Searched' THEN json_object('query', query)
                  WHEN campaign IS NOT NULL THEN json_object('campaign_id', campaign, 'email', email)
                  ELSE NULL END,
               'traits', CASE WHEN type = 'identify' THEN json_object('email', email) ELSE NULL END,
               'context', CASE WHEN campaign IS NOT NULL
-                 THEN json_object('traits', json_object('email', email), 'library', json_object('name', 'esp-export'))
+                 THEN json_object('traits', json_object('email', email),
+                                  'library', json_object('name', 'esp-export'))
                  ELSE json_object('library', json_object('name', 'analytics.js')) END
             )::VARCHAR AS j0
             FROM (SELECT *, row_number() OVER () AS rowid_ FROM ev)
@@ -629,10 +866,19 @@ class _Gen:
         """)
         con.close()
 
-    def _interactions(self, P: dict[str, np.ndarray], B: dict[str, np.ndarray], data: Path,
-                      records: list[pa.Table], o_person: np.ndarray, o_time: np.ndarray,
-                      prod_name: np.ndarray, l_order: np.ndarray, l_prod: np.ndarray) -> dict[str, int]:
-        rng, n = self.rng, self.n
+    def _interactions(
+        self,
+        P: dict[str, np.ndarray],
+        B: dict[str, np.ndarray],
+        data: Path,
+        records: list[pa.Table],
+        o_person: np.ndarray,
+        o_time: np.ndarray,
+        prod_name: np.ndarray,
+        l_order: np.ndarray,
+        l_prod: np.ndarray,
+    ) -> dict[str, int]:
+        rng = self.rng
         has = P["has"]
         first_prod = np.zeros(len(o_person), np.int64)
         first_prod[l_order[::-1]] = l_prod[::-1]
@@ -640,8 +886,9 @@ class _Gen:
         follows = soc[rng.random(len(soc)) < 0.6]
         n_posts = rng.poisson(np.where(B["tone"][soc] != 0, 2.5, 0.8))
         p_person = np.repeat(soc, n_posts)
-        p_time = np.maximum(B["acquired"][p_person], self.t0) + (rng.random(len(p_person)) * (
-            self.t1 - np.maximum(B["acquired"][p_person], self.t0))).astype(np.int64)
+        p_time = np.maximum(B["acquired"][p_person], self.t0) + (
+            rng.random(len(p_person)) * (self.t1 - np.maximum(B["acquired"][p_person], self.t0))
+        ).astype(np.int64)
         reviews = np.flatnonzero(rng.random(len(o_person)) < 0.08)
         tickets = np.flatnonzero(rng.random(len(o_person)) < 0.03)
         parts: list[dict[str, np.ndarray]] = []
@@ -658,101 +905,200 @@ class _Gen:
             return out, tone
 
         k = len(follows)
-        parts.append({"kind": np.full(k, "follow", object), "channel": _pick(rng, ("instagram", "x"), k),
-                      "handle": P["handle"][follows], "email": np.full(k, None, object),
-                      "user": np.full(k, None, object), "text": np.full(k, None, object),
-                      "rating": np.full(k, None, object), "product": np.full(k, None, object),
-                      "ts": np.maximum(B["acquired"][follows], self.t0) + rng.integers(0, 90 * DAY, k),
-                      "person": follows, "tone": np.zeros(k, np.int64)})
+        parts.append(
+            {
+                "kind": np.full(k, "follow", object),
+                "channel": _pick(rng, ("instagram", "x"), k),
+                "handle": P["handle"][follows],
+                "email": np.full(k, None, object),
+                "user": np.full(k, None, object),
+                "text": np.full(k, None, object),
+                "rating": np.full(k, None, object),
+                "product": np.full(k, None, object),
+                "ts": np.maximum(B["acquired"][follows], self.t0) + rng.integers(0, 90 * DAY, k),
+                "person": follows,
+                "tone": np.zeros(k, np.int64),
+            }
+        )
         ppro = rng.integers(0, len(prod_name), len(p_person))
         txt, tone = texts(p_person, prod_name[ppro])
         k = len(p_person)
-        parts.append({"kind": np.full(k, "post", object), "channel": _pick(rng, ("instagram", "x", "facebook"), k),
-                      "handle": P["handle"][p_person], "email": np.full(k, None, object),
-                      "user": np.full(k, None, object), "text": txt, "rating": np.full(k, None, object),
-                      "product": np.full(k, None, object), "ts": p_time, "person": p_person, "tone": tone})
+        parts.append(
+            {
+                "kind": np.full(k, "post", object),
+                "channel": _pick(rng, ("instagram", "x", "facebook"), k),
+                "handle": P["handle"][p_person],
+                "email": np.full(k, None, object),
+                "user": np.full(k, None, object),
+                "text": txt,
+                "rating": np.full(k, None, object),
+                "product": np.full(k, None, object),
+                "ts": p_time,
+                "person": p_person,
+                "tone": tone,
+            }
+        )
         rp = o_person[reviews]
         txt, tone = texts(rp, prod_name[first_prod[reviews]])
-        rating = np.clip(np.where(tone > 0, 5, np.where(tone < 0, 1, 3)) + rng.integers(-1, 1, len(rp)), 1, 5)
+        rating = np.clip(
+            np.where(tone > 0, 5, np.where(tone < 0, 1, 3)) + rng.integers(-1, 1, len(rp)), 1, 5
+        )
         k = len(rp)
-        parts.append({"kind": np.full(k, "review", object), "channel": np.full(k, "site", object),
-                      "handle": np.full(k, None, object),
-                      "email": np.where(has[rp, 0], None, P["email"][rp]),
-                      "user": np.where(has[rp, 0], P["user_id"][rp], None), "text": txt,
-                      "rating": rating.astype(str).astype(object),
-                      "product": np.char.add("P", np.char.zfill(first_prod[reviews].astype(str), 5)).astype(object),
-                      "ts": o_time[reviews] + rng.integers(3 * DAY, 20 * DAY, k), "person": rp, "tone": tone})
+        parts.append(
+            {
+                "kind": np.full(k, "review", object),
+                "channel": np.full(k, "site", object),
+                "handle": np.full(k, None, object),
+                "email": np.where(has[rp, 0], None, P["email"][rp]),
+                "user": np.where(has[rp, 0], P["user_id"][rp], None),
+                "text": txt,
+                "rating": rating.astype(str).astype(object),
+                "product": _ids("P", first_prod[reviews], 5),
+                "ts": o_time[reviews] + rng.integers(3 * DAY, 20 * DAY, k),
+                "person": rp,
+                "tone": tone,
+            }
+        )
         tp = o_person[tickets]
         txt, tone = texts(tp, prod_name[first_prod[tickets]])
         k = len(tp)
-        parts.append({"kind": np.full(k, "ticket", object), "channel": np.full(k, "support", object),
-                      "handle": np.full(k, None, object), "email": P["email"][tp],
-                      "user": np.full(k, None, object), "text": txt, "rating": np.full(k, None, object),
-                      "product": np.full(k, None, object), "ts": o_time[tickets] + rng.integers(DAY, 10 * DAY, k),
-                      "person": tp, "tone": tone})
+        parts.append(
+            {
+                "kind": np.full(k, "ticket", object),
+                "channel": np.full(k, "support", object),
+                "handle": np.full(k, None, object),
+                "email": P["email"][tp],
+                "user": np.full(k, None, object),
+                "text": txt,
+                "rating": np.full(k, None, object),
+                "product": np.full(k, None, object),
+                "ts": o_time[tickets] + rng.integers(DAY, 10 * DAY, k),
+                "person": tp,
+                "tone": tone,
+            }
+        )
         it = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
         keep = it["ts"] <= self.t1
         it = {key: v[keep] for key, v in it.items()}
         order = np.argsort(it["ts"], kind="stable")
         it = {key: v[order] for key, v in it.items()}
         total = len(order)
-        iid = np.char.add("I", np.char.zfill(np.arange(1, total + 1).astype(str), 8)).astype(object)
+        iid = _ids("I", np.arange(1, total + 1), 8)
         rating = it["rating"].copy()
         bad = (rng.random(total) < self.cfg.bad_row_rate * 4) & (it["kind"] == "review")
         rating[bad] = "7"
-        tbl = pa.table({"id": iid, "type": it["kind"], "platform": it["channel"], "author_handle": it["handle"],
-                        "author_email": it["email"], "author_user_id": it["user"], "body": it["text"],
-                        "stars": rating, "product_id": it["product"], "created_at": _iso(it["ts"]).astype(object)})
+        tbl = pa.table(
+            {
+                "id": iid,
+                "type": it["kind"],
+                "platform": it["channel"],
+                "author_handle": it["handle"],
+                "author_email": it["email"],
+                "author_user_id": it["user"],
+                "body": it["text"],
+                "stars": rating,
+                "product_id": it["product"],
+                "created_at": _iso(it["ts"]).astype(object),
+            }
+        )
         pacsv.write_csv(tbl, data / "interactions.csv")
         records.append(self._rec("interactions", iid, it["person"], bad))
-        pq.write_table(pa.table({"interaction_id": iid, "person_id": it["person"], "sentiment": it["tone"]}),
-                       data.parent / "truth" / "interaction_sentiment.parquet")
+        pq.write_table(
+            pa.table({"interaction_id": iid, "person_id": it["person"], "sentiment": it["tone"]}),
+            data.parent / "truth" / "interaction_sentiment.parquet",
+        )
         return {"interactions": int(total - bad.sum()), "quarantine_interactions": int(bad.sum())}
 
-    def _truth(self, P: dict[str, np.ndarray], B: dict[str, np.ndarray], truth: Path,
-               records: list[pa.Table], o_person: np.ndarray, total: np.ndarray,
-               churned: np.ndarray, churn_ts: np.ndarray, target: np.ndarray, cum: np.ndarray) -> None:
+    def _truth(
+        self,
+        P: dict[str, np.ndarray],
+        B: dict[str, np.ndarray],
+        truth: Path,
+        records: list[pa.Table],
+        o_person: np.ndarray,
+        total: np.ndarray,
+        churned: np.ndarray,
+        churn_ts: np.ndarray,
+        target: np.ndarray,
+        cum: np.ndarray,
+    ) -> None:
         n = self.n
         n_orders = np.bincount(o_person, minlength=n)
         revenue = np.bincount(o_person, weights=total, minlength=n)
         cats = np.array([c for c, _, _ in vocab.CATEGORIES], dtype=object)
         top_before = cats[B["pref"].argmax(axis=1)]
-        people = pa.table({
-            "person_id": np.arange(n), "first_name": P["first"], "last_name": P["last"],
-            "household": P["household"], "birth_date": P["birth"],
-            "has_shop": P["has"][:, 0], "has_crm": P["has"][:, 1], "has_loyalty": P["has"][:, 2],
-            "has_social": P["has"][:, 3], "n_identities": P["has"].sum(axis=1),
-            "buyer": B["buyer"], "window_shopper": B["window"], "vip": B["vip"],
-            "discount_seeker": B["seeker"], "acquired_at": _ts(B["acquired"]),
-            "n_orders": n_orders, "revenue": np.round(revenue, 2),
-            "churned": churned, "churned_at": _ts(churn_ts, churned),
-            "purchase_rate_per_year": B["lam"], "dropout_prob": B["p_drop"],
-            "email_open_prob": B["open_p"], "sentiment_tone": B["tone"],
-            "top_category": top_before,
-        })
+        people = pa.table(
+            {
+                "person_id": np.arange(n),
+                "first_name": P["first"],
+                "last_name": P["last"],
+                "household": P["household"],
+                "birth_date": P["birth"],
+                "has_shop": P["has"][:, 0],
+                "has_crm": P["has"][:, 1],
+                "has_loyalty": P["has"][:, 2],
+                "has_social": P["has"][:, 3],
+                "n_identities": P["has"].sum(axis=1),
+                "buyer": B["buyer"],
+                "window_shopper": B["window"],
+                "vip": B["vip"],
+                "discount_seeker": B["seeker"],
+                "acquired_at": _ts(B["acquired"]),
+                "n_orders": n_orders,
+                "revenue": np.round(revenue, 2),
+                "churned": churned,
+                "churned_at": _ts(churn_ts, churned),
+                "purchase_rate_per_year": B["lam"],
+                "dropout_prob": B["p_drop"],
+                "email_open_prob": B["open_p"],
+                "sentiment_tone": B["tone"],
+                "top_category": top_before,
+            }
+        )
         pq.write_table(people, truth / "people.parquet")
         life = np.flatnonzero(B["life"])
-        pq.write_table(pa.table({
-            "person_id": life,
-            "life_event": np.array([e for e, _ in vocab.LIFE_EVENTS], dtype=object)[B["life_kind"][life]],
-            "happened_at": _ts(B["life_ts"][life]),
-            "top_category_before": top_before[life],
-            "top_category_after": cats[target[B["life_kind"][life]]],
-        }), truth / "life_events.parquet")
+        pq.write_table(
+            pa.table(
+                {
+                    "person_id": life,
+                    "life_event": np.array([e for e, _ in vocab.LIFE_EVENTS], dtype=object)[
+                        B["life_kind"][life]
+                    ],
+                    "happened_at": _ts(B["life_ts"][life]),
+                    "top_category_before": top_before[life],
+                    "top_category_after": cats[target[B["life_kind"][life]]],
+                }
+            ),
+            truth / "life_events.parquet",
+        )
         segs = []
-        for name, mask in [("vip", B["vip"]), ("discount_seeker", B["seeker"]),
-                           ("window_shopper", B["window"]), ("churned", churned),
-                           ("social_advocate", (B["tone"] == 1) & P["has"][:, 3]),
-                           ("detractor", B["tone"] == -1),
-                           ("email_engaged", B["open_p"] > 0.4), ("email_dormant", B["open_p"] < 0.1),
-                           ("taste_shift", B["life"])]:
+        for name, mask in [
+            ("vip", B["vip"]),
+            ("discount_seeker", B["seeker"]),
+            ("window_shopper", B["window"]),
+            ("churned", churned),
+            ("social_advocate", (B["tone"] == 1) & P["has"][:, 3]),
+            ("detractor", B["tone"] == -1),
+            ("email_engaged", B["open_p"] > 0.4),
+            ("email_dormant", B["open_p"] < 0.1),
+            ("taste_shift", B["life"]),
+        ]:
             idx = np.flatnonzero(mask)
-            segs.append(pa.table({"person_id": idx, "segment": np.full(len(idx), name, dtype=object)}))
+            segs.append(
+                pa.table(
+                    {
+                        "person_id": pa.array(idx, pa.int64()),
+                        "segment": pa.array([name] * len(idx), pa.string()),
+                    }
+                )
+            )
         pq.write_table(pa.concat_tables(segs), truth / "segments.parquet")
         pq.write_table(pa.concat_tables(records), truth / "records.parquet")
 
 
-def generate_sample(out: str | Path, customers: int = 10_000, seed: int = 0, **kwargs: Any) -> dict[str, Any]:
+def generate_sample(
+    out: str | Path, customers: int = 10_000, seed: int = 0, **kwargs: Any
+) -> dict[str, Any]:
     """Write a generated store to ``out/data`` and its ground truth to ``out/truth``.
 
     Returns the counts every table should hold once ``out/data`` is ingested.

@@ -33,8 +33,20 @@ CATEGORIES: list[tuple[str, float, tuple[str, ...]]] = [
     ("Travel > Accessories", 19, ("Travel Pillow", "Adapter", "Packing Cubes")),
 ]
 
-ADJECTIVES = ("Classic", "Pro", "Eco", "Deluxe", "Essential", "Urban", "Alpine", "Coastal",
-              "Everyday", "Premium", "Lite", "Heritage")
+ADJECTIVES = (
+    "Classic",
+    "Pro",
+    "Eco",
+    "Deluxe",
+    "Essential",
+    "Urban",
+    "Alpine",
+    "Coastal",
+    "Everyday",
+    "Premium",
+    "Lite",
+    "Heritage",
+)
 
 # life events: (kind, leaf category their tastes move to)
 LIFE_EVENTS: list[tuple[str, str]] = [
@@ -46,12 +58,28 @@ LIFE_EVENTS: list[tuple[str, str]] = [
     ("started running", "Sports & Outdoors > Running"),
 ]
 
-EMAIL_DOMAINS = ("gmail.com", "yahoo.com", "outlook.com", "hotmail.com", "icloud.com", "aol.com",
-                 "proton.me", "comcast.net")
+EMAIL_DOMAINS = (
+    "gmail.com",
+    "yahoo.com",
+    "outlook.com",
+    "hotmail.com",
+    "icloud.com",
+    "aol.com",
+    "proton.me",
+    "comcast.net",
+)
 EMAIL_DOMAIN_WEIGHTS = (0.42, 0.14, 0.12, 0.1, 0.1, 0.04, 0.04, 0.04)
 AREA_CODES = ("212", "312", "415", "503", "617", "702", "713", "808", "917", "206", "305", "404")
-STREET_SUFFIX_ABBR = {"Street": "St", "Avenue": "Ave", "Road": "Rd", "Lane": "Ln", "Drive": "Dr",
-                      "Court": "Ct", "Place": "Pl", "Boulevard": "Blvd"}
+STREET_SUFFIX_ABBR = {
+    "Street": "St",
+    "Avenue": "Ave",
+    "Road": "Rd",
+    "Lane": "Ln",
+    "Drive": "Dr",
+    "Court": "Ct",
+    "Place": "Pl",
+    "Boulevard": "Blvd",
+}
 SEARCH_TERMS = {
     "Fishing": ("fly rod", "waders", "trout flies", "fishing reel"),
     "Running": ("running shoes", "gps watch", "trail shoes"),

@@ -1,4 +1,4 @@
-"""Ingestion: files and Segment-spec messages into the canonical raw tables, bad rows to quarantine."""
+"""Ingestion: files and Segment messages into the canonical raw tables; bad rows to quarantine."""
 
 from segone.ingest.kinds import KINDS, KindSpec
 from segone.ingest.loader import LoadResult, ingest_file

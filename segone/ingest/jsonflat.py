@@ -24,17 +24,17 @@ STEP1 = "_segone_json1"
 
 
 @ibis.udf.scalar.builtin(name="json_extract_string")
-def json_extract_strings(x: dt.JSON, paths: dt.Array(dt.string)) -> dt.Array(dt.string):  # type: ignore[empty-body, valid-type]
+def json_extract_strings(x: dt.JSON, paths: dt.Array(dt.string)) -> dt.Array(dt.string):  # type: ignore[valid-type]
     """Texts at many paths, parsing the document once."""
 
 
 @ibis.udf.scalar.builtin(name="json_extract")
-def json_extract_many(x: dt.JSON, paths: dt.Array(dt.string)) -> dt.Array(dt.JSON):  # type: ignore[empty-body, valid-type]
+def json_extract_many(x: dt.JSON, paths: dt.Array(dt.string)) -> dt.Array(dt.JSON):  # type: ignore[valid-type]
     """JSON values at many paths, parsing the document once."""
 
 
 @ibis.udf.scalar.builtin
-def json_keys(x: dt.JSON) -> dt.Array(dt.string):  # type: ignore[empty-body, valid-type]
+def json_keys(x: dt.JSON) -> dt.Array(dt.string):  # type: ignore[valid-type]
     """Top-level keys of a JSON object."""
 
 
@@ -47,7 +47,8 @@ def _path(*keys: str) -> str:
     return "$" + "".join('."' + k.replace('"', '\\"') + '"' for k in keys)
 
 
-def _lit(s: str) -> ir.StringValue:
+def lit(s: str) -> ir.StringValue:
+    """A string literal (typed, so that null-safe concatenation compiles everywhere)."""
     return ibis.literal(s, type="string")
 
 
@@ -58,9 +59,14 @@ def distinct_keys(staged: ibis.Table) -> ibis.Table:
     return keys.distinct()
 
 
-def flatten(staged: ibis.Table, spec: KindSpec, keys: list[str], mapping: Mapping[str, str],
-            max_message_bytes: int | None,
-            materialize: Callable[[str, ibis.Table], ibis.Table]) -> tuple[ibis.Table, set[str]]:
+def flatten(
+    staged: ibis.Table,
+    spec: KindSpec,
+    keys: list[str],
+    mapping: Mapping[str, str],
+    max_message_bytes: int | None,
+    materialize: Callable[[str, ibis.Table], ibis.Table],
+) -> tuple[ibis.Table, set[str]]:
     """Canonical text columns, ``_extra`` and a pre-check of each line; returns fields present.
 
     Two steps, each computed once: parse every line and extract all paths in one call, then
@@ -86,7 +92,9 @@ def flatten(staged: ibis.Table, spec: KindSpec, keys: list[str], mapping: Mappin
     if paths:
         step1["_got"] = json_extract_strings(j0, ibis.literal(paths, type="array<string>"))
     if extra_keys:
-        step1["_vals"] = json_extract_many(j0, ibis.literal([_path(k) for k in extra_keys], type="array<string>"))
+        step1["_vals"] = json_extract_many(
+            j0, ibis.literal([_path(k) for k in extra_keys], type="array<string>")
+        )
     first = materialize(STEP1, staged.mutate(**step1))
     j = first["_j"]
     cols: dict[str, ir.Value] = {}
@@ -94,7 +102,9 @@ def flatten(staged: ibis.Table, spec: KindSpec, keys: list[str], mapping: Mappin
         got = first["_got"]
         i = 0
         for name, alts in wanted.items():
-            cols[name] = ibis.coalesce(*[got[i + k] for k in range(len(alts))]) if len(alts) > 1 else got[i]
+            cols[name] = (
+                ibis.coalesce(*[got[i + k] for k in range(len(alts))]) if len(alts) > 1 else got[i]
+            )
             i += len(alts)
     if "type" in cols:
         cols["type"] = cols["type"].lower()
@@ -103,21 +113,36 @@ def flatten(staged: ibis.Table, spec: KindSpec, keys: list[str], mapping: Mappin
         values = {k: vals[n] for n, k in enumerate(extra_keys)}
         cols[EXTRA_JSON] = ibis.ifelse(
             ibis.or_(*[v.notnull() for v in values.values()]),
-            ibis.struct(values).cast("json").cast("string"), ibis.null("string"))
+            ibis.struct(values).cast("json").cast("string"),
+            ibis.null("string"),
+        )
     else:
         cols[EXTRA_JSON] = ibis.null("string")
     text = first[TEXT]
     size = text.length()
     shown = text.substr(0, 60)
     pre = [
-        (j.isnull(), "malformed_json", _lit("not valid JSON: ") + shown),
-        (first["_jtype"] != "OBJECT", "not_an_object", _lit("a record must be a JSON object, got: ") + shown),
+        (j.isnull(), "malformed_json", lit("not valid JSON: ") + shown),
+        (
+            first["_jtype"] != "OBJECT",
+            "not_an_object",
+            lit("a record must be a JSON object, got: ") + shown,
+        ),
     ]
     if max_message_bytes is not None:
-        pre.insert(0, (size > max_message_bytes, "message_too_large",
-                       _lit("message is ") + size.cast("string")
-                       + _lit(f" characters, over the {max_message_bytes // 1024} KB limit per message")))
-    code = ibis.cases(*[(c, _lit(p)) for c, p, _ in pre], else_=ibis.null("string"))
+        pre.insert(
+            0,
+            (
+                size > max_message_bytes,
+                "message_too_large",
+                lit("message is ")
+                + size.cast("string")
+                + lit(f" characters, over the {max_message_bytes // 1024} KB limit per message"),
+            ),
+        )
+    code = ibis.cases(*[(c, lit(p)) for c, p, _ in pre], else_=ibis.null("string"))
     reason = ibis.cases(*[(c, m) for c, _, m in pre], else_=ibis.null("string"))
-    out = first.select(**cols, **{LINE: first[LINE], PRE_CODE: code, PRE_REASON: reason, TEXT: text})
+    out = first.select(
+        **cols, **{LINE: first[LINE], PRE_CODE: code, PRE_REASON: reason, TEXT: text}
+    )
     return out, present

@@ -58,7 +58,9 @@ EVENTS = KindSpec(
     "events",
     (
         Field("message_id", aliases=("messageid", "msgid", "eventid", "id")),
-        Field("type", "enum", required=True, choices=EVENT_TYPES, aliases=("eventtype", "calltype")),
+        Field(
+            "type", "enum", required=True, choices=EVENT_TYPES, aliases=("eventtype", "calltype")
+        ),
         Field("event", aliases=("eventname", "action")),
         Field("name", aliases=("pagename", "screenname")),
         Field("user_id", aliases=("userid", "uid", "customerid")),
@@ -68,8 +70,12 @@ EVENTS = KindSpec(
         Field("traits", "json"),
         Field("properties", "json", aliases=("props", "eventproperties")),
         Field("context", "json"),
-        Field("timestamp", "timestamp", required=True,
-              aliases=("ts", "time", "eventtime", "occurredat", "datetime", "eventtimestamp")),
+        Field(
+            "timestamp",
+            "timestamp",
+            required=True,
+            aliases=("ts", "time", "eventtime", "occurredat", "datetime", "eventtimestamp"),
+        ),
         Field("sent_at", "timestamp", aliases=("sentat",)),
         Field("received_at", "timestamp", aliases=("receivedat",)),
     ),
@@ -79,44 +85,122 @@ EVENTS = KindSpec(
 ORDERS = KindSpec(
     "orders",
     (
-        Field("order_id", required=True,
-              aliases=("orderid", "ordernumber", "orderno", "ordernr", "order", "invoiceno",
-                       "invoiceid", "invoice", "transactionid", "receiptid")),
-        Field("customer_id", aliases=("customerid", "custid", "customer", "clientid", "customerno",
-                                      "customernumber", "buyerid", "accountid")),
+        Field(
+            "order_id",
+            required=True,
+            aliases=(
+                "orderid",
+                "ordernumber",
+                "orderno",
+                "ordernr",
+                "order",
+                "invoiceno",
+                "invoiceid",
+                "invoice",
+                "transactionid",
+                "receiptid",
+            ),
+        ),
+        Field(
+            "customer_id",
+            aliases=(
+                "customerid",
+                "custid",
+                "customer",
+                "clientid",
+                "customerno",
+                "customernumber",
+                "buyerid",
+                "accountid",
+            ),
+        ),
         Field("user_id", aliases=("userid",)),
         Field("email", aliases=("emailaddress", "customeremail", "mail", "buyeremail")),
         Field("phone", aliases=("phonenumber", "mobile", "telephone", "customerphone")),
         Field("loyalty_id", aliases=("loyaltyid", "loyaltycard", "cardnumber", "memberid")),
         Field("anonymous_id", aliases=("anonymousid", "deviceid", "cookieid")),
-        Field("ts", "timestamp", required=True,
-              aliases=("orderdate", "date", "timestamp", "time", "createdat", "orderedat",
-                       "purchasedate", "invoicedate", "datetime", "orderdatetime", "placedat")),
-        Field("amount", "float", minimum=0,
-              aliases=("total", "ordertotal", "revenue", "grandtotal", "ordervalue", "totalamount",
-                       "value", "sales", "amountpaid")),
-        Field("discount", "float", minimum=0, aliases=("discountamount", "orderdiscount", "totaldiscount")),
+        Field(
+            "ts",
+            "timestamp",
+            required=True,
+            aliases=(
+                "orderdate",
+                "date",
+                "timestamp",
+                "time",
+                "createdat",
+                "orderedat",
+                "purchasedate",
+                "invoicedate",
+                "datetime",
+                "orderdatetime",
+                "placedat",
+            ),
+        ),
+        Field(
+            "amount",
+            "float",
+            minimum=0,
+            aliases=(
+                "total",
+                "ordertotal",
+                "revenue",
+                "grandtotal",
+                "ordervalue",
+                "totalamount",
+                "value",
+                "sales",
+                "amountpaid",
+            ),
+        ),
+        Field(
+            "discount",
+            "float",
+            minimum=0,
+            aliases=("discountamount", "orderdiscount", "totaldiscount"),
+        ),
         Field("currency", aliases=("currencycode", "curr")),
         Field("channel", aliases=("saleschannel", "storechannel")),
         Field("status", "enum", choices=ORDER_STATUSES, aliases=("orderstatus", "state")),
         Field("coupon", aliases=("couponcode", "promocode", "promotion", "voucher")),
-        Field("line_number", "int", minimum=1, aliases=("linenumber", "lineno", "line", "position")),
+        Field(
+            "line_number", "int", minimum=1, aliases=("linenumber", "lineno", "line", "position")
+        ),
         Field("product_id", aliases=("productid", "sku", "itemid", "stockcode", "item", "product")),
         Field("category", aliases=("productcategory", "categorypath", "itemcategory")),
         Field("quantity", "int", minimum=1, aliases=("qty", "units", "numberofitems", "count")),
-        Field("unit_price", "float", minimum=0, aliases=("unitprice", "price", "listprice", "itemprice")),
+        Field(
+            "unit_price",
+            "float",
+            minimum=0,
+            aliases=("unitprice", "price", "listprice", "itemprice"),
+        ),
         Field("line_discount", "float", minimum=0, aliases=("linediscount", "itemdiscount")),
-        Field("returned_quantity", "int", minimum=0, aliases=("returnedquantity", "returnedqty", "returned")),
+        Field(
+            "returned_quantity",
+            "int",
+            minimum=0,
+            aliases=("returnedquantity", "returnedqty", "returned"),
+        ),
     ),
     any_of=("customer_id", "user_id", "email", "phone", "loyalty_id", "anonymous_id"),
-    line_fields=("line_number", "product_id", "category", "quantity", "unit_price",
-                 "line_discount", "returned_quantity"),
+    line_fields=(
+        "line_number",
+        "product_id",
+        "category",
+        "quantity",
+        "unit_price",
+        "line_discount",
+        "returned_quantity",
+    ),
 )
 
 PRODUCTS = KindSpec(
     "products",
     (
-        Field("product_id", required=True, aliases=("productid", "sku", "itemid", "id", "stockcode")),
+        Field(
+            "product_id", required=True, aliases=("productid", "sku", "itemid", "id", "stockcode")
+        ),
         Field("name", aliases=("productname", "title", "description")),
         Field("category", aliases=("categorypath", "productcategory")),
         Field("price", "float", minimum=0, aliases=("listprice", "unitprice")),
@@ -127,15 +211,29 @@ PRODUCTS = KindSpec(
 CUSTOMERS = KindSpec(
     "customers",
     (
-        Field("source_id", required=True,
-              aliases=("sourceid", "id", "customerid", "crmid", "contactid", "recordid", "recid",
-                       "custid", "clientid")),
+        Field(
+            "source_id",
+            required=True,
+            aliases=(
+                "sourceid",
+                "id",
+                "customerid",
+                "crmid",
+                "contactid",
+                "recordid",
+                "recid",
+                "custid",
+                "clientid",
+            ),
+        ),
         Field("user_id", aliases=("userid",)),
         Field("first_name", aliases=("firstname", "givenname", "forename", "fname")),
         Field("last_name", aliases=("lastname", "surname", "familyname", "lname")),
         Field("full_name", aliases=("fullname", "name", "customername", "contactname")),
         Field("email", aliases=("emailaddress", "mail", "email1")),
-        Field("phone", aliases=("phonenumber", "mobile", "telephone", "tel", "cell", "mobilephone")),
+        Field(
+            "phone", aliases=("phonenumber", "mobile", "telephone", "tel", "cell", "mobilephone")
+        ),
         Field("address", aliases=("street", "streetaddress", "address1", "addressline1")),
         Field("city", aliases=("town", "locality", "suburb")),
         Field("postcode", aliases=("zip", "zipcode", "postalcode", "postcode")),
@@ -145,8 +243,17 @@ CUSTOMERS = KindSpec(
         Field("loyalty_id", aliases=("loyaltyid", "loyaltycard", "cardnumber", "memberid")),
         Field("company", aliases=("companyname", "organisation", "organization", "account")),
         Field("crm_stage", aliases=("crmstage", "stage", "lifecyclestage", "leadstatus")),
-        Field("consent_email", "bool", aliases=("consentemail", "emailoptin", "emailconsent",
-                                                "acceptsmarketing", "newsletter")),
+        Field(
+            "consent_email",
+            "bool",
+            aliases=(
+                "consentemail",
+                "emailoptin",
+                "emailconsent",
+                "acceptsmarketing",
+                "newsletter",
+            ),
+        ),
         Field("consent_sms", "bool", aliases=("consentsms", "smsoptin", "smsconsent")),
         Field("consent_push", "bool", aliases=("consentpush", "pushoptin", "pushconsent")),
         Field("created_at", "timestamp", aliases=("createdat", "created", "signupdate", "since")),
@@ -167,13 +274,19 @@ INTERACTIONS = KindSpec(
         Field("text", aliases=("body", "message", "content", "comment", "review")),
         Field("rating", "int", minimum=1, maximum=5, aliases=("stars", "score")),
         Field("product_id", aliases=("productid", "sku")),
-        Field("ts", "timestamp", required=True,
-              aliases=("timestamp", "date", "createdat", "postedat", "time", "datetime")),
+        Field(
+            "ts",
+            "timestamp",
+            required=True,
+            aliases=("timestamp", "date", "createdat", "postedat", "time", "datetime"),
+        ),
     ),
     any_of=("author_handle", "author_email", "author_user_id", "author_customer_id"),
 )
 
-KINDS: dict[str, KindSpec] = {k.name: k for k in (EVENTS, ORDERS, PRODUCTS, CUSTOMERS, INTERACTIONS)}
+KINDS: dict[str, KindSpec] = {
+    k.name: k for k in (EVENTS, ORDERS, PRODUCTS, CUSTOMERS, INTERACTIONS)
+}
 
 
 def get_kind(name: str) -> KindSpec:

@@ -16,8 +16,9 @@ import pyarrow as pa
 
 from segone.config import IngestSettings
 from segone.exceptions import ConfigError, IngestError, StoreError
-from segone.ingest.kinds import KindSpec, get_kind
 from segone.ingest import jsonflat, segment
+from segone.ingest.jsonflat import lit
+from segone.ingest.kinds import KindSpec, get_kind
 from segone.ingest.readers import JSON_TEXT, LINE, Reject, open_reader
 from segone.ingest.validate import PROBLEMS, REASON, RECORD, parse_stage, record_json, validate
 from segone.schema import TABLES, TS
@@ -50,8 +51,10 @@ class LoadResult:
         what = f"{self.loaded} {self.kind}"
         if self.kind == "orders":
             what += f" ({self.lines_loaded} lines)"
-        out = (f"{Path(self.path).name}: read {self.rows_read}, loaded {what}, "
-               f"skipped {self.duplicates} already loaded, quarantined {self.rejected}")
+        out = (
+            f"{Path(self.path).name}: read {self.rows_read}, loaded {what}, "
+            f"skipped {self.duplicates} already loaded, quarantined {self.rejected}"
+        )
         return out
 
 
@@ -63,13 +66,9 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _lit(s: str) -> ir.StringValue:
-    return ibis.literal(s, type="string")
-
-
 def _hash(values: list[ir.Value]) -> ir.StringValue:
     parts = [v.cast("string").fill_null("~null~") for v in values]
-    return _lit("|~|").join(parts).hexdigest("md5")
+    return lit("|~|").join(parts).hexdigest("md5")
 
 
 def ingest_file(
@@ -105,14 +104,17 @@ def ingest_file(
         if progress:
             progress("read", n, size)
 
-    reader = open_reader(path, spec, fmt=fmt, mapping=mapping, chunk_rows=settings.chunk_rows,
-                         progress=on_bytes)
+    reader = open_reader(
+        path, spec, fmt=fmt, mapping=mapping, chunk_rows=settings.chunk_rows, progress=on_bytes
+    )
     rejects: list[Reject] = []
     wh.ensure_tables()
     try:
         wh.set_timezone(tz)
     except StoreError:
-        raise ConfigError(f"unknown time zone {tz!r} (use an IANA name such as Europe/Paris)") from None
+        raise ConfigError(
+            f"unknown time zone {tz!r} (use an IANA name such as Europe/Paris)"
+        ) from None
     try:
         # Staging and validation work on temporary tables only; nothing the user can see changes
         # until the single transaction below commits every insert of this load together.
@@ -128,17 +130,24 @@ def ingest_file(
         if JSON_TEXT in staged.columns:  # JSON Lines: the engine parses and flattens
             keys = [str(k) for k in wh.execute(jsonflat.distinct_keys(staged))["k"].dropna()]
             flat, present = jsonflat.flatten(
-                staged, spec, keys, mapping,
-                segment.MAX_MESSAGE_BYTES if kind == "events" else None, wh.materialize)
+                staged,
+                spec,
+                keys,
+                mapping,
+                segment.MAX_MESSAGE_BYTES if kind == "events" else None,
+                wh.materialize,
+            )
             staged = wh.materialize(FLAT, flat)
             wh.drop_staging(JSON1)
         elif reader.fmt == "json":  # a field is present if any record has it
-            nonnull = wh.to_arrow(staged.aggregate(
-                **{f: staged[f].count() for f in present})).to_pylist()[0]
+            nonnull = wh.to_arrow(
+                staged.aggregate(**{f: staged[f].count() for f in present})
+            ).to_pylist()[0]
             present = {f for f, n in nonnull.items() if n}
         parsed = wh.materialize(PARSED, parse_stage(staged, spec, reader.extra_columns))
         checked = wh.materialize(
-            CHECKED, validate(parsed, spec, max_chars=settings.max_field_chars, present=present))
+            CHECKED, validate(parsed, spec, max_chars=settings.max_field_chars, present=present)
+        )
         result.rows_read = wh.count(CHECKED) + len(rejects)
         if progress:
             progress("load", 0, 1)
@@ -154,14 +163,28 @@ def ingest_file(
             else:
                 ctx.load_keyed(valid)
             result.problems = ctx.problem_counts()
-            wh.insert("loads", ibis.memtable(pa.table({
-                "load_id": [load_id], "kind": [kind], "path": [str(path)], "file_sha256": [sha],
-                "format": [reader.fmt], "source": [source], "rows_read": [result.rows_read],
-                "rows_loaded": [result.loaded], "lines_loaded": [result.lines_loaded],
-                "rows_duplicate": [result.duplicates], "rows_rejected": [result.rejected],
-                "started_at": pa.array([started], pa.timestamp("us", "UTC")),
-                "finished_at": pa.array([datetime.now(UTC)], pa.timestamp("us", "UTC")),
-            })))
+            wh.insert(
+                "loads",
+                ibis.memtable(
+                    pa.table(
+                        {
+                            "load_id": [load_id],
+                            "kind": [kind],
+                            "path": [str(path)],
+                            "file_sha256": [sha],
+                            "format": [reader.fmt],
+                            "source": [source],
+                            "rows_read": [result.rows_read],
+                            "rows_loaded": [result.loaded],
+                            "lines_loaded": [result.lines_loaded],
+                            "rows_duplicate": [result.duplicates],
+                            "rows_rejected": [result.rejected],
+                            "started_at": pa.array([started], pa.timestamp("us", "UTC")),
+                            "finished_at": pa.array([datetime.now(UTC)], pa.timestamp("us", "UTC")),
+                        }
+                    )
+                ),
+            )
     finally:
         wh.set_timezone("UTC")
         wh.drop_staging(STAGE)
@@ -188,17 +211,21 @@ class _Ctx:
     def quarantine_rejects(self, rejects: list[Reject]) -> None:
         if not rejects:
             return
-        t = pa.table({
-            "line": pa.array([r.line for r in rejects], pa.int64()),
-            PROBLEMS: pa.array([r.problems for r in rejects], pa.string()),
-            REASON: pa.array([r.reason for r in rejects], pa.string()),
-            RECORD: pa.array([r.record for r in rejects], pa.string()),
-        })
+        t = pa.table(
+            {
+                "line": pa.array([r.line for r in rejects], pa.int64()),
+                PROBLEMS: pa.array([r.problems for r in rejects], pa.string()),
+                REASON: pa.array([r.reason for r in rejects], pa.string()),
+                RECORD: pa.array([r.record for r in rejects], pa.string()),
+            }
+        )
         self._insert_quarantine(ibis.memtable(t).rename(**{LINE: "line"}))
 
-    def quarantine(self, rows: ir.Table, reason: str | None = None, code: str | None = None) -> None:
+    def quarantine(
+        self, rows: ir.Table, reason: str | None = None, code: str | None = None
+    ) -> None:
         if reason is not None:
-            rows = rows.mutate(**{PROBLEMS: _lit(code or "rejected"), REASON: _lit(reason)})
+            rows = rows.mutate(**{PROBLEMS: lit(code or "rejected"), REASON: lit(reason)})
         if RECORD not in rows.columns:
             rows = rows.select(LINE, PROBLEMS, REASON).inner_join(self.records, LINE)
         self._insert_quarantine(rows)
@@ -207,23 +234,31 @@ class _Ctx:
         q = self.wh.table("quarantine")
         # idempotent: the same file's same bad row with the same reason is recorded once
         seen = q.filter(q.source_file == self.path).select("line", "problems")
-        rows = rows.select(line=rows[LINE], problems=rows[PROBLEMS], reason=rows[REASON],
-                           record=rows[RECORD])
+        rows = rows.select(
+            line=rows[LINE], problems=rows[PROBLEMS], reason=rows[REASON], record=rows[RECORD]
+        )
         fresh = rows.anti_join(seen, ["line", "problems"])
         n_all = int(self.wh.execute(rows.count()))
         if not n_all:
             return
         self.result.rejected += n_all
-        self.wh.insert("quarantine", fresh.mutate(
-            load_id=_lit(self.load_id), kind=_lit(self.spec.name), source_file=_lit(self.path),
-            quarantined_at=self.now,
-        ))
+        self.wh.insert(
+            "quarantine",
+            fresh.mutate(
+                load_id=lit(self.load_id),
+                kind=lit(self.spec.name),
+                source_file=lit(self.path),
+                quarantined_at=self.now,
+            ),
+        )
 
     def problem_counts(self) -> dict[str, int]:
         q = self.wh.table("quarantine")
         mine = q.filter(q.source_file == self.path)
         codes = mine.select(code=mine.problems.split("; ").unnest())
-        counts = self.wh.execute(codes.group_by("code").agg(n=codes.count()).order_by(ibis.desc("n")))
+        counts = self.wh.execute(
+            codes.group_by("code").agg(n=codes.count()).order_by(ibis.desc("n"))
+        )
         return {str(r.code): int(r.n) for r in counts.itertuples()} if self.result.rejected else {}
 
     # -- events, products, customers, interactions --------------------------------------------
@@ -232,7 +267,7 @@ class _Ctx:
         canon = [f.name for f in self.spec.fields]
         if kind in ("events", "interactions"):
             key = "message_id" if kind == "events" else "interaction_id"
-            derived = _lit("h-") + _hash([valid[c] for c in canon if c != key] + [valid.extra])
+            derived = lit("h-") + _hash([valid[c] for c in canon if c != key] + [valid.extra])
             valid = valid.mutate(**{key: valid[key].fill_null(derived)})
             keys = [key]
         else:
@@ -244,28 +279,45 @@ class _Ctx:
         existing = self.wh.table(kind)
         if kind in ("customers", "products"):
             existing = existing.filter(existing.source == self.source)
-            latest = existing.mutate(_rn=ibis.row_number().over(
-                group_by=[key], order_by=[ibis.desc(existing.loaded_at), ibis.desc(existing.row_hash)]))
+            latest = existing.mutate(
+                _rn=ibis.row_number().over(
+                    group_by=[key],
+                    order_by=[ibis.desc(existing.loaded_at), ibis.desc(existing.row_hash)],
+                )
+            )
             existing = latest.filter(latest._rn == 0)
         new = first.anti_join(existing.select(*keys), keys)
         n_valid = int(self.wh.execute(valid.count()))
         n_new = int(self.wh.execute(new.count()))
         self.result.loaded += n_new
         self.result.duplicates += n_valid - n_new
-        self.wh.insert(kind, new.order_by(LINE).mutate(
-            source=_lit(self.source), load_id=_lit(self.load_id), loaded_at=self.now))
+        self.wh.insert(
+            kind,
+            new.order_by(LINE).mutate(
+                source=lit(self.source), load_id=lit(self.load_id), loaded_at=self.now
+            ),
+        )
 
     # -- orders: one row per order line or per order -------------------------------------------
     def load_orders(self, valid: ir.Table, *, has_lines: bool) -> None:
         checked = self.wh.table(CHECKED)
-        bad_ids = checked.filter(checked[PROBLEMS].notnull() & checked.order_id.notnull()).select(
-            "order_id").distinct()
+        bad_ids = (
+            checked.filter(checked[PROBLEMS].notnull() & checked.order_id.notnull())
+            .select("order_id")
+            .distinct()
+        )
         sibling = valid.semi_join(bad_ids, "order_id")
-        self.quarantine(sibling, "order_id: another line of the same order was rejected, so the whole "
-                                 "order is held back", "order_incomplete")
+        self.quarantine(
+            sibling,
+            "order_id: another line of the same order was rejected, so the whole "
+            "order is held back",
+            "order_incomplete",
+        )
         valid = valid.anti_join(bad_ids, "order_id")
         order_cols = [f.name for f in self.spec.fields if f.name not in self.spec.line_fields]
-        line_value = valid.quantity.cast("float64") * valid.unit_price - valid.line_discount.fill_null(0)
+        line_value = valid.quantity.cast(
+            "float64"
+        ) * valid.unit_price - valid.line_discount.fill_null(0)
         grouped = valid.group_by("order_id").aggregate(
             **{c: valid[c].argmin(valid[LINE]) for c in order_cols if c != "order_id"},
             extra=valid.extra.argmin(valid[LINE]),
@@ -284,12 +336,16 @@ class _Ctx:
         orders = self.wh.materialize("_segone_orders", orders)
         existing = self.wh.table("orders").select("order_id", old_hash="row_hash")
         joined = orders.left_join(existing, "order_id")
-        conflict_ids = joined.filter(joined.old_hash.notnull() & (joined.old_hash != joined.row_hash)).select("order_id")
+        conflict_ids = joined.filter(
+            joined.old_hash.notnull() & (joined.old_hash != joined.row_hash)
+        ).select("order_id")
         same = joined.filter(joined.old_hash == joined.row_hash)
-        self.quarantine(valid.semi_join(conflict_ids, "order_id"),
-                        "order_id: already loaded with different order-level values; orders are "
-                        "immutable, send changes (returns, cancellations) as new orders",
-                        "order_conflict")
+        self.quarantine(
+            valid.semi_join(conflict_ids, "order_id"),
+            "order_id: already loaded with different order-level values; orders are "
+            "immutable, send changes (returns, cancellations) as new orders",
+            "order_conflict",
+        )
         dup_rows = int(self.wh.execute(same._rows.sum().fill_null(0)))
         new = self.wh.materialize("_segone_new_orders", orders.anti_join(existing, "order_id"))
         n_new = int(self.wh.execute(new.count()))
@@ -297,18 +353,21 @@ class _Ctx:
         self.result.loaded += n_new
         # rows of one order beyond the first are part of it, not duplicates, in an order-level file
         self.result.duplicates += dup_rows + (0 if has_lines else n_rows_new - n_new)
-        meta = {"source": _lit(self.source), "load_id": _lit(self.load_id), "loaded_at": self.now}
+        meta = {"source": lit(self.source), "load_id": lit(self.load_id), "loaded_at": self.now}
         self.wh.insert("orders", new.order_by(LINE).mutate(**meta))
         if has_lines:
             lines = valid.semi_join(new, "order_id")
-            lines = lines.mutate(line_number=lines.line_number.fill_null(
-                ibis.row_number().over(group_by="order_id", order_by=lines[LINE]) + 1),
+            lines = lines.mutate(
+                line_number=lines.line_number.fill_null(
+                    ibis.row_number().over(group_by="order_id", order_by=lines[LINE]) + 1
+                ),
                 returned_quantity=lines.returned_quantity.fill_null(0),
-                line_discount=lines.line_discount.fill_null(0.0))
+                line_discount=lines.line_discount.fill_null(0.0),
+            )
             self.result.lines_loaded += int(self.wh.execute(lines.count()))
             self.wh.insert("order_lines", lines.order_by(LINE).mutate(**meta))
         self.wh.drop_staging("_segone_orders")
         self.wh.drop_staging("_segone_new_orders")
 
 
-__all__ = ["LoadResult", "file_sha256", "ingest_file", "TABLES"]
+__all__ = ["TABLES", "LoadResult", "file_sha256", "ingest_file"]

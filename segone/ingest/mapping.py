@@ -74,11 +74,13 @@ def require_columns(spec: KindSpec, cmap: ColumnMap, columns: list[str]) -> None
     absent = [f.name for f in spec.fields if f.required and f.name not in cmap.canonical]
     if absent:
         hints = "; ".join(
-            f"{name} (looked for: {', '.join([name, *spec.field(name).aliases][:6])})" for name in absent
+            f"{name} (looked for: {', '.join([name, *spec.field(name).aliases][:6])})"
+            for name in absent
         )
         raise MappingError(
             f"{spec.name} file has no column for required field(s) {hints}. Its columns are: "
-            f"{', '.join(columns)}. Map one with --map FIELD=COLUMN or [ingest.mapping.{spec.name}]."
+            f"{', '.join(columns)}. "
+            f"Map one with --map FIELD=COLUMN or [ingest.mapping.{spec.name}]."
         )
     if spec.any_of and not any(f in cmap.canonical for f in spec.any_of):
         raise MappingError(

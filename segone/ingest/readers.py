@@ -18,7 +18,7 @@ from typing import IO, Any
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401 - pa.compute
+import pyarrow.compute
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -66,8 +66,16 @@ def detect_format(path: Path) -> str:
     if suffixes and suffixes[-1] == ".gz":
         suffixes = suffixes[:-1]
     ext = suffixes[-1] if suffixes else ""
-    table = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet",
-             ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
+    table = {
+        ".csv": "csv",
+        ".tsv": "csv",
+        ".txt": "csv",
+        ".parquet": "parquet",
+        ".pq": "parquet",
+        ".jsonl": "jsonl",
+        ".ndjson": "jsonl",
+        ".json": "json",
+    }
     if ext not in table:
         raise FileFormatError(
             f"cannot tell the format of {path.name} from its extension; pass --format "
@@ -78,8 +86,8 @@ def detect_format(path: Path) -> str:
 
 def _open_binary(path: Path) -> IO[bytes]:
     if path.suffix.lower() == ".gz":
-        return gzip.open(path, "rb")
-    return open(path, "rb")  # noqa: SIM115 - caller closes
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
 
 
 def open_reader(
@@ -107,9 +115,12 @@ def _jsonl_text_reader(path: Path, chunk_rows: int, progress: Progress | None) -
     """JSON Lines as raw text, one row per line; the warehouse parses it (see jsonflat)."""
 
     def reject(row: Any, line: int) -> Reject:
-        return Reject(line, "malformed_json",
-                      f"line {line}: not valid JSON (raw control character 0x1e)",
-                      orjson.dumps({"text": row.text[:2000]}).decode())
+        return Reject(
+            line,
+            "malformed_json",
+            f"line {line}: not valid JSON (raw control character 0x1e)",
+            orjson.dumps({"text": row.text[:2000]}).decode(),
+        )
 
     def shape(t: pa.Table, lines: np.ndarray) -> pa.Table:
         table = pa.table({JSON_TEXT: t.column(0), LINE: pa.array(lines, pa.int64())})
@@ -117,18 +128,30 @@ def _jsonl_text_reader(path: Path, chunk_rows: int, progress: Progress | None) -
         blank = pa.compute.equal(pa.compute.utf8_trim_whitespace(table[JSON_TEXT]), "")
         return table.filter(pa.compute.invert(blank))
 
-    read = pacsv.ReadOptions(use_threads=False, column_names=[JSON_TEXT], encoding="utf8",
-                             block_size=max(1 << 20, min(64 << 20, chunk_rows * 300)))
-    parse = dict(delimiter="\x1e", quote_char=False, escape_char=False, ignore_empty_lines=False,
-                 newlines_in_values=False)
+    read = pacsv.ReadOptions(
+        use_threads=False,
+        column_names=[JSON_TEXT],
+        encoding="utf8",
+        block_size=max(1 << 20, min(64 << 20, chunk_rows * 300)),
+    )
+    parse = dict(
+        delimiter="\x1e",
+        quote_char=False,
+        escape_char=False,
+        ignore_empty_lines=False,
+        newlines_in_values=False,
+    )
     convert = pacsv.ConvertOptions(column_types={JSON_TEXT: pa.string()}, strings_can_be_null=False)
-    chunks = _stream_csv(path, read, parse, convert, first_line=1, reject=reject, progress=progress,
-                         shape=shape)
+    chunks = _stream_csv(
+        path, read, parse, convert, first_line=1, reject=reject, progress=progress, shape=shape
+    )
     return Reader("jsonl", chunks, {}, {})
 
 
 # -- CSV and Parquet: map columns once from the header -----------------------------------------
-def _rename(table: pa.Table, cmap: ColumnMap, extra_names: dict[str, str], first_line: np.ndarray) -> pa.Table:
+def _rename(
+    table: pa.Table, cmap: ColumnMap, extra_names: dict[str, str], first_line: np.ndarray
+) -> pa.Table:
     cols, names = [], []
     for canon, src in cmap.canonical.items():
         cols.append(table.column(src))
@@ -163,26 +186,50 @@ def _sniff_csv(path: Path) -> tuple[list[str], str]:
     return header, delim
 
 
-def _csv_reader(path: Path, spec: KindSpec, mapping: Mapping[str, str], chunk_rows: int,
-                progress: Progress | None) -> Reader:
+def _csv_reader(
+    path: Path,
+    spec: KindSpec,
+    mapping: Mapping[str, str],
+    chunk_rows: int,
+    progress: Progress | None,
+) -> Reader:
     header, delim = _sniff_csv(path)
     cmap = resolve(spec, header, mapping)
     require_columns(spec, cmap, header)
     extra_names = {f"{EXTRA_PREFIX}{i}": c for i, c in enumerate(cmap.extra)}
 
     def reject(row: Any, line: int) -> Reject:
-        return Reject(line, "wrong_field_count",
-                      f"line {line}: expected {row.expected_columns} fields, found {row.actual_columns}",
-                      orjson.dumps({"text": row.text[:2000]}).decode())
+        return Reject(
+            line,
+            "wrong_field_count",
+            f"line {line}: expected {row.expected_columns} fields, found {row.actual_columns}",
+            orjson.dumps({"text": row.text[:2000]}).decode(),
+        )
 
-    read = pacsv.ReadOptions(use_threads=False, column_names=header, skip_rows=1,
-                             block_size=max(1 << 20, min(64 << 20, chunk_rows * 200)), encoding="utf8")
+    read = pacsv.ReadOptions(
+        use_threads=False,
+        column_names=header,
+        skip_rows=1,
+        block_size=max(1 << 20, min(64 << 20, chunk_rows * 200)),
+        encoding="utf8",
+    )
     parse = dict(delimiter=delim, newlines_in_values=True)
-    convert = pacsv.ConvertOptions(column_types={h: pa.string() for h in header},
-                                   strings_can_be_null=True, null_values=[""],
-                                   quoted_strings_can_be_null=True)
-    chunks = _stream_csv(path, read, parse, convert, first_line=2, reject=reject, progress=progress,
-                         shape=lambda t, lines: _rename(t, cmap, extra_names, lines))
+    convert = pacsv.ConvertOptions(
+        column_types={h: pa.string() for h in header},
+        strings_can_be_null=True,
+        null_values=[""],
+        quoted_strings_can_be_null=True,
+    )
+    chunks = _stream_csv(
+        path,
+        read,
+        parse,
+        convert,
+        first_line=2,
+        reject=reject,
+        progress=progress,
+        shape=lambda t, lines: _rename(t, cmap, extra_names, lines),
+    )
     return Reader("csv", chunks, extra_names, cmap.canonical)
 
 
@@ -214,16 +261,23 @@ def _stream_csv(
     raw = open(path, "rb")  # noqa: SIM115 - closed in finally
     try:
         stream = pa.CompressedInputStream(raw, "gzip") if path.suffix.lower() == ".gz" else raw
-        reader = pacsv.open_csv(stream, read_options=read, convert_options=convert,
-                                parse_options=pacsv.ParseOptions(**parse, invalid_row_handler=on_invalid))
+        reader = pacsv.open_csv(
+            stream,
+            read_options=read,
+            convert_options=convert,
+            parse_options=pacsv.ParseOptions(**parse, invalid_row_handler=on_invalid),
+        )
         next_line = first_line
+        yielded = False
         while True:
             try:
                 batch = reader.read_next_batch()
             except StopIteration:
                 break
             except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-                raise FileFormatError(f"{path.name}: cannot read past line {next_line}: {exc}") from None
+                raise FileFormatError(
+                    f"{path.name}: cannot read past line {next_line}: {exc}"
+                ) from None
             n = batch.num_rows
             skip = sorted(x for x in bad_lines if x >= next_line)
             cand = np.arange(next_line, next_line + n + len(skip), dtype=np.int64)
@@ -234,10 +288,11 @@ def _stream_csv(
                 next_line = int(lines[-1]) + 1
             bad_lines.difference_update(x for x in skip if x < next_line)
             yield Chunk(shape(pa.Table.from_batches([batch]), lines), bad)
+            yielded = True
             bad = []
             if progress:
                 progress(raw.tell())
-        if bad:
+        if bad or not yielded:
             empty = pa.table({c: pa.array([], pa.string()) for c in read.column_names})
             yield Chunk(shape(empty, np.array([], np.int64)), bad)
     finally:
@@ -248,8 +303,13 @@ def _empty(header: list[str]) -> pa.Table:
     return pa.table({h: pa.array([], pa.string()) for h in header})
 
 
-def _parquet_reader(path: Path, spec: KindSpec, mapping: Mapping[str, str], chunk_rows: int,
-                    progress: Progress | None) -> Reader:
+def _parquet_reader(
+    path: Path,
+    spec: KindSpec,
+    mapping: Mapping[str, str],
+    chunk_rows: int,
+    progress: Progress | None,
+) -> Reader:
     try:
         pf = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
@@ -265,8 +325,12 @@ def _parquet_reader(path: Path, spec: KindSpec, mapping: Mapping[str, str], chun
         line = 1
         for batch in pf.iter_batches(batch_size=chunk_rows):
             n = batch.num_rows
-            table = _rename(pa.Table.from_batches([batch]), cmap, extra_names,
-                            np.arange(line, line + n, dtype=np.int64))
+            table = _rename(
+                pa.Table.from_batches([batch]),
+                cmap,
+                extra_names,
+                np.arange(line, line + n, dtype=np.int64),
+            )
             line += n
             yield Chunk(table)
             if progress:
@@ -276,24 +340,41 @@ def _parquet_reader(path: Path, spec: KindSpec, mapping: Mapping[str, str], chun
 
 
 # -- JSON Lines and JSON: per record, keys mapped with a cache ---------------------------------
-def _json_reader(path: Path, spec: KindSpec, fmt: str, mapping: Mapping[str, str], chunk_rows: int,
-                 progress: Progress | None) -> Reader:
+def _json_reader(
+    path: Path,
+    spec: KindSpec,
+    fmt: str,
+    mapping: Mapping[str, str],
+    chunk_rows: int,
+    progress: Progress | None,
+) -> Reader:
     is_events = spec.name == "events"
     fields = list(segment.FIELDS) if is_events else spec.names
     cache: dict[frozenset[str], ColumnMap] = {}
 
     def to_row(rec: Any, line: int) -> tuple[dict[str, str | None] | None, Reject | None]:
         if not isinstance(rec, dict):
-            return None, Reject(line, "not_an_object", f"line {line}: a record must be a JSON object",
-                                orjson.dumps(rec).decode()[:2000])
+            return None, Reject(
+                line,
+                "not_an_object",
+                f"line {line}: a record must be a JSON object",
+                orjson.dumps(rec).decode()[:2000],
+            )
         if is_events:
             return segment.flatten(rec), None
         keys = frozenset(rec)
         cmap = cache.get(keys)
         if cmap is None:
-            cmap = cache[keys] = resolve(spec, list(rec), mapping if set(mapping.values()) <= keys else {
-                k: v for k, v in mapping.items() if v in keys})
-        row: dict[str, str | None] = {f: segment._text(rec.get(src)) for f, src in cmap.canonical.items()}
+            cmap = cache[keys] = resolve(
+                spec,
+                list(rec),
+                mapping
+                if set(mapping.values()) <= keys
+                else {k: v for k, v in mapping.items() if v in keys},
+            )
+        row: dict[str, str | None] = {
+            f: segment._text(rec.get(src)) for f, src in cmap.canonical.items()
+        }
         extra = {k: rec[k] for k in cmap.extra}
         row["_extra"] = orjson.dumps(extra).decode() if extra else None
         return row, None
@@ -313,8 +394,12 @@ def _json_reader(path: Path, spec: KindSpec, fmt: str, mapping: Mapping[str, str
             except orjson.JSONDecodeError:
                 doc = None  # maybe JSON Lines with a .json name
             if doc is not None:
-                for i, rec in enumerate(segment.messages_of(doc) if is_events else
-                                        (doc if isinstance(doc, list) else [doc]), start=1):
+                for i, rec in enumerate(
+                    segment.messages_of(doc)
+                    if is_events
+                    else (doc if isinstance(doc, list) else [doc]),
+                    start=1,
+                ):
                     yield i, rec, None, None
                 if progress:
                     progress(len(data))
@@ -329,17 +414,37 @@ def _json_reader(path: Path, spec: KindSpec, fmt: str, mapping: Mapping[str, str
                 if not stripped:
                     continue
                 if is_events and len(stripped) > segment.MAX_MESSAGE_BYTES:
-                    yield i, None, None, Reject(
-                        i, "message_too_large",
-                        f"line {i}: message is {len(stripped)} bytes, over the 32 KB limit per message",
-                        orjson.dumps({"text": stripped[:2000].decode("utf-8", "replace")}).decode())
+                    yield (
+                        i,
+                        None,
+                        None,
+                        Reject(
+                            i,
+                            "message_too_large",
+                            f"line {i}: message is {len(stripped)} bytes, "
+                            "over the 32 KB limit per message",
+                            orjson.dumps(
+                                {"text": stripped[:2000].decode("utf-8", "replace")}
+                            ).decode(),
+                        ),
+                    )
                     continue
                 try:
                     rec = orjson.loads(stripped)
                 except orjson.JSONDecodeError as exc:
-                    yield i, None, None, Reject(
-                        i, "malformed_json", f"line {i}: not valid JSON ({exc})",
-                        orjson.dumps({"text": stripped[:2000].decode("utf-8", "replace")}).decode())
+                    yield (
+                        i,
+                        None,
+                        None,
+                        Reject(
+                            i,
+                            "malformed_json",
+                            f"line {i}: not valid JSON ({exc})",
+                            orjson.dumps(
+                                {"text": stripped[:2000].decode("utf-8", "replace")}
+                            ).decode(),
+                        ),
+                    )
                     continue
                 yield i, rec, stripped, None
             if progress:

@@ -10,8 +10,8 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
+from segone.ingest.jsonflat import PRE_CODE, PRE_REASON, json_type, lit
 from segone.ingest.kinds import Field, KindSpec
-from segone.ingest.jsonflat import PRE_CODE, PRE_REASON
 from segone.ingest.readers import EXTRA_JSON, JSON_TEXT, LINE
 from segone.schema import TS
 
@@ -23,11 +23,6 @@ RECORD = "_record"
 TEXT_PREFIX = "_s_"
 
 
-@ibis.udf.scalar.builtin
-def json_type(x: dt.JSON) -> str:  # type: ignore[empty-body]
-    """DuckDB's json_type(): OBJECT, ARRAY, VARCHAR, … (engine built-in)."""
-
-
 @dataclass
 class Check:
     cond: ir.BooleanValue
@@ -35,12 +30,8 @@ class Check:
     message: ir.StringValue
 
 
-def _lit(s: str) -> ir.StringValue:
-    return ibis.literal(s, type="string")
-
-
 def _shown(s: ir.StringValue) -> ir.StringValue:
-    return _lit("'") + s.substr(0, 40) + _lit("'")
+    return lit("'") + s.substr(0, 40) + lit("'")
 
 
 def clean(col: ir.Value) -> ir.StringValue:
@@ -69,7 +60,10 @@ def parse_value(f: Field, s: ir.StringValue) -> ir.Value:
     if f.kind == "timestamp":
         as_num = s.try_cast("float64")
         return ibis.cases(
-            (s.re_search(r"^\d{9,10}(\.\d+)?$"), (as_num * 1_000).cast("int64").as_timestamp("ms").cast(TS)),
+            (
+                s.re_search(r"^\d{9,10}(\.\d+)?$"),
+                (as_num * 1_000).cast("int64").as_timestamp("ms").cast(TS),
+            ),
             (s.re_search(r"^\d{12,13}$"), as_num.cast("int64").as_timestamp("ms").cast(TS)),
             else_=s.try_cast(TS),
         )
@@ -77,8 +71,9 @@ def parse_value(f: Field, s: ir.StringValue) -> ir.Value:
         return s.try_cast("date")
     if f.kind == "bool":
         low = s.lower()
-        return ibis.cases((low.isin(list(TRUE)), True), (low.isin(list(FALSE)), False),
-                          else_=ibis.null("boolean"))
+        return ibis.cases(
+            (low.isin(list(TRUE)), True), (low.isin(list(FALSE)), False), else_=ibis.null("boolean")
+        )
     if f.kind == "json":
         return s.try_cast("json")
     raise ValueError(f"unknown field kind {f.kind}")  # pragma: no cover - specs are static
@@ -88,43 +83,98 @@ def field_checks(f: Field, s: ir.StringValue, value: ir.Value, max_chars: int) -
     """What must hold of field ``f`` given its text ``s`` and parsed ``value``."""
     checks: list[Check] = []
     name = f.name
-    prefix = _lit(f"{name}: ")
+    prefix = lit(f"{name}: ")
     if f.kind in ("string", "enum", "json"):
         n = s.length()
-        checks.append(Check(n > max_chars, f"too_long({name})",
-                            prefix + n.cast("string") + _lit(f" characters, over the limit of {max_chars}")))
+        checks.append(
+            Check(
+                n > max_chars,
+                f"too_long({name})",
+                prefix + n.cast("string") + lit(f" characters, over the limit of {max_chars}"),
+            )
+        )
     if f.kind == "enum":
-        checks.append(Check(value.notnull() & ~value.isin(list(f.choices)), f"invalid_choice({name})",
-                            prefix + _shown(s) + _lit(f" is not one of {', '.join(f.choices)}")))
+        checks.append(
+            Check(
+                value.notnull() & ~value.isin(list(f.choices)),
+                f"invalid_choice({name})",
+                prefix + _shown(s) + lit(f" is not one of {', '.join(f.choices)}"),
+            )
+        )
     elif f.kind in ("int", "float"):
         what = "a whole number" if f.kind == "int" else "a number"
-        checks.append(Check(s.notnull() & value.isnull(), f"not_a_number({name})",
-                            prefix + _shown(s) + _lit(f" is not {what}")))
+        checks.append(
+            Check(
+                s.notnull() & value.isnull(),
+                f"not_a_number({name})",
+                prefix + _shown(s) + lit(f" is not {what}"),
+            )
+        )
         if f.minimum is not None:
-            checks.append(Check(value < f.minimum, f"below_minimum({name})",
-                                prefix + _shown(s) + _lit(f" is below the minimum {f.minimum:g}")))
+            checks.append(
+                Check(
+                    value < f.minimum,
+                    f"below_minimum({name})",
+                    prefix + _shown(s) + lit(f" is below the minimum {f.minimum:g}"),
+                )
+            )
         if f.maximum is not None:
-            checks.append(Check(value > f.maximum, f"above_maximum({name})",
-                                prefix + _shown(s) + _lit(f" is above the maximum {f.maximum:g}")))
+            checks.append(
+                Check(
+                    value > f.maximum,
+                    f"above_maximum({name})",
+                    prefix + _shown(s) + lit(f" is above the maximum {f.maximum:g}"),
+                )
+            )
     elif f.kind == "timestamp":
-        checks.append(Check(s.notnull() & value.isnull(), f"invalid_timestamp({name})",
-                            _lit(f"{name}: cannot read ") + _shown(s) + _lit(" as a date and time")))
+        checks.append(
+            Check(
+                s.notnull() & value.isnull(),
+                f"invalid_timestamp({name})",
+                lit(f"{name}: cannot read ") + _shown(s) + lit(" as a date and time"),
+            )
+        )
         year = value.year()
-        checks.append(Check((year < 1900) | (year > 2200), f"out_of_range({name})",
-                            prefix + _shown(s) + _lit(" is outside 1900-2200")))
+        checks.append(
+            Check(
+                (year < 1900) | (year > 2200),
+                f"out_of_range({name})",
+                prefix + _shown(s) + lit(" is outside 1900-2200"),
+            )
+        )
     elif f.kind == "date":
-        checks.append(Check(s.notnull() & value.isnull(), f"invalid_date({name})",
-                            _lit(f"{name}: cannot read ") + _shown(s) + _lit(" as a date (YYYY-MM-DD)")))
-        checks.append(Check((value.year() < 1900) | (value > ibis.today()), f"out_of_range({name})",
-                            prefix + _shown(s) + _lit(" is before 1900 or in the future")))
+        checks.append(
+            Check(
+                s.notnull() & value.isnull(),
+                f"invalid_date({name})",
+                lit(f"{name}: cannot read ") + _shown(s) + lit(" as a date (YYYY-MM-DD)"),
+            )
+        )
+        checks.append(
+            Check(
+                (value.year() < 1900) | (value > ibis.today()),
+                f"out_of_range({name})",
+                prefix + _shown(s) + lit(" is before 1900 or in the future"),
+            )
+        )
     elif f.kind == "bool":
-        checks.append(Check(s.notnull() & value.isnull(), f"not_a_boolean({name})",
-                            prefix + _shown(s) + _lit(" is not true/false/yes/no/1/0")))
+        checks.append(
+            Check(
+                s.notnull() & value.isnull(),
+                f"not_a_boolean({name})",
+                prefix + _shown(s) + lit(" is not true/false/yes/no/1/0"),
+            )
+        )
     elif f.kind == "json":
-        checks.append(Check(s.notnull() & (value.isnull() | (json_type(value) != "OBJECT")),
-                            f"not_a_json_object({name})", prefix + _shown(s) + _lit(" is not a JSON object")))
+        checks.append(
+            Check(
+                s.notnull() & (value.isnull() | (json_type(value) != "OBJECT")),
+                f"not_a_json_object({name})",
+                prefix + _shown(s) + lit(" is not a JSON object"),
+            )
+        )
     if f.required:
-        checks.append(Check(s.isnull(), f"missing({name})", _lit(f"{name}: missing")))
+        checks.append(Check(s.isnull(), f"missing({name})", lit(f"{name}: missing")))
     return checks
 
 
@@ -133,21 +183,45 @@ def kind_checks(spec: KindSpec, v: Mapping[str, ir.Value], present: set[str]) ->
     checks: list[Check] = []
     if spec.any_of:
         none = ibis.and_(*[v[f].isnull() for f in spec.any_of])
-        checks.append(Check(none, "missing_identity(" + "|".join(spec.any_of) + ")",
-                            _lit(f"none of {', '.join(spec.any_of)}: the row must say who it is about")))
+        checks.append(
+            Check(
+                none,
+                "missing_identity(" + "|".join(spec.any_of) + ")",
+                lit(f"none of {', '.join(spec.any_of)}: the row must say who it is about"),
+            )
+        )
     if spec.name == "events":
         typ = v["type"]
-        for t, need in [("track", ["event"]), ("alias", ["previous_id", "user_id"]), ("group", ["group_id"])]:
+        for t, need in [
+            ("track", ["event"]),
+            ("alias", ["previous_id", "user_id"]),
+            ("group", ["group_id"]),
+        ]:
             for n in need:
-                checks.append(Check((typ == t) & v[n].isnull(), f"missing({n})",
-                                    _lit(f"{n}: missing, a {t} call needs it")))
+                checks.append(
+                    Check(
+                        (typ == t) & v[n].isnull(),
+                        f"missing({n})",
+                        lit(f"{n}: missing, a {t} call needs it"),
+                    )
+                )
     if spec.name == "orders":
         if "returned_quantity" in present and "quantity" in present:
-            checks.append(Check(v["returned_quantity"] > v["quantity"], "returned_exceeds_quantity",
-                                _lit("returned_quantity: more units returned than bought")))
+            checks.append(
+                Check(
+                    v["returned_quantity"] > v["quantity"],
+                    "returned_exceeds_quantity",
+                    lit("returned_quantity: more units returned than bought"),
+                )
+            )
         if set(spec.line_fields) & present and "product_id" in present:
-            checks.append(Check(v["product_id"].isnull(), "missing(product_id)",
-                                _lit("product_id: missing on an order line")))
+            checks.append(
+                Check(
+                    v["product_id"].isnull(),
+                    "missing(product_id)",
+                    lit("product_id: missing on an order line"),
+                )
+            )
     return checks
 
 
@@ -164,7 +238,14 @@ def parse_stage(staged: ibis.Table, spec: KindSpec, extra_columns: Mapping[str, 
     if EXTRA_JSON in staged.columns:
         extra: ir.Value = staged[EXTRA_JSON].try_cast("json")
     elif extra_columns:
-        extra = ibis.struct({orig: clean(staged[col]) for col, orig in extra_columns.items()}).cast("json")
+        extra = ibis.struct(
+            {
+                orig: staged[col].cast("json")
+                if staged[col].type().is_nested()
+                else clean(staged[col])
+                for col, orig in extra_columns.items()
+            }
+        ).cast("json")
     else:
         extra = ibis.null("json")
     cols["extra"] = extra
@@ -192,14 +273,24 @@ def validate(
         if TEXT_PREFIX + f.name in parsed.columns:
             checks.extend(field_checks(f, parsed[TEXT_PREFIX + f.name], parsed[f.name], max_chars))
         elif f.required:
-            checks.append(Check(ibis.literal(True), f"missing({f.name})", _lit(f"{f.name}: missing")))
+            checks.append(
+                Check(ibis.literal(True), f"missing({f.name})", lit(f"{f.name}: missing"))
+            )
     checks.extend(kind_checks(spec, values, present))
     extra_len = parsed.extra.cast("string").length()
-    checks.append(Check(extra_len > max_chars, "too_long(extra)",
-                        _lit("extra columns: ") + extra_len.cast("string")
-                        + _lit(f" characters together, over the limit of {max_chars}")))
-    problems = _lit("; ").join([ibis.ifelse(c.cond, _lit(c.code), ibis.null("string")) for c in checks])
-    reasons = _lit("; ").join([ibis.ifelse(c.cond, c.message, ibis.null("string")) for c in checks])
+    checks.append(
+        Check(
+            extra_len > max_chars,
+            "too_long(extra)",
+            lit("extra columns: ")
+            + extra_len.cast("string")
+            + lit(f" characters together, over the limit of {max_chars}"),
+        )
+    )
+    problems = lit("; ").join(
+        [ibis.ifelse(c.cond, lit(c.code), ibis.null("string")) for c in checks]
+    )
+    reasons = lit("; ").join([ibis.ifelse(c.cond, c.message, ibis.null("string")) for c in checks])
     problems, reasons = problems.nullif(""), reasons.nullif("")
     if PRE_CODE in parsed.columns:  # a line that is not a JSON object has only that problem
         problems = parsed[PRE_CODE].fill_null(problems)
@@ -227,6 +318,12 @@ def record_json(staged: ibis.Table, extra_columns: Mapping[str, str]) -> ir.Stri
 
 def _target_type(f: Field) -> dt.DataType:
     return {
-        "string": dt.string, "enum": dt.string, "int": dt.int64, "float": dt.float64,
-        "timestamp": TS, "date": dt.date, "bool": dt.boolean, "json": dt.json,
+        "string": dt.string,
+        "enum": dt.string,
+        "int": dt.int64,
+        "float": dt.float64,
+        "timestamp": TS,
+        "date": dt.date,
+        "bool": dt.boolean,
+        "json": dt.json,
     }[f.kind]

@@ -1,0 +1,267 @@
+"""The ``segone`` command line: thin over the library, clear errors, never a traceback for a
+user mistake."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from segone.exceptions import IngestError, SegoneError
+from segone.ingest import KINDS, LoadResult, ingest_file
+from segone.ingest.kinds import get_kind
+from segone.ingest.mapping import parse_map_options
+from segone.project import Project
+from segone.status import status_report
+
+app = typer.Typer(
+    name="segone",
+    help="segone: one profile, segment, forecast and decision per customer.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+dataset_app = typer.Typer(help="Real public data sets shipped with segone.", no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+
+console = Console()
+err = Console(stderr=True)
+
+ProjectOpt = Annotated[
+    Path,
+    typer.Option(
+        "--project",
+        "-p",
+        help="Project directory (default: $SEGONE_PROJECT or .).",
+        envvar="SEGONE_PROJECT",
+        show_default=False,
+    ),
+]
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    try:
+        yield
+    except SegoneError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+
+
+def _ingest_one(project: Project, kind: str, path: Path, **kwargs: Any) -> LoadResult:
+    get_kind(kind)
+    if not path.is_file():
+        raise IngestError(f"no such file: {path}")
+    with _progress() as bar, project.warehouse() as wh:
+        task = bar.add_task(f"{kind} {path.name}", total=max(path.stat().st_size, 1))
+
+        def hook(phase: str, done: int, total: int) -> None:
+            if phase == "read":
+                bar.update(task, completed=done)
+            else:
+                bar.update(task, description=f"{kind} {path.name}: {phase}")
+
+        return ingest_file(
+            wh, kind, path, settings=project.settings.ingest, progress=hook, **kwargs
+        )
+
+
+def _print_result(r: LoadResult) -> None:
+    console.print(r.summary(), highlight=False)
+    for code, n in r.problems.items():
+        console.print(f"    {n:>8,} x {code}", highlight=False)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Project directory to create.")] = Path("."),
+) -> None:
+    """Create a project: segone.toml and an empty DuckDB warehouse."""
+    with _user_errors():
+        project = Project.init(directory)
+    console.print(
+        f"Initialised segone project in {project.root} "
+        f"(warehouse: {project.settings.warehouse_path.name})"
+    )
+
+
+@app.command()
+def ingest(
+    kind: Annotated[str, typer.Argument(help=f"What the file holds: {', '.join(KINDS)}.")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="CSV, Parquet, JSON Lines or JSON files (.gz ok).")
+    ],
+    project: ProjectOpt = Path("."),
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="csv, parquet, jsonl or json (default: from the extension)."),
+    ] = None,
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="FIELD=COLUMN: read canonical FIELD from COLUMN (repeatable)."),
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Source name for the rows (default: the file's stem).")
+    ] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            help="Time zone of timestamps without an offset (default: [ingest] timezone)."
+        ),
+    ] = None,
+) -> None:
+    """Load files into the warehouse; bad rows go to quarantine, loading twice adds nothing."""
+    with _user_errors():
+        proj = Project.open(project)
+        explicit = parse_map_options(mapping or [])
+        for path in paths:
+            r = _ingest_one(
+                proj, kind, path, fmt=fmt, mapping=explicit, source=source, timezone=timezone
+            )
+            _print_result(r)
+
+
+@app.command()
+def sample(
+    customers: Annotated[int, typer.Option(help="Number of real people to generate.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 0,
+    out: Annotated[Path, typer.Option(help="Output directory (data/ and truth/ inside).")] = Path(
+        "sample"
+    ),
+) -> None:
+    """Generate a realistic multichannel store with ground truth."""
+    from segone.datasets import generate_sample
+
+    with _user_errors():
+        if customers <= 0:
+            raise SegoneError("--customers must be positive")
+        t = time.perf_counter()
+        with err.status(f"generating {customers:,} people"):
+            counts = generate_sample(out, customers=customers, seed=seed)
+    console.print(
+        f"Wrote {out / 'data'} and ground truth in {out / 'truth'} "
+        f"in {time.perf_counter() - t:.1f}s:",
+        highlight=False,
+    )
+    for k in ("customers", "orders", "order_lines", "events", "interactions", "quarantine"):
+        console.print(f"  {k:<14} {counts[k]:>12,}", highlight=False)
+
+
+@app.command()
+def status(project: ProjectOpt = Path(".")) -> None:
+    """What is loaded: rows per table, loads, and a quarantine summary."""
+    with _user_errors():
+        proj = Project.open(project)
+        with proj.warehouse(read_only=True) as wh:
+            rep = status_report(wh)
+    _print_status(proj, rep)
+
+
+def _print_status(proj: Project, rep: dict[str, Any]) -> None:
+    t = Table(title=f"segone project {proj.root}", title_justify="left")
+    t.add_column("table")
+    t.add_column("rows", justify="right")
+    for name, n in rep["tables"].items():
+        t.add_row(name, f"{n:,}")
+    console.print(t)
+    if rep["quarantine"]:
+        q = Table(title="quarantine (rejected rows by kind and problem)", title_justify="left")
+        q.add_column("kind")
+        q.add_column("problem")
+        q.add_column("rows", justify="right")
+        for row in rep["quarantine"]:
+            q.add_row(row["kind"], row["problem"], f"{row['rows']:,}")
+        console.print(q)
+    else:
+        console.print("quarantine is empty")
+
+
+@app.command()
+def quarantine(
+    project: ProjectOpt = Path("."),
+    kind: Annotated[str | None, typer.Option(help="Only this kind.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows to show.")] = 20,
+) -> None:
+    """Show quarantined rows: file, line and reason (never the records: they may hold PII)."""
+    with _user_errors():
+        proj = Project.open(project)
+        with proj.warehouse(read_only=True) as wh:
+            q = wh.table("quarantine")
+            if kind:
+                q = q.filter(q.kind == kind)
+            df = wh.execute(
+                q.order_by([q.source_file, q.line])
+                .select("kind", "source_file", "line", "reason")
+                .limit(limit)
+            )
+    t = Table()
+    for c in ("kind", "file", "line", "reason"):
+        t.add_column(c)
+    for r in df.itertuples():
+        t.add_row(r.kind, Path(r.source_file).name, str(r.line), r.reason)
+    console.print(t)
+
+
+@dataset_app.command("cdnow")
+def dataset_cdnow(
+    out: Annotated[Path, typer.Argument(help="Orders CSV to write.")] = Path("cdnow_orders.csv"),
+) -> None:
+    """Write the CDNOW purchase history (2,357 customers, 1997-98) as an orders file."""
+    from segone.datasets import write_cdnow_orders
+
+    n = write_cdnow_orders(out)
+    console.print(f"Wrote {n:,} CDNOW orders to {out}; load them with `segone ingest orders {out}`")
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Argument(help="Project directory for the demo.")] = Path(
+        "demo-project"
+    ),
+    customers: Annotated[int, typer.Option(help="People in the generated store.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """Init a project, generate a store, ingest it, and show what segone sees."""
+    from segone.demo import run_demo
+
+    with _user_errors():
+        run_demo(
+            directory,
+            customers=customers,
+            seed=seed,
+            console=console,
+            ingest=_ingest_one,
+            show_status=_print_status,
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``segone`` script."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    try:
+        app(args=argv)
+    except KeyboardInterrupt:
+        err.print("interrupted; nothing of the interrupted load was committed")
+        sys.exit(130)
