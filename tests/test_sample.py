@@ -125,6 +125,28 @@ def test_discount_seekers_and_vips_behave_as_intended(small_sample):
     assert vip_rev > 2 * people.loc[people.buyer & ~people.vip, "revenue"].mean()
 
 
+def test_blocks_join_seamlessly(tmp_path):
+    counts = generate_sample(tmp_path, customers=1200, seed=4, block_size=500)  # three blocks
+    people = pd.read_parquet(tmp_path / "truth" / "people.parquet")
+    assert list(people.person_id) == list(range(1200))
+    shop = pacsv.read_csv(tmp_path / "data" / "customers_shop.csv").to_pandas()
+    assert shop.customer_id.is_unique
+    personal = shop[~shop.email.str.contains("family")]
+    assert (
+        personal.email.is_unique and personal.phone.dropna().is_unique
+    )  # no clashes across blocks
+    crm = pacsv.read_csv(tmp_path / "data" / "customers_crm.csv").to_pandas()
+    rec = pd.read_parquet(tmp_path / "truth" / "records.parquet")
+    assert rec.groupby("table").key.apply(lambda k: k.is_unique).all()
+    assert set(crm["Contact ID"].dropna()) <= set(rec[rec.source == "customers_crm"].key)
+    with DuckDBWarehouse(":memory:") as wh:
+        settings = IngestSettings(mapping=LOYALTY_MAP)
+        for kind, name in SAMPLE_FILES:
+            ingest_file(wh, kind, tmp_path / "data" / name, settings=settings)
+        for table in ("customers", "orders", "order_lines", "events", "interactions", "quarantine"):
+            assert wh.count(table) == counts[table], table
+
+
 @pytest.mark.parametrize("n", [1, 7])
 def test_tiny_samples_work(tmp_path, n):
     counts = generate_sample(tmp_path, customers=n, seed=1)

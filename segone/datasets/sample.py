@@ -14,6 +14,7 @@ Everything is vectorised with numpy; 100k people take a few seconds.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,9 @@ DAY = 86_400
 CHANNELS = ("shop", "crm", "loyalty", "social")
 
 
+BLOCK = 50_000  # people generated at a time: memory stays flat however many are asked for
+
+
 @dataclass(frozen=True)
 class SampleConfig:
     customers: int = 10_000
@@ -40,6 +44,7 @@ class SampleConfig:
     end: str = "2024-12-31"
     bad_row_rate: float = 0.0005  # share of records deliberately made invalid
     duplicate_rate: float = 0.002  # share of events re-sent with the same messageId
+    block_size: int = BLOCK
 
 
 def _epoch(d: str) -> int:
@@ -111,13 +116,106 @@ def _ts(a: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
     )
 
 
+@dataclass
+class _Catalog:
+    """The product catalogue: 20 products in each leaf category."""
+
+    ids: np.ndarray
+    names: np.ndarray
+    categories: np.ndarray
+    prices: np.ndarray
+    brands: np.ndarray
+    leaf_products: list[np.ndarray]
+
+    @classmethod
+    def build(cls, rng: np.random.Generator) -> _Catalog:
+        rows, leaves = [], []
+        for li, (cat, base, nouns) in enumerate(vocab.CATEGORIES):
+            start = len(rows)
+            for j in range(20):
+                adj = vocab.ADJECTIVES[(j * 7 + li) % len(vocab.ADJECTIVES)]
+                price = round(float(base * rng.lognormal(0, 0.35)), 2)
+                rows.append(
+                    (f"P{len(rows):05d}", f"{adj} {nouns[j % len(nouns)]}", cat, price, adj)
+                )
+            leaves.append(np.arange(start, len(rows)))
+        col = lambda i: np.array([r[i] for r in rows], dtype=object)  # noqa: E731
+        return cls(col(0), col(1), col(2), np.array([r[3] for r in rows]), col(4), leaves)
+
+    def table(self) -> pa.Table:
+        return pa.table(
+            {
+                "sku": self.ids,
+                "title": self.names,
+                "category": self.categories,
+                "price": self.prices,
+                "brand": self.brands,
+            }
+        )
+
+
+class _Sink:
+    """Appends each block's rows to the output files (CSV text, JSON Lines, truth Parquet)."""
+
+    def __init__(self, out: Path) -> None:
+        self.data, self.truth = out / "data", out / "truth"
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.truth.mkdir(parents=True, exist_ok=True)
+        self._csv: dict[str, pacsv.CSVWriter] = {}
+        self._pq: dict[str, pq.ParquetWriter] = {}
+        self._appended: set[str] = set()
+
+    def csv(self, name: str, table: pa.Table) -> None:
+        # every column as text, so blocks where a column is all empty share one schema
+        table = table.cast(pa.schema([(f.name, pa.string()) for f in table.schema]))
+        if name not in self._csv:
+            self._csv[name] = pacsv.CSVWriter(self.data / name, table.schema)
+        self._csv[name].write_table(table)
+
+    def parquet(self, name: str, table: pa.Table) -> None:
+        if name not in self._pq:
+            self._pq[name] = pq.ParquetWriter(self.truth / f"{name}.parquet", table.schema)
+        else:
+            table = table.cast(self._pq[name].schema)
+        self._pq[name].write_table(table)
+
+    def append_file(self, name: str, part: Path) -> None:
+        mode = "ab" if name in self._appended else "wb"
+        with open(self.data / name, mode) as dst, open(part, "rb") as src:
+            shutil.copyfileobj(src, dst, 1 << 22)
+        part.unlink()
+        self._appended.add(name)
+
+    def close(self) -> None:
+        for w in self._csv.values():
+            w.close()
+        for p in self._pq.values():
+            p.close()
+
+
 class _Gen:
-    def __init__(self, cfg: SampleConfig) -> None:
+    """One block of people (blocks keep memory flat however many people are asked for)."""
+
+    def __init__(
+        self,
+        cfg: SampleConfig,
+        *,
+        n: int,
+        block: int,
+        sink: _Sink,
+        catalog: _Catalog,
+        offsets: dict[str, int],
+    ) -> None:
         self.cfg = cfg
-        self.rng = np.random.default_rng(cfg.seed)
+        self.rng = np.random.default_rng([cfg.seed, block])
         self.t0 = _epoch(cfg.start)
         self.t1 = _epoch(cfg.end) + DAY - 1
-        self.n = cfg.customers
+        self.n = n
+        self.block = block
+        self.first_person = block * cfg.block_size
+        self.sink = sink
+        self.catalog = catalog
+        self.offsets = offsets
 
     # -- people and identities ---------------------------------------------------------------
     def people(self) -> dict[str, np.ndarray]:
@@ -154,7 +252,7 @@ class _Gen:
         birth = (np.datetime64(self.cfg.end) - age_days.astype("timedelta64[D]")).astype(
             "datetime64[D]"
         )
-        uniq = rng.permutation(n) + 1000
+        uniq = self.first_person + rng.permutation(n) + 1000  # unique across blocks
         domain = _pick(rng, vocab.EMAIL_DOMAINS, n, p=vocab.EMAIL_DOMAIN_WEIGHTS)
         style = rng.integers(0, 3, n)
         fl, ll = np.char.lower(first.astype(str)), np.char.lower(last.astype(str))
@@ -178,7 +276,8 @@ class _Gen:
         email[family] = fam_email
         email[family + 1] = fam_email
         area = _pick(rng, vocab.AREA_CODES, n)
-        local_no = (rng.permutation(8_000_000)[:n] + 2_000_000).astype(str)
+        # 7919 is prime to 8,000,000, so distinct people get distinct numbers
+        local_no = ((uniq * 7919 + 12345) % 8_000_000 + 2_000_000).astype(str)
         phone = np.char.add(np.char.add("+1", area.astype(str)), local_no).astype(object)
         user_id = _ids("u", uniq, 8)
         crm_id = _ids("CRM-", uniq, 7)
@@ -292,45 +391,23 @@ class _Gen:
         return persons[o], times[o], churned_all, churn_all
 
     # -- write everything ---------------------------------------------------------------------
-    def run(self, out: Path) -> dict[str, Any]:
+    def run(self) -> dict[str, int]:
+        """Generate this block of people and append their records to the sink."""
         rng = self.rng
         P = self.people()
         B = self.behaviour(P)
-        data, truth = out / "data", out / "truth"
-        data.mkdir(parents=True, exist_ok=True)
-        truth.mkdir(parents=True, exist_ok=True)
         records: list[pa.Table] = []  # (table, key, person_id) for every record shown
-        counts: dict[str, Any] = {}
+        counts: dict[str, int] = {}
 
-        # products
-        prod_rows = []
-        leaf_products: list[np.ndarray] = []
-        pid = 0
-        for li, (cat, base, nouns) in enumerate(vocab.CATEGORIES):
-            ids = []
-            for j in range(20):
-                noun = nouns[j % len(nouns)]
-                adj = vocab.ADJECTIVES[(j * 7 + li) % len(vocab.ADJECTIVES)]
-                price = round(float(base * rng.lognormal(0, 0.35)), 2)
-                prod_rows.append((f"P{pid:05d}", f"{adj} {noun}", cat, price, adj))
-                ids.append(pid)
-                pid += 1
-            leaf_products.append(np.array(ids))
-        prod_id = np.array([r[0] for r in prod_rows], dtype=object)
-        prod_name = np.array([r[1] for r in prod_rows], dtype=object)
-        prod_cat = np.array([r[2] for r in prod_rows], dtype=object)
-        prod_price = np.array([r[3] for r in prod_rows])
-        products = pa.table(
-            {
-                "sku": prod_id,
-                "title": prod_name,
-                "category": prod_cat,
-                "price": prod_price,
-                "brand": np.array([r[4] for r in prod_rows], dtype=object),
-            }
+        cat = self.catalog
+        leaf_products, prod_id, prod_name, prod_cat, prod_price = (
+            cat.leaf_products,
+            cat.ids,
+            cat.names,
+            cat.categories,
+            cat.prices,
         )
-        pacsv.write_csv(products, data / "products.csv")
-        counts["products"] = len(prod_rows)
+        data, truth = self.sink.data, self.sink.truth
 
         # orders and lines
         o_person, o_time, churned, churn_ts = self.purchases(B)
@@ -380,7 +457,8 @@ class _Gen:
         total = np.round(
             np.bincount(l_order, weights=qty * unit - line_disc, minlength=n_orders), 2
         )
-        order_id = _ids("O", np.arange(1, n_orders + 1), 8)
+        order_id = _ids("O", self.offsets["orders"] + np.arange(1, n_orders + 1), 9)
+        self.offsets["orders"] += n_orders
         is_web, is_store, is_phone = chan == "web", chan == "store", chan == "phone"
         email_var = self._email_variant(P["email"][o_person], 0.1)
         phone_var = self._phone_variant(P["phone"][o_person])
@@ -416,7 +494,7 @@ class _Gen:
         orders_tbl = pa.table(
             {k: pa.array(list(v) if v.dtype == object else v) for k, v in cols.items()}
         )
-        pacsv.write_csv(orders_tbl, data / "orders.csv")
+        self.sink.csv("orders.csv", orders_tbl)
         bad_order_mask = np.zeros(n_orders, bool)
         bad_order_mask[bad_orders] = True
         counts["orders"] = int(n_orders - len(bad_orders))
@@ -436,8 +514,6 @@ class _Gen:
         # ground truth
         self._truth(P, B, truth, records, o_person, total, churned, churn_ts, target, cum)
         counts["people"] = self.n
-        counts["quarantine"] = sum(v for k, v in counts.items() if k.startswith("quarantine_"))
-        (truth / "counts.json").write_text(json.dumps(counts, indent=2, sort_keys=True))
         return counts
 
     # -- helpers ------------------------------------------------------------------------------
@@ -461,7 +537,7 @@ class _Gen:
                 "table": pa.array([table] * n, pa.string()),
                 "source": pa.array([source] * n, pa.string()),
                 "key": pa.array(list(key), pa.string()),
-                "person_id": pa.array(person, pa.int64()),
+                "person_id": pa.array(person + self.first_person, pa.int64()),
                 "rejected": pa.array(bad if bad is not None else np.zeros(n, bool)),
             }
         )
@@ -534,7 +610,7 @@ class _Gen:
                 "created_at": _iso(created[s]),
             }
         )
-        pacsv.write_csv(shop, data / "customers_shop.csv")
+        self.sink.csv("customers_shop.csv", shop)
         records.append(self._rec("customers", P["user_id"][s], s, source="customers_shop"))
         counts["customers_shop"] = len(s)
         # CRM contacts: typos, variants, stages
@@ -583,7 +659,7 @@ class _Gen:
                 "Created": _iso(created[c] - 20 * DAY),
             }
         )
-        pacsv.write_csv(crm, data / "customers_crm.csv")
+        self.sink.csv("customers_crm.csv", crm)
         records.append(self._rec("customers", P["crm_id"][c], c, bad, source="customers_crm"))
         counts["customers_crm"] = int(len(c) - bad.sum())
         counts["quarantine_customers"] = int(bad.sum())
@@ -613,12 +689,9 @@ class _Gen:
                 "since": _iso(created[lo]),
             }
         )
-        pacsv.write_csv(loyalty, data / "customers_loyalty.csv")
+        self.sink.csv("customers_loyalty.csv", loyalty)
         records.append(self._rec("customers", P["loyalty_id"][lo], lo, source="customers_loyalty"))
         counts["customers_loyalty"] = len(lo)
-        counts["customers"] = (
-            counts["customers_shop"] + counts["customers_crm"] + counts["customers_loyalty"]
-        )
         return counts
 
     def _events(
@@ -641,7 +714,9 @@ class _Gen:
         dev_owner = np.repeat(np.arange(n), n_dev)
         dev_id = _hex_ids(rng, len(dev_owner), 8)
         dev_start = np.cumsum(n_dev) - n_dev
-        kiosks = np.array([f"kiosk-{i:04d}" for i in range(max(3, n // 20_000))], dtype=object)
+        kiosks = np.array(
+            [f"kiosk-{self.block:03d}-{i:02d}" for i in range(max(3, n // 20_000))], dtype=object
+        )
         kiosk_user = shop & (rng.random(n) < 0.003)
         kiosk_of = rng.integers(0, len(kiosks), n)
         # sessions: before each web order, plus browsing proportional to activity
@@ -814,11 +889,13 @@ class _Gen:
                 "dup": dup,
             }
         )
-        self._write_segment_jsonl(tbl, data / "events.jsonl")
+        part = data / f"events.part{self.block}.jsonl"
+        self._write_segment_jsonl(tbl, part)
+        self.sink.append_file("events.jsonl", part)
         records.append(self._rec("events", ev["message_id"], persons, bad))
         shared = np.isin(ev["anonymous_id"], kiosks)
-        pq.write_table(
-            pa.table({"anonymous_id": kiosks}), data.parent / "truth" / "shared_devices.parquet"
+        self.sink.parquet(
+            "shared_devices", pa.table({"anonymous_id": pa.array(kiosks, pa.string())})
         )
         return {
             "events": int(total - bad.sum()),
@@ -983,7 +1060,8 @@ class _Gen:
         order = np.argsort(it["ts"], kind="stable")
         it = {key: v[order] for key, v in it.items()}
         total = len(order)
-        iid = _ids("I", np.arange(1, total + 1), 8)
+        iid = _ids("I", self.offsets["interactions"] + np.arange(1, total + 1), 9)
+        self.offsets["interactions"] += total
         rating = it["rating"].copy()
         bad = (rng.random(total) < self.cfg.bad_row_rate * 4) & (it["kind"] == "review")
         rating[bad] = "7"
@@ -1001,11 +1079,17 @@ class _Gen:
                 "created_at": _iso(it["ts"]).astype(object),
             }
         )
-        pacsv.write_csv(tbl, data / "interactions.csv")
+        self.sink.csv("interactions.csv", tbl)
         records.append(self._rec("interactions", iid, it["person"], bad))
-        pq.write_table(
-            pa.table({"interaction_id": iid, "person_id": it["person"], "sentiment": it["tone"]}),
-            data.parent / "truth" / "interaction_sentiment.parquet",
+        self.sink.parquet(
+            "interaction_sentiment",
+            pa.table(
+                {
+                    "interaction_id": pa.array(iid, pa.string()),
+                    "person_id": pa.array(it["person"] + self.first_person, pa.int64()),
+                    "sentiment": pa.array(it["tone"], pa.int64()),
+                }
+            ),
         )
         return {"interactions": int(total - bad.sum()), "quarantine_interactions": int(bad.sum())}
 
@@ -1029,10 +1113,10 @@ class _Gen:
         top_before = cats[B["pref"].argmax(axis=1)]
         people = pa.table(
             {
-                "person_id": np.arange(n),
+                "person_id": np.arange(n) + self.first_person,
                 "first_name": P["first"],
                 "last_name": P["last"],
-                "household": P["household"],
+                "household": P["household"] + self.first_person,
                 "birth_date": P["birth"],
                 "has_shop": P["has"][:, 0],
                 "has_crm": P["has"][:, 1],
@@ -1055,21 +1139,20 @@ class _Gen:
                 "top_category": top_before,
             }
         )
-        pq.write_table(people, truth / "people.parquet")
+        self.sink.parquet("people", people)
         life = np.flatnonzero(B["life"])
-        pq.write_table(
+        events_of = np.array([e for e, _ in vocab.LIFE_EVENTS], dtype=object)
+        self.sink.parquet(
+            "life_events",
             pa.table(
                 {
-                    "person_id": life,
-                    "life_event": np.array([e for e, _ in vocab.LIFE_EVENTS], dtype=object)[
-                        B["life_kind"][life]
-                    ],
+                    "person_id": pa.array(life + self.first_person, pa.int64()),
+                    "life_event": pa.array(events_of[B["life_kind"][life]], pa.string()),
                     "happened_at": _ts(B["life_ts"][life]),
-                    "top_category_before": top_before[life],
-                    "top_category_after": cats[target[B["life_kind"][life]]],
+                    "top_category_before": pa.array(top_before[life], pa.string()),
+                    "top_category_after": pa.array(cats[target[B["life_kind"][life]]], pa.string()),
                 }
             ),
-            truth / "life_events.parquet",
         )
         segs = []
         for name, mask in [
@@ -1087,13 +1170,13 @@ class _Gen:
             segs.append(
                 pa.table(
                     {
-                        "person_id": pa.array(idx, pa.int64()),
+                        "person_id": pa.array(idx + self.first_person, pa.int64()),
                         "segment": pa.array([name] * len(idx), pa.string()),
                     }
                 )
             )
-        pq.write_table(pa.concat_tables(segs), truth / "segments.parquet")
-        pq.write_table(pa.concat_tables(records), truth / "records.parquet")
+        self.sink.parquet("segments", pa.concat_tables(segs))
+        self.sink.parquet("records", pa.concat_tables(records))
 
 
 def generate_sample(
@@ -1104,7 +1187,28 @@ def generate_sample(
     Returns the counts every table should hold once ``out/data`` is ingested.
     """
     cfg = SampleConfig(customers=customers, seed=seed, **kwargs)
-    return _Gen(cfg).run(Path(out))
+    if customers <= 0:
+        raise ValueError("customers must be positive")
+    catalog = _Catalog.build(np.random.default_rng([seed, 999_999]))
+    sink = _Sink(Path(out))
+    counts: dict[str, int] = {}
+    offsets = {"orders": 0, "interactions": 0}
+    try:
+        sink.csv("products.csv", catalog.table())
+        for block, start in enumerate(range(0, customers, cfg.block_size)):
+            n = min(cfg.block_size, customers - start)
+            part = _Gen(cfg, n=n, block=block, sink=sink, catalog=catalog, offsets=offsets).run()
+            for k, v in part.items():
+                counts[k] = counts.get(k, 0) + int(v)
+    finally:
+        sink.close()
+    counts["products"] = len(catalog.ids)
+    counts["customers"] = sum(
+        counts[k] for k in ("customers_shop", "customers_crm", "customers_loyalty")
+    )
+    counts["quarantine"] = sum(v for k, v in counts.items() if k.startswith("quarantine_"))
+    (sink.truth / "counts.json").write_text(json.dumps(counts, indent=2, sort_keys=True))
+    return counts
 
 
 # the loyalty export calls its record id "card_number": segone.toml maps it (see SAMPLE_TOML)
