@@ -129,7 +129,8 @@ class _Catalog:
 
     @classmethod
     def build(cls, rng: np.random.Generator) -> _Catalog:
-        rows, leaves = [], []
+        rows: list[tuple[str, str, str, float, str]] = []
+        leaves: list[np.ndarray] = []
         for li, (cat, base, nouns) in enumerate(vocab.CATEGORIES):
             start = len(rows)
             for j in range(20):
