@@ -56,7 +56,7 @@ def run_demo(
     console.print("\n[bold]2. Ingest[/] every file (bad rows go to quarantine, with a reason)")
     for kind, name in SAMPLE_FILES:
         r = ingest(project, kind, sample_dir / "data" / name)
-        console.print(f"   {r.summary()}", highlight=False)
+        console.print(f"   {r.summary()}", highlight=False, soft_wrap=True)
 
     with project.warehouse(read_only=True) as wh:
         rep = status_report(wh)
@@ -99,7 +99,7 @@ def run_demo(
     csv = cd_dir / "cdnow_orders.csv"
     write_cdnow_orders(csv)
     r = ingest(cd_project, "orders", csv)
-    console.print(f"   {r.summary()}", highlight=False)
+    console.print(f"   {r.summary()}", highlight=False, soft_wrap=True)
     console.print(
         f"\nDone in {time.perf_counter() - t0:.0f}s. Try: segone status -p {directory}",
         highlight=False,

@@ -40,7 +40,7 @@ def test_init_ingest_status_quarantine(tmp_path):
         "ts=When",
     )
     assert r.exit_code == 0, r.output
-    assert "loaded 1 orders" in r.output and "quarantined 1" in r.output
+    assert "loaded 1 orders" in r.output and "rejected 1" in r.output
     assert "invalid_timestamp(ts)" in r.output
     r = run("status", "-p", str(proj))
     assert r.exit_code == 0 and "orders" in r.output and "invalid_timestamp(ts)" in r.output

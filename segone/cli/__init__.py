@@ -89,7 +89,7 @@ def _ingest_one(project: Project, kind: str, path: Path, **kwargs: Any) -> LoadR
 
 
 def _print_result(r: LoadResult) -> None:
-    console.print(r.summary(), highlight=False)
+    console.print(r.summary(), highlight=False, soft_wrap=True)
     for code, n in r.problems.items():
         console.print(f"    {n:>8,} x {code}", highlight=False)
 

@@ -88,7 +88,7 @@ def flatten(
         present = set(cmap.canonical)
     paths = [p for alts in wanted.values() for p in alts]
     extra_keys = sorted(k for k in keys if k not in consumed)
-    step1: dict[str, ir.Value] = {"_j": j0, "_jtype": json_type(j0)}
+    step1: dict[str, ir.Value] = {"_jtype": json_type(j0)}
     if paths:
         step1["_got"] = json_extract_strings(j0, ibis.literal(paths, type="array<string>"))
     if extra_keys:
@@ -96,7 +96,6 @@ def flatten(
             j0, ibis.literal([_path(k) for k in extra_keys], type="array<string>")
         )
     first = materialize(STEP1, staged.mutate(**step1))
-    j = first["_j"]
     cols: dict[str, ir.Value] = {}
     if paths:
         got = first["_got"]
@@ -122,7 +121,7 @@ def flatten(
     size = text.length()
     shown = text.substr(0, 60)
     pre = [
-        (j.isnull(), "malformed_json", lit("not valid JSON: ") + shown),
+        (first["_jtype"].isnull(), "malformed_json", lit("not valid JSON: ") + shown),
         (
             first["_jtype"] != "OBJECT",
             "not_an_object",

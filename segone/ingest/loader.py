@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +19,7 @@ from segone.exceptions import ConfigError, IngestError, StoreError
 from segone.ingest import jsonflat, segment
 from segone.ingest.jsonflat import lit
 from segone.ingest.kinds import KindSpec, get_kind
-from segone.ingest.readers import JSON_TEXT, LINE, Reject, open_reader
+from segone.ingest.readers import JSON_TEXT, LINE, Chunk, Reject, open_reader
 from segone.ingest.validate import PROBLEMS, REASON, RECORD, parse_stage, record_json, validate
 from segone.schema import TABLES, TS
 from segone.store.base import Warehouse
@@ -29,6 +29,7 @@ CHECKED = "_segone_checked"
 FLAT = "_segone_flat"
 PARSED = "_segone_parsed"
 JSON1 = jsonflat.STEP1
+RECORDS = "_segone_records"
 
 ProgressHook = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -53,7 +54,7 @@ class LoadResult:
             what += f" ({self.lines_loaded} lines)"
         out = (
             f"{Path(self.path).name}: read {self.rows_read}, loaded {what}, "
-            f"skipped {self.duplicates} already loaded, quarantined {self.rejected}"
+            f"skipped {self.duplicates} already loaded, rejected {self.rejected}"
         )
         return out
 
@@ -86,7 +87,7 @@ def ingest_file(
     """Ingest ``path`` as ``kind``. Bad rows go to ``quarantine``; the rest is loaded once."""
     spec = get_kind(kind)
     settings = settings or IngestSettings()
-    path = Path(path)
+    path = Path(path).resolve()  # quarantine and loads name files by absolute path
     if not path.is_file():
         raise IngestError(f"no such file: {path}")
     source = source or path.name.split(".")[0]
@@ -116,45 +117,65 @@ def ingest_file(
             f"unknown time zone {tz!r} (use an IANA name such as Europe/Paris)"
         ) from None
     try:
-        # Staging and validation work on temporary tables only; nothing the user can see changes
-        # until the single transaction below commits every insert of this load together.
-        staged = None
-        for chunk in reader.chunks:
-            rejects.extend(chunk.rejects)
-            if chunk.table.num_rows or staged is None:
-                staged = wh.stage(STAGE, chunk.table, append=staged is not None)
-        assert staged is not None
-        if progress:
-            progress("validate", 0, 1)
-        present = set(reader.column_map)
-        if JSON_TEXT in staged.columns:  # JSON Lines: the engine parses and flattens
-            keys = [str(k) for k in wh.execute(jsonflat.distinct_keys(staged))["k"].dropna()]
-            flat, present = jsonflat.flatten(
-                staged,
-                spec,
-                keys,
-                mapping,
-                segment.MAX_MESSAGE_BYTES if kind == "events" else None,
-                wh.materialize,
+        # Staging and validation work on temporary tables only, one slice of the file at a
+        # time (so temporary space stays bounded); nothing the user can see changes until the
+        # single transaction below commits every insert of this load together.
+        fmt_seen = reader.fmt
+        present_all: set[str] = set()
+        checked: ibis.Table | None = None
+        records: ibis.Table | None = None
+        for tables, chunk_rejects in _slices(reader.chunks, settings.chunk_rows * 5):
+            rejects.extend(chunk_rejects)
+            staged = None
+            for t in tables:
+                staged = wh.stage(STAGE, t, append=staged is not None)
+            assert staged is not None
+            if progress:
+                progress("validate", 0, 1)
+            present = set(reader.column_map)
+            if JSON_TEXT in staged.columns:  # JSON Lines: the engine parses and flattens
+                keys = [str(k) for k in wh.execute(jsonflat.distinct_keys(staged))["k"].dropna()]
+                flat, present = jsonflat.flatten(
+                    staged,
+                    spec,
+                    keys,
+                    mapping,
+                    segment.MAX_MESSAGE_BYTES if kind == "events" else None,
+                    wh.materialize,
+                )
+                staged = wh.materialize(FLAT, flat)
+                wh.drop_staging(JSON1)
+            elif fmt_seen == "json":  # a field is present if any record has it
+                nonnull = wh.to_arrow(
+                    staged.aggregate(**{f: staged[f].count() for f in present})
+                ).to_pylist()[0]
+                present = {f for f, n in nonnull.items() if n}
+            present_all |= present
+            parsed = wh.materialize(PARSED, parse_stage(staged, spec, reader.extra_columns))
+            part = validate(parsed, spec, max_chars=settings.max_field_chars, present=present)
+            checked = wh.stage_expr(CHECKED, part, append=checked is not None)
+            bad = part[PROBLEMS].notnull()
+            if kind == "orders":  # every line of an order that may be held back
+                bad_ids = part.filter(bad & part.order_id.notnull()).select("order_id")
+                known = wh.table("orders").select("order_id")
+                bad = (
+                    bad | part.order_id.isin(bad_ids.order_id) | part.order_id.isin(known.order_id)
+                )
+            bad_lines = part.filter(bad).select(LINE)
+            recs = staged.semi_join(bad_lines, LINE).select(
+                LINE, **{RECORD: record_json(staged, reader.extra_columns)}
             )
-            staged = wh.materialize(FLAT, flat)
-            wh.drop_staging(JSON1)
-        elif reader.fmt == "json":  # a field is present if any record has it
-            nonnull = wh.to_arrow(
-                staged.aggregate(**{f: staged[f].count() for f in present})
-            ).to_pylist()[0]
-            present = {f for f, n in nonnull.items() if n}
-        parsed = wh.materialize(PARSED, parse_stage(staged, spec, reader.extra_columns))
-        checked = wh.materialize(
-            CHECKED, validate(parsed, spec, max_chars=settings.max_field_chars, present=present)
-        )
+            records = wh.stage_expr(RECORDS, recs, append=records is not None)
+        assert checked is not None and records is not None
+        present = present_all
         result.rows_read = wh.count(CHECKED) + len(rejects)
         if progress:
             progress("load", 0, 1)
         with wh.transaction():
             now = ibis.literal(datetime.now(UTC), type=TS)
-            raw = staged.select(LINE, **{RECORD: record_json(staged, reader.extra_columns)})
-            ctx = _Ctx(wh, spec, result, load_id, str(path), source, now, settings.currency, raw)
+            ctx = _Ctx(
+                wh, spec, result, load_id, str(path), source, now, settings.currency, records
+            )
             ctx.quarantine_rejects(rejects)
             ctx.quarantine(checked.filter(checked[PROBLEMS].notnull()))
             valid = checked.filter(checked[PROBLEMS].isnull())
@@ -172,7 +193,7 @@ def ingest_file(
                             "kind": [kind],
                             "path": [str(path)],
                             "file_sha256": [sha],
-                            "format": [reader.fmt],
+                            "format": [fmt_seen],
                             "source": [source],
                             "rows_read": [result.rows_read],
                             "rows_loaded": [result.loaded],
@@ -192,7 +213,32 @@ def ingest_file(
         wh.drop_staging(FLAT)
         wh.drop_staging(PARSED)
         wh.drop_staging(JSON1)
+        wh.drop_staging(RECORDS)
     return result
+
+
+def _slices(chunks: Iterator[Chunk], rows: int) -> Iterator[tuple[list[pa.Table], list[Reject]]]:
+    """Group reader chunks into slices of about ``rows`` rows.
+
+    Every slice has at least one (possibly empty) table, so that its columns are known; a file
+    with no rows still yields one empty slice. Readers always yield at least one chunk.
+    """
+    tables: list[pa.Table] = []
+    rejects: list[Reject] = []
+    n = 0
+    empty: pa.Table | None = None
+    emitted = False
+    for chunk in chunks:
+        rejects.extend(chunk.rejects)
+        empty = chunk.table.slice(0, 0)
+        if chunk.table.num_rows:
+            tables.append(chunk.table)
+            n += chunk.table.num_rows
+        if n >= rows:
+            yield tables, rejects
+            tables, rejects, n, emitted = [], [], 0, True
+    if (tables or rejects or not emitted) and empty is not None:
+        yield tables or [empty], rejects
 
 
 @dataclass
@@ -227,7 +273,11 @@ class _Ctx:
         if reason is not None:
             rows = rows.mutate(**{PROBLEMS: lit(code or "rejected"), REASON: lit(reason)})
         if RECORD not in rows.columns:
-            rows = rows.select(LINE, PROBLEMS, REASON).inner_join(self.records, LINE)
+            rows = (
+                rows.select(LINE, PROBLEMS, REASON)
+                .left_join(self.records, LINE)
+                .drop(LINE + "_right")
+            )
         self._insert_quarantine(rows)
 
     def _insert_quarantine(self, rows: ir.Table) -> None:

@@ -61,12 +61,20 @@ class Warehouse(abc.ABC):
         """Create (or append to) a temporary staging table from Arrow data."""
 
     @abc.abstractmethod
+    def replace(self, name: str, expr: ibis.Table) -> None:
+        """Create or replace the permanent table ``name`` with the rows of ``expr``."""
+
+    @abc.abstractmethod
     def materialize(self, name: str, expr: ibis.Table) -> ibis.Table:
         """Compute ``expr`` once into a temporary table and return it."""
 
     @abc.abstractmethod
     def set_timezone(self, tz: str) -> None:
         """Time zone in which text timestamps without an offset are read."""
+
+    @abc.abstractmethod
+    def stage_expr(self, name: str, expr: ibis.Table, *, append: bool) -> ibis.Table:
+        """Create (or append to) a temporary table from the rows of an expression."""
 
     @abc.abstractmethod
     def drop_staging(self, name: str) -> None:

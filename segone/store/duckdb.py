@@ -99,6 +99,12 @@ class DuckDBWarehouse(Warehouse):
             raise StoreError(f"staging {name}: {exc}") from None
         return self._con.table(name)
 
+    def replace(self, name: str, expr: ibis.Table) -> None:
+        try:
+            self._con.create_table(name, obj=expr, overwrite=True)
+        except duckdb.Error as exc:
+            raise StoreError(str(exc), _sql(expr)) from None
+
     def materialize(self, name: str, expr: ibis.Table) -> ibis.Table:
         try:
             self._con.create_table(name, obj=expr, temp=True, overwrite=True)
@@ -108,6 +114,15 @@ class DuckDBWarehouse(Warehouse):
 
     def set_timezone(self, tz: str) -> None:
         self._raw(f"SET TimeZone = '{tz.replace(chr(39), '')}'")
+
+    def stage_expr(self, name: str, expr: ibis.Table, *, append: bool) -> ibis.Table:
+        if not append:
+            return self.materialize(name, expr)
+        try:
+            self._con.insert(name, expr)
+        except duckdb.Error as exc:
+            raise StoreError(str(exc), _sql(expr)) from None
+        return self._con.table(name)
 
     def drop_staging(self, name: str) -> None:
         self._raw(f'DROP TABLE IF EXISTS "{name}"')

@@ -1,0 +1,185 @@
+"""Ingestion benchmark: segone's validated, idempotent load against a plain pandas read+write.
+
+    python bench/ingest_bench.py --customers 1000000
+
+Generates a store (or reuses one with the same size and seed), then, each in its own process
+so that peak memory is measured per step:
+  * segone: ``ingest_file`` of every sample file into a fresh DuckDB warehouse (validation,
+    quarantine, de-duplication, one transaction per file);
+  * baseline: pandas reads the same files (CSV with ``read_csv``, JSON Lines line by line with
+    ``json.loads`` in chunks, skipping lines that fail) and writes them to Parquet, with no
+    validation, no de-duplication and no transaction.
+Prints a Markdown table of rows/s and peak RSS, and the segone/baseline time ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SEGONE_STEP = """
+import sys
+from segone.config import IngestSettings
+from segone.ingest import ingest_file
+from segone.store.duckdb import DuckDBWarehouse
+kind, path, db = sys.argv[1:4]
+settings = IngestSettings(mapping={"customers_loyalty": {"source_id": "card_number",
+                                                         "loyalty_id": "card_number"}})
+with DuckDBWarehouse(db, threads=2, memory_limit="8GB") as wh:
+    r = ingest_file(wh, kind, path, settings=settings)
+print(r.rows_read, r.loaded, r.rejected)
+"""
+
+PANDAS_STEP = """
+import json, sys
+import pandas as pd
+path, out = sys.argv[1:3]
+rows = 0
+if path.endswith(".csv"):
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df.to_parquet(out)
+    rows = len(df)
+else:
+    part = 0
+    def flush(recs):
+        global part
+        df = pd.DataFrame.from_records(recs)
+        for c in df.columns:
+            if df[c].map(lambda v: isinstance(v, (dict, list))).any():
+                df[c] = df[c].map(lambda v: json.dumps(v) if v is not None else None)
+        df.to_parquet(f"{out}.{part}.parquet")
+        part += 1
+    recs = []
+    with open(path) as f:
+        for line in f:
+            try:
+                recs.append(json.loads(line))
+            except ValueError:
+                continue
+            if len(recs) == 500_000:
+                rows += len(recs); flush(recs); recs = []
+    if recs:
+        rows += len(recs); flush(recs)
+print(rows)
+"""
+
+
+def run_measured(args: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MiB) and stdout of one child process."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.stdout.close()
+    if proc.returncode:
+        raise SystemExit(f"step failed ({proc.returncode}): {' '.join(args[:3])}")
+    return time.perf_counter() - t, usage.ru_maxrss / 1024, out.strip()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--customers", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--workdir", type=Path, default=Path("bench/out"))
+    args = ap.parse_args()
+
+    from segone.datasets import SAMPLE_FILES
+
+    py = sys.executable
+    sample = args.workdir / f"sample-{args.customers}-{args.seed}"
+    stamp = sample / "truth" / "counts.json"
+    if not stamp.exists():
+        gen = (
+            f"from segone.datasets import generate_sample; "
+            f"generate_sample({str(sample)!r}, customers={args.customers}, seed={args.seed})"
+        )
+        secs, rss, _ = run_measured([py, "-c", gen])
+        print(
+            f"generated {args.customers:,} people in {secs:.0f}s, peak {rss:,.0f} MiB", flush=True
+        )
+    truth = json.loads(stamp.read_text())
+    db = args.workdir / "bench.duckdb"
+    base_out = args.workdir / "pandas"
+    for p in (db, Path(f"{db}.wal")):
+        p.unlink(missing_ok=True)
+    shutil.rmtree(base_out, ignore_errors=True)
+    base_out.mkdir(parents=True)
+
+    rows = []
+    for kind, name in SAMPLE_FILES:
+        path = sample / "data" / name
+        s_secs, s_rss, s_out = run_measured([py, "-c", SEGONE_STEP, kind, str(path), str(db)])
+        read, loaded, rejected = map(int, s_out.split())
+        b_secs, b_rss, b_out = run_measured(
+            [py, "-c", PANDAS_STEP, str(path), str(base_out / name)]
+        )
+        rows.append(
+            (
+                name,
+                read,
+                loaded,
+                rejected,
+                s_secs,
+                s_rss,
+                int(b_out),
+                b_secs,
+                b_rss,
+                path.stat().st_size,
+            )
+        )
+        print(
+            f"{name}: segone {s_secs:.1f}s {s_rss:,.0f} MiB | "
+            f"pandas {b_secs:.1f}s {b_rss:,.0f} MiB",
+            flush=True,
+        )
+
+    print()
+    print(
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; "
+        f"{args.customers:,} people, seed {args.seed}"
+    )
+    print()
+    print(
+        "| file | MB | rows read | segone s | segone rows/s | segone peak MiB | pandas s | "
+        "pandas rows/s | pandas peak MiB | time ratio segone/pandas |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    tot_r = tot_s = tot_b = 0.0
+    peak_s = peak_b = 0.0
+    for name, read, _loaded, _rej, s_secs, s_rss, b_rows, b_secs, b_rss, size in rows:
+        tot_r += read
+        tot_s += s_secs
+        tot_b += b_secs
+        peak_s, peak_b = max(peak_s, s_rss), max(peak_b, b_rss)
+        print(
+            f"| {name} | {size / 1e6:,.0f} | {read:,} | {s_secs:.1f} | {read / s_secs:,.0f} | "
+            f"{s_rss:,.0f} | {b_secs:.1f} | {b_rows / b_secs:,.0f} | {b_rss:,.0f} | "
+            f"{s_secs / b_secs:.2f} |"
+        )
+    print(
+        f"| **all** | | {tot_r:,.0f} | {tot_s:.1f} | {tot_r / tot_s:,.0f} | {peak_s:,.0f} | "
+        f"{tot_b:.1f} | {tot_r / tot_b:,.0f} | {peak_b:,.0f} | {tot_s / tot_b:.2f} |"
+    )
+    print()
+    from segone.store.duckdb import DuckDBWarehouse
+
+    with DuckDBWarehouse(db, read_only=True) as wh:
+        for t in ("events", "orders", "order_lines", "customers", "interactions", "quarantine"):
+            got, exp = wh.count(t), truth[t]
+            print(f"{t}: {got:,} loaded, ground truth {exp:,} {'ok' if got == exp else 'DIFFERS'}")
+
+
+if __name__ == "__main__":
+    main()
