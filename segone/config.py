@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from segone.exceptions import ConfigError, ProjectError
+from segone.identity.graph import IdentitySettings
 
 CONFIG_FILE = "segone.toml"
 
@@ -34,6 +35,12 @@ currency = "USD"
 max_field_chars = 65536
 # Rows read per chunk (memory use grows with it).
 chunk_rows = 200000
+
+[identity]
+# Values that never identify anyone, on top of the built-in list (test@test.com, null, ...).
+blocked = []
+# Country calling code for phone numbers written without one.
+default_country_code = "1"
 
 # Column mappings: canonical column = column name in your files. Columns not mapped here are
 # matched automatically by common names (e.g. "OrderNumber" -> order_id, "e-mail" -> email).
@@ -61,6 +68,23 @@ class IngestSettings:
     mapping: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
+def _identity_settings(data: dict[str, Any], source: str) -> IdentitySettings:
+    known = {"blocked", "default_country_code", "max_iterations"}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown setting(s) {sorted('identity.' + k for k in unknown)}"
+        )
+    extra = data.get("blocked", [])
+    if not isinstance(extra, list) or not all(isinstance(x, str) for x in extra):
+        raise ConfigError(f"{source}: identity.blocked must be a list of strings")
+    return IdentitySettings(
+        extra_blocked=tuple(extra),
+        default_country_code=str(data.get("default_country_code", "1")).lstrip("+"),
+        max_iterations=int(data.get("max_iterations", 60)),
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """All settings of one project. ``root`` is the project directory."""
@@ -68,6 +92,7 @@ class Settings:
     root: Path
     warehouse: WarehouseSettings = field(default_factory=WarehouseSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
 
     @property
     def warehouse_path(self) -> Path:
@@ -95,7 +120,7 @@ class Settings:
 
     @classmethod
     def from_dict(cls, root: Path, data: dict[str, Any], source: str = "settings") -> Settings:
-        known = {"warehouse", "ingest", "project"}
+        known = {"warehouse", "ingest", "project", "identity"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(
@@ -142,4 +167,8 @@ class Settings:
             raise ConfigError(f"{source}: unknown setting(s) {sorted(leftovers)}")
         if ingest.chunk_rows <= 0 or ingest.max_field_chars <= 0 or warehouse.threads <= 0:
             raise ConfigError(f"{source}: chunk_rows, max_field_chars and threads must be positive")
-        return cls(root=root, warehouse=warehouse, ingest=ingest)
+        try:
+            identity = _identity_settings(dict(data.get("identity", {})), source)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        return cls(root=root, warehouse=warehouse, ingest=ingest, identity=identity)

@@ -207,6 +207,62 @@ TABLES: dict[str, list[Column]] = {
     ],
 }
 
+# Derived by `segone build`; rebuilt from the raw tables (identity_history is appended to).
+TABLES.update(
+    {
+        "customer_map": [
+            _c(
+                "node",
+                "string",
+                "An identifier as 'type:normalised value', e.g. 'email:jane@x.com' (PII).",
+            ),
+            _c(
+                "id_type",
+                "string",
+                "user_id, source_id, loyalty_id, email, phone, handle or anonymous_id.",
+            ),
+            _c(
+                "customer_id",
+                "string",
+                "The person it belongs to; stable across builds while the person only grows.",
+            ),
+            _c("first_seen", TS, "Earliest record carrying the identifier, UTC."),
+            _c("last_seen", TS, "Latest record carrying the identifier, UTC."),
+        ],
+        "record_customers": [
+            _c("record_table", "string", "events, orders, customers or interactions."),
+            _c(
+                "record_key",
+                "string",
+                "message_id, order_id, 'source:source_id' or interaction_id.",
+            ),
+            _c("customer_id", "string", "The person the record belongs to."),
+        ],
+        "identity_refusals": [
+            _c("node", "string", "The identifier that was not allowed to link records (PII)."),
+            _c("id_type", "string", "Its type."),
+            _c("rule", "string", "blocked_value, ambiguous_source_id or shared_identifier."),
+            _c("detail", "string", "What the rule saw, e.g. 'seen with 14 different user_id'."),
+            _c("built_at", TS, "Build that refused it, UTC."),
+        ],
+        "interaction_sentiment": [
+            _c("interaction_id", "string", "The interaction scored."),
+            _c(
+                "sentiment",
+                "float64",
+                "VADER compound score of its text, -1 (negative) to 1 (positive).",
+            ),
+        ],
+        "identity_history": [
+            _c("at", TS, "Build time, UTC."),
+            _c("event", "string", "new, merge or split."),
+            _c("customer_id", "string", "The customer id after the build."),
+            _c("other_id", "string", "merge: the id absorbed; split: the id split from."),
+            _c("reason", "string", "Why, in words."),
+        ],
+    }
+)
+
 RAW_KINDS = ("events", "orders", "products", "customers", "interactions")
 
 

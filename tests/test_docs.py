@@ -59,3 +59,19 @@ def test_readme_quick_start_is_two_commands():
     block = readme.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
     commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
     assert commands == ["make demo", "make test"]
+
+
+def test_every_profile_feature_is_documented(wh):
+    from datetime import UTC, datetime
+
+    import ibis
+
+    from segone.identity import resolve
+    from segone.profiles import profiles_expr
+    from segone.schema import TS
+
+    resolve(wh)
+    cols = profiles_expr(wh, ibis.literal(datetime.now(UTC), type=TS)).columns
+    text = (DOCS / "profiles.md").read_text()
+    for c in cols:
+        assert f"| `{c}` |" in text, f"profile column {c} is not in docs/profiles.md"

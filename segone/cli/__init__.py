@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -222,6 +223,122 @@ def quarantine(
     for r in df.itertuples():
         t.add_row(r.kind, Path(r.source_file).name, str(r.line), r.reason)
     console.print(t)
+
+
+@app.command()
+def build(
+    project: ProjectOpt = Path("."),
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Build from data up to this date (YYYY-MM-DD or ISO time, UTC); default now.",
+        ),
+    ] = None,
+) -> None:
+    """Resolve identities and rebuild one profile per customer (as of now or a past date)."""
+    from segone.profiles import build as run_build
+
+    with _user_errors():
+        proj = Project.open(project)
+        when = _parse_when(as_of)
+        with proj.warehouse() as wh, err.status("resolving identities and building profiles"):
+            r = run_build(wh, as_of=when, identity=proj.settings.identity)
+    console.print(r.summary(), highlight=False, soft_wrap=True)
+
+
+def _parse_when(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise SegoneError(f"--as-of: cannot read {text!r} as a date (use YYYY-MM-DD)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    if len(text) == 10:  # a date means the end of that day
+        when = when + timedelta(days=1) - timedelta(microseconds=1)
+    return when
+
+
+@app.command()
+def profile(
+    identifier: Annotated[
+        str,
+        typer.Argument(
+            help="A customer id, e-mail, phone, user id, cookie, handle, CRM or loyalty id."
+        ),
+    ],
+    project: ProjectOpt = Path("."),
+    timeline: Annotated[int, typer.Option(help="Recent records to show.")] = 15,
+) -> None:
+    """Show one person: profile, identifiers and recent timeline (this prints personal data)."""
+    from segone.profiles.lookup import find_customers, profile_of
+
+    with _user_errors():
+        proj = Project.open(project)
+        with proj.warehouse(read_only=True) as wh:
+            if "profiles" not in wh.tables():
+                raise SegoneError("no profiles yet: run `segone build` first")
+            ids = find_customers(wh, identifier)
+            if not ids:
+                raise SegoneError(f"no customer has the identifier {identifier!r}")
+            for cid in ids:
+                _print_profile(profile_of(wh, cid, timeline))
+
+
+def _print_profile(p: dict[str, Any]) -> None:
+    prof = p["profile"]
+    t = Table(title=f"customer {prof.get('customer_id')}", title_justify="left", show_header=False)
+    t.add_column("feature")
+    t.add_column("value")
+    for k, v in prof.items():
+        if k == "customer_id" or _missing(v):
+            continue
+        t.add_row(k, _fmt(v))
+    console.print(t)
+    ids = Table(title="identifiers", title_justify="left")
+    for c in ("type", "identifier", "first seen", "last seen"):
+        ids.add_column(c)
+    for r in p["identifiers"].itertuples():
+        ids.add_row(
+            r.id_type,
+            r.node.split(":", 1)[1],
+            f"{r.first_seen:%Y-%m-%d}",
+            f"{r.last_seen:%Y-%m-%d}",
+        )
+    console.print(ids)
+    tl = Table(title="recent timeline", title_justify="left")
+    for c in ("when", "kind", "what"):
+        tl.add_column(c)
+    for r in p["timeline"].itertuples():
+        tl.add_row(f"{r.ts:%Y-%m-%d %H:%M}", str(r.kind), str(r.what))
+    console.print(tl)
+
+
+def _missing(v: Any) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, list | tuple | dict) or (hasattr(v, "__len__") and not isinstance(v, str)):
+        return False
+    try:
+        return bool(v != v) or str(v) == "NaT"  # NaN and NaT are not equal to themselves
+    except (TypeError, ValueError):
+        return False
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.2f}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {x:.0%}" for k, x in v.items())
+    if hasattr(v, "tolist") and not isinstance(v, str):
+        v = v.tolist()
+    if isinstance(v, list | tuple):
+        return ", ".join(map(str, v))
+    if hasattr(v, "strftime"):
+        return f"{v:%Y-%m-%d %H:%M}"
+    return str(v)
 
 
 @dataset_app.command("cdnow")

@@ -245,7 +245,7 @@ class _Gen:
         )
         city_idx = rng.integers(0, len(cities), n)
         city = cities[city_idx]
-        postcode = _ids("", 10000 + city_idx * 997 + rng.integers(0, 50, n), 5)
+        postcode = _ids("", 10000 + (city_idx * 547) % 89_000 + rng.integers(0, 50, n), 5)
         address[pair + 1] = address[pair]
         city[pair + 1] = city[pair]
         postcode[pair + 1] = postcode[pair]

@@ -257,7 +257,9 @@ CUSTOMERS = KindSpec(
         Field("consent_sms", "bool", aliases=("consentsms", "smsoptin", "smsconsent")),
         Field("consent_push", "bool", aliases=("consentpush", "pushoptin", "pushconsent")),
         Field("created_at", "timestamp", aliases=("createdat", "created", "signupdate", "since")),
-        Field("updated_at", "timestamp", aliases=("updatedat", "modified", "lastmodified")),
+        Field(
+            "updated_at", "timestamp", aliases=("updatedat", "updated", "modified", "lastmodified")
+        ),
     ),
 )
 

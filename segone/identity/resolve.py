@@ -1,0 +1,181 @@
+"""Identity resolution: from raw records to one stable ``customer_id`` per real person.
+
+Writes ``customer_map`` (identifier node -> customer), ``record_customers`` (raw record ->
+customer), ``identity_refusals`` (identifiers that were not allowed to link, and why) and
+appends to ``identity_history`` (new customers, merges and splits between builds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import ibis
+import ibis.expr.types as ir
+
+from segone.identity.graph import (
+    IdentitySettings,
+    connected_components,
+    record_identifiers,
+    refusals,
+)
+from segone.schema import TS
+from segone.store.base import Warehouse
+
+
+@dataclass
+class IdentityResult:
+    customers: int
+    records: int
+    nodes: int
+    refused: int
+    rounds: int
+    new: int
+    merged: int
+    split: int
+    unresolved_records: int
+
+    def summary(self) -> str:
+        return (
+            f"{self.customers:,} customers from {self.records:,} records and {self.nodes:,} "
+            f"identifiers ({self.rounds} rounds); {self.refused:,} identifiers refused as "
+            f"shared or placeholders; {self.new:,} new, {self.merged:,} merged, "
+            f"{self.split:,} split since the last build"
+        )
+
+
+def _lit(s: str) -> ir.StringValue:
+    return ibis.literal(s, type="string")
+
+
+def resolve(
+    wh: Warehouse,
+    settings: IdentitySettings | None = None,
+    *,
+    as_of: datetime | None = None,
+    extra_edges: ibis.Table | None = None,
+) -> IdentityResult:
+    """Build the identity tables from the raw tables (records up to ``as_of`` when given).
+
+    ``extra_edges`` (``src``, ``dst`` nodes) adds links found by probabilistic matching.
+    """
+    settings = settings or IdentitySettings()
+    wh.ensure_tables()
+    cutoff = ibis.literal(as_of, type=TS) if as_of else None
+    ids = wh.materialize("_segone_ids", record_identifiers(wh, settings, cutoff))
+    refused = wh.materialize("_segone_refused", refusals(ids, settings))
+    allowed = ids.anti_join(refused, "node")
+    rec = ["record_table", "record_key"]
+    root = allowed.group_by(rec).agg(root=allowed.node.min())
+    star = allowed.join(root, rec)
+    edges = star.filter(star.node != star.root).select(src=star.root, dst=star.node)
+    if extra_edges is not None:
+        edges = ibis.union(edges, extra_edges.select("src", "dst"), distinct=False)
+    nodes = allowed.select("node").distinct()
+    comps, rounds = connected_components(wh, edges, nodes, settings.max_iterations)
+    comps = wh.materialize("_segone_comps", comps)
+
+    ids_of = ids.group_by(["node", "id_type"]).agg(first_seen=ids.ts.min(), last_seen=ids.ts.max())
+    sizes = comps.group_by("component").agg(n=comps.count())
+    stable = _stable_ids(wh, comps, sizes)
+    node_map = comps.join(stable, "component").select("node", "customer_id")
+    customer_map = node_map.join(ids_of, "node").select(
+        "node", "id_type", "customer_id", "first_seen", "last_seen"
+    )
+    rec_cust = allowed.join(node_map, "node").select(*rec, "customer_id").distinct()
+    # a record whose identifiers disagree cannot happen after components; keep the smallest id
+    rec_cust = rec_cust.group_by(rec).agg(customer_id=rec_cust.customer_id.min())
+    now = ibis.literal(datetime.now(UTC), type=TS)
+    history = wh.materialize("_segone_history", _history(wh, comps, stable, now))
+    with wh.transaction():
+        wh.replace("customer_map", customer_map)
+        wh.replace("record_customers", rec_cust)
+        wh.replace("identity_refusals", refused.mutate(built_at=now))
+        wh.insert("identity_history", history)
+    counts = wh.execute(history.group_by("event").agg(n=history.count()))
+    by_event = {r.event: int(r.n) for r in counts.itertuples()}
+    total_records = int(wh.execute(ids.select(*rec).distinct().count()))
+    resolved = wh.count("record_customers")
+    result = IdentityResult(
+        customers=int(wh.execute(stable.count())),
+        records=total_records,
+        nodes=int(wh.execute(comps.count())),
+        refused=int(wh.execute(refused.count())),
+        rounds=rounds,
+        new=by_event.get("new", 0),
+        merged=by_event.get("merge", 0),
+        split=by_event.get("split", 0),
+        unresolved_records=total_records - resolved,
+    )
+    for name in (
+        "_segone_ids",
+        "_segone_refused",
+        "_segone_comps",
+        "_segone_stable",
+        "_segone_cc_done",
+        "_segone_history",
+    ):
+        wh.drop_staging(name)
+    return result
+
+
+def _stable_ids(wh: Warehouse, comps: ibis.Table, sizes: ibis.Table) -> ibis.Table:
+    """(component, customer_id): a component keeps the id its nodes had when it only grew.
+
+    A previous id goes to the component holding most of its nodes; a component holding
+    several previous ids (a merge) keeps the one with most nodes; a new component gets a new
+    id derived from its smallest node.
+    """
+    prev = wh.table("customer_map").select("node", prev_id="customer_id")
+    cand = comps.join(prev, "node").group_by(["component", "prev_id"]).agg(n=ibis._.count())
+    # each previous id belongs to the component holding most of its nodes
+    owner = cand.mutate(
+        _r=ibis.row_number().over(group_by="prev_id", order_by=[ibis.desc("n"), "component"])
+    )
+    owned = owner.filter(owner._r == 0).drop("_r")
+    best = owned.mutate(
+        _r=ibis.row_number().over(group_by="component", order_by=[ibis.desc("n"), "prev_id"])
+    )
+    kept = best.filter(best._r == 0).select("component", customer_id="prev_id")
+    fresh = sizes.anti_join(kept, "component").select(
+        "component", customer_id=_lit("cus_") + sizes.component.hexdigest("md5").substr(0, 16)
+    )
+    return wh.materialize("_segone_stable", ibis.union(kept, fresh, distinct=False))
+
+
+def _history(wh: Warehouse, comps: ibis.Table, stable: ibis.Table, now: ir.Value) -> ibis.Table:
+    """New customers, merges (several old ids now one) and splits (one old id now several)."""
+    prev = wh.table("customer_map").select("node", prev_id="customer_id")
+    now_ids = comps.join(stable, "component").select("node", "customer_id")
+    pairs = now_ids.join(prev, "node").select("customer_id", "prev_id").distinct()
+    merges = pairs.filter(pairs.customer_id != pairs.prev_id).select(
+        at=now,
+        event=_lit("merge"),
+        customer_id="customer_id",
+        other_id="prev_id",
+        reason=_lit("their identifiers are now linked"),
+    )
+    per_prev = pairs.group_by("prev_id").agg(n=pairs.customer_id.nunique())
+    split_prev = per_prev.filter(per_prev.n > 1).select("prev_id")
+    splits = (
+        pairs.semi_join(split_prev, "prev_id")
+        .filter(lambda t: t.customer_id != t.prev_id)
+        .select(
+            at=now,
+            event=_lit("split"),
+            customer_id="customer_id",
+            other_id="prev_id",
+            reason=_lit("a link that joined them was removed or refused"),
+        )
+    )
+    had_prev = pairs.select("customer_id").distinct()
+    new = stable.anti_join(had_prev, "customer_id").select(
+        at=now,
+        event=_lit("new"),
+        customer_id="customer_id",
+        other_id=ibis.null("string"),
+        reason=_lit("first seen"),
+    )
+    # a merge and a split can describe the same pair; keep merges for ids that survived elsewhere
+    merges = merges.anti_join(splits, ["customer_id", "other_id"])
+    return ibis.union(new, merges, splits, distinct=False)

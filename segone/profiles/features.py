@@ -1,0 +1,193 @@
+"""Profile features as pure Ibis expressions: each function takes tables and returns a table
+keyed by ``customer_id``. Nothing here touches a connection, so the same features run on any
+engine and for any as-of date (the caller filters the inputs to records up to that date).
+"""
+
+from __future__ import annotations
+
+import math
+
+import ibis
+import ibis.expr.types as ir
+
+DAY_SECONDS = 86_400.0
+
+
+def _days(later: ir.TimestampValue, earlier: ir.TimestampValue) -> ir.FloatingValue:
+    return (later.epoch_seconds() - earlier.epoch_seconds()) / DAY_SECONDS
+
+
+def of(table: ibis.Table, rc: ibis.Table, name: str, key: str) -> ibis.Table:
+    """``table`` with the ``customer_id`` of each record (records of unknown people dropped)."""
+    if "customer_id" in table.columns:  # the source's own customer id is not the person's id
+        table = table.rename(source_customer_id="customer_id")
+    links = rc.filter(rc.record_table == name).select(_key="record_key", customer_id="customer_id")
+    return table.join(links, table[key].cast("string") == links._key).drop("_key")
+
+
+def order_features(
+    orders: ibis.Table, lines: ibis.Table, as_of: ir.TimestampValue, half_life_days: float
+) -> ibis.Table:
+    """Orders, revenue, AOV, recency, discount use, full-price share, returns, category affinity."""
+    o = orders.filter(orders.status != "cancelled")
+    discounted = (o.discount.fill_null(0) > 0) | o.coupon.notnull()
+    per = o.group_by("customer_id").aggregate(
+        orders=o.count(),
+        revenue=o.amount.sum(),
+        first_order_at=o.ts.min(),
+        last_order_at=o.ts.max(),
+        discount_order_share=discounted.cast("float64").mean(),
+        channels_ordered=o.channel.collect(distinct=True),
+    )
+    per = per.mutate(
+        aov=per.revenue / per.orders,
+        recency_days=_days(as_of, per.last_order_at),
+    )
+    ln = lines.join(o.select("order_id", "customer_id", "ts"), "order_id")
+    decay = (-math.log(2) * _days(as_of, ln.ts) / half_life_days).exp()
+    value = ln.quantity.cast("float64") * ln.unit_price
+    by_line = ln.group_by("customer_id").aggregate(
+        items=ln.quantity.sum(),
+        full_price_item_share=(
+            ln.quantity * (ln.line_discount.fill_null(0) == 0).cast("int64")
+        ).sum()
+        / ln.quantity.sum(),
+        returned_items=ln.returned_quantity.fill_null(0).sum(),
+        categories_bought=ln.category.collect(distinct=True),
+    )
+    top = ln.mutate(_top=ln.category.split(" > ")[0], _w=value * decay)
+    aff = top.group_by(["customer_id", "category"]).aggregate(w=top._w.sum())
+    total = aff.group_by("customer_id").aggregate(tw=aff.w.sum())
+    aff = aff.join(total, "customer_id")
+    aff = aff.mutate(share=(aff.w / aff.tw).round(4))
+    aff = aff.filter(aff.share >= 0.01).order_by([aff.customer_id, ibis.desc(aff.share)])
+    affinity = aff.group_by("customer_id").aggregate(
+        _k=aff.category.collect(order_by=ibis.desc(aff.share)),
+        _v=aff.share.collect(order_by=ibis.desc(aff.share)),
+    )
+    affinity = affinity.select(
+        "customer_id",
+        category_affinity=ibis.map(affinity._k, affinity._v),
+        top_category=affinity._k[0],
+    )
+    return (
+        per.left_join(by_line, "customer_id")
+        .drop("customer_id_right")
+        .left_join(affinity, "customer_id")
+        .drop("customer_id_right")
+    )
+
+
+def event_features(events: ibis.Table, as_of: ir.TimestampValue) -> ibis.Table:
+    """Web visits, pricing-page visits, searches and e-mail engagement per customer."""
+    e = events
+    props = e.properties
+    path = props["path"].unwrap_as("string")
+    is_page = e.type.isin(["page", "screen"])
+    is_pricing = is_page & ((e.name.lower() == "pricing") | path.startswith("/pricing"))
+    recent = e.timestamp >= as_of - ibis.interval(days=30)
+    ev = e.event
+    per = e.group_by("customer_id").aggregate(
+        events=e.count(),
+        first_event_at=e.timestamp.min(),
+        last_event_at=e.timestamp.max(),
+        page_views=is_page.cast("int64").sum(),
+        pricing_views=is_pricing.cast("int64").sum(),
+        pricing_views_30d=(is_pricing & recent).cast("int64").sum(),
+        email_delivered=(ev == "Email Delivered").cast("int64").sum(),
+        email_opened=(ev == "Email Opened").cast("int64").sum(),
+        email_clicked=(ev == "Email Link Clicked").cast("int64").sum(),
+        devices=e.anonymous_id.nunique(),
+    )
+    per = per.mutate(
+        email_open_rate=ibis.ifelse(
+            per.email_delivered > 0, per.email_opened / per.email_delivered, ibis.null("float64")
+        ),
+        email_click_rate=ibis.ifelse(
+            per.email_delivered > 0, per.email_clicked / per.email_delivered, ibis.null("float64")
+        ),
+    )
+    s = e.filter(ev == "Products Searched")
+    s = s.mutate(term=s.properties["query"].unwrap_as("string").lower().strip())
+    s = s.filter(s.term.notnull() & (s.term != ""))
+    terms = s.group_by(["customer_id", "term"]).aggregate(n=s.count())
+    terms = terms.mutate(
+        _r=ibis.row_number().over(group_by="customer_id", order_by=[ibis.desc("n"), "term"])
+    )
+    top = terms.filter(terms._r < 3)
+    top = top.group_by("customer_id").aggregate(
+        top_search_terms=top.term.collect(order_by=[ibis.desc(top.n), top.term])
+    )
+    return per.left_join(top, "customer_id").drop("customer_id_right")
+
+
+def interaction_features(interactions: ibis.Table, sentiment: ibis.Table) -> ibis.Table:
+    """Social follower flag, posts, reviews and the average sentiment of what they wrote."""
+    it = interactions.left_join(sentiment, "interaction_id").drop("interaction_id_right")
+    return it.group_by("customer_id").aggregate(
+        social_follower=(it.kind == "follow").any(),
+        social_posts=(it.kind.isin(["post", "comment"])).cast("int64").sum(),
+        reviews=(it.kind == "review").cast("int64").sum(),
+        avg_rating=ibis.ifelse(it.kind == "review", it.rating, ibis.null("int64")).mean(),
+        support_tickets=(it.kind == "ticket").cast("int64").sum(),
+        avg_sentiment=it.sentiment.mean(),
+        texts=it.sentiment.count(),
+        last_interaction_at=it.ts.max(),
+    )
+
+
+def crm_features(customers: ibis.Table) -> ibis.Table:
+    """Latest known CRM stage, consent per channel and name, across a person's source records."""
+    c = customers.mutate(
+        _t=ibis.coalesce(customers.updated_at, customers.created_at, customers.loaded_at)
+    )
+
+    def latest(col: str) -> ir.Value:
+        return c[col].argmax(ibis.ifelse(c[col].notnull(), c._t, ibis.null(c._t.type())))
+
+    return c.group_by("customer_id").aggregate(
+        crm_stage=latest("crm_stage"),
+        consent_email=latest("consent_email"),
+        consent_sms=latest("consent_sms"),
+        consent_push=latest("consent_push"),
+        first_name=latest("first_name"),
+        last_name=latest("last_name"),
+        city=latest("city"),
+        postcode=latest("postcode"),
+        source_records=c.count(),
+        sources=c.source.collect(distinct=True),
+        first_record_at=c._t.min(),
+    )
+
+
+def identifier_features(customer_map: ibis.Table) -> ibis.Table:
+    """How many identifiers of each type a person has, and the channels they were seen on."""
+    m = customer_map
+    out = m.group_by("customer_id").aggregate(
+        identifiers=m.count(),
+        emails=(m.id_type == "email").cast("int64").sum(),
+        phones=(m.id_type == "phone").cast("int64").sum(),
+        devices_known=(m.id_type == "anonymous_id").cast("int64").sum(),
+        has_account=(m.id_type == "user_id").any(),
+        has_loyalty_card=(m.id_type == "loyalty_id").any(),
+        has_social_handle=(m.id_type == "handle").any(),
+        first_seen_id=m.first_seen.min(),
+        last_seen_id=m.last_seen.max(),
+    )
+    return out
+
+
+def rfm_scores(profiles: ibis.Table) -> ibis.Table:
+    """R, F and M quintile scores (5 = best) among customers who ordered, and the RFM cell."""
+    buyers = profiles.filter(profiles.orders > 0)
+    scored = buyers.select(
+        "customer_id",
+        r_score=(ibis.ntile(5).over(order_by=ibis.desc(buyers.recency_days)) + 1).cast("int8"),
+        f_score=(ibis.ntile(5).over(order_by=buyers.orders) + 1).cast("int8"),
+        m_score=(ibis.ntile(5).over(order_by=buyers.revenue) + 1).cast("int8"),
+    )
+    return scored.mutate(
+        rfm_cell=scored.r_score.cast("string")
+        + scored.f_score.cast("string")
+        + scored.m_score.cast("string")
+    )

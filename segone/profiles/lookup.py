@@ -1,0 +1,72 @@
+"""Find a person by any identifier, and read their profile, identifiers and recent timeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ibis
+import pandas as pd
+
+from segone.identity import normalize as norm
+from segone.store.base import Warehouse
+
+
+def candidate_nodes(wh: Warehouse, identifier: str, country_code: str = "1") -> list[str]:
+    """Graph nodes ``identifier`` could be, normalised exactly as the build normalises them."""
+    lit = ibis.literal(identifier.strip(), type="string")
+    forms = wh.execute(
+        ibis.memtable({"x": [0]}).select(
+            email=norm.email(lit), phone=norm.phone(lit, country_code), handle=norm.handle(lit)
+        )
+    )
+    row = forms.iloc[0]
+    nodes = [
+        f"{t}:{identifier.strip()}" for t in ("user_id", "source_id", "loyalty_id", "anonymous_id")
+    ]
+    for t in ("email", "phone", "handle"):
+        if isinstance(row[t], str):
+            nodes.append(f"{t}:{row[t]}")
+    return nodes
+
+
+def find_customers(wh: Warehouse, identifier: str) -> list[str]:
+    """Customer ids that ``identifier`` (a customer id or any identifier) belongs to."""
+    cm = wh.table("customer_map")
+    if identifier.startswith("cus_"):
+        hit = wh.execute(cm.filter(cm.customer_id == identifier).customer_id.nunique())
+        return [identifier] if hit else []
+    nodes = candidate_nodes(wh, identifier)
+    ids = wh.execute(cm.filter(cm.node.isin(nodes)).select("customer_id").distinct())
+    return sorted(ids.customer_id)
+
+
+def profile_of(wh: Warehouse, customer_id: str, timeline: int = 20) -> dict[str, Any]:
+    """The profile row, the identifiers and the latest ``timeline`` records of one customer."""
+    p = wh.table("profiles")
+    prof = wh.execute(p.filter(p.customer_id == customer_id))
+    cm = wh.table("customer_map")
+    ids = wh.execute(cm.filter(cm.customer_id == customer_id).order_by(["id_type", "node"]))
+    rc = wh.table("record_customers").filter(lambda t: t.customer_id == customer_id)
+    ev = wh.table("events")
+    ev = ev.join(rc.filter(rc.record_table == "events"), ev.message_id == rc.record_key)
+    ev = ev.select(ts=ev.timestamp, kind=ev.type, what=ibis.coalesce(ev.event, ev.name, ev.type))
+    o = wh.table("orders")
+    o = o.join(rc.filter(rc.record_table == "orders"), o.order_id == rc.record_key)
+    o = o.select(
+        ts=o.ts,
+        kind=ibis.literal("order"),
+        what=o.order_id + " " + o.channel.fill_null("") + " " + o.amount.round(2).cast("string"),
+    )
+    it = wh.table("interactions")
+    it = it.join(rc.filter(rc.record_table == "interactions"), it.interaction_id == rc.record_key)
+    it = it.select(
+        ts=it.ts,
+        kind=it.kind,
+        what=it.channel.fill_null("") + ": " + it.text.fill_null("").substr(0, 60),
+    )
+    tl = ibis.union(ev, o, it).order_by(ibis.desc("ts")).limit(timeline)
+    return {
+        "profile": prof.iloc[0].to_dict() if len(prof) else {},
+        "identifiers": ids,
+        "timeline": wh.execute(tl) if timeline else pd.DataFrame(),
+    }
