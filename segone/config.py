@@ -41,6 +41,10 @@ chunk_rows = 200000
 blocked = []
 # Country calling code for phone numbers written without one.
 default_country_code = "1"
+# Link customer records that share no identifier but agree on name, birth date, address
+# (Splink, fitted unsupervised); pairs above match_threshold are merged, with their evidence.
+probabilistic = true
+match_threshold = 0.9
 
 # Column mappings: canonical column = column name in your files. Columns not mapped here are
 # matched automatically by common names (e.g. "OrderNumber" -> order_id, "e-mail" -> email).
@@ -69,7 +73,13 @@ class IngestSettings:
 
 
 def _identity_settings(data: dict[str, Any], source: str) -> IdentitySettings:
-    known = {"blocked", "default_country_code", "max_iterations"}
+    known = {
+        "blocked",
+        "default_country_code",
+        "max_iterations",
+        "probabilistic",
+        "match_threshold",
+    }
     unknown = set(data) - known
     if unknown:
         raise ConfigError(
@@ -82,6 +92,8 @@ def _identity_settings(data: dict[str, Any], source: str) -> IdentitySettings:
         extra_blocked=tuple(extra),
         default_country_code=str(data.get("default_country_code", "1")).lstrip("+"),
         max_iterations=int(data.get("max_iterations", 60)),
+        probabilistic=bool(data.get("probabilistic", True)),
+        match_threshold=float(data.get("match_threshold", 0.9)),
     )
 
 

@@ -245,6 +245,17 @@ TABLES.update(
             _c("detail", "string", "What the rule saw, e.g. 'seen with 14 different user_id'."),
             _c("built_at", TS, "Build that refused it, UTC."),
         ],
+        "identity_matches": [
+            _c("unique_id_l", "string", "One customer record ('source:source_id')."),
+            _c("unique_id_r", "string", "The record it was matched to."),
+            _c("match_probability", "float64", "Probability that both are the same person."),
+            _c("match_weight", "float64", "Log2 Bayes factor of the match (prior included)."),
+            _c(
+                "evidence",
+                "string",
+                "JSON: each compared field's match weight, the explanation of the merge.",
+            ),
+        ],
         "interaction_sentiment": [
             _c("interaction_id", "string", "The interaction scored."),
             _c(
@@ -259,6 +270,30 @@ TABLES.update(
             _c("customer_id", "string", "The customer id after the build."),
             _c("other_id", "string", "merge: the id absorbed; split: the id split from."),
             _c("reason", "string", "Why, in words."),
+        ],
+    }
+)
+
+# Privacy: erasures leave an audit without personal data and hashed identifiers to refuse.
+TABLES.update(
+    {
+        "erasures": [
+            _c("erasure_id", "string", "Id of the erasure."),
+            _c("at", TS, "When it was carried out, UTC."),
+            _c("customers", "int64", "How many customer ids were erased."),
+            _c("rows_removed", "string", "Rows removed per table (JSON); no personal data."),
+        ],
+        "erased_identifiers": [
+            _c(
+                "node_hash",
+                "string",
+                "Salted SHA-256 of an erased identifier; records carrying it are refused.",
+            ),
+            _c("erasure_id", "string", "The erasure that added it."),
+        ],
+        "project_secrets": [
+            _c("name", "string", "Secret name (identity_salt)."),
+            _c("value", "string", "Random value generated in this warehouse; never leaves it."),
         ],
     }
 )

@@ -85,7 +85,13 @@ def _ingest_one(project: Project, kind: str, path: Path, **kwargs: Any) -> LoadR
                 bar.update(task, description=f"{kind} {path.name}: {phase}")
 
         return ingest_file(
-            wh, kind, path, settings=project.settings.ingest, progress=hook, **kwargs
+            wh,
+            kind,
+            path,
+            settings=project.settings.ingest,
+            progress=hook,
+            identity=project.settings.identity,
+            **kwargs,
         )
 
 
@@ -339,6 +345,36 @@ def _fmt(v: Any) -> str:
     if hasattr(v, "strftime"):
         return f"{v:%Y-%m-%d %H:%M}"
     return str(v)
+
+
+@app.command()
+def erase(
+    identifier: Annotated[
+        str, typer.Argument(help="Any identifier of the person, or their customer id.")
+    ],
+    project: ProjectOpt = Path("."),
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Erase a person everywhere (right to be forgotten); their data is refused if loaded again."""
+    from segone.identity.erase import erase as run_erase
+    from segone.profiles.lookup import find_customers
+
+    with _user_errors():
+        proj = Project.open(project)
+        with proj.warehouse() as wh:
+            wh.ensure_tables()
+            ids = find_customers(wh, identifier)
+            if not ids:
+                raise SegoneError(
+                    f"no customer has the identifier {identifier!r} "
+                    "(run `segone build` after loading)"
+                )
+            if not yes and not typer.confirm(
+                f"Erase {len(ids)} customer(s) and all their records?"
+            ):
+                raise typer.Exit(1)
+            r = run_erase(wh, ids, proj.settings.identity)
+    console.print(r.summary(), highlight=False, soft_wrap=True)
 
 
 @dataset_app.command("cdnow")

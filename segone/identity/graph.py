@@ -60,6 +60,9 @@ class IdentitySettings:
     default_country_code: str = "1"
     max_iterations: int = 60
     extra_blocked: tuple[str, ...] = field(default=())
+    # link customer records that share no identifier but agree on name, birth date, address...
+    probabilistic: bool = True
+    match_threshold: float = 0.9
 
 
 def _lit(s: str) -> ir.StringValue:
@@ -89,12 +92,53 @@ def _rows(
     return out
 
 
+def kind_identifiers(kind: str, t: ibis.Table, cc: str) -> list[tuple[str, ir.Value]]:
+    """The identifiers a record of ``kind`` carries, as (type, normalised value) expressions.
+
+    Works on the raw tables and on freshly validated rows alike (same canonical columns).
+    """
+    if kind == "events":
+        trait = t.traits
+        return [
+            ("user_id", norm.plain(t.user_id)),
+            ("anonymous_id", norm.plain(t.anonymous_id)),
+            ("anonymous_id", norm.plain(t.previous_id)),  # alias: previousId is usually a cookie
+            ("email", norm.email(trait["email"].unwrap_as("string"))),
+            ("phone", norm.phone(trait["phone"].unwrap_as("string"), cc)),
+        ]
+    if kind == "orders":
+        return [
+            ("source_id", norm.plain(t.customer_id)),
+            ("user_id", norm.plain(t.user_id)),
+            ("email", norm.email(t.email)),
+            ("phone", norm.phone(t.phone, cc)),
+            ("loyalty_id", norm.plain(t.loyalty_id)),
+            ("anonymous_id", norm.plain(t.anonymous_id)),
+        ]
+    if kind == "customers":
+        return [
+            ("source_id", norm.plain(t.source_id)),
+            ("user_id", norm.plain(t.user_id)),
+            ("email", norm.email(t.email)),
+            ("phone", norm.phone(t.phone, cc)),
+            ("handle", norm.handle(t.social_handle)),
+            ("loyalty_id", norm.plain(t.loyalty_id)),
+        ]
+    if kind == "interactions":
+        return [
+            ("handle", norm.handle(t.author_handle)),
+            ("email", norm.email(t.author_email)),
+            ("user_id", norm.plain(t.author_user_id)),
+            ("source_id", norm.plain(t.author_customer_id)),
+        ]
+    return []  # products identify no one
+
+
 def record_identifiers(
     wh: Warehouse, settings: IdentitySettings, as_of: ir.Value | None = None
 ) -> ibis.Table:
     """One row per (record, identifier): every identifier every raw record carries, normalised."""
     cc = settings.default_country_code
-    parts: list[ibis.Table] = []
     ev = wh.table("events")
     o = wh.table("orders")
     c = wh.table("customers")
@@ -106,65 +150,21 @@ def record_identifiers(
             it.filter(it.ts <= as_of),
         )
         c = c.filter(known_by(c, as_of))
-    trait = ev.traits
     none = ibis.null("string")
-    parts += _rows(
-        ev,
-        "events",
-        ev.message_id,
-        ev.timestamp,
-        none,
-        [
-            ("user_id", norm.plain(ev.user_id)),
-            ("anonymous_id", norm.plain(ev.anonymous_id)),
-            ("anonymous_id", norm.plain(ev.previous_id)),  # alias: previousId is usually a cookie
-            ("email", norm.email(trait["email"].unwrap_as("string"))),
-            ("phone", norm.phone(trait["phone"].unwrap_as("string"), cc)),
-        ],
-    )
-    parts += _rows(
-        o,
-        "orders",
-        o.order_id,
-        o.ts,
-        none,
-        [
-            ("source_id", norm.plain(o.customer_id)),
-            ("user_id", norm.plain(o.user_id)),
-            ("email", norm.email(o.email)),
-            ("phone", norm.phone(o.phone, cc)),
-            ("loyalty_id", norm.plain(o.loyalty_id)),
-            ("anonymous_id", norm.plain(o.anonymous_id)),
-        ],
-    )
-    parts += _rows(
-        c,
-        "customers",
-        c.source + ":" + c.source_id,
-        ibis.coalesce(c.created_at, c.updated_at),
-        c.source,
-        [
-            ("source_id", norm.plain(c.source_id)),
-            ("user_id", norm.plain(c.user_id)),
-            ("email", norm.email(c.email)),
-            ("phone", norm.phone(c.phone, cc)),
-            ("handle", norm.handle(c.social_handle)),
-            ("loyalty_id", norm.plain(c.loyalty_id)),
-        ],
-    )
-    parts += _rows(
-        it,
-        "interactions",
-        it.interaction_id,
-        it.ts,
-        none,
-        [
-            ("handle", norm.handle(it.author_handle)),
-            ("email", norm.email(it.author_email)),
-            ("user_id", norm.plain(it.author_user_id)),
-            ("source_id", norm.plain(it.author_customer_id)),
-        ],
-    )
+    parts: list[ibis.Table] = []
+    for kind, t, key, ts, source in [
+        ("events", ev, ev.message_id, ev.timestamp, none),
+        ("orders", o, o.order_id, o.ts, none),
+        (
+            "customers",
+            c,
+            c.source + ":" + c.source_id,
+            ibis.coalesce(c.created_at, c.updated_at),
+            c.source,
+        ),
+        ("interactions", it, it.interaction_id, it.ts, none),
+    ]:
+        parts += _rows(t, kind, key, ts, source, kind_identifiers(kind, t, cc))
     allrows = ibis.union(*parts, distinct=False)
     allrows = allrows.filter(allrows.value.notnull())
     return allrows.mutate(node=allrows.id_type + ":" + allrows.value)

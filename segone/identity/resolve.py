@@ -13,12 +13,14 @@ from datetime import UTC, datetime
 import ibis
 import ibis.expr.types as ir
 
+from segone.identity.erase import project_salt
 from segone.identity.graph import (
     IdentitySettings,
     connected_components,
     record_identifiers,
     refusals,
 )
+from segone.identity.matching import probabilistic_edges
 from segone.schema import TS
 from segone.store.base import Warehouse
 
@@ -34,11 +36,14 @@ class IdentityResult:
     merged: int
     split: int
     unresolved_records: int
+    probabilistic_pairs: int = 0
 
     def summary(self) -> str:
         return (
             f"{self.customers:,} customers from {self.records:,} records and {self.nodes:,} "
-            f"identifiers ({self.rounds} rounds); {self.refused:,} identifiers refused as "
+            f"identifiers ({self.rounds} rounds, "
+            f"{self.probabilistic_pairs:,} probabilistic matches); "
+            f"{self.refused:,} identifiers refused as "
             f"shared or placeholders; {self.new:,} new, {self.merged:,} merged, "
             f"{self.split:,} split since the last build"
         )
@@ -69,6 +74,11 @@ def resolve(
     root = allowed.group_by(rec).agg(root=allowed.node.min())
     star = allowed.join(root, rec)
     edges = star.filter(star.node != star.root).select(src=star.root, dst=star.node)
+    matched = 0
+    if settings.probabilistic and wh.count("customers"):
+        prob, matched = probabilistic_edges(wh, settings, cutoff)
+        if prob is not None and matched:
+            edges = ibis.union(edges, prob, distinct=False)
     if extra_edges is not None:
         edges = ibis.union(edges, extra_edges.select("src", "dst"), distinct=False)
     nodes = allowed.select("node").distinct()
@@ -77,7 +87,7 @@ def resolve(
 
     ids_of = ids.group_by(["node", "id_type"]).agg(first_seen=ids.ts.min(), last_seen=ids.ts.max())
     sizes = comps.group_by("component").agg(n=comps.count())
-    stable = _stable_ids(wh, comps, sizes)
+    stable = _stable_ids(wh, comps, sizes, project_salt(wh))
     node_map = comps.join(stable, "component").select("node", "customer_id")
     customer_map = node_map.join(ids_of, "node").select(
         "node", "id_type", "customer_id", "first_seen", "last_seen"
@@ -106,6 +116,7 @@ def resolve(
         merged=by_event.get("merge", 0),
         split=by_event.get("split", 0),
         unresolved_records=total_records - resolved,
+        probabilistic_pairs=matched,
     )
     for name in (
         "_segone_ids",
@@ -119,7 +130,7 @@ def resolve(
     return result
 
 
-def _stable_ids(wh: Warehouse, comps: ibis.Table, sizes: ibis.Table) -> ibis.Table:
+def _stable_ids(wh: Warehouse, comps: ibis.Table, sizes: ibis.Table, salt: str) -> ibis.Table:
     """(component, customer_id): a component keeps the id its nodes had when it only grew.
 
     A previous id goes to the component holding most of its nodes; a component holding
@@ -138,7 +149,9 @@ def _stable_ids(wh: Warehouse, comps: ibis.Table, sizes: ibis.Table) -> ibis.Tab
     )
     kept = best.filter(best._r == 0).select("component", customer_id="prev_id")
     fresh = sizes.anti_join(kept, "component").select(
-        "component", customer_id=_lit("cus_") + sizes.component.hexdigest("md5").substr(0, 16)
+        "component",
+        # salted, so a customer id cannot be traced back to the e-mail it was derived from
+        customer_id=_lit("cus_") + (_lit(salt) + sizes.component).hexdigest("sha256").substr(0, 16),
     )
     return wh.materialize("_segone_stable", ibis.union(kept, fresh, distinct=False))
 

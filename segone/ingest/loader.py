@@ -16,6 +16,8 @@ import pyarrow as pa
 
 from segone.config import IngestSettings
 from segone.exceptions import ConfigError, IngestError, StoreError
+from segone.identity.erase import erased_lines
+from segone.identity.graph import IdentitySettings
 from segone.ingest import jsonflat, segment
 from segone.ingest.jsonflat import lit
 from segone.ingest.kinds import KindSpec, get_kind
@@ -46,6 +48,7 @@ class LoadResult:
     lines_loaded: int = 0
     duplicates: int = 0
     rejected: int = 0
+    refused_erased: int = 0
     problems: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
@@ -56,6 +59,8 @@ class LoadResult:
             f"{Path(self.path).name}: read {self.rows_read}, loaded {what}, "
             f"skipped {self.duplicates} already loaded, rejected {self.rejected}"
         )
+        if self.refused_erased:
+            out += f", refused {self.refused_erased} of erased people"
         return out
 
 
@@ -83,10 +88,12 @@ def ingest_file(
     source: str | None = None,
     timezone: str | None = None,
     progress: ProgressHook | None = None,
+    identity: IdentitySettings | None = None,
 ) -> LoadResult:
     """Ingest ``path`` as ``kind``. Bad rows go to ``quarantine``; the rest is loaded once."""
     spec = get_kind(kind)
     settings = settings or IngestSettings()
+    identity = identity or IdentitySettings()
     path = Path(path).resolve()  # quarantine and loads name files by absolute path
     if not path.is_file():
         raise IngestError(f"no such file: {path}")
@@ -177,8 +184,14 @@ def ingest_file(
                 wh, spec, result, load_id, str(path), source, now, settings.currency, records
             )
             ctx.quarantine_rejects(rejects)
-            ctx.quarantine(checked.filter(checked[PROBLEMS].notnull()))
-            valid = checked.filter(checked[PROBLEMS].isnull())
+            # records of erased people are neither loaded nor quarantined (both would keep them)
+            gone = wh.materialize(
+                "_segone_gone", erased_lines(wh, kind, checked, LINE, identity.default_country_code)
+            )
+            result.refused_erased = wh.count("_segone_gone")
+            kept = checked.anti_join(gone, LINE) if result.refused_erased else checked
+            ctx.quarantine(kept.filter(kept[PROBLEMS].notnull()))
+            valid = kept.filter(kept[PROBLEMS].isnull())
             if kind == "orders":
                 ctx.load_orders(valid, has_lines=bool(set(spec.line_fields) & present))
             else:
@@ -214,6 +227,7 @@ def ingest_file(
         wh.drop_staging(PARSED)
         wh.drop_staging(JSON1)
         wh.drop_staging(RECORDS)
+        wh.drop_staging("_segone_gone")
     return result
 
 

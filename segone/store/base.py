@@ -61,6 +61,10 @@ class Warehouse(abc.ABC):
         """Create (or append to) a temporary staging table from Arrow data."""
 
     @abc.abstractmethod
+    def delete_matching(self, name: str, keys: ibis.Table, on: list[str]) -> int:
+        """Delete rows of ``name`` whose ``on`` columns equal a row of ``keys``; return how many."""
+
+    @abc.abstractmethod
     def replace(self, name: str, expr: ibis.Table) -> None:
         """Create or replace the permanent table ``name`` with the rows of ``expr``."""
 

@@ -99,6 +99,15 @@ class DuckDBWarehouse(Warehouse):
             raise StoreError(f"staging {name}: {exc}") from None
         return self._con.table(name)
 
+    def delete_matching(self, name: str, keys: ibis.Table, on: list[str]) -> int:
+        tmp = "_segone_delete_keys"
+        self.materialize(tmp, keys.select(*on).distinct())
+        cond = " AND ".join(f'"{name}"."{c}" = k."{c}"' for c in on)
+        before = self.count(name)
+        self._raw(f'DELETE FROM "{name}" USING "{tmp}" AS k WHERE {cond}')
+        self.drop_staging(tmp)
+        return before - self.count(name)
+
     def replace(self, name: str, expr: ibis.Table) -> None:
         try:
             self._con.create_table(name, obj=expr, overwrite=True)

@@ -1,0 +1,102 @@
+"""Probabilistic links between customer records that share no identifier (Splink), as extra
+edges of the identity graph, each kept with its evidence in ``identity_matches``."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+import pyarrow as pa
+
+from segone.identity.graph import IdentitySettings, known_by
+from segone.identity.probabilistic import MatchingInputError, ProbabilisticMatcher
+from segone.store.base import Warehouse
+
+log = logging.getLogger(__name__)
+# Splink reports every unobserved comparison level at WARNING; that is model detail, not news
+logging.getLogger("splink").setLevel(logging.ERROR)
+
+
+def person_records(wh: Warehouse, settings: IdentitySettings, as_of: ir.Value | None) -> ibis.Table:
+    """One row per customer record (its latest version): the fields people are matched on."""
+    c = wh.table("customers")
+    if as_of is not None:
+        c = c.filter(known_by(c, as_of))
+    c = c.mutate(
+        _r=ibis.row_number().over(group_by=["source", "source_id"], order_by=ibis.desc(c.loaded_at))
+    )
+    c = c.filter(c._r == 0)
+    full = c.full_name.strip()
+    comma = full.contains(",")
+    # "DOE, Jane" and "Jane Doe" both split into first and last name
+    first_from_full = ibis.ifelse(
+        comma, full.re_extract(r",\s*(\S+)", 1), full.re_extract(r"^(\S+)", 1)
+    )
+    last_from_full = ibis.ifelse(
+        comma, full.re_extract(r"^([^,]+),", 1), full.re_extract(r"(\S+)$", 1)
+    )
+    return c.select(
+        unique_id=c.source + ":" + c.source_id,
+        first_name=ibis.coalesce(c.first_name, first_from_full).lower(),
+        last_name=ibis.coalesce(c.last_name, last_from_full).lower(),
+        birth_date=c.birth_date.cast("string"),
+        address=c.address.lower(),
+        city=c.city.lower(),
+        postcode=c.postcode,
+        # e-mail and phone already link records deterministically; here they would only
+        # re-learn that, so people are matched on name, birth date and address
+    )
+
+
+def probabilistic_edges(
+    wh: Warehouse, settings: IdentitySettings, as_of: ir.Value | None
+) -> tuple[ibis.Table | None, int]:
+    """Edges (src, dst) between records' source-id nodes for pairs above the match threshold.
+
+    Writes every accepted pair with per-field evidence to ``identity_matches``. Returns
+    (edges or None, number of pairs); too little data to fit a model means no edges.
+    """
+    records = wh.to_arrow(person_records(wh, settings, as_of))
+    matcher = ProbabilisticMatcher(threshold=settings.match_threshold, random_state=0)
+    try:
+        pairs = matcher.fit(records).predict(records)
+    except MatchingInputError as exc:
+        log.info("probabilistic matching skipped: %s", exc)
+        pairs = pd.DataFrame(
+            columns=["unique_id_l", "unique_id_r", "match_probability", "match_weight"]
+        )
+    # Family members share a surname and an address: the model can be sure of a match on those
+    # alone. A merge also needs the first names to agree and birth dates not to disagree.
+    for col, floor in (("mw_first_name", 0.0), ("mw_birth_date", -1e-9)):
+        if col in pairs.columns and len(pairs):
+            pairs = pairs[pairs[col].isna() | (pairs[col] > floor)]
+    evidence_cols = [c for c in pairs.columns if c.startswith("mw_")]
+    evidence = (
+        [
+            json.dumps({str(c)[3:]: round(float(v), 3) for c, v in row.items() if pd.notna(v)})
+            for row in pairs[evidence_cols].to_dict("records")
+        ]
+        if len(pairs)
+        else []
+    )
+    matches = pa.table(
+        {
+            "unique_id_l": pa.array(pairs["unique_id_l"].astype(str).tolist(), pa.string()),
+            "unique_id_r": pa.array(pairs["unique_id_r"].astype(str).tolist(), pa.string()),
+            "match_probability": pa.array(
+                pairs["match_probability"].astype(float).tolist(), pa.float64()
+            ),
+            "match_weight": pa.array(pairs["match_weight"].astype(float).tolist(), pa.float64()),
+            "evidence": pa.array(evidence, pa.string()),
+        }
+    )
+    staged = wh.stage("_segone_matches", matches, append=False)
+    wh.replace("identity_matches", staged)
+    m = wh.table("identity_matches")
+    sid_l = m.unique_id_l.re_extract(r"^[^:]*:(.*)$", 1)
+    sid_r = m.unique_id_r.re_extract(r"^[^:]*:(.*)$", 1)
+    edges = m.select(src="source_id:" + sid_l, dst="source_id:" + sid_r)
+    return edges, len(pairs)
