@@ -34,9 +34,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check segone tests bench
 	$(BIN)/mypy
 
-# Benchmarks (minutes, not part of the test suite); results go to BENCHMARKS.md by hand.
+# Benchmarks (about an hour on 2 cores, not part of the test suite); results go to
+# BENCHMARKS.md by hand. The identity benchmark reuses the warehouse the ingest one leaves.
 bench: $(STAMP)
-	$(BIN)/python bench/ingest_bench.py --customers 1000000
+	$(BIN)/python bench/ingest_bench.py --customers 1000000 --workdir bench/out
+	$(BIN)/python bench/identity_bench.py bench/out/bench.duckdb --truth bench/out/sample-1000000-1/truth
+	$(BIN)/python bench/febrl_bench.py --baseline
 
 clean:
 	rm -rf $(VENV) demo-project bench/out .pytest_cache .mypy_cache .ruff_cache

@@ -180,3 +180,27 @@ def test_generated_store_identity_against_ground_truth(small_sample, tmp_path):
     assert scores["records_scored"] >= 0.99 * scores["records_in_truth"]
     assert scores["mixed_rate"] < 0.005, json.dumps(scores)
     assert scores["customers"] < 2 * scores["people"]
+
+
+def test_split_gives_the_smaller_part_a_new_unique_id(wh, tmp_path):
+    from segone.identity import IdentitySettings
+
+    write(
+        tmp_path / "o.csv",
+        "order_id,email,phone,loyalty_id,ts\n"
+        "O1,shared@x.com,2125550001,L1,2024-01-01\nO2,shared@x.com,,L2,2024-01-02\n"
+        "O3,,2125550001,L1,2024-01-03\n",
+    )
+    ingest_file(wh, "orders", tmp_path / "o.csv")
+    resolve(wh, IdentitySettings(probabilistic=False))
+    (before,) = set(wh.execute(wh.table("customer_map")).customer_id)
+    # the e-mail turns out to be a placeholder: the person splits in two
+    r = resolve(wh, IdentitySettings(probabilistic=False, extra_blocked=("shared@x.com",)))
+    assert r.customers == 2 and r.split == 1
+    cm = wh.execute(wh.table("customer_map"))
+    assert cm.customer_id.nunique() == 2
+    assert cm.set_index("node").customer_id["loyalty_id:L1"] == before  # the bigger part keeps it
+    # and back again: one id, the surviving one, the other recorded as merged
+    r = resolve(wh, IdentitySettings(probabilistic=False))
+    assert r.customers == 1 and r.merged == 1
+    assert set(wh.execute(wh.table("customer_map")).customer_id) == {before}

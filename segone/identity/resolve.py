@@ -148,10 +148,16 @@ def _stable_ids(wh: Warehouse, comps: ibis.Table, sizes: ibis.Table, salt: str) 
         _r=ibis.row_number().over(group_by="component", order_by=[ibis.desc("n"), "prev_id"])
     )
     kept = best.filter(best._r == 0).select("component", customer_id="prev_id")
+    # salted, so a customer id cannot be traced back to the e-mail it was derived from; an id
+    # ever given before (the part of a split that did not keep the id) gets one derived anew
+    seed = _lit(salt) + sizes.component
+    first = _lit("cus_") + seed.hexdigest("sha256").substr(0, 16)
+    again = _lit("cus_") + (seed + _lit("|") + ibis.now().cast("string")).hexdigest(
+        "sha256"
+    ).substr(0, 16)
+    used = wh.table("identity_history").select(prev_id="customer_id").union(prev.select("prev_id"))
     fresh = sizes.anti_join(kept, "component").select(
-        "component",
-        # salted, so a customer id cannot be traced back to the e-mail it was derived from
-        customer_id=_lit("cus_") + (_lit(salt) + sizes.component).hexdigest("sha256").substr(0, 16),
+        "component", customer_id=ibis.ifelse(first.isin(used.prev_id), again, first)
     )
     return wh.materialize("_segone_stable", ibis.union(kept, fresh, distinct=False))
 
