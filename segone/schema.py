@@ -172,6 +172,15 @@ TABLES: dict[str, list[Column]] = {
         _c("extra", "json", "Other fields."),
         *_LOAD,
     ],
+    "enrichments": [
+        _c("email", "string", "Key: an e-mail address the attributes belong to (PII)."),
+        _c("phone", "string", "Key: a phone number (PII)."),
+        _c("postcode", "string", "Key: a postal code (attributes of an area)."),
+        _c("domain", "string", "Key: a company web/e-mail domain (firmographics)."),
+        _c("row_hash", "string", "Hash of the row; the same row loaded twice is kept once."),
+        _c("extra", "json", "The third-party attributes themselves (every other column)."),
+        *_LOAD,
+    ],
     "quarantine": [
         _c("load_id", "string", "Load batch that rejected the row."),
         _c("kind", "string", "Kind being ingested (events, orders, …)."),
@@ -298,7 +307,7 @@ TABLES.update(
     }
 )
 
-RAW_KINDS = ("events", "orders", "products", "customers", "interactions")
+RAW_KINDS = ("events", "orders", "products", "customers", "interactions", "enrichment")
 
 
 def table_schema(name: str) -> ibis.Schema:

@@ -165,3 +165,27 @@ def test_lookup_by_any_identifier_and_timeline(shop):
     p = profile_of(shop, cid[0], timeline=5)
     assert len(p["timeline"]) == 5 and p["timeline"].ts.is_monotonic_decreasing
     assert set(p["identifiers"].id_type) >= {"email", "user_id", "anonymous_id", "source_id"}
+
+
+def test_third_party_enrichment_joins_by_email_domain_and_postcode(shop, tmp_path):
+    write(tmp_path / "scores.csv", "E-mail,credit_band,household_size\nJANE@x.com,A,2\n")
+    write(tmp_path / "firmo.csv", "domain,industry,employees\nx.com,retail,120\n")
+    write(tmp_path / "bad.csv", "domain,industry\n,nothing\n")
+    r = ingest_file(shop, "enrichment", tmp_path / "scores.csv", source="bureau")
+    assert r.loaded == 1
+    ingest_file(shop, "enrichment", tmp_path / "firmo.csv", source="firmographics")
+    assert (
+        ingest_file(shop, "enrichment", tmp_path / "firmo.csv", source="firmographics").loaded == 0
+    )
+    bad = ingest_file(shop, "enrichment", tmp_path / "bad.csv")
+    assert bad.rejected == 1  # a row with no key at all
+    build(shop, as_of=AS_OF)
+    p = _profile(shop, "jane@x.com")
+    enr = dict(p["enrichment"])
+    assert set(enr) == {"bureau", "firmographics"}
+    assert '"credit_band":"A"' in enr["bureau"].replace(" ", "")
+    assert '"industry":"retail"' in enr["firmographics"].replace(" ", "")
+    bob = _profile(shop, "bob@x.com")
+    assert set(dict(bob["enrichment"])) == {
+        "firmographics"
+    }  # same company domain, not Jane's score

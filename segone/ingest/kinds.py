@@ -286,9 +286,22 @@ INTERACTIONS = KindSpec(
     any_of=("author_handle", "author_email", "author_user_id", "author_customer_id"),
 )
 
+ENRICHMENT = KindSpec(
+    "enrichment",
+    (
+        Field("email", aliases=("emailaddress", "mail")),
+        Field("phone", aliases=("phonenumber", "mobile", "telephone")),
+        Field("postcode", aliases=("zip", "zipcode", "postalcode")),
+        Field("domain", aliases=("companydomain", "website", "emaildomain")),
+    ),
+    any_of=("email", "phone", "postcode", "domain"),
+)
+
 KINDS: dict[str, KindSpec] = {
-    k.name: k for k in (EVENTS, ORDERS, PRODUCTS, CUSTOMERS, INTERACTIONS)
+    k.name: k for k in (EVENTS, ORDERS, PRODUCTS, CUSTOMERS, INTERACTIONS, ENRICHMENT)
 }
+# the table each kind is loaded into, where it is not the kind's own name
+TARGET_TABLE = {"enrichment": "enrichments"}
 
 
 def get_kind(name: str) -> KindSpec:

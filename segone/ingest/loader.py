@@ -20,7 +20,7 @@ from segone.identity.erase import erased_lines
 from segone.identity.graph import IdentitySettings
 from segone.ingest import jsonflat, segment
 from segone.ingest.jsonflat import lit
-from segone.ingest.kinds import KindSpec, get_kind
+from segone.ingest.kinds import TARGET_TABLE, KindSpec, get_kind
 from segone.ingest.readers import JSON_TEXT, LINE, Chunk, Reject, open_reader
 from segone.ingest.validate import PROBLEMS, REASON, RECORD, parse_stage, record_json, validate
 from segone.schema import TABLES, TS
@@ -334,13 +334,19 @@ class _Ctx:
             derived = lit("h-") + _hash([valid[c] for c in canon if c != key] + [valid.extra])
             valid = valid.mutate(**{key: valid[key].fill_null(derived)})
             keys = [key]
+        elif kind == "enrichment":  # no id of its own: a row is its content
+            valid = valid.mutate(row_hash=_hash([valid[c] for c in canon] + [valid.extra]))
+            key, keys = "row_hash", ["row_hash"]
         else:
             key = "source_id" if kind == "customers" else "product_id"
             valid = valid.mutate(row_hash=_hash([valid[c] for c in canon] + [valid.extra]))
             keys = [key, "row_hash"]
         first = valid.mutate(_rn=ibis.row_number().over(group_by=keys, order_by=valid[LINE]))
         first = first.filter(first._rn == 0).drop("_rn")
-        existing = self.wh.table(kind)
+        table = TARGET_TABLE.get(kind, kind)
+        existing = self.wh.table(table)
+        if kind == "enrichment":
+            existing = existing.filter(existing.source == self.source)
         if kind in ("customers", "products"):
             existing = existing.filter(existing.source == self.source)
             latest = existing.mutate(
@@ -356,7 +362,7 @@ class _Ctx:
         self.result.loaded += n_new
         self.result.duplicates += n_valid - n_new
         self.wh.insert(
-            kind,
+            table,
             new.order_by(LINE).mutate(
                 source=lit(self.source), load_id=lit(self.load_id), loaded_at=self.now
             ),

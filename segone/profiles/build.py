@@ -30,7 +30,10 @@ class BuildResult:
 
 
 def profiles_expr(
-    wh: Warehouse, as_of: ir.TimestampValue, half_life_days: float = 90.0
+    wh: Warehouse,
+    as_of: ir.TimestampValue,
+    half_life_days: float = 90.0,
+    country_code: str = "1",
 ) -> ibis.Table:
     """The single customer view: one row per customer, every feature computed up to ``as_of``."""
     rc = wh.table("record_customers")
@@ -46,7 +49,10 @@ def profiles_expr(
     cust = F.of(cust.filter(known_by(cust, as_of)), rc, "customers", "_rk").drop("_rk")
 
     base = F.identifier_features(wh.table("customer_map"))
+    enrich = wh.table("enrichments")
     parts = [
+        # reference data without a date of their own: every as-of build uses what is loaded
+        F.enrichment_features(enrich, wh.table("customer_map"), cust, country_code),
         F.order_features(orders, lines, as_of, half_life_days),
         F.event_features(events, as_of),
         F.interaction_features(it, wh.table("interaction_sentiment")),
@@ -102,5 +108,10 @@ def build(
     score_interactions(wh)
     cutoff = ibis.literal(when, type=TS)
     with wh.transaction():
-        wh.replace("profiles", profiles_expr(wh, cutoff, half_life_days))
+        wh.replace(
+            "profiles",
+            profiles_expr(
+                wh, cutoff, half_life_days, (identity or IdentitySettings()).default_country_code
+            ),
+        )
     return BuildResult(when, ident, wh.count("profiles"))

@@ -191,3 +191,52 @@ def rfm_scores(profiles: ibis.Table) -> ibis.Table:
         + scored.f_score.cast("string")
         + scored.m_score.cast("string")
     )
+
+
+def enrichment_features(
+    enrich: ibis.Table, customer_map: ibis.Table, customers: ibis.Table, country_code: str
+) -> ibis.Table:
+    """Third-party attributes joined on by e-mail, phone, company domain or postcode.
+
+    ``enrichment`` maps each source to its attributes (the latest loaded row that matched).
+    """
+    from segone.identity import normalize as norm
+
+    e = enrich.mutate(
+        _email=norm.email(enrich.email),
+        _phone=norm.phone(enrich.phone, country_code),
+        _domain=enrich.domain.lower()
+        .strip()
+        .re_replace(r"^(https?://)?(www\.)?", "")
+        .re_replace(r"/.*$", ""),
+        _post=enrich.postcode.strip(),
+    )
+    emails = customer_map.filter(customer_map.id_type == "email")
+    emails = emails.select("customer_id", value=emails.node.substr(6))
+    phones = customer_map.filter(customer_map.id_type == "phone")
+    phones = phones.select("customer_id", value=phones.node.substr(6))
+    domains = emails.select("customer_id", value=emails.value.re_extract(r"@(.+)$", 1))
+    posts = customers.filter(customers.postcode.notnull()).select(
+        "customer_id", value=customers.postcode.strip()
+    )
+    cols = ["customer_id", "source", "extra", "loaded_at"]
+    parts = []
+    for key, people in (
+        ("_email", emails),
+        ("_phone", phones),
+        ("_domain", domains),
+        ("_post", posts),
+    ):
+        hit = e.filter(e[key].notnull()).join(people.distinct(), e[key] == people.value)
+        parts.append(hit.select(*cols))
+    m = ibis.union(*parts, distinct=False)
+    m = m.mutate(
+        _r=ibis.row_number().over(
+            group_by=["customer_id", "source"], order_by=ibis.desc(m.loaded_at)
+        )
+    )
+    m = m.filter(m._r == 0)
+    agg = m.group_by("customer_id").aggregate(
+        _s=m.source.collect(order_by=m.source), _v=m.extra.cast("string").collect(order_by=m.source)
+    )
+    return agg.select("customer_id", enrichment=ibis.map(agg._s, agg._v))
