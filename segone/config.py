@@ -45,6 +45,9 @@ default_country_code = "1"
 # (Splink, fitted unsupervised); pairs above match_threshold are merged, with their evidence.
 probabilistic = true
 match_threshold = 0.9
+# A person has at most this many e-mails / phones (per user id); further ones link nothing.
+max_emails_per_person = 5
+max_phones_per_person = 5
 
 # Column mappings: canonical column = column name in your files. Columns not mapped here are
 # matched automatically by common names (e.g. "OrderNumber" -> order_id, "e-mail" -> email).
@@ -79,6 +82,8 @@ def _identity_settings(data: dict[str, Any], source: str) -> IdentitySettings:
         "max_iterations",
         "probabilistic",
         "match_threshold",
+        "max_emails_per_person",
+        "max_phones_per_person",
     }
     unknown = set(data) - known
     if unknown:
@@ -94,6 +99,10 @@ def _identity_settings(data: dict[str, Any], source: str) -> IdentitySettings:
         max_iterations=int(data.get("max_iterations", 60)),
         probabilistic=bool(data.get("probabilistic", True)),
         match_threshold=float(data.get("match_threshold", 0.9)),
+        max_per_person={
+            "email": int(data.get("max_emails_per_person", 5)),
+            "phone": int(data.get("max_phones_per_person", 5)),
+        },
     )
 
 

@@ -204,3 +204,18 @@ def test_split_gives_the_smaller_part_a_new_unique_id(wh, tmp_path):
     r = resolve(wh, IdentitySettings(probabilistic=False))
     assert r.customers == 1 and r.merged == 1
     assert set(wh.execute(wh.table("customer_map")).customer_id) == {before}
+
+
+def test_a_person_has_at_most_n_emails(wh, tmp_path):
+    from segone.identity import IdentitySettings
+
+    rows = ["order_id,user_id,email,ts"]
+    rows += [f"O{i},u1,e{i}@x.com,2024-01-0{1 + i % 9}" for i in range(7)]
+    rows += ["O7,u1,e0@x.com,2024-01-09", "O8,u2,e6@x.com,2024-01-09"]  # e6 also on someone else
+    write(tmp_path / "o.csv", "\n".join(rows) + "\n")
+    ingest_file(wh, "orders", tmp_path / "o.csv")
+    resolve(wh, IdentitySettings(probabilistic=False, max_per_person={"email": 3}))
+    ref = wh.execute(wh.table("identity_refusals"))
+    capped = ref[ref.rule == "max_per_person"]
+    assert len(capped) == 4 and "email:e0@x.com" not in set(capped.node)  # the most used stays
+    assert _customer_of(wh, "user_id:u1") != _customer_of(wh, "user_id:u2")

@@ -60,6 +60,8 @@ class IdentitySettings:
     default_country_code: str = "1"
     max_iterations: int = 60
     extra_blocked: tuple[str, ...] = field(default=())
+    # at most this many identifiers of a type per person (per user id)
+    max_per_person: dict[str, int] = field(default_factory=lambda: {"email": 5, "phone": 5})
     # link customer records that share no identifier but agree on name, birth date, address...
     probabilistic: bool = True
     match_threshold: float = 0.9
@@ -216,7 +218,25 @@ def refusals(ids: ibis.Table, settings: IdentitySettings) -> ibis.Table:
         rule=_lit("shared_identifier"),
         detail=_lit("seen with ") + shared.n.cast("string") + _lit(" different ") + shared.scope,
     )
-    out = ibis.union(by_value, amb, shared, distinct=False)
+    # a person (one user id) has at most N e-mails / phones: beyond the N seen on most records,
+    # further ones are refused rather than allowed to pull in whoever else uses them
+    capped = []
+    for id_type, limit in settings.max_per_person.items():
+        own = pairs.filter((pairs.id_type == id_type) & (pairs.anchor_type == "user_id"))
+        use = own.group_by(["anchor", "node", "id_type"]).agg(n=own.count())
+        use = use.mutate(
+            _k=ibis.row_number().over(group_by="anchor", order_by=[ibis.desc(use.n), use.node])
+        )
+        over = use.filter(use._k >= limit)
+        capped.append(
+            over.select(
+                "node",
+                "id_type",
+                rule=_lit("max_per_person"),
+                detail=_lit(f"one user id already has {limit} {id_type}s"),
+            )
+        )
+    out = ibis.union(by_value, amb, shared, *capped, distinct=False)
     # one row per node: the first rule that refused it
     out = out.mutate(_rn=ibis.row_number().over(group_by="node", order_by="rule"))
     return out.filter(out._rn == 0).drop("_rn")
