@@ -75,7 +75,7 @@ def test_changed_order_is_quarantined_not_overwritten(wh, tmp_path):
     assert r.loaded == 0 and r.rejected == 1
     assert wh.execute(wh.table("orders").amount.sum()) == 10
     reason = wh.execute(wh.table("quarantine").reason)[0]
-    assert "already loaded with different order-level values" in reason
+    assert "already loaded with different values or lines" in reason
 
 
 def test_order_level_file_without_lines(wh, tmp_path):
@@ -190,3 +190,50 @@ def test_empty_and_headerless_files(wh, tmp_path):
         ingest_file(wh, "products", write(tmp_path / "e.csv", ""))
     r = ingest_file(wh, "products", write(tmp_path / "h.csv", "product_id,name\n"))
     assert r.rows_read == 0 and r.loaded == 0
+
+
+def test_a_new_line_on_a_loaded_order_is_quarantined_not_dropped(wh, tmp_path):
+    ingest_file(
+        wh,
+        "orders",
+        write(
+            tmp_path / "a.csv",
+            "order_id,email,ts,product_id,quantity,unit_price,amount\n"
+            "A,a@x.com,2024-01-01,p1,1,5,15\nA,a@x.com,2024-01-01,p2,1,10,15\n",
+        ),
+    )
+    r = ingest_file(
+        wh,
+        "orders",
+        write(
+            tmp_path / "b.csv",
+            "order_id,email,ts,product_id,quantity,unit_price,amount\n"
+            "A,a@x.com,2024-01-01,p1,1,5,15\nA,a@x.com,2024-01-01,p2,1,10,15\n"
+            "A,a@x.com,2024-01-01,p3,1,1,15\n",
+        ),
+    )
+    assert r.loaded == 0 and r.rejected == 3 and wh.count("order_lines") == 2
+
+
+def test_two_versions_in_one_file_reload_idempotently(wh, tmp_path):
+    path = write(tmp_path / "crm.csv", "id,email,first_name\n1,a@x.com,Ann\n1,a@x.com,Anne\n")
+    first = ingest_file(wh, "customers", path, source="crm")
+    assert first.loaded == 1 and first.duplicates == 1  # the file's last word on record 1
+    for _ in range(2):
+        assert ingest_file(wh, "customers", path, source="crm").loaded == 0
+    assert wh.execute(wh.table("customers").first_name).tolist() == ["Anne"]
+
+
+def test_same_file_other_timezone_setting_is_still_idempotent(wh, tmp_path):
+    path = write(tmp_path / "o.csv", "order_id,email,ts\nZ,a@x.com,2024-01-01T10:00:00Z\n")
+    ingest_file(wh, "orders", path)
+    r = ingest_file(wh, "orders", path, timezone="Europe/Paris")
+    assert r.loaded == 0 and r.rejected == 0 and r.duplicates == 1
+
+
+def test_rewritten_file_quarantines_its_new_bad_rows(wh, tmp_path):
+    path = write(tmp_path / "e.csv", "order_id,email,ts\nQ1,a@x.com,notatime\n")
+    ingest_file(wh, "orders", path)
+    write(tmp_path / "e.csv", "order_id,email,ts\nQ2,b@x.com,alsobad\n")
+    ingest_file(wh, "orders", path)
+    assert wh.count("quarantine") == 2

@@ -175,6 +175,8 @@ def ingest_file(
             records = wh.stage_expr(RECORDS, recs, append=records is not None)
         assert checked is not None and records is not None
         present = present_all
+        # values are parsed; from here on timestamps render (and hash) in UTC whatever the load's zone
+        wh.set_timezone("UTC")
         result.rows_read = wh.count(CHECKED) + len(rejects)
         if progress:
             progress("load", 0, 1)
@@ -297,11 +299,14 @@ class _Ctx:
     def _insert_quarantine(self, rows: ir.Table) -> None:
         q = self.wh.table("quarantine")
         # idempotent: the same file's same bad row with the same reason is recorded once
-        seen = q.filter(q.source_file == self.path).select("line", "problems")
+        # (a file rewritten at the same path with another bad row on that line is recorded too)
+        seen = q.filter(q.source_file == self.path).select(
+            "line", "problems", _rec=q.record.fill_null("").hexdigest("md5"))
         rows = rows.select(
             line=rows[LINE], problems=rows[PROBLEMS], reason=rows[REASON], record=rows[RECORD]
         )
-        fresh = rows.anti_join(seen, ["line", "problems"])
+        fresh = rows.mutate(_rec=rows.record.fill_null("").hexdigest("md5")).anti_join(
+            seen, ["line", "problems", "_rec"]).drop("_rec")
         n_all = int(self.wh.execute(rows.count()))
         if not n_all:
             return
@@ -341,7 +346,11 @@ class _Ctx:
             key = "source_id" if kind == "customers" else "product_id"
             valid = valid.mutate(row_hash=_hash([valid[c] for c in canon] + [valid.extra]))
             keys = [key, "row_hash"]
-        first = valid.mutate(_rn=ibis.row_number().over(group_by=keys, order_by=valid[LINE]))
+        if kind in ("customers", "products"):  # a file states each record once: its last line wins
+            first = valid.mutate(_rn=ibis.row_number().over(
+                group_by=key, order_by=ibis.desc(valid[LINE])))
+        else:
+            first = valid.mutate(_rn=ibis.row_number().over(group_by=keys, order_by=valid[LINE]))
         first = first.filter(first._rn == 0).drop("_rn")
         table = TARGET_TABLE.get(kind, kind)
         existing = self.wh.table(table)
@@ -388,7 +397,10 @@ class _Ctx:
         line_value = valid.quantity.cast(
             "float64"
         ) * valid.unit_price - valid.line_discount.fill_null(0)
+        # every row of the order (its lines, or repeated order-level rows) is part of its content
+        row_fp = _hash([valid[c] for c in self.spec.names if c in valid.columns] + [valid.extra])
         grouped = valid.group_by("order_id").aggregate(
+            _rows_fp=row_fp.group_concat("|", order_by=[row_fp]),
             **{c: valid[c].argmin(valid[LINE]) for c in order_cols if c != "order_id"},
             extra=valid.extra.argmin(valid[LINE]),
             _sum_lines=line_value.sum(),
@@ -402,7 +414,8 @@ class _Ctx:
             currency=grouped.currency.upper().fill_null(self.currency),
             status=grouped.status.fill_null("completed"),
         )
-        orders = orders.mutate(row_hash=_hash([orders[c] for c in order_cols] + [orders.extra]))
+        orders = orders.mutate(
+            row_hash=_hash([orders[c] for c in order_cols] + [orders.extra, orders._rows_fp]))
         orders = self.wh.materialize("_segone_orders", orders)
         existing = self.wh.table("orders").select("order_id", old_hash="row_hash")
         joined = orders.left_join(existing, "order_id")
@@ -412,7 +425,7 @@ class _Ctx:
         same = joined.filter(joined.old_hash == joined.row_hash)
         self.quarantine(
             valid.semi_join(conflict_ids, "order_id"),
-            "order_id: already loaded with different order-level values; orders are "
+            "order_id: already loaded with different values or lines; orders are "
             "immutable, send changes (returns, cancellations) as new orders",
             "order_conflict",
         )
