@@ -219,3 +219,38 @@ def test_a_person_has_at_most_n_emails(wh, tmp_path):
     capped = ref[ref.rule == "max_per_person"]
     assert len(capped) == 4 and "email:e0@x.com" not in set(capped.node)  # the most used stays
     assert _customer_of(wh, "user_id:u1") != _customer_of(wh, "user_id:u2")
+
+
+def test_a_chain_of_records_does_not_join_two_user_ids(wh, tmp_path):
+    jsonl(
+        tmp_path / "ev.jsonl",
+        [
+            {
+                "type": "identify",
+                "userId": "alice",
+                "anonymousId": "kiosk",
+                "timestamp": "2024-01-01T00:00:00Z",
+                "messageId": "m1",
+            },
+            {
+                "type": "identify",
+                "anonymousId": "kiosk",
+                "traits": {"email": "bob@x.com"},
+                "timestamp": "2024-01-02T00:00:00Z",
+                "messageId": "m2",
+            },
+            {
+                "type": "identify",
+                "userId": "bob",
+                "traits": {"email": "bob@x.com"},
+                "timestamp": "2024-01-03T00:00:00Z",
+                "messageId": "m3",
+            },
+        ],
+    )
+    ingest_file(wh, "events", tmp_path / "ev.jsonl")
+    resolve(wh)
+    assert _customer_of(wh, "user_id:alice") != _customer_of(wh, "user_id:bob")
+    assert _customer_of(wh, "email:bob@x.com") == _customer_of(wh, "user_id:bob")
+    ref = wh.execute(wh.table("identity_refusals")).set_index("node")
+    assert ref.loc["anonymous_id:kiosk", "rule"] == "component_conflict"

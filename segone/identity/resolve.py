@@ -15,6 +15,8 @@ import ibis.expr.types as ir
 
 from segone.identity.erase import project_salt
 from segone.identity.graph import (
+    ANCHORS,
+    PRIORITY,
     IdentitySettings,
     connected_components,
     record_identifiers,
@@ -69,21 +71,49 @@ def resolve(
     cutoff = ibis.literal(as_of, type=TS) if as_of else None
     ids = wh.materialize("_segone_ids", record_identifiers(wh, settings, cutoff))
     refused = wh.materialize("_segone_refused", refusals(ids, settings))
-    allowed = ids.anti_join(refused, "node")
     rec = ["record_table", "record_key"]
-    root = allowed.group_by(rec).agg(root=allowed.node.min())
-    star = allowed.join(root, rec)
-    edges = star.filter(star.node != star.root).select(src=star.root, dst=star.node)
     matched = 0
+    prob = None
     if settings.probabilistic and wh.count("customers"):
         prob, matched = probabilistic_edges(wh, settings, cutoff)
-        if prob is not None and matched:
-            edges = ibis.union(edges, prob, distinct=False)
-    if extra_edges is not None:
-        edges = ibis.union(edges, extra_edges.select("src", "dst"), distinct=False)
-    nodes = allowed.select("node").distinct()
-    comps, rounds = connected_components(wh, edges, nodes, settings.max_iterations)
-    comps = wh.materialize("_segone_comps", comps)
+    rounds = 0
+    # A chain of records can still join two user ids (alice's cookie on a kiosk, the kiosk with
+    # bob's e-mail, bob). Where a component holds two, the lowest-priority identifiers in it
+    # give way, one type at a time, and the components are computed again.
+    for give_way in (None, *reversed(PRIORITY[len(ANCHORS) :])):
+        if give_way is not None:
+            user_ids = comps.filter(comps.node.startswith("user_id:"))
+            bad = user_ids.group_by("component").agg(n=user_ids.count()).filter(lambda t: t.n > 1)
+            if not int(wh.execute(bad.count())):
+                break
+            extra = (
+                comps.semi_join(bad, "component")
+                .filter(lambda t: t.node.startswith(give_way + ":"))
+                .select(
+                    "node",
+                    id_type=_lit(give_way),
+                    rule=_lit("component_conflict"),
+                    detail=_lit("linked two user ids through other records"),
+                )
+            )
+            refused = wh.stage_expr(
+                "_segone_refused", extra.anti_join(refused, "node"), append=True
+            )
+        allowed = ids.anti_join(refused, "node")
+        root = allowed.group_by(rec).agg(root=allowed.node.min())
+        star = allowed.join(root, rec)
+        edges = star.filter(star.node != star.root).select(src=star.root, dst=star.node)
+        if prob is not None and matched:  # a refused identifier is not brought back by a match
+            r1 = refused.select(n1="node")
+            r2 = refused.select(n2="node")
+            ok = prob.anti_join(r1, prob.src == r1.n1).anti_join(r2, prob.dst == r2.n2)
+            edges = ibis.union(edges, ok, distinct=False)
+        if extra_edges is not None:
+            edges = ibis.union(edges, extra_edges.select("src", "dst"), distinct=False)
+        nodes = allowed.select("node").distinct()
+        comps, r = connected_components(wh, edges, nodes, settings.max_iterations)
+        rounds += r
+        comps = wh.materialize("_segone_comps", comps)
 
     ids_of = ids.group_by(["node", "id_type"]).agg(first_seen=ids.ts.min(), last_seen=ids.ts.max())
     sizes = comps.group_by("component").agg(n=comps.count())

@@ -301,12 +301,16 @@ class _Ctx:
         # idempotent: the same file's same bad row with the same reason is recorded once
         # (a file rewritten at the same path with another bad row on that line is recorded too)
         seen = q.filter(q.source_file == self.path).select(
-            "line", "problems", _rec=q.record.fill_null("").hexdigest("md5"))
+            "line", "problems", _rec=q.record.fill_null("").hexdigest("md5")
+        )
         rows = rows.select(
             line=rows[LINE], problems=rows[PROBLEMS], reason=rows[REASON], record=rows[RECORD]
         )
-        fresh = rows.mutate(_rec=rows.record.fill_null("").hexdigest("md5")).anti_join(
-            seen, ["line", "problems", "_rec"]).drop("_rec")
+        fresh = (
+            rows.mutate(_rec=rows.record.fill_null("").hexdigest("md5"))
+            .anti_join(seen, ["line", "problems", "_rec"])
+            .drop("_rec")
+        )
         n_all = int(self.wh.execute(rows.count()))
         if not n_all:
             return
@@ -347,8 +351,9 @@ class _Ctx:
             valid = valid.mutate(row_hash=_hash([valid[c] for c in canon] + [valid.extra]))
             keys = [key, "row_hash"]
         if kind in ("customers", "products"):  # a file states each record once: its last line wins
-            first = valid.mutate(_rn=ibis.row_number().over(
-                group_by=key, order_by=ibis.desc(valid[LINE])))
+            first = valid.mutate(
+                _rn=ibis.row_number().over(group_by=key, order_by=ibis.desc(valid[LINE]))
+            )
         else:
             first = valid.mutate(_rn=ibis.row_number().over(group_by=keys, order_by=valid[LINE]))
         first = first.filter(first._rn == 0).drop("_rn")
@@ -415,7 +420,8 @@ class _Ctx:
             status=grouped.status.fill_null("completed"),
         )
         orders = orders.mutate(
-            row_hash=_hash([orders[c] for c in order_cols] + [orders.extra, orders._rows_fp]))
+            row_hash=_hash([orders[c] for c in order_cols] + [orders.extra, orders._rows_fp])
+        )
         orders = self.wh.materialize("_segone_orders", orders)
         existing = self.wh.table("orders").select("order_id", old_hash="row_hash")
         joined = orders.left_join(existing, "order_id")
