@@ -125,3 +125,36 @@ def test_cli_erase(two_people, tmp_path):
     assert r.exit_code == 0 and "rows removed" in r.output
     r = runner.invoke(app, ["profile", "jane@x.com", "-p", str(proj)])
     assert r.exit_code == 2
+
+
+def test_erase_finds_records_loaded_after_the_last_build(two_people, tmp_path):
+    wh = two_people
+    jsonl(
+        tmp_path / "late.jsonl",
+        [
+            {
+                "type": "identify",
+                "userId": "u1",
+                "traits": {"email": "jane@x.com", "phone": "(917) 555-0199"},
+                "timestamp": "2024-02-01T00:00:00Z",
+                "messageId": "late1",
+            },
+            {
+                "type": "track",
+                "event": "Viewed",
+                "userId": "u1",
+                "timestamp": "not a time",
+                "messageId": "late2",
+                "traits": {"phone": "917.555.0199"},
+            },
+        ],
+    )
+    write(tmp_path / "bureau.csv", "email,score\njane@x.com,A\nbob@x.com,B\n")
+    ingest_file(wh, "events", tmp_path / "late.jsonl")
+    ingest_file(wh, "enrichment", tmp_path / "bureau.csv", source="bureau")
+    erase(wh, find_customers(wh, "jane@x.com"))  # no build in between
+    assert _mentions(wh, "jane@x.com") == {}
+    assert _mentions(wh, "555-0199") == {} and _mentions(wh, "555.0199") == {}
+    assert wh.count("enrichments") == 1  # Bob's row stays
+    r = ingest_file(wh, "events", tmp_path / "late.jsonl")
+    assert r.refused_erased == 2  # the late phone is refused too, even on the malformed-time line

@@ -13,6 +13,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import ibis
 import ibis.expr.types as ir
@@ -89,16 +90,29 @@ def erase(
     ids = ibis.memtable(pa.table({"customer_id": customer_ids}))
     ids = wh.stage("_segone_erase_ids", ids.to_pyarrow(), append=False)
     rc = wh.table("record_customers")
-    keys = wh.materialize("_segone_erase_keys", rc.semi_join(ids, "customer_id"))
     cm = wh.table("customer_map")
-    nodes = wh.materialize("_segone_erase_nodes", cm.semi_join(ids, "customer_id").select("node"))
+    all_ids = wh.materialize("_segone_erase_all", record_identifiers(wh, settings))
+    refused = wh.table("identity_refusals").select("node")
+    # The person's records: those of the last build, plus any loaded since that carry one of
+    # their (non-shared) identifiers, followed one step further (a new phone on a new order).
+    nodes = cm.semi_join(ids, "customer_id").select("node")
+    keys = rc.semi_join(ids, "customer_id").select("record_table", "record_key")
+    for _ in range(2):
+        more = all_ids.semi_join(nodes, "node").select("record_table", "record_key")
+        keys = wh.materialize("_segone_erase_keys", ibis.union(keys, more, distinct=True))
+        found = all_ids.semi_join(keys, ["record_table", "record_key"]).select("node")
+        nodes = wh.materialize(
+            "_segone_erase_nodes",
+            ibis.union(nodes, found.anti_join(refused, "node"), distinct=True),
+        )
     # every identifier on the person's records, refused ones included (for identity_refusals)
-    all_ids = record_identifiers(wh, settings)
     rec_nodes = (
-        all_ids.semi_join(keys, ["record_table", "record_key"]).select("node", "value").distinct()
+        all_ids.semi_join(keys, ["record_table", "record_key"])
+        .select("node", "id_type", "value")
+        .distinct()
     )
     rec_nodes = wh.materialize("_segone_erase_rec_nodes", rec_nodes)
-    raw_values = sorted({str(v) for v in wh.execute(rec_nodes.value) if v and len(str(v)) >= 4})
+    raw_values = _search_values(wh.execute(rec_nodes))
     erasure_id = uuid.uuid4().hex
     removed: dict[str, int] = {}
     with wh.transaction():
@@ -116,6 +130,7 @@ def erase(
         ck = c.select(source=parts[0], source_id=c.record_key.substr(parts[0].length() + 1))
         removed["customers"] = wh.delete_matching("customers", ck, ["source", "source_id"])
         removed["quarantine"] = _delete_quarantine_mentioning(wh, raw_values)
+        removed["enrichments"] = _delete_enrichments(wh, rec_nodes, settings.default_country_code)
         removed["identity_refusals"] = wh.delete_matching(
             "identity_refusals", rec_nodes.select("node"), ["node"]
         )
@@ -143,6 +158,7 @@ def erase(
             ),
         )
     for n in (
+        "_segone_erase_all",
         "_segone_erase_ids",
         "_segone_erase_keys",
         "_segone_erase_nodes",
@@ -152,11 +168,43 @@ def erase(
     return ErasureResult(erasure_id, len(customer_ids), removed)
 
 
-def _delete_quarantine_mentioning(wh: Warehouse, values: list[str]) -> int:
+def _delete_quarantine_mentioning(wh: Warehouse, values: tuple[list[str], list[str]]) -> int:
     """Quarantined records are raw text: remove those that mention any of the person's values."""
-    if not values:
+    texts, digits = values
+    if not texts and not digits:
         return 0
     q = wh.table("quarantine")
     text = q.record.lower()
-    hit = q.filter(ibis.or_(*[text.contains(v.lower()) for v in values]))
+    only_digits = q.record.re_replace(r"[^0-9]", "")
+    hit = q.filter(
+        ibis.or_(*[text.contains(v) for v in texts], *[only_digits.contains(d) for d in digits])
+    )
     return wh.delete_matching("quarantine", hit, ["source_file", "line", "problems"])
+
+
+def _search_values(rec_nodes: Any) -> tuple[list[str], list[str]]:
+    """What to look for in quarantined raw records: texts (e-mails, handles, long ids, lower
+    case) and phone digits (raw text keeps the user's own formatting, so digits are compared)."""
+    texts: set[str] = set()
+    digits: set[str] = set()
+    for row in rec_nodes.itertuples():
+        v = str(row.value)
+        if row.id_type == "phone":
+            digits.add(v[-10:] if len(v) > 10 else v.lstrip("+"))
+        elif row.id_type in ("email", "handle") or len(v) >= 6:
+            texts.add(v.lower())  # short opaque ids would match unrelated text
+    return sorted(texts), sorted(digits)
+
+
+def _delete_enrichments(wh: Warehouse, rec_nodes: ibis.Table, cc: str) -> int:
+    """Third-party rows keyed by the person's e-mail or phone."""
+    from segone.identity import normalize as norm
+
+    e = wh.table("enrichments")
+    mine = rec_nodes.filter(rec_nodes.id_type.isin(["email", "phone"])).select("node")
+    keyed = e.mutate(
+        _e=ibis.literal("email:") + norm.email(e.email),
+        _p=ibis.literal("phone:") + norm.phone(e.phone, cc),
+    )
+    hit = keyed.filter(keyed._e.isin(mine.node) | keyed._p.isin(mine.node))
+    return wh.delete_matching("enrichments", hit, ["source", "row_hash"])

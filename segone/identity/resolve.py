@@ -77,28 +77,8 @@ def resolve(
     if settings.probabilistic and wh.count("customers"):
         prob, matched = probabilistic_edges(wh, settings, cutoff)
     rounds = 0
-    # A chain of records can still join two user ids (alice's cookie on a kiosk, the kiosk with
-    # bob's e-mail, bob). Where a component holds two, the lowest-priority identifiers in it
-    # give way, one type at a time, and the components are computed again.
-    for give_way in (None, *reversed(PRIORITY[len(ANCHORS) :])):
-        if give_way is not None:
-            user_ids = comps.filter(comps.node.startswith("user_id:"))
-            bad = user_ids.group_by("component").agg(n=user_ids.count()).filter(lambda t: t.n > 1)
-            if not int(wh.execute(bad.count())):
-                break
-            extra = (
-                comps.semi_join(bad, "component")
-                .filter(lambda t: t.node.startswith(give_way + ":"))
-                .select(
-                    "node",
-                    id_type=_lit(give_way),
-                    rule=_lit("component_conflict"),
-                    detail=_lit("linked two user ids through other records"),
-                )
-            )
-            refused = wh.stage_expr(
-                "_segone_refused", extra.anti_join(refused, "node"), append=True
-            )
+
+    def components(refused: ibis.Table) -> tuple[ibis.Table, ibis.Table, int]:
         allowed = ids.anti_join(refused, "node")
         root = allowed.group_by(rec).agg(root=allowed.node.min())
         star = allowed.join(root, rec)
@@ -112,8 +92,28 @@ def resolve(
             edges = ibis.union(edges, extra_edges.select("src", "dst"), distinct=False)
         nodes = allowed.select("node").distinct()
         comps, r = connected_components(wh, edges, nodes, settings.max_iterations)
+        return allowed, wh.materialize("_segone_comps", comps), r
+
+    allowed, comps, rounds = components(refused)
+    # A chain of records can still join two user ids (alice's cookie on a kiosk, the kiosk with
+    # bob's e-mail, bob). Where a component holds two, the lowest-priority identifiers in it
+    # give way, one type at a time, and the components are computed again.
+    for give_way in reversed(PRIORITY[len(ANCHORS) :]):
+        user_ids = comps.filter(comps.node.startswith("user_id:"))
+        per = user_ids.group_by("component").agg(n=user_ids.count())
+        bad = per.filter(per.n > 1)
+        if not int(wh.execute(bad.count())):
+            break
+        in_bad = comps.semi_join(bad, "component")
+        extra = in_bad.filter(in_bad.node.startswith(give_way + ":")).select(
+            "node",
+            id_type=_lit(give_way),
+            rule=_lit("component_conflict"),
+            detail=_lit("linked two user ids through other records"),
+        )
+        refused = wh.stage_expr("_segone_refused", extra.anti_join(refused, "node"), append=True)
+        allowed, comps, r = components(refused)
         rounds += r
-        comps = wh.materialize("_segone_comps", comps)
 
     ids_of = ids.group_by(["node", "id_type"]).agg(first_seen=ids.ts.min(), last_seen=ids.ts.max())
     sizes = comps.group_by("component").agg(n=comps.count())

@@ -175,7 +175,7 @@ def ingest_file(
             records = wh.stage_expr(RECORDS, recs, append=records is not None)
         assert checked is not None and records is not None
         present = present_all
-        # values are parsed; from here on timestamps render (and hash) in UTC whatever the load's zone
+        # values are parsed: from here on timestamps render (and hash) in UTC, whatever the zone
         wh.set_timezone("UTC")
         result.rows_read = wh.count(CHECKED) + len(rejects)
         if progress:
