@@ -45,6 +45,8 @@ def test_init_ingest_status_quarantine(tmp_path):
     r = run("status", "-p", str(proj))
     assert r.exit_code == 0 and "orders" in r.output and "invalid_timestamp(ts)" in r.output
     r = run("quarantine", "-p", str(proj))
+    assert "invalid_timestamp(ts)" in r.output and "someday" not in r.output  # no values by default
+    r = run("quarantine", "-p", str(proj), "--values")
     assert "cannot read 'someday'" in r.output
 
 

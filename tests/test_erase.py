@@ -158,3 +158,21 @@ def test_erase_finds_records_loaded_after_the_last_build(two_people, tmp_path):
     assert wh.count("enrichments") == 1  # Bob's row stays
     r = ingest_file(wh, "events", tmp_path / "late.jsonl")
     assert r.refused_erased == 2  # the late phone is refused too, even on the malformed-time line
+
+
+def test_cli_erase_refuses_an_ambiguous_identifier(tmp_path):
+    proj = tmp_path / "p"
+    runner = CliRunner()
+    runner.invoke(app, ["init", str(proj)])
+    write(
+        tmp_path / "o.csv",
+        "order_id,user_id,loyalty_id,ts\nO1,4242,,2024-01-01\nO2,,4242,2024-01-02\n",
+    )
+    runner.invoke(app, ["ingest", "orders", str(tmp_path / "o.csv"), "-p", str(proj)])
+    runner.invoke(app, ["build", "-p", str(proj)])
+    r = runner.invoke(app, ["erase", "4242", "-p", str(proj), "--yes"])
+    assert r.exit_code == 2 and "2 different customers" in r.output
+    r = runner.invoke(app, ["erase", "loyalty_id:4242", "-p", str(proj), "--yes"])
+    assert r.exit_code == 0
+    r = runner.invoke(app, ["profile", "user_id:4242", "-p", str(proj)])
+    assert r.exit_code == 0

@@ -210,8 +210,15 @@ def quarantine(
     project: ProjectOpt = Path("."),
     kind: Annotated[str | None, typer.Option(help="Only this kind.")] = None,
     limit: Annotated[int, typer.Option(help="Rows to show.")] = 20,
+    values: Annotated[
+        bool, typer.Option("--values", help="Show the full reasons, with the rejected values.")
+    ] = False,
 ) -> None:
-    """Show quarantined rows: file, line and reason (never the records: they may hold PII)."""
+    """Show quarantined rows: file, line and what is wrong.
+
+    By default only problem codes are printed: reasons quote the rejected values, which may be
+    personal data. ``--values`` prints the reasons; records are never printed.
+    """
     with _user_errors():
         proj = Project.open(project)
         with proj.warehouse(read_only=True) as wh:
@@ -220,14 +227,14 @@ def quarantine(
                 q = q.filter(q.kind == kind)
             df = wh.execute(
                 q.order_by([q.source_file, q.line])
-                .select("kind", "source_file", "line", "reason")
+                .select("kind", "source_file", "line", "problems", "reason")
                 .limit(limit)
             )
     t = Table()
-    for c in ("kind", "file", "line", "reason"):
+    for c in ("kind", "file", "line", "reason" if values else "problems"):
         t.add_column(c)
     for r in df.itertuples():
-        t.add_row(r.kind, Path(r.source_file).name, str(r.line), r.reason)
+        t.add_row(r.kind, Path(r.source_file).name, str(r.line), r.reason if values else r.problems)
     console.print(t)
 
 
@@ -286,7 +293,7 @@ def profile(
         with proj.warehouse(read_only=True) as wh:
             if "profiles" not in wh.tables():
                 raise SegoneError("no profiles yet: run `segone build` first")
-            ids = find_customers(wh, identifier)
+            ids = find_customers(wh, identifier, proj.settings.identity.default_country_code)
             if not ids:
                 raise SegoneError(f"no customer has the identifier {identifier!r}")
             for cid in ids:
@@ -354,6 +361,9 @@ def erase(
     ],
     project: ProjectOpt = Path("."),
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    all_matches: Annotated[
+        bool, typer.Option("--all", help="Erase every customer the identifier matches.")
+    ] = False,
 ) -> None:
     """Erase a person everywhere (right to be forgotten); their data is refused if loaded again."""
     from segone.identity.erase import erase as run_erase
@@ -363,11 +373,16 @@ def erase(
         proj = Project.open(project)
         with proj.warehouse() as wh:
             wh.ensure_tables()
-            ids = find_customers(wh, identifier)
+            ids = find_customers(wh, identifier, proj.settings.identity.default_country_code)
             if not ids:
                 raise SegoneError(
                     f"no customer has the identifier {identifier!r} "
                     "(run `segone build` after loading)"
+                )
+            if len(ids) > 1 and not all_matches:
+                raise SegoneError(
+                    f"{identifier!r} identifies {len(ids)} different customers ({', '.join(ids)}); "
+                    "erase one by its customer id, or all of them with --all"
                 )
             if not yes and not typer.confirm(
                 f"Erase {len(ids)} customer(s) and all their records?"

@@ -119,13 +119,16 @@ def flatten(
         cols[EXTRA_JSON] = ibis.null("string")
     text = first[TEXT]
     size = text.length()
-    shown = text.substr(0, 60)
     pre = [
-        (first["_jtype"].isnull(), "malformed_json", lit("not valid JSON: ") + shown),
+        (
+            first["_jtype"].isnull(),
+            "malformed_json",
+            lit("not valid JSON (the line is kept in the record column)"),
+        ),
         (
             first["_jtype"] != "OBJECT",
             "not_an_object",
-            lit("a record must be a JSON object, got: ") + shown,
+            lit("a record must be a JSON object, not ") + first["_jtype"].lower(),
         ),
     ]
     if max_message_bytes is not None:

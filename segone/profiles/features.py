@@ -45,7 +45,9 @@ def order_features(
     )
     ln = lines.join(o.select("order_id", "customer_id", "ts"), "order_id")
     decay = (-math.log(2) * _days(as_of, ln.ts) / half_life_days).exp()
-    value = ln.quantity.cast("float64") * ln.unit_price
+    # what was actually spent on the category: net of line discounts, returned units excluded
+    kept = (ln.quantity - ln.returned_quantity.fill_null(0)).cast("float64")
+    value = kept * ln.unit_price - ln.line_discount.fill_null(0) * kept / ln.quantity
     by_line = ln.group_by("customer_id").aggregate(
         items=ln.quantity.sum(),
         full_price_item_share=(
@@ -55,7 +57,7 @@ def order_features(
         returned_items=ln.returned_quantity.fill_null(0).sum(),
         categories_bought=ln.category.collect(distinct=True),
     )
-    top = ln.mutate(_top=ln.category.split(" > ")[0], _w=value * decay)
+    top = ln.mutate(_w=value * decay)
     aff = top.group_by(["customer_id", "category"]).aggregate(w=top._w.sum())
     total = aff.group_by("customer_id").aggregate(tw=aff.w.sum())
     aff = aff.join(total, "customer_id")
@@ -154,9 +156,9 @@ def crm_features(customers: ibis.Table) -> ibis.Table:
         last_name=latest("last_name"),
         city=latest("city"),
         postcode=latest("postcode"),
-        source_records=c.count(),
+        source_records=(c.source + ":" + c.source_id).nunique(),
         sources=c.source.collect(distinct=True),
-        first_record_at=c._t.min(),
+        first_record_at=ibis.coalesce(c.created_at, c.updated_at, c.loaded_at).min(),
     )
 
 
@@ -182,9 +184,14 @@ def rfm_scores(profiles: ibis.Table) -> ibis.Table:
     buyers = profiles.filter(profiles.orders > 0)
     scored = buyers.select(
         "customer_id",
-        r_score=(ibis.ntile(5).over(order_by=ibis.desc(buyers.recency_days)) + 1).cast("int8"),
-        f_score=(ibis.ntile(5).over(order_by=buyers.orders) + 1).cast("int8"),
-        m_score=(ibis.ntile(5).over(order_by=buyers.revenue) + 1).cast("int8"),
+        # customer_id breaks ties, so equal customers get the same score in every build
+        r_score=(
+            ibis.ntile(5).over(order_by=[ibis.desc(buyers.recency_days), buyers.customer_id]) + 1
+        ).cast("int8"),
+        f_score=(ibis.ntile(5).over(order_by=[buyers.orders, buyers.customer_id]) + 1).cast("int8"),
+        m_score=(ibis.ntile(5).over(order_by=[buyers.revenue, buyers.customer_id]) + 1).cast(
+            "int8"
+        ),
     )
     return scored.mutate(
         rfm_cell=scored.r_score.cast("string")

@@ -29,13 +29,23 @@ def candidate_nodes(wh: Warehouse, identifier: str, country_code: str = "1") -> 
     return nodes
 
 
-def find_customers(wh: Warehouse, identifier: str) -> list[str]:
-    """Customer ids that ``identifier`` (a customer id or any identifier) belongs to."""
+TYPES = ("user_id", "source_id", "loyalty_id", "anonymous_id", "email", "phone", "handle")
+
+
+def find_customers(wh: Warehouse, identifier: str, country_code: str = "1") -> list[str]:
+    """Customer ids that ``identifier`` belongs to.
+
+    ``identifier`` is a customer id, any identifier in any spelling, or ``type:value`` (e.g.
+    ``loyalty_id:42``) to say which kind of identifier it is.
+    """
     cm = wh.table("customer_map")
     if identifier.startswith("cus_"):
         hit = wh.execute(cm.filter(cm.customer_id == identifier).customer_id.nunique())
         return [identifier] if hit else []
-    nodes = candidate_nodes(wh, identifier)
+    kind, _, value = identifier.partition(":")
+    nodes = candidate_nodes(wh, value if kind in TYPES else identifier, country_code)
+    if kind in TYPES:
+        nodes = [n for n in nodes if n.startswith(kind + ":")]
     ids = wh.execute(cm.filter(cm.node.isin(nodes)).select("customer_id").distinct())
     return sorted(ids.customer_id)
 
