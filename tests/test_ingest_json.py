@@ -165,3 +165,16 @@ def test_parquet_typed_columns(wh, tmp_path):
     assert row.price == 9.5 and row.extra["tags"] == ["a"]
     reasons = " | ".join(wh.execute(wh.table("quarantine").reason))
     assert "price: '-1.0' is below the minimum 0" in reasons and "product_id: missing" in reasons
+
+
+def test_message_size_limit_counts_bytes(wh, tmp_path):
+    big = {
+        "type": "track",
+        "event": "E",
+        "userId": "u",
+        "timestamp": "2024-01-01T00:00:00Z",
+        "messageId": "big",
+        "properties": {"text": "€" * 12_000},
+    }  # 12k characters, 36 KB
+    r = ingest_file(wh, "events", jsonl(tmp_path / "e.jsonl", [big]))
+    assert r.rejected == 1 and r.problems == {"message_too_large": 1}

@@ -131,7 +131,8 @@ def resolve(
         wh.replace("customer_map", customer_map)
         wh.replace("record_customers", rec_cust)
         wh.replace("identity_refusals", refused.mutate(built_at=now))
-        wh.insert("identity_history", history)
+        if as_of is None:  # a past build is a view of the past, not an event in the history
+            wh.insert("identity_history", history)
     counts = wh.execute(history.group_by("event").agg(n=history.count()))
     by_event = {r.event: int(r.n) for r in counts.itertuples()}
     total_records = int(wh.execute(ids.select(*rec).distinct().count()))

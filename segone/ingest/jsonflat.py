@@ -34,6 +34,11 @@ def json_extract_many(x: dt.JSON, paths: dt.Array(dt.string)) -> dt.Array(dt.JSO
 
 
 @ibis.udf.scalar.builtin
+def strlen(x: str) -> dt.int64:
+    """Length in bytes (UTF-8) of a text."""
+
+
+@ibis.udf.scalar.builtin
 def json_keys(x: dt.JSON) -> dt.Array(dt.string):  # type: ignore[valid-type]
     """Top-level keys of a JSON object."""
 
@@ -118,7 +123,7 @@ def flatten(
     else:
         cols[EXTRA_JSON] = ibis.null("string")
     text = first[TEXT]
-    size = text.length()
+    size = strlen(text)  # bytes: Segment's limit is 32 KB of UTF-8, not 32K characters
     pre = [
         (
             first["_jtype"].isnull(),
@@ -139,7 +144,7 @@ def flatten(
                 "message_too_large",
                 lit("message is ")
                 + size.cast("string")
-                + lit(f" characters, over the {max_message_bytes // 1024} KB limit per message"),
+                + lit(f" bytes, over the {max_message_bytes // 1024} KB limit per message"),
             ),
         )
     code = ibis.cases(*[(c, lit(p)) for c, p, _ in pre], else_=ibis.null("string"))
