@@ -178,3 +178,25 @@ def test_message_size_limit_counts_bytes(wh, tmp_path):
     }  # 12k characters, 36 KB
     r = ingest_file(wh, "events", jsonl(tmp_path / "e.jsonl", [big]))
     assert r.rejected == 1 and r.problems == {"message_too_large": 1}
+
+
+def test_held_back_order_lines_keep_a_record_across_slices(wh, tmp_path):
+    from segone.config import IngestSettings
+
+    rows = [
+        {
+            "order_id": "X",
+            "email": "a@x.com",
+            "ts": "2024-01-01",
+            "product_id": f"p{i}",
+            "quantity": 1,
+            "unit_price": 2,
+        }
+        for i in range(3)
+    ]
+    rows[2]["quantity"] = -1  # the bad line lands in a later slice than its siblings
+    ingest_file(
+        wh, "orders", jsonl(tmp_path / "o.jsonl", rows), settings=IngestSettings(chunk_rows=1)
+    )
+    q = wh.execute(wh.table("quarantine"))
+    assert len(q) == 3 and q.record.notna().all()

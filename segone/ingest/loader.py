@@ -289,11 +289,12 @@ class _Ctx:
         if reason is not None:
             rows = rows.mutate(**{PROBLEMS: lit(code or "rejected"), REASON: lit(reason)})
         if RECORD not in rows.columns:
-            rows = (
-                rows.select(LINE, PROBLEMS, REASON)
-                .left_join(self.records, LINE)
-                .drop(LINE + "_right")
-            )
+            # the row as read; when it was not kept (its order's bad line was in another slice
+            # of a large file), the row as parsed, under canonical names, so it can be re-sent
+            parsed = ibis.struct({c: rows[c] for c in self.spec.names}).cast("json").cast("string")
+            rows = rows.mutate(_parsed=parsed).select(LINE, PROBLEMS, REASON, "_parsed")
+            rows = rows.left_join(self.records, LINE).drop(LINE + "_right")
+            rows = rows.mutate(**{RECORD: rows[RECORD].fill_null(rows._parsed)}).drop("_parsed")
         self._insert_quarantine(rows)
 
     def _insert_quarantine(self, rows: ir.Table) -> None:
