@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from segone.config import CONFIG_FILE, DEFAULT_TOML, Settings
@@ -28,6 +29,13 @@ class Project:
         root.mkdir(parents=True, exist_ok=True)
         if not cfg.exists():
             cfg.write_text(DEFAULT_TOML, encoding="utf-8")
+        seg_dir = root / "segments"
+        if not seg_dir.exists():  # example segments to start from; edit or delete them
+            seg_dir.mkdir()
+            examples = resources.files("segone.segments").joinpath("examples/examples.yaml")
+            (seg_dir / "examples.yaml").write_text(
+                examples.read_text(encoding="utf-8"), encoding="utf-8"
+            )
         project = cls(Settings.load(root))
         with project.warehouse() as wh:
             wh.ensure_tables()

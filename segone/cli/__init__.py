@@ -34,6 +34,11 @@ app = typer.Typer(
 )
 dataset_app = typer.Typer(help="Real public data sets shipped with segone.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
+segments_app = typer.Typer(
+    help="Segments defined in YAML (the project's segments/ folder), evaluated on the profiles.",
+    no_args_is_help=True,
+)
+app.add_typer(segments_app, name="segments")
 
 console = Console()
 err = Console(stderr=True)
@@ -390,6 +395,135 @@ def erase(
                 raise typer.Exit(1)
             r = run_erase(wh, ids, proj.settings.identity)
     console.print(r.summary(), highlight=False, soft_wrap=True)
+
+
+def _catalogue(proj: Project, wh: Any, extra: list[Path] | None = None) -> Any:
+    from segone.segments import load_catalogue, profile_attributes
+
+    files = sorted((proj.root / "segments").glob("*.yaml")) + sorted(
+        (proj.root / "segments").glob("*.yml")
+    )
+    files += [f for f in (extra or []) if f.resolve() not in {x.resolve() for x in files}]
+    return load_catalogue(files, profile_attributes(wh))
+
+
+def _as_of_of(wh: Any) -> datetime:
+    p = wh.table("profiles")
+    return wh.execute(p.as_of.max()).to_pydatetime()
+
+
+def _print_summary(df: Any) -> None:
+    t = Table()
+    for c in ("segment", "members", "share", "description"):
+        t.add_column(c, justify="right" if c in ("members", "share") else "left")
+    for r in df.itertuples():
+        t.add_row(r.segment, f"{r.members:,}", f"{r.share:.1%}", r.description)
+    console.print(t)
+
+
+@segments_app.command("list")
+def segments_list(project: ProjectOpt = Path(".")) -> None:
+    """Every segment of the project, with its members as of the last build."""
+    from segone.segments import summary
+
+    with _user_errors():
+        proj = Project.open(project)
+        with proj.warehouse(read_only=True) as wh:
+            cat = _catalogue(proj, wh)
+            if not len(cat):
+                raise SegoneError(f"no segments: add YAML files to {proj.root / 'segments'}")
+            _print_summary(summary(wh, cat, _as_of_of(wh)))
+
+
+@segments_app.command("preview")
+def segments_preview(
+    file: Annotated[Path, typer.Argument(help="A YAML file of segment definitions.")],
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Check a segment file and show how many people each of its segments holds."""
+    from segone.segments import summary
+
+    with _user_errors():
+        proj = Project.open(project)
+        with proj.warehouse(read_only=True) as wh:
+            cat = _catalogue(proj, wh, [file])  # a bad file fails here, naming the line
+            names = _names_in(file)
+            df = summary(wh, cat, _as_of_of(wh))
+    _print_summary(df[df.segment.isin(names)])
+
+
+def _names_in(file: Path) -> list[str]:
+    import yaml
+
+    data = yaml.safe_load(file.read_text(encoding="utf-8")) or []
+    items = data.get("segments", data) if isinstance(data, dict) else data
+    return [str(i["name"]) for i in (items if isinstance(items, list) else [items])]
+
+
+@segments_app.command("show")
+def segments_show(
+    name: Annotated[str, typer.Argument(help="Segment name.")],
+    project: ProjectOpt = Path("."),
+    limit: Annotated[int, typer.Option(help="Members to list.")] = 10,
+) -> None:
+    """A segment's definition, size and a few members."""
+    from segone.segments import memberships
+    from segone.segments.rules import describe
+
+    with _user_errors():
+        proj = Project.open(project)
+        with proj.warehouse(read_only=True) as wh:
+            cat = _catalogue(proj, wh)
+            if name not in cat.segments:
+                raise SegoneError(
+                    f"no segment {name!r}; known: {', '.join(cat.segments) or 'none'}"
+                )
+            seg = cat[name]
+            m = memberships(wh, cat, _as_of_of(wh))
+            m = m.filter(m.segment == name)
+            n = int(wh.execute(m.count()))
+            sample = wh.execute(m.select("customer_id").order_by("customer_id").limit(limit))
+    console.print(f"[bold]{seg.name}[/]  ({seg.source})\n{seg.description}", highlight=False)
+    console.print(f"rule: {describe(seg.rule)}", highlight=False, soft_wrap=True)
+    console.print(
+        f"{n:,} members; first {len(sample)}: {', '.join(sample.customer_id)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@segments_app.command("export")
+def segments_export(
+    name: Annotated[str, typer.Argument(help="Segment name.")],
+    out: Annotated[Path, typer.Option("--out", help="File to write.")],
+    project: ProjectOpt = Path("."),
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+) -> None:
+    """Write a segment's members with their profile (an audience file for a channel)."""
+    from segone.segments import memberships
+
+    with _user_errors():
+        if fmt not in ("csv", "parquet"):
+            raise SegoneError(f"--format must be csv or parquet, not {fmt!r}")
+        proj = Project.open(project)
+        with proj.warehouse(read_only=True) as wh:
+            cat = _catalogue(proj, wh)
+            if name not in cat.segments:
+                raise SegoneError(
+                    f"no segment {name!r}; known: {', '.join(cat.segments) or 'none'}"
+                )
+            m = memberships(wh, cat, _as_of_of(wh))
+            p = wh.table("profiles")
+            members = m.filter(m.segment == name).select("customer_id")
+            keep = [c for c, t in p.schema().items() if not (t.is_map() or t.is_array())]
+            df = wh.execute(
+                p.semi_join(members, "customer_id").select(*keep).order_by("customer_id")
+            )
+        if fmt == "csv":
+            df.to_csv(out, index=False)
+        else:
+            df.to_parquet(out, index=False)
+    console.print(f"wrote {len(df):,} members of {name} to {out}", highlight=False)
 
 
 @dataset_app.command("cdnow")
