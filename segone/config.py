@@ -13,6 +13,7 @@ from typing import Any
 
 from segone.exceptions import ConfigError, ProjectError
 from segone.identity.graph import IdentitySettings
+from segone.segments.lifecycle import LifecycleSettings
 
 CONFIG_FILE = "segone.toml"
 
@@ -48,6 +49,14 @@ match_threshold = 0.9
 # A person has at most this many e-mails / phones (per user id); further ones link nothing.
 max_emails_per_person = 5
 max_phones_per_person = 5
+
+[lifecycle]
+# Stages are judged on each person's own gap between orders (see docs/segments.md).
+new_days = 30
+at_risk_factor = 2.0
+churn_factor = 4.0
+min_gap_days = 7
+max_inactive_days = 730
 
 # Column mappings: canonical column = column name in your files. Columns not mapped here are
 # matched automatically by common names (e.g. "OrderNumber" -> order_id, "e-mail" -> email).
@@ -114,6 +123,7 @@ class Settings:
     warehouse: WarehouseSettings = field(default_factory=WarehouseSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     identity: IdentitySettings = field(default_factory=IdentitySettings)
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
 
     @property
     def warehouse_path(self) -> Path:
@@ -141,7 +151,7 @@ class Settings:
 
     @classmethod
     def from_dict(cls, root: Path, data: dict[str, Any], source: str = "settings") -> Settings:
-        known = {"warehouse", "ingest", "project", "identity"}
+        known = {"warehouse", "ingest", "project", "identity", "lifecycle"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(
@@ -192,4 +202,16 @@ class Settings:
             identity = _identity_settings(dict(data.get("identity", {})), source)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: {exc}") from None
-        return cls(root=root, warehouse=warehouse, ingest=ingest, identity=identity)
+        lc = dict(data.get("lifecycle", {}))
+        unknown_lc = set(lc) - set(LifecycleSettings.__dataclass_fields__)
+        if unknown_lc:
+            raise ConfigError(
+                f"{source}: unknown setting(s) {sorted('lifecycle.' + k for k in unknown_lc)}"
+            )
+        try:
+            stages = LifecycleSettings(**{k: float(v) for k, v in lc.items()})
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: lifecycle: {exc}") from None
+        return cls(
+            root=root, warehouse=warehouse, ingest=ingest, identity=identity, lifecycle=stages
+        )

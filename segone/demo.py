@@ -92,7 +92,12 @@ def run_demo(
     console.print("\n[bold]5. One customer per real person[/]: identity resolution and profiles")
     end = datetime.fromisoformat(SampleConfig().end).replace(tzinfo=UTC) + timedelta(days=1)
     with project.warehouse() as wh:
-        built = build(wh, as_of=end - timedelta(microseconds=1), identity=project.settings.identity)
+        built = build(
+            wh,
+            as_of=end - timedelta(microseconds=1),
+            identity=project.settings.identity,
+            stages=project.settings.lifecycle,
+        )
         scores = identity_scores(wh, sample_dir / "truth")
         p = wh.table("profiles")
         top = wh.execute(

@@ -189,3 +189,38 @@ def test_third_party_enrichment_joins_by_email_domain_and_postcode(shop, tmp_pat
     assert set(dict(bob["enrichment"])) == {
         "firmographics"
     }  # same company domain, not Jane's score
+
+
+def test_lifecycle_is_judged_on_each_persons_cadence(wh, tmp_path):
+    from datetime import timedelta
+
+    end = datetime(2024, 6, 30, tzinfo=UTC)
+    rows = ["order_id,email,ts,amount"]
+    for i in range(10):  # a weekly buyer whose last order was 3 weeks ago: at risk
+        rows.append(f"W{i},weekly@x.com,{(end - timedelta(days=21 + 7 * i)).date()},10")
+    for i in range(3):  # a twice-a-year buyer whose last order was 3 weeks ago: active
+        rows.append(f"H{i},halfyear@x.com,{(end - timedelta(days=21 + 182 * i)).date()},10")
+    for i in range(4):  # a weekly buyer silent for 6 months: churned
+        rows.append(f"C{i},gone@x.com,{(end - timedelta(days=180 + 7 * i)).date()},10")
+    rows += [
+        f"R{i},back@x.com,{d},10"
+        for i, d in enumerate(["2023-01-01", "2023-01-15", "2023-02-01", "2024-06-20"])
+    ]  # gone for a year, came back
+    rows += ["N0,new@x.com,2024-06-25,10"]
+    write(tmp_path / "o.csv", "\n".join(rows) + "\n")
+    write(tmp_path / "c.csv", "id,email\nP1,prospect@x.com\n")
+    ingest_file(wh, "orders", tmp_path / "o.csv")
+    ingest_file(wh, "customers", tmp_path / "c.csv", source="crm")
+    build(wh, as_of=end)
+    stage = {
+        e: _profile(wh, f"{e}@x.com")["lifecycle_stage"]
+        for e in ("weekly", "halfyear", "gone", "back", "new", "prospect")
+    }
+    assert stage == {
+        "weekly": "at_risk",
+        "halfyear": "active",
+        "gone": "churned",
+        "back": "reactivated",
+        "new": "new",
+        "prospect": "prospect",
+    }

@@ -261,7 +261,9 @@ def build(
         proj = Project.open(project)
         when = _parse_when(as_of)
         with proj.warehouse() as wh, err.status("resolving identities and building profiles"):
-            r = run_build(wh, as_of=when, identity=proj.settings.identity)
+            r = run_build(
+                wh, as_of=when, identity=proj.settings.identity, stages=proj.settings.lifecycle
+            )
     console.print(r.summary(), highlight=False, soft_wrap=True)
 
 

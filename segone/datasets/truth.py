@@ -44,3 +44,42 @@ def identity_scores(wh: Warehouse, truth_dir: str | Path) -> dict[str, Any]:
         "mixed_customers": mixed,
         "mixed_rate": mixed / customers if customers else 0.0,
     }
+
+
+def _prf(pred: Any, true: Any) -> dict[str, float]:
+    tp = int((pred & true).sum())
+    fp = int((pred & ~true).sum())
+    fn = int((~pred & true).sum())
+    tn = int((~pred & ~true).sum())
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return {
+        "accuracy": (tp + tn) / max(tp + fp + fn + tn, 1),
+        "precision": p,
+        "recall": r,
+        "f1": 2 * p * r / (p + r) if p + r else 0.0,
+    }
+
+
+def lifecycle_scores(
+    wh: Warehouse, truth_dir: str | Path, windows: tuple[int, ...] = (90, 180, 365)
+) -> dict[str, Any]:
+    """How well "churned" agrees with the generator's true churn, for segone's per-person
+    lifecycle stage and for single global recency windows (a customer is churned after W days
+    without an order), on the buyers segone knows."""
+    truth = pq.read_table(Path(truth_dir) / "records.parquet").to_pandas()
+    truth = truth[(truth.table == "orders") & ~truth.rejected]
+    people = pq.read_table(Path(truth_dir) / "people.parquet").to_pandas()[["person_id", "churned"]]
+    rc = wh.execute(wh.table("record_customers").filter(lambda t: t.record_table == "orders"))
+    j = truth.merge(rc, left_on="key", right_on="record_key")
+    # each person's main customer id: the one holding most of their orders
+    main = j.groupby(["person_id", "customer_id"]).size().rename("n").reset_index()
+    main = main.sort_values("n", ascending=False).drop_duplicates("person_id")
+    prof = wh.execute(wh.table("profiles").select("customer_id", "recency_days", "lifecycle_stage"))
+    df = main.merge(prof, on="customer_id").merge(people, on="person_id")
+    true = df.churned.astype(bool).to_numpy()
+    out: dict[str, Any] = {"buyers": len(df), "truly_churned": int(true.sum())}
+    out["per_person_lifecycle"] = _prf((df.lifecycle_stage == "churned").to_numpy(), true)
+    for w in windows:
+        out[f"global_{w}d"] = _prf((df.recency_days > w).to_numpy(), true)
+    return out

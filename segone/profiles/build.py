@@ -13,6 +13,7 @@ from segone.identity.graph import known_by
 from segone.profiles import features as F
 from segone.profiles.sentiment import score_interactions
 from segone.schema import TS
+from segone.segments.lifecycle import LifecycleSettings, lifecycle
 from segone.store.base import Warehouse
 
 
@@ -34,6 +35,7 @@ def profiles_expr(
     as_of: ir.TimestampValue,
     half_life_days: float = 90.0,
     country_code: str = "1",
+    stages: LifecycleSettings | None = None,
 ) -> ibis.Table:
     """The single customer view: one row per customer, every feature computed up to ``as_of``."""
     rc = wh.table("record_customers")
@@ -90,6 +92,7 @@ def profiles_expr(
     p = p.drop("first_seen_id", "last_seen_id")
     rfm = F.rfm_scores(p)
     p = p.left_join(rfm, "customer_id").drop("customer_id_right")
+    p = lifecycle(p, stages or LifecycleSettings(), as_of)
     return p.mutate(as_of=as_of)
 
 
@@ -99,6 +102,7 @@ def build(
     as_of: datetime | None = None,
     identity: IdentitySettings | None = None,
     half_life_days: float = 90.0,
+    stages: LifecycleSettings | None = None,
 ) -> BuildResult:
     """Resolve identities and rebuild ``profiles`` from the raw tables (up to ``as_of``)."""
     when = as_of or datetime.now(UTC)
@@ -111,7 +115,11 @@ def build(
         wh.replace(
             "profiles",
             profiles_expr(
-                wh, cutoff, half_life_days, (identity or IdentitySettings()).default_country_code
+                wh,
+                cutoff,
+                half_life_days,
+                (identity or IdentitySettings()).default_country_code,
+                stages,
             ),
         )
     return BuildResult(when, ident, wh.count("profiles"))

@@ -31,6 +31,9 @@ def order_features(
     """Orders, revenue, AOV, recency, discount use, full-price share, returns, category affinity."""
     o = orders.filter(orders.status != "cancelled")
     discounted = (o.discount.fill_null(0) > 0) | o.coupon.notnull()
+    # the order before the latest one: how long the person had been away when they came back
+    ranked = o.mutate(_k=ibis.row_number().over(group_by="customer_id", order_by=ibis.desc(o.ts)))
+    prev = ranked.filter(ranked._k == 1).select("customer_id", previous_order_at="ts")
     per = o.group_by("customer_id").aggregate(
         orders=o.count(),
         revenue=o.amount.sum(),
@@ -39,9 +42,20 @@ def order_features(
         discount_order_share=discounted.cast("float64").mean(),
         channels_ordered=o.channel.collect(distinct=True),
     )
+    per = per.left_join(prev, "customer_id").drop("customer_id_right")
+    span = _days(per.last_order_at, per.first_order_at)
     per = per.mutate(
         aov=per.revenue / per.orders,
         recency_days=_days(as_of, per.last_order_at),
+        # the person's own purchase cadence: mean days between orders, and the same before the
+        # latest order (null when there are too few orders to tell)
+        mean_gap_days=ibis.ifelse(per.orders >= 2, span / (per.orders - 1), ibis.null("float64")),
+        last_gap_days=_days(per.last_order_at, per.previous_order_at),
+        prior_gap_days=ibis.ifelse(
+            per.orders >= 3,
+            _days(per.previous_order_at, per.first_order_at) / (per.orders - 2),
+            ibis.null("float64"),
+        ),
     )
     ln = lines.join(o.select("order_id", "customer_id", "ts"), "order_id")
     decay = (-math.log(2) * _days(as_of, ln.ts) / half_life_days).exp()
