@@ -50,7 +50,8 @@ def main() -> None:
     for k, v in scores.items():
         if isinstance(v, dict):
             print(
-                f"| {k} | {v['accuracy']:.3f} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} |"
+                f"| {k} | {v['accuracy']:.3f} | {v['precision']:.3f} | "
+                f"{v['recall']:.3f} | {v['f1']:.3f} |"
             )
     print("\n" + json.dumps(scores))
 
