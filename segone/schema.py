@@ -283,6 +283,33 @@ TABLES.update(
     }
 )
 
+# Segments that follow people (appended to by `segone segments snapshot|backfill`).
+TABLES.update(
+    {
+        "segment_memberships": [
+            _c("customer_id", "string", "The person."),
+            _c("segment", "string", "Segment name, or 'lifecycle:<stage>' for lifecycle stages."),
+            _c("entered_at", TS, "Snapshot at which the person was first seen in it, UTC."),
+            _c(
+                "exited_at", TS, "Snapshot at which they were no longer in it; null while they are."
+            ),
+        ],
+        "transitions": [
+            _c("customer_id", "string", "The person."),
+            _c("from_segment", "string", "Segment or stage left (null: entered from nowhere)."),
+            _c("to_segment", "string", "Segment or stage entered (null: left a segment)."),
+            _c("at", TS, "Snapshot at which the move was seen, UTC."),
+            _c("kind", "string", "lifecycle (a stage change) or segment (an entry or exit)."),
+        ],
+        "segment_snapshots": [
+            _c("at", TS, "As-of time of the snapshot, UTC."),
+            _c("members", "int64", "Memberships at that time (lifecycle stages included)."),
+            _c("entered", "int64", "Memberships that began."),
+            _c("exited", "int64", "Memberships that ended."),
+        ],
+    }
+)
+
 # Privacy: erasures leave an audit without personal data and hashed identifiers to refuse.
 TABLES.update(
     {

@@ -14,6 +14,7 @@ from segone.config import IngestSettings
 from segone.datasets import SAMPLE_FILES
 from segone.ingest import ingest_file
 from segone.profiles import build
+from segone.profiles.lookup import find_customers
 from segone.segments import (
     RuleError,
     evaluate,
@@ -253,3 +254,34 @@ def test_segments_cli(built, tmp_path):
 
     df = pd.read_parquet(out)
     assert len(df) > 0 and (df.orders == 0).all() and (df.page_views >= 10).all()
+
+
+def test_memberships_history_and_transitions(wh, tmp_path):
+    from segone.segments.history import backfill, record_snapshot, transition_matrix
+
+    write(
+        tmp_path / "o.csv",
+        "order_id,email,ts,amount\n"
+        "A1,a@x.com,2024-01-01,10\nA2,a@x.com,2024-01-08,10\nA3,a@x.com,2024-01-15,10\n"
+        "B1,b@x.com,2024-03-01,10\n",
+    )
+    ingest_file(wh, "orders", tmp_path / "o.csv")
+    build(wh, as_of=AS_OF)
+    cat = load_catalogue(
+        [write(tmp_path / "s.yaml", "- name: repeat\n  rule: {orders: {gte: 2}}\n")],
+        profile_attributes(wh),
+    )
+    rs = backfill(
+        wh, cat, datetime(2024, 1, 1, 12, tzinfo=UTC), datetime(2024, 3, 31, 23, 59, tzinfo=UTC), 30
+    )
+    assert len(rs) == 4
+    m = wh.execute(wh.table("segment_memberships"))
+    a = m[m.customer_id == find_customers(wh, "a@x.com")[0]].set_index("segment")
+    assert a.loc["repeat"].entered_at.date().isoformat() == "2024-01-31"  # 2nd order on Jan 8
+    assert "lifecycle:new" in a.index and "lifecycle:churned" in a.index
+    assert a.loc["lifecycle:new"].exited_at.date().isoformat() == "2024-01-31"
+    moves = wh.execute(transition_matrix(wh)).set_index(["from_stage", "to_stage"]).moves
+    assert moves[("(first seen)", "new")] == 1 and moves[("new", "at_risk")] == 1
+    assert moves[("at_risk", "churned")] == 1  # a weekly buyer gone quiet
+    with pytest.raises(Exception, match="snapshots go forward"):
+        record_snapshot(wh, cat, datetime(2024, 2, 1, tzinfo=UTC))

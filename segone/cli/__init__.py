@@ -328,6 +328,14 @@ def _print_profile(p: dict[str, Any]) -> None:
             f"{r.last_seen:%Y-%m-%d}",
         )
     console.print(ids)
+    if len(p["journey"]):
+        j = Table(title="journey (segments and lifecycle stages over time)", title_justify="left")
+        for c in ("segment", "entered", "left"):
+            j.add_column(c)
+        for r in p["journey"].itertuples():
+            left = "" if _missing(r.exited_at) else f"{r.exited_at:%Y-%m-%d}"
+            j.add_row(r.segment, f"{r.entered_at:%Y-%m-%d}", left)
+        console.print(j)
     tl = Table(title="recent timeline", title_justify="left")
     for c in ("when", "kind", "what"):
         tl.add_column(c)
@@ -526,6 +534,97 @@ def segments_export(
         else:
             df.to_parquet(out, index=False)
     console.print(f"wrote {len(df):,} members of {name} to {out}", highlight=False)
+
+
+@segments_app.command("snapshot")
+def segments_snapshot(
+    project: ProjectOpt = Path("."),
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Date (default: the last build's).")
+    ] = None,
+) -> None:
+    """Record who is in which segment and lifecycle stage now, and who moved since last time."""
+    from segone.segments.history import record_snapshot
+
+    with _user_errors():
+        proj = Project.open(project)
+        with proj.warehouse() as wh:
+            cat = _catalogue(proj, wh)
+            when = _parse_when(as_of)
+            r = record_snapshot(
+                wh,
+                cat,
+                when or _as_of_of(wh),
+                proj.settings.lifecycle,
+                rebuild_profiles=when is not None,
+            )
+    console.print(
+        f"snapshot {r.at:%Y-%m-%d}: {r.members:,} memberships, {r.entered:,} entered, "
+        f"{r.exited:,} left, {r.moves:,} moves",
+        highlight=False,
+    )
+
+
+@segments_app.command("backfill")
+def segments_backfill(
+    start: Annotated[str, typer.Option("--from", help="First snapshot date (YYYY-MM-DD).")],
+    end: Annotated[str, typer.Option("--to", help="Last snapshot date (YYYY-MM-DD).")],
+    every: Annotated[int, typer.Option("--every", help="Days between snapshots.")] = 7,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Record snapshots over a date range (identity as resolved by the last build)."""
+    from segone.segments.history import backfill
+
+    with _user_errors():
+        proj = Project.open(project)
+        t0, t1 = _parse_when(start), _parse_when(end)
+        assert t0 is not None and t1 is not None
+        with proj.warehouse() as wh, _progress() as bar:
+            cat = _catalogue(proj, wh)
+            task = bar.add_task("snapshots", total=None)
+
+            def hook(i: int, n: int, d: datetime) -> None:
+                bar.update(task, total=n, completed=i, description=f"snapshot {d:%Y-%m-%d}")
+
+            rs = backfill(wh, cat, t0, t1, every, proj.settings.lifecycle, progress=hook)
+    console.print(
+        f"{len(rs)} snapshots from {rs[0].at:%Y-%m-%d} to {rs[-1].at:%Y-%m-%d}; "
+        f"{sum(r.moves for r in rs):,} moves recorded",
+        highlight=False,
+    )
+
+
+@segments_app.command("transitions")
+def segments_transitions(project: ProjectOpt = Path(".")) -> None:
+    """The lifecycle transition matrix: how many people moved from each stage to each other."""
+    from segone.segments.history import transition_matrix
+    from segone.segments.lifecycle import STAGES
+
+    with _user_errors():
+        proj = Project.open(project)
+        with proj.warehouse(read_only=True) as wh:
+            m = wh.execute(transition_matrix(wh))
+    if m.empty:
+        raise typer.Exit(_say("no transitions yet: run `segone segments backfill` or `snapshot`"))
+    _print_matrix(m, STAGES)
+
+
+def _say(text: str) -> int:
+    console.print(text)
+    return 0
+
+
+def _print_matrix(m: Any, stages: tuple[str, ...]) -> None:
+    rows = ["(first seen)", *stages]
+    t = Table(title="lifecycle moves (rows: from, columns: to)", title_justify="left")
+    t.add_column("from \\ to")
+    for s in stages:
+        t.add_column(s, justify="right")
+    got = {(r.from_stage, r.to_stage): int(r.moves) for r in m.itertuples()}
+    for f in rows:
+        if any((f, s) in got for s in stages):
+            t.add_row(f, *[f"{got.get((f, s), 0):,}" if (f, s) in got else "" for s in stages])
+    console.print(t)
 
 
 @dataset_app.command("cdnow")

@@ -75,7 +75,10 @@ def profile_of(wh: Warehouse, customer_id: str, timeline: int = 20) -> dict[str,
         what=it.channel.fill_null("") + ": " + it.text.fill_null("").substr(0, 60),
     )
     tl = ibis.union(ev, o, it).order_by(ibis.desc("ts")).limit(timeline)
+    m = wh.table("segment_memberships")
+    journey = wh.execute(m.filter(m.customer_id == customer_id).order_by([m.entered_at, m.segment]))
     return {
+        "journey": journey,
         "profile": prof.iloc[0].to_dict() if len(prof) else {},
         "identifiers": ids,
         "timeline": wh.execute(tl) if timeline else pd.DataFrame(),
