@@ -16,10 +16,13 @@ from rich.table import Table
 from segone.config import CONFIG_FILE
 from segone.datasets import SAMPLE_FILES, generate_sample, write_cdnow_orders
 from segone.datasets.sample import SAMPLE_TOML, SampleConfig
-from segone.datasets.truth import identity_scores
+from segone.datasets.truth import identity_scores, lifecycle_scores
 from segone.ingest import LoadResult
 from segone.profiles import build
 from segone.project import Project
+from segone.segments import load_catalogue, profile_attributes, summary
+from segone.segments.history import backfill, transition_matrix
+from segone.segments.lifecycle import STAGES
 from segone.status import status_report
 
 
@@ -31,6 +34,8 @@ def run_demo(
     console: Console,
     ingest: Callable[..., LoadResult],
     show_status: Callable[[Project, dict[str, Any]], None],
+    show_segments: Callable[[Any], None],
+    show_matrix: Callable[[Any, tuple[str, ...]], None],
 ) -> None:
     t0 = time.perf_counter()
     directory = Path(directory)
@@ -135,7 +140,31 @@ def run_demo(
         soft_wrap=True,
     )
 
-    console.print("\n[bold]6. Real data[/]: the CDNOW purchase history (Fader & Hardie)")
+    console.print(
+        "\n[bold]6. Segments that follow people[/]: monthly snapshots of the last half year"
+    )
+    with project.warehouse() as wh:
+        cat = load_catalogue(
+            sorted((directory / "segments").glob("*.yaml")), profile_attributes(wh)
+        )
+        if wh.count("segment_snapshots") == 0:
+            last = end - timedelta(microseconds=1)  # the final snapshot is the build's as-of
+            backfill(wh, cat, last - timedelta(days=180), last, 30, project.settings.lifecycle)
+        sizes = summary(wh, cat, end - timedelta(microseconds=1))
+        matrix = wh.execute(transition_matrix(wh))
+    show_segments(sizes)
+    show_matrix(matrix, STAGES)
+    lc = lifecycle_scores_or_none(project, sample_dir)
+    if lc:
+        console.print(
+            f"   lifecycle 'churned' vs the generator's true churn: accuracy "
+            f"{lc['per_person_lifecycle']['accuracy']:.1%} per person, "
+            f"{lc['global_180d']['accuracy']:.1%} with one global 180-day window",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    console.print("\n[bold]7. Real data[/]: the CDNOW purchase history (Fader & Hardie)")
     cd_dir = directory / "cdnow"
     cd_project = Project.init(cd_dir, exist_ok=True)
     csv = cd_dir / "cdnow_orders.csv"
@@ -161,3 +190,8 @@ def _cell(v: Any) -> str:
     if hasattr(v, "tolist") or isinstance(v, list):
         return ", ".join(map(str, list(v)))
     return str(v)
+
+
+def lifecycle_scores_or_none(project: Project, sample_dir: Path) -> dict[str, Any] | None:
+    with project.warehouse(read_only=True) as wh:
+        return lifecycle_scores(wh, sample_dir / "truth")

@@ -652,6 +652,8 @@ def demo(
     with _user_errors():
         run_demo(
             directory,
+            show_segments=_print_summary,
+            show_matrix=_print_matrix,
             customers=customers,
             seed=seed,
             console=console,

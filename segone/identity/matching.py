@@ -63,8 +63,10 @@ def probabilistic_edges(
     matcher = ProbabilisticMatcher(threshold=settings.match_threshold, random_state=0)
     try:
         pairs = matcher.fit(records).predict(records)
-    except MatchingInputError as exc:
-        log.info("probabilistic matching skipped: %s", exc)
+    except (MatchingInputError, ValueError) as exc:
+        # too little data for a model, or Splink's EM failing to converge on this data (seen as
+        # an underflowing m probability): the deterministic links still stand
+        log.warning("probabilistic matching skipped: %s", str(exc).splitlines()[0][:200])
         pairs = pd.DataFrame(
             columns=["unique_id_l", "unique_id_r", "match_probability", "match_weight"]
         )
