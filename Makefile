@@ -39,6 +39,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_bench.py --customers 1000000 --workdir bench/out
 	$(BIN)/python bench/identity_bench.py bench/out/bench.duckdb --truth bench/out/sample-1000000-1/truth
+	$(BIN)/python bench/rules_bench.py bench/out/identity/identity.duckdb --rules 50
+	$(BIN)/python bench/lifecycle_bench.py --customers 20000 --seed 3
 	$(BIN)/python bench/febrl_bench.py --baseline
 
 clean:
