@@ -285,3 +285,16 @@ def test_memberships_history_and_transitions(wh, tmp_path):
     assert moves[("at_risk", "churned")] == 1  # a weekly buyer gone quiet
     with pytest.raises(Exception, match="snapshots go forward"):
         record_snapshot(wh, cat, datetime(2024, 2, 1, tzinfo=UTC))
+
+
+def test_macro_baselines(built):
+    from segone.segments.macro import build_macro_segments
+
+    wh, profiles, _ = built
+    sizes = build_macro_segments(wh, k=4)
+    assert len(sizes) == 4 and sum(sizes.values()) == sum(
+        1 for p in profiles.values() if p["orders"] > 0
+    )
+    m = wh.execute(wh.table("macro_segments"))
+    assert set(m.rfm_segment) >= {"champions", "non_buyer", "hibernating"}
+    assert (m[m.rfm_segment == "non_buyer"].cluster == -1).all()

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
+import ibis
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -625,6 +626,37 @@ def _print_matrix(m: Any, stages: tuple[str, ...]) -> None:
         if any((f, s) in got for s in stages):
             t.add_row(f, *[f"{got.get((f, s), 0):,}" if (f, s) in got else "" for s in stages])
     console.print(t)
+
+
+@segments_app.command("macro")
+def segments_macro(
+    project: ProjectOpt = Path("."),
+    k: Annotated[int, typer.Option(help="Number of k-means clusters.")] = 6,
+) -> None:
+    """Macro baselines: RFM-grid segments and k-means clusters on behaviour (macro_segments)."""
+    from segone.segments.macro import build_macro_segments
+
+    with _user_errors():
+        proj = Project.open(project)
+        with proj.warehouse() as wh:
+            if "profiles" not in wh.tables():
+                raise SegoneError("no profiles yet: run `segone build` first")
+            sizes = build_macro_segments(wh, k=k)
+            m = wh.table("macro_segments")
+            grid = wh.execute(
+                m.group_by("rfm_segment").aggregate(people=m.count()).order_by(ibis.desc("people"))
+            )
+    t = Table(title="RFM grid", title_justify="left")
+    t.add_column("segment")
+    t.add_column("people", justify="right")
+    for r in grid.itertuples():
+        t.add_row(r.rfm_segment, f"{r.people:,}")
+    console.print(t)
+    console.print(
+        "k-means clusters of buyers: " + ", ".join(f"{c} {n:,}" for c, n in sizes.items()),
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @dataset_app.command("cdnow")
