@@ -24,6 +24,7 @@ from segone.ingest import KINDS, LoadResult, ingest_file
 from segone.ingest.kinds import get_kind
 from segone.ingest.mapping import parse_map_options
 from segone.project import Project
+from segone.segments.batch import require_profiles
 from segone.status import status_report
 
 app = typer.Typer(
@@ -299,8 +300,7 @@ def profile(
     with _user_errors():
         proj = Project.open(project)
         with proj.warehouse(read_only=True) as wh:
-            if "profiles" not in wh.tables():
-                raise SegoneError("no profiles yet: run `segone build` first")
+            require_profiles(wh)
             ids = find_customers(wh, identifier, proj.settings.identity.default_country_code)
             if not ids:
                 raise SegoneError(f"no customer has the identifier {identifier!r}")
@@ -418,6 +418,11 @@ def _catalogue(proj: Project, wh: Any, extra: list[Path] | None = None) -> Any:
     return load_catalogue(files, profile_attributes(wh))
 
 
+def _require_segment(cat: Any, name: str) -> None:
+    if name not in cat.segments:
+        raise SegoneError(f"no segment {name!r}; known: {', '.join(cat.segments) or 'none'}")
+
+
 def _as_of_of(wh: Any) -> datetime:
     p = wh.table("profiles")
     return wh.execute(p.as_of.max()).to_pydatetime()
@@ -485,10 +490,7 @@ def segments_show(
         proj = Project.open(project)
         with proj.warehouse(read_only=True) as wh:
             cat = _catalogue(proj, wh)
-            if name not in cat.segments:
-                raise SegoneError(
-                    f"no segment {name!r}; known: {', '.join(cat.segments) or 'none'}"
-                )
+            _require_segment(cat, name)
             seg = cat[name]
             m = memberships(wh, cat, _as_of_of(wh))
             m = m.filter(m.segment == name)
@@ -519,10 +521,7 @@ def segments_export(
         proj = Project.open(project)
         with proj.warehouse(read_only=True) as wh:
             cat = _catalogue(proj, wh)
-            if name not in cat.segments:
-                raise SegoneError(
-                    f"no segment {name!r}; known: {', '.join(cat.segments) or 'none'}"
-                )
+            _require_segment(cat, name)
             m = memberships(wh, cat, _as_of_of(wh))
             p = wh.table("profiles")
             members = m.filter(m.segment == name).select("customer_id")
@@ -639,8 +638,7 @@ def segments_macro(
     with _user_errors():
         proj = Project.open(project)
         with proj.warehouse() as wh:
-            if "profiles" not in wh.tables():
-                raise SegoneError("no profiles yet: run `segone build` first")
+            require_profiles(wh)
             sizes = build_macro_segments(wh, k=k)
             m = wh.table("macro_segments")
             grid = wh.execute(

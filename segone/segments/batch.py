@@ -10,17 +10,21 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import pandas as pd
 
+from segone.exceptions import SegoneError
 from segone.schema import TS
 from segone.segments.rules import Catalogue, Did, compile_rule, event_column, events_used
 from segone.store.base import Warehouse
 
 
+def require_profiles(wh: Warehouse) -> None:
+    """A clear error when nothing has been built yet."""
+    if "profiles" not in wh.tables():
+        raise SegoneError("no profiles yet: run `segone build` first")
+
+
 def profile_attributes(wh: Warehouse) -> dict[str, dt.DataType]:
     """Attribute name -> type of the built profiles (what rules may refer to)."""
-    if "profiles" not in wh.tables():
-        from segone.exceptions import SegoneError
-
-        raise SegoneError("no profiles yet: run `segone build` first")
+    require_profiles(wh)
     return dict(wh.table("profiles").schema().items())
 
 
