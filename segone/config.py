@@ -13,6 +13,7 @@ from typing import Any
 
 from segone.exceptions import ConfigError, ProjectError
 from segone.identity.graph import IdentitySettings
+from segone.segments.builtin import BuiltinSettings
 from segone.segments.lifecycle import LifecycleSettings
 
 CONFIG_FILE = "segone.toml"
@@ -57,6 +58,22 @@ at_risk_factor = 2.0
 churn_factor = 4.0
 min_gap_days = 7
 max_inactive_days = 730
+
+[segments]
+# Thresholds of the built-in segments (docs/segments.md); a segment file may redefine any of them.
+vip_share = 0.05
+discount_min_orders = 3
+discount_order_share = 0.6
+full_price_share_max = 0.4
+charmed_days = 30
+loyal_min_orders = 5
+window_min_views = 10
+pricing_min_views_30d = 1
+email_min_delivered = 5
+email_engaged_open_rate = 0.3
+email_dormant_open_rate = 0.05
+advocate_sentiment = 0.3
+detractor_sentiment = -0.3
 
 # Column mappings: canonical column = column name in your files. Columns not mapped here are
 # matched automatically by common names (e.g. "OrderNumber" -> order_id, "e-mail" -> email).
@@ -124,6 +141,7 @@ class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
+    segments: BuiltinSettings = field(default_factory=BuiltinSettings)
 
     @property
     def warehouse_path(self) -> Path:
@@ -151,7 +169,7 @@ class Settings:
 
     @classmethod
     def from_dict(cls, root: Path, data: dict[str, Any], source: str = "settings") -> Settings:
-        known = {"warehouse", "ingest", "project", "identity", "lifecycle"}
+        known = {"warehouse", "ingest", "project", "identity", "lifecycle", "segments"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(
@@ -212,6 +230,23 @@ class Settings:
             stages = LifecycleSettings(**{k: float(v) for k, v in lc.items()})
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: lifecycle: {exc}") from None
+        sg = dict(data.get("segments", {}))
+        fields = BuiltinSettings.__dataclass_fields__
+        unknown_sg = set(sg) - set(fields)
+        if unknown_sg:
+            raise ConfigError(
+                f"{source}: unknown setting(s) {sorted('segments.' + k for k in unknown_sg)}"
+            )
+        try:
+            defaults = BuiltinSettings()
+            builtin = BuiltinSettings(**{k: type(getattr(defaults, k))(v) for k, v in sg.items()})
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: segments: {exc}") from None
         return cls(
-            root=root, warehouse=warehouse, ingest=ingest, identity=identity, lifecycle=stages
+            root=root,
+            warehouse=warehouse,
+            ingest=ingest,
+            identity=identity,
+            lifecycle=stages,
+            segments=builtin,
         )

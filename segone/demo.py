@@ -20,7 +20,7 @@ from segone.datasets.truth import identity_scores, lifecycle_scores
 from segone.ingest import LoadResult
 from segone.profiles import build
 from segone.project import Project
-from segone.segments import load_catalogue, profile_attributes, summary
+from segone.segments import project_catalogue, summary
 from segone.segments.history import backfill, transition_matrix
 from segone.segments.lifecycle import STAGES
 from segone.status import status_report
@@ -144,9 +144,7 @@ def run_demo(
         "\n[bold]6. Segments that follow people[/]: monthly snapshots of the last half year"
     )
     with project.warehouse() as wh:
-        cat = load_catalogue(
-            sorted((directory / "segments").glob("*.yaml")), profile_attributes(wh)
-        )
+        cat = project_catalogue(project, wh)
         if wh.count("segment_snapshots") == 0:
             last = end - timedelta(microseconds=1)  # the final snapshot is the build's as-of
             backfill(wh, cat, last - timedelta(days=180), last, 30, project.settings.lifecycle)

@@ -69,13 +69,15 @@ def _memory(profiles, events, cat):
 
 def test_examples_agree_between_batch_and_memory(built):
     wh, profiles, events = built
-    cat = load_catalogue([EXAMPLES], profile_attributes(wh))
-    assert len(cat) >= 8
+    from segone.segments.builtin import builtin_catalogue
+
+    attrs = profile_attributes(wh)
+    cat = load_catalogue([EXAMPLES], attrs, base=builtin_catalogue(attrs))
+    assert len(cat) >= 15
     batch, memory = _batch(wh, cat), _memory(profiles, events, cat)
     assert batch == memory
-    assert batch["window_shoppers"] and batch["pricing_page_regulars"] is not None
-    # the discount hunters found are mostly the generator's discount seekers
-    assert batch["discount_hunters"]
+    for name in ("window_shoppers", "vip", "charmed", "loyal", "detractors", "discount_abusers"):
+        assert batch[name], name
 
 
 ATTRS = {

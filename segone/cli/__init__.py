@@ -409,13 +409,9 @@ def erase(
 
 
 def _catalogue(proj: Project, wh: Any, extra: list[Path] | None = None) -> Any:
-    from segone.segments import load_catalogue, profile_attributes
+    from segone.segments import project_catalogue
 
-    files = sorted((proj.root / "segments").glob("*.yaml")) + sorted(
-        (proj.root / "segments").glob("*.yml")
-    )
-    files += [f for f in (extra or []) if f.resolve() not in {x.resolve() for x in files}]
-    return load_catalogue(files, profile_attributes(wh))
+    return project_catalogue(proj, wh, extra)
 
 
 def _require_segment(cat: Any, name: str) -> None:

@@ -56,6 +56,7 @@ def profiles_expr(
         # reference data without a date of their own: every as-of build uses what is loaded
         F.enrichment_features(enrich, wh.table("customer_map"), cust, country_code),
         F.order_features(orders, lines, as_of, half_life_days),
+        F.charm_features(it, wh.table("interaction_sentiment"), orders, lines),
         F.event_features(events, as_of),
         F.interaction_features(it, wh.table("interaction_sentiment")),
         F.crm_features(cust),
@@ -90,6 +91,14 @@ def profiles_expr(
     )
     p = p.mutate(channels=channels.filter(lambda x: x.notnull()))
     p = p.drop("first_seen_id", "last_seen_id")
+    buyers = p.orders > 0
+    p = p.mutate(
+        revenue_percentile=ibis.ifelse(
+            buyers,
+            ibis.percent_rank().over(group_by=buyers, order_by=p.revenue),
+            ibis.null("float64"),
+        )
+    )
     rfm = F.rfm_scores(p)
     p = p.left_join(rfm, "customer_id").drop("customer_id_right")
     p = lifecycle(p, stages or LifecycleSettings(), as_of)

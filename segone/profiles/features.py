@@ -261,3 +261,22 @@ def enrichment_features(
         _s=m.source.collect(order_by=m.source), _v=m.extra.cast("string").collect(order_by=m.source)
     )
     return agg.select("customer_id", enrichment=ibis.map(agg._s, agg._v))
+
+
+def charm_features(
+    interactions: ibis.Table, sentiment: ibis.Table, orders: ibis.Table, lines: ibis.Table
+) -> ibis.Table:
+    """How soon a person bought again after a good experience: a positive review, post or
+    support ticket, or an order delivered and kept (no line returned)."""
+    it = interactions.join(sentiment, "interaction_id")
+    good_text = it.filter(it.sentiment >= 0.5).select("customer_id", at=it.ts)
+    o = orders.filter(orders.status != "cancelled")
+    returned = lines.filter(lines.returned_quantity.fill_null(0) > 0).select("order_id").distinct()
+    kept = o.anti_join(returned, "order_id").select("customer_id", at=o.ts)
+    good = ibis.union(good_text, kept, distinct=False)
+    nxt = o.select("customer_id", next_at=o.ts)
+    pairs = good.join(nxt, "customer_id")
+    pairs = pairs.filter(pairs.next_at > pairs.at)
+    first = pairs.group_by(["customer_id", "at"]).aggregate(next_at=pairs.next_at.min())
+    gap = (first.next_at.epoch_seconds() - first.at.epoch_seconds()) / DAY_SECONDS
+    return first.group_by("customer_id").aggregate(rebought_after_good_days=gap.min())

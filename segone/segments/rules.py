@@ -251,9 +251,17 @@ def _check_types(c: Cmp, t: dt.DataType, at: str) -> None:
         raise RuleError(f"{at}: '{c.op}' needs a number attribute; {what} is not one")
 
 
-def load_catalogue(paths: Sequence[str | Path], attributes: Mapping[str, dt.DataType]) -> Catalogue:
-    """Segments from YAML files: a list of ``{name, description, rule}`` or ``segments: [...]``."""
+def load_catalogue(
+    paths: Sequence[str | Path],
+    attributes: Mapping[str, dt.DataType],
+    base: Catalogue | None = None,
+) -> Catalogue:
+    """Segments from YAML files: a list of ``{name, description, rule}`` or ``segments: [...]``.
+
+    ``base`` segments (the built-in ones) come first; a file may redefine one of them.
+    """
     cat = Catalogue()
+    parsed: list[Segment] = []
     for path in paths:
         path = Path(path)
         try:
@@ -273,7 +281,13 @@ def load_catalogue(paths: Sequence[str | Path], attributes: Mapping[str, dt.Data
             root = keys.get("segments", root)
         items = root.value if isinstance(root, yaml.SequenceNode) else [root]
         for item in items:
-            cat.add(_parse_segment(item, str(path), attributes))
+            parsed.append(_parse_segment(item, str(path), attributes))
+    mine = {seg.name for seg in parsed}
+    for seg in base or []:  # built-in segments, unless a file defines one of the same name
+        if seg.name not in mine:
+            cat.add(seg)
+    for seg in parsed:
+        cat.add(seg)
     _check_references(cat)
     return cat
 
