@@ -200,3 +200,10 @@ def test_held_back_order_lines_keep_a_record_across_slices(wh, tmp_path):
     )
     q = wh.execute(wh.table("quarantine"))
     assert len(q) == 3 and q.record.notna().all()
+
+
+def test_json_lines_under_a_json_name(wh, tmp_path):
+    path = tmp_path / "export.json"
+    path.write_text("\n".join(json.dumps(m) for m in GOOD) + "\n{broken\n")
+    r = ingest_file(wh, "events", path)
+    assert (r.loaded, r.rejected, r.problems) == (5, 1, {"malformed_json": 1})

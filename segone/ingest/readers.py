@@ -106,9 +106,19 @@ def open_reader(
         return _csv_reader(path, spec, mapping, chunk_rows, progress)
     if fmt == "parquet":
         return _parquet_reader(path, spec, mapping, chunk_rows, progress)
-    if fmt == "jsonl":
-        return _jsonl_text_reader(path, chunk_rows, progress)
-    return _json_reader(path, spec, fmt, mapping, chunk_rows, progress)
+    if fmt == "json":
+        with _open_binary(path) as fb:
+            data = fb.read()
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            doc = _NOT_ONE_DOCUMENT  # JSON Lines under a .json name: read line by line
+        if doc is not _NOT_ONE_DOCUMENT:
+            return _json_reader(doc, len(data), spec, mapping, chunk_rows, progress)
+    return _jsonl_text_reader(path, chunk_rows, progress)
+
+
+_NOT_ONE_DOCUMENT = object()
 
 
 def _jsonl_text_reader(path: Path, chunk_rows: int, progress: Progress | None) -> Reader:
@@ -341,13 +351,14 @@ def _parquet_reader(
 
 # -- JSON Lines and JSON: per record, keys mapped with a cache ---------------------------------
 def _json_reader(
-    path: Path,
+    doc: Any,
+    size: int,
     spec: KindSpec,
-    fmt: str,
     mapping: Mapping[str, str],
     chunk_rows: int,
     progress: Progress | None,
 ) -> Reader:
+    """A whole JSON document: one record (or Segment message), a list, or ``{"batch": [...]}``."""
     is_events = spec.name == "events"
     fields = list(segment.FIELDS) if is_events else spec.names
     cache: dict[frozenset[str], ColumnMap] = {}
@@ -385,81 +396,21 @@ def _json_reader(
         cols[LINE] = pa.array(lines, pa.int64())
         return pa.table(cols)
 
-    def records() -> Iterator[tuple[int, Any, bytes | None, Reject | None]]:
-        if fmt == "json":
-            with _open_binary(path) as fb:
-                data = fb.read()
-            try:
-                doc = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                doc = None  # maybe JSON Lines with a .json name
-            if doc is not None:
-                for i, rec in enumerate(
-                    segment.messages_of(doc)
-                    if is_events
-                    else (doc if isinstance(doc, list) else [doc]),
-                    start=1,
-                ):
-                    yield i, rec, None, None
-                if progress:
-                    progress(len(data))
-                return
-        with _open_binary(path) as fb:
-            consumed = 0
-            for i, raw in enumerate(fb, start=1):
-                consumed += len(raw)
-                if progress and i % 50_000 == 0:
-                    progress(consumed)
-                stripped = raw.strip()
-                if not stripped:
-                    continue
-                if is_events and len(stripped) > segment.MAX_MESSAGE_BYTES:
-                    yield (
-                        i,
-                        None,
-                        None,
-                        Reject(
-                            i,
-                            "message_too_large",
-                            f"line {i}: message is {len(stripped)} bytes, "
-                            "over the 32 KB limit per message",
-                            orjson.dumps(
-                                {"text": stripped[:2000].decode("utf-8", "replace")}
-                            ).decode(),
-                        ),
-                    )
-                    continue
-                try:
-                    rec = orjson.loads(stripped)
-                except orjson.JSONDecodeError as exc:
-                    yield (
-                        i,
-                        None,
-                        None,
-                        Reject(
-                            i,
-                            "malformed_json",
-                            f"line {i}: not valid JSON ({exc})",
-                            orjson.dumps(
-                                {"text": stripped[:2000].decode("utf-8", "replace")}
-                            ).decode(),
-                        ),
-                    )
-                    continue
-                yield i, rec, stripped, None
-            if progress:
-                progress(consumed)
+    def records() -> Iterator[tuple[int, Any]]:
+        items = segment.messages_of(doc) if is_events else (doc if isinstance(doc, list) else [doc])
+        yield from enumerate(items, start=1)
+        if progress:
+            progress(size)
 
     def chunks() -> Iterator[Chunk]:
         rows: list[dict[str, str | None]] = []
         lines: list[int] = []
         rejects: list[Reject] = []
-        for i, rec, _raw, rej in records():
-            if rej is None:
-                row, rej = to_row(rec, i)
-                if row is not None:
-                    rows.append(row)
-                    lines.append(i)
+        for i, rec in records():
+            row, rej = to_row(rec, i)
+            if row is not None:
+                rows.append(row)
+                lines.append(i)
             if rej is not None:
                 rejects.append(rej)
             if len(rows) >= chunk_rows:
@@ -467,4 +418,4 @@ def _json_reader(
                 rows, lines, rejects = [], [], []
         yield Chunk(build(rows, lines), rejects)
 
-    return Reader(fmt, chunks(), {}, {f: f for f in fields})
+    return Reader("json", chunks(), {}, {f: f for f in fields})
