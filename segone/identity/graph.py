@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import ibis
 import ibis.expr.types as ir
 
+from segone.exprs import lit
 from segone.identity import normalize as norm
 from segone.store.base import Warehouse
 
@@ -67,10 +68,6 @@ class IdentitySettings:
     match_threshold: float = 0.9
 
 
-def _lit(s: str) -> ir.StringValue:
-    return ibis.literal(s, type="string")
-
-
 def _rows(
     t: ibis.Table,
     table: str,
@@ -83,11 +80,11 @@ def _rows(
     for id_type, value in ids:
         out.append(
             t.select(
-                record_table=_lit(table),
+                record_table=lit(table),
                 record_key=key.cast("string"),
                 ts=ts,
                 source=source.cast("string"),
-                id_type=_lit(id_type),
+                id_type=lit(id_type),
                 value=value,
             )
         )
@@ -182,7 +179,7 @@ def refusals(ids: ibis.Table, settings: IdentitySettings) -> ibis.Table:
     """Identifiers that must not link anything, each with the rule that refused it."""
     blocked = [b.lower() for b in (*settings.blocked, *settings.extra_blocked)]
     by_value = ids.filter(ids.value.lower().isin(blocked)).select(
-        "node", "id_type", rule=_lit("blocked_value"), detail=_lit("listed as a placeholder value")
+        "node", "id_type", rule=lit("blocked_value"), detail=lit("listed as a placeholder value")
     )
     # a source id used by two sources is ambiguous
     sid = ids.filter((ids.id_type == "source_id") & ids.source.notnull())
@@ -190,8 +187,8 @@ def refusals(ids: ibis.Table, settings: IdentitySettings) -> ibis.Table:
     amb = amb.filter(amb.n > 1).select(
         "node",
         "id_type",
-        rule=_lit("ambiguous_source_id"),
-        detail=amb.n.cast("string") + _lit(" sources use this id"),
+        rule=lit("ambiguous_source_id"),
+        detail=amb.n.cast("string") + lit(" sources use this id"),
     )
     # identifiers that appear on one record with two different anchors
     anchors = ids.filter(ids.id_type.isin(list(ANCHORS))).select(
@@ -203,7 +200,7 @@ def refusals(ids: ibis.Table, settings: IdentitySettings) -> ibis.Table:
         scope=pairs.anchor_type
         + ibis.coalesce(
             ibis.ifelse(pairs.anchor_type == "source_id", pairs.anchor_source, ibis.null("string")),
-            _lit(""),
+            lit(""),
         )
     )
     per = pairs.group_by(["node", "id_type", "scope"]).agg(n=pairs.anchor.nunique())
@@ -215,8 +212,8 @@ def refusals(ids: ibis.Table, settings: IdentitySettings) -> ibis.Table:
     shared = shared.select(
         "node",
         "id_type",
-        rule=_lit("shared_identifier"),
-        detail=_lit("seen with ") + shared.n.cast("string") + _lit(" different ") + shared.scope,
+        rule=lit("shared_identifier"),
+        detail=lit("seen with ") + shared.n.cast("string") + lit(" different ") + shared.scope,
     )
     # a person (one user id) has at most N e-mails / phones: beyond the N seen on most records,
     # further ones are refused rather than allowed to pull in whoever else uses them
@@ -232,8 +229,8 @@ def refusals(ids: ibis.Table, settings: IdentitySettings) -> ibis.Table:
             over.select(
                 "node",
                 "id_type",
-                rule=_lit("max_per_person"),
-                detail=_lit(f"one user id already has {limit} {id_type}s"),
+                rule=lit("max_per_person"),
+                detail=lit(f"one user id already has {limit} {id_type}s"),
             )
         )
     out = ibis.union(by_value, amb, shared, *capped, distinct=False)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import ibis
 import ibis.expr.types as ir
 
+from segone.exprs import lit
 from segone.identity.erase import project_salt
 from segone.identity.graph import (
     ANCHORS,
@@ -49,10 +50,6 @@ class IdentityResult:
             f"shared or placeholders; {self.new:,} new, {self.merged:,} merged, "
             f"{self.split:,} split since the last build"
         )
-
-
-def _lit(s: str) -> ir.StringValue:
-    return ibis.literal(s, type="string")
 
 
 def resolve(
@@ -107,9 +104,9 @@ def resolve(
         in_bad = comps.semi_join(bad, "component")
         extra = in_bad.filter(in_bad.node.startswith(give_way + ":")).select(
             "node",
-            id_type=_lit(give_way),
-            rule=_lit("component_conflict"),
-            detail=_lit("linked two user ids through other records"),
+            id_type=lit(give_way),
+            rule=lit("component_conflict"),
+            detail=lit("linked two user ids through other records"),
         )
         refused = wh.stage_expr("_segone_refused", extra.anti_join(refused, "node"), append=True)
         allowed, comps, r = components(refused)
@@ -181,11 +178,11 @@ def _stable_ids(wh: Warehouse, comps: ibis.Table, sizes: ibis.Table, salt: str) 
     kept = best.filter(best._r == 0).select("component", customer_id="prev_id")
     # salted, so a customer id cannot be traced back to the e-mail it was derived from; an id
     # ever given before (the part of a split that did not keep the id) gets one derived anew
-    seed = _lit(salt) + sizes.component
-    first = _lit("cus_") + seed.hexdigest("sha256").substr(0, 16)
-    again = _lit("cus_") + (seed + _lit("|") + ibis.now().cast("string")).hexdigest(
-        "sha256"
-    ).substr(0, 16)
+    seed = lit(salt) + sizes.component
+    first = lit("cus_") + seed.hexdigest("sha256").substr(0, 16)
+    again = lit("cus_") + (seed + lit("|") + ibis.now().cast("string")).hexdigest("sha256").substr(
+        0, 16
+    )
     used = wh.table("identity_history").select(prev_id="customer_id").union(prev.select("prev_id"))
     fresh = sizes.anti_join(kept, "component").select(
         "component", customer_id=ibis.ifelse(first.isin(used.prev_id), again, first)
@@ -200,10 +197,10 @@ def _history(wh: Warehouse, comps: ibis.Table, stable: ibis.Table, now: ir.Value
     pairs = now_ids.join(prev, "node").select("customer_id", "prev_id").distinct()
     merges = pairs.filter(pairs.customer_id != pairs.prev_id).select(
         at=now,
-        event=_lit("merge"),
+        event=lit("merge"),
         customer_id="customer_id",
         other_id="prev_id",
-        reason=_lit("their identifiers are now linked"),
+        reason=lit("their identifiers are now linked"),
     )
     per_prev = pairs.group_by("prev_id").agg(n=pairs.customer_id.nunique())
     split_prev = per_prev.filter(per_prev.n > 1).select("prev_id")
@@ -212,19 +209,19 @@ def _history(wh: Warehouse, comps: ibis.Table, stable: ibis.Table, now: ir.Value
         .filter(lambda t: t.customer_id != t.prev_id)
         .select(
             at=now,
-            event=_lit("split"),
+            event=lit("split"),
             customer_id="customer_id",
             other_id="prev_id",
-            reason=_lit("a link that joined them was removed or refused"),
+            reason=lit("a link that joined them was removed or refused"),
         )
     )
     had_prev = pairs.select("customer_id").distinct()
     new = stable.anti_join(had_prev, "customer_id").select(
         at=now,
-        event=_lit("new"),
+        event=lit("new"),
         customer_id="customer_id",
         other_id=ibis.null("string"),
-        reason=_lit("first seen"),
+        reason=lit("first seen"),
     )
     # a merge and a split can describe the same pair; keep merges for ids that survived elsewhere
     merges = merges.anti_join(splits, ["customer_id", "other_id"])

@@ -12,6 +12,7 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
+from segone.exprs import lit
 from segone.ingest import segment
 from segone.ingest.kinds import KindSpec
 from segone.ingest.mapping import resolve
@@ -50,11 +51,6 @@ def json_type(x: dt.JSON) -> str:  # type: ignore[empty-body]
 
 def _path(*keys: str) -> str:
     return "$" + "".join('."' + k.replace('"', '\\"') + '"' for k in keys)
-
-
-def lit(s: str) -> ir.StringValue:
-    """A string literal (typed, so that null-safe concatenation compiles everywhere)."""
-    return ibis.literal(s, type="string")
 
 
 def distinct_keys(staged: ibis.Table) -> ibis.Table:

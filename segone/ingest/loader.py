@@ -16,10 +16,10 @@ import pyarrow as pa
 
 from segone.config import IngestSettings
 from segone.exceptions import ConfigError, IngestError, StoreError
+from segone.exprs import lit
 from segone.identity.erase import erased_lines
 from segone.identity.graph import IdentitySettings
 from segone.ingest import jsonflat, segment
-from segone.ingest.jsonflat import lit
 from segone.ingest.kinds import TARGET_TABLE, KindSpec, get_kind
 from segone.ingest.readers import JSON_TEXT, LINE, Chunk, Reject, open_reader
 from segone.ingest.validate import PROBLEMS, REASON, RECORD, parse_stage, record_json, validate

@@ -10,7 +10,8 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
-from segone.ingest.jsonflat import PRE_CODE, PRE_REASON, json_type, lit
+from segone.exprs import lit
+from segone.ingest.jsonflat import PRE_CODE, PRE_REASON, json_type
 from segone.ingest.kinds import Field, KindSpec
 from segone.ingest.readers import EXTRA_JSON, JSON_TEXT, LINE
 from segone.schema import TS

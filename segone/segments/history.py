@@ -21,6 +21,7 @@ import ibis
 import pyarrow as pa
 
 from segone.exceptions import SegoneError
+from segone.exprs import lit
 from segone.profiles import profiles_expr
 from segone.schema import TS
 from segone.segments.batch import memberships
@@ -38,10 +39,6 @@ class SnapshotResult:
     entered: int
     exited: int
     moves: int
-
-
-def _lit(s: str) -> ibis.expr.types.StringValue:
-    return ibis.literal(s, type="string")
 
 
 def record_snapshot(
@@ -64,7 +61,7 @@ def record_snapshot(
         with wh.transaction():
             wh.replace("profiles", profiles_expr(wh, when, stages=stages))
     p = wh.table("profiles")
-    stage = p.select("customer_id", segment=_lit(LIFECYCLE) + p.lifecycle_stage)
+    stage = p.select("customer_id", segment=lit(LIFECYCLE) + p.lifecycle_stage)
     snap = wh.materialize(
         "_segone_snap", ibis.union(memberships(wh, cat, at), stage, distinct=True)
     )
@@ -131,21 +128,21 @@ def _transitions(entered: ibis.Table, exited: ibis.Table, when: ibis.Value) -> i
         from_segment=lc_out.from_segment,
         to_segment=lc_in.segment,
         at=when,
-        kind=_lit("lifecycle"),
+        kind=lit("lifecycle"),
     )
     seg_in = entered.filter(~entered.segment.startswith(LIFECYCLE)).select(
         "customer_id",
         from_segment=ibis.null("string"),
         to_segment="segment",
         at=when,
-        kind=_lit("segment"),
+        kind=lit("segment"),
     )
     seg_out = exited.filter(~exited.segment.startswith(LIFECYCLE)).select(
         "customer_id",
         from_segment="segment",
         to_segment=ibis.null("string"),
         at=when,
-        kind=_lit("segment"),
+        kind=lit("segment"),
     )
     return ibis.union(lc, seg_in, seg_out, distinct=False)
 
