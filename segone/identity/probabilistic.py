@@ -457,7 +457,20 @@ class ProbabilisticMatcher:
                 # skipped beforehand.
                 if _count_pairs(table, rule) < _MIN_EM_PAIRS:
                     continue
-                training.estimate_parameters_using_expectation_maximisation(rule)
+                before = linker.misc.save_model_to_json()
+                try:
+                    training.estimate_parameters_using_expectation_maximisation(rule)
+                except ValueError as e:
+                    # EM can drive m of a level to exactly 0; Splink then refuses the value
+                    # and abandons the block half-way, with the block's own comparison
+                    # already taken out of the model. Restore the model as it was before the
+                    # block and learn from the next one instead.
+                    if "below the minimum allowed" not in str(e):
+                        raise
+                    logger.info("EM training block %d skipped (m underflowed to 0)", trained)
+                    linker = Linker(table, before, log_level=None)
+                    training = linker.training
+                    continue
                 trained += 1
                 if trained == _EM_BLOCKS:
                     break
