@@ -69,24 +69,11 @@ def record_snapshot(
     keys = ["customer_id", "segment"]
     open_ = hist.filter(hist.exited_at.isnull())
     entered = wh.materialize("_segone_entered", snap.anti_join(open_, keys))
-    exited = wh.materialize("_segone_exited", open_.anti_join(snap, keys).select(*keys))
-
-    def shape(t: ibis.Table) -> ibis.Table:
-        return t.select(
-            "customer_id",
-            "segment",
-            entered_at=t.entered_at.cast(TS),
-            exited_at=t.exited_at.cast(TS),
-        )
-
-    new_hist = ibis.union(
-        shape(hist.filter(hist.exited_at.notnull())),
-        shape(open_.semi_join(snap, keys)),
-        shape(open_.semi_join(exited, keys).mutate(exited_at=when)),
-        shape(entered.mutate(entered_at=when, exited_at=ibis.null(TS))),
-        distinct=False,
+    # the open row of a membership is (customer_id, segment, entered_at): a person may have
+    # been in the same segment before, in rows that are closed and must stay as they are
+    exited = wh.materialize(
+        "_segone_exited", open_.anti_join(snap, keys).select(*keys, "entered_at")
     )
-    new_hist = wh.materialize("_segone_hist", new_hist)
     moves = _transitions(entered, exited, when)
     n_moves = int(wh.execute(moves.count()))
     result = SnapshotResult(
@@ -96,8 +83,15 @@ def record_snapshot(
         wh.count("_segone_exited"),
         n_moves,
     )
+    # History is only appended to and closed, never rewritten: a snapshot costs what changed,
+    # not the size of the history so far.
     with wh.transaction():
-        wh.replace("segment_memberships", new_hist)
+        wh.delete_matching("segment_memberships", exited, [*keys, "entered_at"])
+        wh.insert("segment_memberships", exited.mutate(exited_at=when))
+        wh.insert(
+            "segment_memberships",
+            entered.select(*keys, entered_at=when, exited_at=ibis.null(TS)),
+        )
         wh.insert("transitions", moves)
         wh.insert(
             "segment_snapshots",
@@ -112,7 +106,7 @@ def record_snapshot(
                 )
             ),
         )
-    for n in ("_segone_snap", "_segone_entered", "_segone_exited", "_segone_hist"):
+    for n in ("_segone_snap", "_segone_entered", "_segone_exited"):
         wh.drop_staging(n)
     return result
 
