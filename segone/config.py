@@ -13,6 +13,7 @@ from typing import Any
 
 from segone.exceptions import ConfigError, ProjectError
 from segone.identity.graph import IdentitySettings
+from segone.models.settings import ModelSettings
 from segone.segments.builtin import BuiltinSettings
 from segone.segments.lifecycle import LifecycleSettings
 
@@ -58,6 +59,9 @@ at_risk_factor = 2.0
 churn_factor = 4.0
 min_gap_days = 7
 max_inactive_days = 730
+# Where the build fitted BG/NBD, repeat buyers' stages follow P(alive) instead.
+at_risk_p_alive = 0.8
+churned_p_alive = 0.5
 
 [segments]
 # Thresholds of the built-in segments (docs/segments.md); a segment file may redefine any of them.
@@ -74,6 +78,26 @@ email_engaged_open_rate = 0.3
 email_dormant_open_rate = 0.05
 advocate_sentiment = 0.3
 detractor_sentiment = -0.3
+
+[models]
+# Predictions per person at every build (docs/predictions.md).
+enabled = true
+# P(alive) and expected purchases: "pareto_nbd" or "bg_nbd" (BG/NBD cannot tell which
+# one-time buyers have left; see docs/predictions.md).
+transaction_model = "pareto_nbd"
+# Horizon of expected purchases and churn, in days.
+horizon_days = 90
+# Customer lifetime value: months ahead and yearly discount rate.
+clv_months = 12
+annual_discount_rate = 0.1
+# Reuse a fit whose data ends less than this many days before the build (0: refit every build).
+refit_after_days = 0.0
+# Supervised churn model (gradient boosting, trained on the profiles one horizon ago).
+churn = true
+# Next-product recommendations kept per person.
+recommendations = 10
+# Half-life of the time-decayed category affinity (taste profile), in days.
+taste_half_life_days = 90.0
 
 # Column mappings: canonical column = column name in your files. Columns not mapped here are
 # matched automatically by common names (e.g. "OrderNumber" -> order_id, "e-mail" -> email).
@@ -142,6 +166,7 @@ class Settings:
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     segments: BuiltinSettings = field(default_factory=BuiltinSettings)
+    models: ModelSettings = field(default_factory=ModelSettings)
 
     @property
     def warehouse_path(self) -> Path:
@@ -169,7 +194,7 @@ class Settings:
 
     @classmethod
     def from_dict(cls, root: Path, data: dict[str, Any], source: str = "settings") -> Settings:
-        known = {"warehouse", "ingest", "project", "identity", "lifecycle", "segments"}
+        known = {"warehouse", "ingest", "project", "identity", "lifecycle", "segments", "models"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(
@@ -242,6 +267,22 @@ class Settings:
             builtin = BuiltinSettings(**{k: type(getattr(defaults, k))(v) for k, v in sg.items()})
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: segments: {exc}") from None
+        md = dict(data.get("models", {}))
+        mfields = ModelSettings.__dataclass_fields__
+        unknown_md = set(md) - set(mfields)
+        if unknown_md:
+            raise ConfigError(
+                f"{source}: unknown setting(s) {sorted('models.' + k for k in unknown_md)}"
+            )
+        try:
+            mdef = ModelSettings()
+            if any(
+                isinstance(v, bool) != isinstance(getattr(mdef, k), bool) for k, v in md.items()
+            ):
+                raise ValueError("enabled and churn take true/false; the others numbers")
+            models = ModelSettings(**{k: type(getattr(mdef, k))(v) for k, v in md.items()})
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: models: {exc}") from None
         return cls(
             root=root,
             warehouse=warehouse,
@@ -249,4 +290,5 @@ class Settings:
             identity=identity,
             lifecycle=stages,
             segments=builtin,
+            models=models,
         )

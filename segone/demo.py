@@ -102,6 +102,7 @@ def run_demo(
             as_of=end - timedelta(microseconds=1),
             identity=project.settings.identity,
             stages=project.settings.lifecycle,
+            models=project.settings.models,
         )
         scores = identity_scores(wh, sample_dir / "truth")
         p = wh.table("profiles")
@@ -147,7 +148,15 @@ def run_demo(
         cat = project_catalogue(project, wh)
         if wh.count("segment_snapshots") == 0:
             last = end - timedelta(microseconds=1)  # the final snapshot is the build's as-of
-            backfill(wh, cat, last - timedelta(days=180), last, 30, project.settings.lifecycle)
+            backfill(
+                wh,
+                cat,
+                last - timedelta(days=180),
+                last,
+                30,
+                project.settings.lifecycle,
+                models=project.settings.models,
+            )
         sizes = summary(wh, cat, end - timedelta(microseconds=1))
         matrix = wh.execute(transition_matrix(wh))
     show_segments(sizes)

@@ -6,10 +6,13 @@
     ├── ConfigError            segone.toml or a setting is wrong
     ├── ProjectError           no project where one is expected, or one already exists
     ├── StoreError             the warehouse engine failed (carries the failing SQL)
-    └── IngestError            a file cannot be ingested at all (row problems go to quarantine)
-        ├── UnknownKindError   KIND is not one of the canonical kinds
-        ├── FileFormatError    the file cannot be read in the format asked for
-        └── MappingError       a column mapping names columns that do not exist or clash
+    ├── IngestError            a file cannot be ingested at all (row problems go to quarantine)
+    │   ├── UnknownKindError   KIND is not one of the canonical kinds
+    │   ├── FileFormatError    the file cannot be read in the format asked for
+    │   └── MappingError       a column mapping names columns that do not exist or clash
+    └── ModelError             a predictive model cannot be fitted or used
+        ├── ModelInputError    the data given to a model is unusable (also a ValueError)
+        └── NotFittedError     a model was used before fit (also ValueError, AttributeError)
 """
 
 from __future__ import annotations
@@ -49,3 +52,15 @@ class FileFormatError(IngestError):
 
 class MappingError(IngestError):
     """A column mapping is inconsistent with the file or the canonical model."""
+
+
+class ModelError(SegoneError):
+    """A predictive model cannot be fitted or used."""
+
+
+class ModelInputError(ModelError, ValueError):
+    """The data given to a model is unusable (wrong shape, values, or too little of it)."""
+
+
+class NotFittedError(ModelError, ValueError, AttributeError):
+    """A model was used before ``fit`` (the same bases as scikit-learn's NotFittedError)."""

@@ -310,6 +310,77 @@ TABLES.update(
     }
 )
 
+# Predictions per person, written by `segone build` (rebuilt each build; `models` is appended to).
+TABLES.update(
+    {
+        "scores": [
+            _c("customer_id", "string", "The person."),
+            _c("as_of", TS, "Time the scores are as of (the build's as-of), UTC."),
+            _c(
+                "p_alive",
+                "float64",
+                "Probability the customer is still active (BG/NBD); null for non-buyers.",
+            ),
+            _c(
+                "expected_purchases",
+                "float64",
+                "Expected purchases in the next `[models] horizon_days` days (BG/NBD).",
+            ),
+            _c(
+                "expected_order_value",
+                "float64",
+                "Expected spend per future order (Gamma-Gamma; population mean if no repeat).",
+            ),
+            _c(
+                "clv",
+                "float64",
+                "Discounted expected spend over the next `[models] clv_months` months.",
+            ),
+            _c(
+                "churn_probability",
+                "float64",
+                "Probability of no order in the next `horizon_days` (gradient boosting on profile "
+                "features and P(alive); 1 - P(order) from BG/NBD when too little to train on).",
+            ),
+            _c(
+                "p_email_click",
+                "float64",
+                "Probability of clicking a marketing e-mail, the person's own rate shrunk to "
+                "everyone's (null when they never received one).",
+            ),
+        ],
+        "recommendations": [
+            _c("customer_id", "string", "The person."),
+            _c("rank", "int64", "1 = best."),
+            _c("product_id", "string", "Product recommended (never one they already own)."),
+            _c("score", "float64", "Blended score (higher is better; comparable within a person)."),
+            _c("reason", "string", "Why: the owned items that led to it, or the segment fallback."),
+            _c("source", "string", "cooccurrence, als, segment_popular or popular."),
+            _c("as_of", TS, "Time the recommendation is as of, UTC."),
+        ],
+        "category_affinity": [
+            _c("customer_id", "string", "The person."),
+            _c("category", "string", "Top-level category."),
+            _c("affinity", "float64", "Time-decayed purchases and views of the category."),
+            _c("share", "float64", "The category's share of the person's affinity (sums to 1)."),
+        ],
+        "models": [
+            _c("name", "string", "bg_nbd, gamma_gamma, churn, next_products, ..."),
+            _c("version", "int64", "Increases by one with every fit of that model."),
+            _c("fitted_at", TS, "When it was fitted, UTC."),
+            _c("window_start", TS, "Earliest data the fit saw, UTC."),
+            _c("window_end", TS, "The as-of time of the data it was fitted on, UTC."),
+            _c("rows", "int64", "Rows (customers, pairs, ...) it was fitted on."),
+            _c(
+                "params",
+                "string",
+                "Its learned parameters (JSON), enough to score without refitting.",
+            ),
+            _c("metrics", "string", "Fit diagnostics (JSON): log-likelihood, holdout scores, ..."),
+        ],
+    }
+)
+
 # Privacy: erasures leave an audit without personal data and hashed identifiers to refuse.
 TABLES.update(
     {

@@ -264,7 +264,11 @@ def build(
         when = _parse_when(as_of)
         with proj.warehouse() as wh, err.status("resolving identities and building profiles"):
             r = run_build(
-                wh, as_of=when, identity=proj.settings.identity, stages=proj.settings.lifecycle
+                wh,
+                as_of=when,
+                identity=proj.settings.identity,
+                stages=proj.settings.lifecycle,
+                models=proj.settings.models,
             )
     console.print(r.summary(), highlight=False, soft_wrap=True)
 
@@ -553,6 +557,7 @@ def segments_snapshot(
                 when or _as_of_of(wh),
                 proj.settings.lifecycle,
                 rebuild_profiles=when is not None,
+                models=proj.settings.models,
             )
     console.print(
         f"snapshot {r.at:%Y-%m-%d}: {r.members:,} memberships, {r.entered:,} entered, "
@@ -582,7 +587,16 @@ def segments_backfill(
             def hook(i: int, n: int, d: datetime) -> None:
                 bar.update(task, total=n, completed=i, description=f"snapshot {d:%Y-%m-%d}")
 
-            rs = backfill(wh, cat, t0, t1, every, proj.settings.lifecycle, progress=hook)
+            rs = backfill(
+                wh,
+                cat,
+                t0,
+                t1,
+                every,
+                proj.settings.lifecycle,
+                progress=hook,
+                models=proj.settings.models,
+            )
     console.print(
         f"{len(rs)} snapshots from {rs[0].at:%Y-%m-%d} to {rs[-1].at:%Y-%m-%d}; "
         f"{sum(r.moves for r in rs):,} moves recorded",

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from sklearn.metrics import roc_auc_score
 
 from segone.store.base import Warehouse
 
@@ -75,11 +77,20 @@ def lifecycle_scores(
     # each person's main customer id: the one holding most of their orders
     main = j.groupby(["person_id", "customer_id"]).size().rename("n").reset_index()
     main = main.sort_values("n", ascending=False).drop_duplicates("person_id")
-    prof = wh.execute(wh.table("profiles").select("customer_id", "recency_days", "lifecycle_stage"))
+    prof = wh.execute(
+        wh.table("profiles").select("customer_id", "recency_days", "lifecycle_stage", "p_alive")
+    )
     df = main.merge(prof, on="customer_id").merge(people, on="person_id")
     true = df.churned.astype(bool).to_numpy()
     out: dict[str, Any] = {"buyers": len(df), "truly_churned": int(true.sum())}
     out["per_person_lifecycle"] = _prf((df.lifecycle_stage == "churned").to_numpy(), true)
     for w in windows:
         out[f"global_{w}d"] = _prf((df.recency_days > w).to_numpy(), true)
+    # Ranking quality over every threshold at once: the ROC curve of recency is the set of all
+    # global windows, so an AUC above recency's beats any single window one could have picked.
+    out["auc_recency"] = float(roc_auc_score(true, df.recency_days.to_numpy()))
+    pa = df.p_alive.to_numpy(dtype=float)
+    out["auc_p_alive"] = (
+        float(roc_auc_score(true, -np.nan_to_num(pa, nan=1.0))) if np.isfinite(pa).any() else None
+    )
     return out

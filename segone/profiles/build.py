@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import ibis
 import ibis.expr.types as ir
+import pandas as pd
 
+from segone.exprs import of
 from segone.identity import IdentityResult, IdentitySettings, resolve
 from segone.identity.graph import known_by
+from segone.models.churn import FEATURES as CHURN_FEATURES
+from segone.models.nextproducts import NextProducts, NextProductsError, purchase_lines
+from segone.models.pipeline import ScoreReport, churn_scores, customer_scores
+from segone.models.registry import save_model
+from segone.models.settings import ModelSettings
 from segone.profiles import features as F
 from segone.profiles.sentiment import score_interactions
 from segone.schema import TS
 from segone.segments.lifecycle import LifecycleSettings, lifecycle
 from segone.store.base import Warehouse
+
+#: Model outputs every profile carries (null where no model applies or none was fitted).
+PROFILE_SCORES = (
+    "p_alive",
+    "expected_purchases",
+    "expected_order_value",
+    "clv",
+    "churn_probability",
+    "p_email_click",
+)
 
 
 @dataclass
@@ -22,12 +39,15 @@ class BuildResult:
     as_of: datetime
     identity: IdentityResult
     profiles: int
+    models: ScoreReport | None = None
 
     def summary(self) -> str:
-        return (
+        text = (
             f"as of {self.as_of:%Y-%m-%d %H:%M} UTC: {self.identity.summary()}; "
             f"{self.profiles:,} profiles"
         )
+        more = self.models.summary() if self.models else ""
+        return f"{text}; {more}" if more else text
 
 
 def profiles_expr(
@@ -36,21 +56,26 @@ def profiles_expr(
     half_life_days: float = 90.0,
     country_code: str = "1",
     stages: LifecycleSettings | None = None,
+    scores: ibis.Table | None = None,
 ) -> ibis.Table:
-    """The single customer view: one row per customer, every feature computed up to ``as_of``."""
+    """The single customer view: one row per customer, every feature computed up to ``as_of``.
+
+    ``scores`` (customer_id and any of the model columns, as ``segone.models`` computes them)
+    are joined in before the lifecycle stage, which then uses P(alive) where it is known.
+    """
     rc = wh.table("record_customers")
     orders = wh.table("orders")
-    orders = F.of(orders.filter(orders.ts <= as_of), rc, "orders", "order_id")
+    orders = of(orders.filter(orders.ts <= as_of), rc, "orders", "order_id")
     lines = wh.table("order_lines")
     events = wh.table("events")
-    events = F.of(events.filter(events.timestamp <= as_of), rc, "events", "message_id")
+    events = of(events.filter(events.timestamp <= as_of), rc, "events", "message_id")
     it = wh.table("interactions")
-    it = F.of(it.filter(it.ts <= as_of), rc, "interactions", "interaction_id")
+    it = of(it.filter(it.ts <= as_of), rc, "interactions", "interaction_id")
     cust = wh.table("customers")
     cust = cust.mutate(_rk=cust.source + ":" + cust.source_id)
-    cust = F.of(cust.filter(known_by(cust, as_of)), rc, "customers", "_rk").drop("_rk")
+    cust = of(cust.filter(known_by(cust, as_of)), rc, "customers", "_rk").drop("_rk")
 
-    base = F.identifier_features(wh.table("customer_map"))
+    base = F.identifier_features(wh.table("customer_map"), as_of)
     enrich = wh.table("enrichments")
     parts = [
         # reference data without a date of their own: every as-of build uses what is loaded
@@ -64,13 +89,17 @@ def profiles_expr(
     p = base
     for part in parts:
         p = p.left_join(part, "customer_id").drop("customer_id_right")
+    # the latest dated record up to as_of (DuckDB's greatest skips nulls)
+    last_seen = ibis.greatest(
+        p.last_seen_id, p.last_order_at, p.last_event_at, p.last_interaction_at
+    )
     p = p.mutate(
         orders=p.orders.fill_null(0),
         revenue=p.revenue.fill_null(0.0),
         first_seen=p.first_seen_id,
-        last_seen=p.last_seen_id,
+        last_seen=last_seen,
         tenure_days=F._days(as_of, p.first_seen_id),
-        days_since_seen=F._days(as_of, p.last_seen_id),
+        days_since_seen=F._days(as_of, last_seen),
         social_follower=p.social_follower.fill_null(False),
         pricing_views_30d=p.pricing_views_30d.fill_null(0),
         page_views=p.page_views.fill_null(0),
@@ -101,6 +130,12 @@ def profiles_expr(
     )
     rfm = F.rfm_scores(p)
     p = p.left_join(rfm, "customer_id").drop("customer_id_right")
+    if scores is not None:
+        have = [c for c in PROFILE_SCORES if c in scores.columns]
+        p = p.left_join(scores.select("customer_id", *have), "customer_id").drop(
+            "customer_id_right"
+        )
+    p = p.mutate(**{c: ibis.null("float64") for c in PROFILE_SCORES if c not in p.columns})
     p = lifecycle(p, stages or LifecycleSettings(), as_of)
     return p.mutate(as_of=as_of)
 
@@ -112,23 +147,105 @@ def build(
     identity: IdentitySettings | None = None,
     half_life_days: float = 90.0,
     stages: LifecycleSettings | None = None,
+    models: ModelSettings | None = None,
 ) -> BuildResult:
-    """Resolve identities and rebuild ``profiles`` from the raw tables (up to ``as_of``)."""
+    """Resolve identities, fit and score the models, and rebuild ``profiles``, ``scores`` (and
+    the model outputs) from the raw tables up to ``as_of``."""
     when = as_of or datetime.now(UTC)
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     ident = resolve(wh, identity, as_of=as_of)
     score_interactions(wh)
+    ms = models or ModelSettings()
+    country = (identity or IdentitySettings()).default_country_code
+    report = ScoreReport()
+    scores = None
+    if ms.enabled:
+        scores = wh.materialize(
+            "_segone_scores", ibis.memtable(customer_scores(wh, when, ms, report))
+        )
     cutoff = ibis.literal(when, type=TS)
     with wh.transaction():
+        wh.replace("profiles", profiles_expr(wh, cutoff, half_life_days, country, stages, scores))
+    if ms.enabled:
+        assert scores is not None
+        predictions(wh, when, ms, report, scores, half_life_days, country, stages)
+        wh.drop_staging("_segone_scores")
+    return BuildResult(when, ident, wh.count("profiles"), report)
+
+
+def predictions(
+    wh: Warehouse,
+    when: datetime,
+    ms: ModelSettings,
+    report: ScoreReport,
+    scores: ibis.Table,
+    half_life_days: float,
+    country: str,
+    stages: LifecycleSettings | None,
+) -> None:
+    """Churn (needs the profiles), then ``scores`` and the profiles' churn column."""
+    cols = ["customer_id", *dict.fromkeys(["orders", *CHURN_FEATURES])]
+    prof = wh.table("profiles")
+    now = wh.execute(prof.select(*[c for c in cols if c in prof.columns]))
+    churn = pd.DataFrame({"customer_id": pd.Series([], dtype=str), "churn_probability": []})
+    if ms.churn and (now.orders > 0).any():
+        t0 = when - timedelta(days=ms.horizon_days)
+        past = ScoreReport()
+        past_scores = wh.materialize(
+            "_segone_scores_t0", ibis.memtable(customer_scores(wh, t0, ms, past, record=False))
+        )
+        past_prof = profiles_expr(
+            wh, ibis.literal(t0, type=TS), half_life_days, country, stages, past_scores
+        )
+        train = wh.execute(past_prof.select(*[c for c in cols if c in past_prof.columns]))
+        wh.drop_staging("_segone_scores_t0")
+        churn = churn_scores(wh, when, ms, report, train, now)
+    ch = ibis.memtable(churn.astype({"churn_probability": "float64"}))
+    out = scores.left_join(ch, "customer_id").drop("customer_id_right")
+    out = out.mutate(as_of=ibis.literal(when, type=TS))
+    with wh.transaction():
+        wh.replace("scores", out)
+        p = wh.materialize("_segone_profiles", wh.table("profiles"))
+        j = p.left_join(ch, "customer_id")
         wh.replace(
             "profiles",
-            profiles_expr(
-                wh,
-                cutoff,
-                half_life_days,
-                (identity or IdentitySettings()).default_country_code,
-                stages,
+            j.select(
+                *[
+                    j.churn_probability_right.name(c) if c == "churn_probability" else p[c]
+                    for c in p.columns
+                ]
             ),
         )
-    return BuildResult(when, ident, wh.count("profiles"))
+    wh.drop_staging("_segone_profiles")
+    if ms.recommendations > 0:
+        recommend(wh, when, ms, report)
+
+
+def recommend(wh: Warehouse, when: datetime, ms: ModelSettings, report: ScoreReport) -> None:
+    """``recommendations``: next products for every profile (segment fallback: top category)."""
+    model = NextProducts(segment_column="top_category", random_state=0)
+    prof = wh.table("profiles")
+    try:
+        model.fit(
+            wh,
+            purchase_lines(wh, as_of=when),
+            as_of=when,
+            segments=prof.select("customer_id", "top_category"),
+        )
+    except NextProductsError as exc:
+        report.notes.append(f"no recommendations ({exc})")
+        wh.replace("recommendations", wh.table("recommendations").limit(0))
+        return
+    recs = model.recommend(n=ms.recommendations)
+    t = ibis.memtable(recs).mutate(as_of=ibis.literal(when, type=TS))
+    with wh.transaction():
+        wh.replace("recommendations", t)
+    report.fitted["next_products"] = save_model(
+        wh,
+        "next_products",
+        {"params": {k: v for k, v in model.get_params().items() if k != "segment_column"}},
+        window_end=when,
+        rows=len(model.customers_),
+        metrics={"items": len(model.items_), "rules": model.rules_.num_rows},
+    )

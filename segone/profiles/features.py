@@ -10,19 +10,13 @@ import math
 import ibis
 import ibis.expr.types as ir
 
+from segone.exprs import of as of  # re-exported: features are computed per customer
+
 DAY_SECONDS = 86_400.0
 
 
 def _days(later: ir.TimestampValue, earlier: ir.TimestampValue) -> ir.FloatingValue:
     return (later.epoch_seconds() - earlier.epoch_seconds()) / DAY_SECONDS
-
-
-def of(table: ibis.Table, rc: ibis.Table, name: str, key: str) -> ibis.Table:
-    """``table`` with the ``customer_id`` of each record (records of unknown people dropped)."""
-    if "customer_id" in table.columns:  # the source's own customer id is not the person's id
-        table = table.rename(source_customer_id="customer_id")
-    links = rc.filter(rc.record_table == name).select(_key="record_key", customer_id="customer_id")
-    return table.join(links, table[key].cast("string") == links._key).drop("_key")
 
 
 def order_features(
@@ -176,9 +170,16 @@ def crm_features(customers: ibis.Table) -> ibis.Table:
     )
 
 
-def identifier_features(customer_map: ibis.Table) -> ibis.Table:
-    """How many identifiers of each type a person has, and the channels they were seen on."""
-    m = customer_map
+def identifier_features(customer_map: ibis.Table, as_of: ir.TimestampValue) -> ibis.Table:
+    """How many identifiers of each type a person had by ``as_of``, and when they were seen.
+
+    ``customer_map`` may hold identity resolved with later data (snapshots, training rows of
+    the churn model): identifiers first seen after ``as_of`` are left out, and an identifier
+    also seen later counts as last seen when it was first seen (the profile then takes the
+    latest dated record up to ``as_of``), so nothing after ``as_of`` leaks into a profile.
+    """
+    m = customer_map.filter(customer_map.first_seen <= as_of)
+    m = m.mutate(last_seen=ibis.ifelse(m.last_seen <= as_of, m.last_seen, m.first_seen))
     out = m.group_by("customer_id").aggregate(
         identifiers=m.count(),
         emails=(m.id_type == "email").cast("int64").sum(),

@@ -22,6 +22,8 @@ import pyarrow as pa
 
 from segone.exceptions import SegoneError
 from segone.exprs import lit
+from segone.models.pipeline import ScoreReport, customer_scores
+from segone.models.settings import ModelSettings
 from segone.profiles import profiles_expr
 from segone.schema import TS
 from segone.segments.batch import memberships
@@ -48,6 +50,7 @@ def record_snapshot(
     stages: LifecycleSettings | None = None,
     *,
     rebuild_profiles: bool = True,
+    models: ModelSettings | None = None,
 ) -> SnapshotResult:
     """Evaluate every segment and lifecycle stage as of ``at`` and record what changed."""
     last = wh.execute(wh.table("segment_snapshots").at.max())
@@ -58,8 +61,14 @@ def record_snapshot(
         )
     when = ibis.literal(at, type=TS)
     if rebuild_profiles:
+        # the same scores a build as of ``at`` would have (P(alive) moves lifecycle stages)
+        ms = models or ModelSettings()
+        scores = None
+        if ms.enabled:
+            sc = customer_scores(wh, at, ms, ScoreReport(), record=False)
+            scores = wh.materialize("_segone_snap_scores", ibis.memtable(sc))
         with wh.transaction():
-            wh.replace("profiles", profiles_expr(wh, when, stages=stages))
+            wh.replace("profiles", profiles_expr(wh, when, stages=stages, scores=scores))
     p = wh.table("profiles")
     stage = p.select("customer_id", segment=lit(LIFECYCLE) + p.lifecycle_stage)
     snap = wh.materialize(
@@ -106,7 +115,7 @@ def record_snapshot(
                 )
             ),
         )
-    for n in ("_segone_snap", "_segone_entered", "_segone_exited"):
+    for n in ("_segone_snap", "_segone_entered", "_segone_exited", "_segone_snap_scores"):
         wh.drop_staging(n)
     return result
 
@@ -149,6 +158,7 @@ def backfill(
     every_days: int,
     stages: LifecycleSettings | None = None,
     progress: Callable[[int, int, datetime], None] | None = None,
+    models: ModelSettings | None = None,
 ) -> list[SnapshotResult]:
     """Snapshots at ``start``, ``start + every_days``, … up to ``end``."""
     if every_days <= 0 or end < start:
@@ -162,7 +172,7 @@ def backfill(
     for i, d in enumerate(dates):
         if progress:
             progress(i, len(dates), d)
-        out.append(record_snapshot(wh, cat, d, stages))
+        out.append(record_snapshot(wh, cat, d, stages, models=models))
     return out
 
 

@@ -1,0 +1,123 @@
+"""Churn over a horizon from profile features and P(alive): gradient boosting, time-based labels.
+
+A person "churns" over the horizon when they place no order in it. Training rows are profiles
+as of an earlier date ``t0`` labelled with what each buyer did in ``(t0, t0 + horizon]``; the
+fitted model is then applied to the profiles as of now. BG/NBD's P(alive) and expected purchases
+are features like any other, so the model can only add to what the buy-till-you-die model knows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Self
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+from segone.exceptions import ModelInputError, NotFittedError
+
+#: Profile columns the model uses when they are present (numbers and flags only).
+FEATURES: tuple[str, ...] = (
+    "orders",
+    "revenue",
+    "aov",
+    "recency_days",
+    "tenure_days",
+    "mean_gap_days",
+    "last_gap_days",
+    "discount_order_share",
+    "full_price_item_share",
+    "returned_items",
+    "items",
+    "page_views",
+    "pricing_views_30d",
+    "events",
+    "email_open_rate",
+    "email_click_rate",
+    "avg_sentiment",
+    "support_tickets",
+    "devices",
+    "days_since_seen",
+    "p_alive",
+    "expected_purchases",
+    "expected_order_value",
+)
+
+
+class ChurnModel:
+    """P(no order in the horizon) for buyers, by histogram gradient boosting (scikit-learn)."""
+
+    def __init__(
+        self,
+        *,
+        features: Sequence[str] = FEATURES,
+        max_iter: int = 200,
+        learning_rate: float = 0.08,
+        max_leaf_nodes: int = 31,
+        min_samples_leaf: int = 40,
+        random_state: int = 0,
+    ) -> None:
+        self.features = features
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.random_state = random_state
+
+    def fit(self, X: pd.DataFrame, churned: npt.ArrayLike) -> Self:
+        y = np.asarray(churned)
+        if len(y) != len(X):
+            raise ModelInputError(f"{len(X)} feature rows but {len(y)} labels")
+        if len(y) < 50:
+            raise ModelInputError(f"churn: at least 50 labelled buyers are needed, got {len(y)}")
+        classes = set(np.unique(y).tolist())
+        if not classes <= {0, 1} or len(classes) < 2:
+            raise ModelInputError("churn labels must be 0/1 and contain both outcomes")
+        self.features_: list[str] = [c for c in self.features if c in X.columns]
+        if not self.features_:
+            raise ModelInputError(
+                f"none of the churn features is present; expected some of {list(self.features)}"
+            )
+        self.estimator_ = HistGradientBoostingClassifier(
+            max_iter=self.max_iter,
+            learning_rate=self.learning_rate,
+            max_leaf_nodes=self.max_leaf_nodes,
+            min_samples_leaf=self.min_samples_leaf,
+            random_state=self.random_state,
+        ).fit(self._matrix(X), y.astype(int))
+        self.base_rate_ = float(np.mean(y))
+        return self
+
+    def _matrix(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
+        cols = [
+            pd.to_numeric(X[c], errors="coerce").astype("float64")
+            if c in X.columns
+            else pd.Series(np.nan, index=X.index)
+            for c in self.features_
+        ]
+        return np.column_stack([c.to_numpy() for c in cols]) if cols else np.empty((len(X), 0))
+
+    def predict_proba(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
+        """Probability of churn over the horizon, one per row."""
+        if not hasattr(self, "estimator_"):
+            raise NotFittedError("ChurnModel is not fitted yet: call fit() first")
+        return np.asarray(self.estimator_.predict_proba(self._matrix(X))[:, 1], dtype=np.float64)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {
+            "features": self.features,
+            "max_iter": self.max_iter,
+            "learning_rate": self.learning_rate,
+            "max_leaf_nodes": self.max_leaf_nodes,
+            "min_samples_leaf": self.min_samples_leaf,
+            "random_state": self.random_state,
+        }
+
+    def set_params(self, **params: Any) -> Self:
+        for k, v in params.items():
+            if k not in self.get_params():
+                raise ValueError(f"ChurnModel has no parameter {k!r}")
+            setattr(self, k, v)
+        return self
