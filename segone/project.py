@@ -47,9 +47,12 @@ class Project:
 
     def warehouse(self, *, read_only: bool = False) -> DuckDBWarehouse:
         s = self.settings
-        return DuckDBWarehouse(
+        wh = DuckDBWarehouse(
             s.warehouse_path,
             threads=s.warehouse.threads,
             memory_limit=s.warehouse.memory_limit,
             read_only=read_only,
         )
+        if not read_only:  # a project made by an older segone gets the tables added since
+            wh.ensure_tables()
+        return wh
