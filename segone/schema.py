@@ -299,7 +299,12 @@ TABLES.update(
             _c("from_segment", "string", "Segment or stage left (null: entered from nowhere)."),
             _c("to_segment", "string", "Segment or stage entered (null: left a segment)."),
             _c("at", TS, "Snapshot at which the move was seen, UTC."),
-            _c("kind", "string", "lifecycle (a stage change) or segment (an entry or exit)."),
+            _c(
+                "kind",
+                "string",
+                "lifecycle (a stage change), segment (an entry or exit) or taste_shift (old top "
+                "category -> new top category).",
+            ),
         ],
         "segment_snapshots": [
             _c("at", TS, "As-of time of the snapshot, UTC."),
@@ -319,12 +324,13 @@ TABLES.update(
             _c(
                 "p_alive",
                 "float64",
-                "Probability the customer is still active (BG/NBD); null for non-buyers.",
+                "Probability the buyer is still active (`[models] transaction_model`); "
+                "null for non-buyers.",
             ),
             _c(
                 "expected_purchases",
                 "float64",
-                "Expected purchases in the next `[models] horizon_days` days (BG/NBD).",
+                "Expected purchases in the next `[models] horizon_days` days (same model).",
             ),
             _c(
                 "expected_order_value",
@@ -340,7 +346,7 @@ TABLES.update(
                 "churn_probability",
                 "float64",
                 "Probability of no order in the next `horizon_days` (gradient boosting on profile "
-                "features and P(alive); 1 - P(order) from BG/NBD when too little to train on).",
+                "features and P(alive); exp(-expected purchases) when too little to train on).",
             ),
             _c(
                 "p_email_click",
@@ -360,7 +366,7 @@ TABLES.update(
         ],
         "category_affinity": [
             _c("customer_id", "string", "The person."),
-            _c("category", "string", "Top-level category."),
+            _c("category", "string", "Category: the first two levels of the path ('Home > Kitchen')."),
             _c("affinity", "float64", "Time-decayed purchases and views of the category."),
             _c("share", "float64", "The category's share of the person's affinity (sums to 1)."),
         ],

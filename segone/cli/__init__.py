@@ -341,6 +341,25 @@ def _print_profile(p: dict[str, Any]) -> None:
             left = "" if _missing(r.exited_at) else f"{r.exited_at:%Y-%m-%d}"
             j.add_row(r.segment, f"{r.entered_at:%Y-%m-%d}", left)
         console.print(j)
+    if len(p["transitions"]):
+        mv = Table(title="moves (lifecycle, segments, taste shifts)", title_justify="left")
+        for c in ("when", "kind", "from", "to"):
+            mv.add_column(c)
+        for r in p["transitions"].itertuples():
+            mv.add_row(
+                f"{r.at:%Y-%m-%d}",
+                str(r.kind),
+                "" if _missing(r.from_segment) else str(r.from_segment),
+                "" if _missing(r.to_segment) else str(r.to_segment),
+            )
+        console.print(mv)
+    if len(p["recommendations"]):
+        rc = Table(title="next products", title_justify="left")
+        for c in ("#", "product", "score", "why"):
+            rc.add_column(c)
+        for r in p["recommendations"].itertuples():
+            rc.add_row(str(r.rank), str(r.product_id), f"{r.score:.3f}", str(r.reason))
+        console.print(rc)
     tl = Table(title="recent timeline", title_justify="left")
     for c in ("when", "kind", "what"):
         tl.add_column(c)

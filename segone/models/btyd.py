@@ -12,6 +12,8 @@ import pandas as pd
 from scipy import optimize, special
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
+from segone.exceptions import ModelInputError, NotFittedError
+
 FloatArray = npt.NDArray[np.float64]
 Columns = npt.ArrayLike | pd.DataFrame
 
@@ -25,24 +27,20 @@ _LOG_BOUND = 30.0
 _GRAD_OK = 1e-5
 
 
-class NotFittedError(ValueError, AttributeError):
-    """A model was used before ``fit`` (or ``from_dict``) gave it parameters."""
-
-
 # ---------------------------------------------------------------------------- input checks
 
 
 def _raise_if(mask: npt.NDArray[np.bool_], column: str, what: str) -> None:
     n = int(np.count_nonzero(mask))
     if n:
-        raise ValueError(f"{column}: {n} {'value is' if n == 1 else 'values are'} {what}")
+        raise ModelInputError(f"{column}: {n} {'value is' if n == 1 else 'values are'} {what}")
 
 
 def _as_float(values: npt.ArrayLike, column: str) -> FloatArray:
     try:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{column}: cannot read the values as numbers ({e})") from e
+        raise ModelInputError(f"{column}: cannot read the values as numbers ({e})") from e
     _raise_if(~np.isfinite(arr), column, "NaN or infinite")
     return arr
 
@@ -53,22 +51,24 @@ def _from_frame(
     """Columns ``names`` from a DataFrame, or the arrays given one by one; checked finite."""
     if isinstance(data, pd.DataFrame):
         if any(v is not None for v in rest):
-            raise ValueError(f"pass either a DataFrame or the arrays {', '.join(names)}, not both")
+            raise ModelInputError(
+                f"pass either a DataFrame or the arrays {', '.join(names)}, not both"
+            )
         missing = [c for c in names if c not in data.columns]
         if missing:
-            raise ValueError(f"the DataFrame has no column {', '.join(missing)}")
+            raise ModelInputError(f"the DataFrame has no column {', '.join(missing)}")
         values: list[npt.ArrayLike] = [data[c] for c in names]
     else:
         absent = [n for n, v in zip(names[1:], rest, strict=True) if v is None]
         if absent:
-            raise ValueError(f"{', '.join(absent)} must be given when {names[0]} is an array")
+            raise ModelInputError(f"{', '.join(absent)} must be given when {names[0]} is an array")
         values = [data, *rest]  # type: ignore[list-item]
     arrays = [_as_float(v, n) for v, n in zip(values, names, strict=True)]
     try:
         return list(np.broadcast_arrays(*arrays))
     except ValueError as e:
         shapes = ", ".join(f"{n} {a.shape}" for n, a in zip(names, arrays, strict=True))
-        raise ValueError(f"the columns differ in length: {shapes}") from e
+        raise ModelInputError(f"the columns differ in length: {shapes}") from e
 
 
 def _rfm(
@@ -89,7 +89,7 @@ def _weights(weights: npt.ArrayLike | None, n: int) -> FloatArray:
         return np.ones(n)
     w = _as_float(weights, "weights").ravel()
     if w.shape != (n,):
-        raise ValueError(f"weights: has {w.size} values for {n} customers")
+        raise ModelInputError(f"weights: has {w.size} values for {n} customers")
     _raise_if(w <= 0, "weights", "not positive")
     return w
 
@@ -103,7 +103,7 @@ def _collapse(columns: dict[str, FloatArray], w: FloatArray) -> tuple[list[Float
 
 def _enough(n: float, name: str) -> None:
     if n < MIN_CUSTOMERS:
-        raise ValueError(f"need at least {MIN_CUSTOMERS} customers to fit {name}, got {n:g}")
+        raise ModelInputError(f"need at least {MIN_CUSTOMERS} customers to fit {name}, got {n:g}")
 
 
 # ---------------------------------------------------------------------------- fitting
@@ -131,9 +131,9 @@ def _minimize(
     if not np.isfinite(res.fun) or not (
         res.success or (np.max(np.abs(res.jac)) < _GRAD_OK and res.nit < max_iter)
     ):
-        raise ValueError(
-            f"{name} did not converge after {res.nit} iterations ({res.message}); "
-            "try penalizer_coef > 0 or more max_iter"
+        raise ModelInputError(
+            f"{name} did not converge after {res.nit} iterations ({res.message}): the data do "
+            "not pin the parameters down; try penalizer_coef > 0 or more max_iter"
         )
     return np.asarray(res.x, dtype=np.float64)
 
@@ -177,7 +177,7 @@ class _Model:
         valid = self.get_params()
         for k, v in params.items():
             if k not in valid:
-                raise ValueError(f"{type(self).__name__} has no hyperparameter {k!r}")
+                raise ModelInputError(f"{type(self).__name__} has no hyperparameter {k!r}")
             setattr(self, k, v)
         return self
 
@@ -187,11 +187,11 @@ class _Model:
 
     def _check_hyperparams(self) -> None:
         if not (np.isfinite(self.penalizer_coef) and self.penalizer_coef >= 0):
-            raise ValueError(f"penalizer_coef must be >= 0, got {self.penalizer_coef}")
+            raise ModelInputError(f"penalizer_coef must be >= 0, got {self.penalizer_coef}")
         if not self.tol > 0:
-            raise ValueError(f"tol must be positive, got {self.tol}")
+            raise ModelInputError(f"tol must be positive, got {self.tol}")
         if int(self.max_iter) != self.max_iter or self.max_iter < 1:
-            raise ValueError(f"max_iter must be a positive integer, got {self.max_iter}")
+            raise ModelInputError(f"max_iter must be a positive integer, got {self.max_iter}")
 
     def _params(self) -> tuple[float, ...]:
         if not hasattr(self, "params_"):
@@ -216,18 +216,20 @@ class _Model:
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """A fitted model from ``to_dict`` output."""
         if data.get("model") != cls.__name__:
-            raise ValueError(f"cannot load a {data.get('model')!r} model as {cls.__name__}")
+            raise ModelInputError(f"cannot load a {data.get('model')!r} model as {cls.__name__}")
         if data.get("version") != FORMAT_VERSION:
-            raise ValueError(
+            raise ModelInputError(
                 f"{cls.__name__}: format version {data.get('version')!r} is not supported "
                 f"(this segone reads version {FORMAT_VERSION})"
             )
         params = {k: float(v) for k, v in data["params"].items()}
         if set(params) != set(cls._param_names):
-            raise ValueError(f"{cls.__name__}: params must be {', '.join(cls._param_names)}")
+            raise ModelInputError(f"{cls.__name__}: params must be {', '.join(cls._param_names)}")
         bad = [k for k, v in params.items() if not (np.isfinite(v) and v > 0)]
         if bad:
-            raise ValueError(f"{cls.__name__}: params {', '.join(bad)} must be positive numbers")
+            raise ModelInputError(
+                f"{cls.__name__}: params {', '.join(bad)} must be positive numbers"
+            )
         model = cls(**data.get("hyperparams", {}))
         model.params_ = {k: params[k] for k in cls._param_names}
         model.n_customers_ = data["n_customers"]
@@ -273,9 +275,13 @@ class _TransactionModel(_Model):
         name = type(self).__name__
         _enough(float(w.sum()), name)
         if not np.any(x > 0):
-            raise ValueError(f"frequency: every value is 0, no repeat purchases to fit {name} on")
+            raise ModelInputError(
+                f"frequency: every value is 0, no repeat purchases to fit {name} on"
+            )
         if not np.any(age > 0):
-            raise ValueError(f"T: every value is 0, the customers have no history to fit {name}")
+            raise ModelInputError(
+                f"T: every value is 0, the customers have no history to fit {name}"
+            )
         (x, tx, age), w = _collapse({"x": x, "tx": tx, "T": age}, w)
         # time rescaled so that the oldest customer has T = 1 (as lifetimes does): it keeps the
         # rate parameters near 1 whatever the unit, which the optimiser needs
@@ -859,14 +865,14 @@ def customer_lifetime_value(
     names = ("frequency", "recency", "T", "monetary_value")
     x, tx, age, m = _from_frame(frequency, (recency, T, monetary_value), names)
     if int(months) != months or months < 1:
-        raise ValueError(f"months must be a positive integer, got {months}")
+        raise ModelInputError(f"months must be a positive integer, got {months}")
     if not monthly_discount_rate > -1:
-        raise ValueError(f"monthly_discount_rate must be > -1, got {monthly_discount_rate}")
+        raise ModelInputError(f"monthly_discount_rate must be > -1, got {monthly_discount_rate}")
     if not unit_days > 0:
-        raise ValueError(f"unit_days must be positive, got {unit_days}")
+        raise ModelInputError(f"unit_days must be positive, got {unit_days}")
     per_month = 365.25 / 12 / unit_days if periods_per_month is None else periods_per_month
     if not per_month > 0:
-        raise ValueError(f"periods_per_month must be positive, got {per_month}")
+        raise ModelInputError(f"periods_per_month must be positive, got {per_month}")
     spend = spend_model.conditional_expected_average_profit(x, m)
 
     def expected(month: float) -> FloatArray:
@@ -899,5 +905,5 @@ def model_from_dict(data: Mapping[str, Any]) -> BetaGeo | ParetoNBD | GammaGamma
     """Any of the three models from its ``to_dict`` output, by the ``model`` name it records."""
     cls = _MODELS.get(str(data.get("model")))
     if cls is None:
-        raise ValueError(f"unknown model {data.get('model')!r}; known: {', '.join(_MODELS)}")
+        raise ModelInputError(f"unknown model {data.get('model')!r}; known: {', '.join(_MODELS)}")
     return cls.from_dict(data)  # type: ignore[return-value]

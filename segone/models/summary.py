@@ -8,6 +8,8 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
+from segone.exceptions import ModelInputError
+
 DAY_SECONDS = 86_400.0
 _EPOCH = pd.Timestamp("1970-01-01")
 
@@ -16,11 +18,13 @@ def _timestamp(value: str | dt.date | dt.datetime | pd.Timestamp, name: str) -> 
     try:
         stamp = pd.Timestamp(value)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{name}: cannot read {value!r} as a date or timestamp") from e
+        raise ModelInputError(f"{name}: cannot read {value!r} as a date or timestamp") from e
     if stamp is pd.NaT:
-        raise ValueError(f"{name}: cannot read {value!r} as a date or timestamp")
+        raise ModelInputError(f"{name}: cannot read {value!r} as a date or timestamp")
     if stamp.tzinfo is not None:
-        raise ValueError(f"{name}: give a naive timestamp (the warehouse stores naive UTC times)")
+        raise ModelInputError(
+            f"{name}: give a naive timestamp (the warehouse stores naive UTC times)"
+        )
     return stamp
 
 
@@ -66,11 +70,13 @@ def rfm_summary(
     ``amount=None`` leaves out the two spend columns.
     """
     if not unit_days > 0:
-        raise ValueError(f"unit_days must be positive, got {unit_days}")
+        raise ModelInputError(f"unit_days must be positive, got {unit_days}")
     cal_end = _timestamp(calibration_end, "calibration_end")
     obs_end = None if observation_end is None else _timestamp(observation_end, "observation_end")
     if obs_end is not None and obs_end <= cal_end:
-        raise ValueError(f"observation_end ({obs_end}) must be after calibration_end ({cal_end})")
+        raise ModelInputError(
+            f"observation_end ({obs_end}) must be after calibration_end ({cal_end})"
+        )
 
     when = transactions[ts].cast("timestamp")
     base = transactions.select(

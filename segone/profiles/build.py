@@ -14,7 +14,7 @@ from segone.identity import IdentityResult, IdentitySettings, resolve
 from segone.identity.graph import known_by
 from segone.models.churn import FEATURES as CHURN_FEATURES
 from segone.models.nextproducts import NextProducts, NextProductsError, purchase_lines
-from segone.models.pipeline import ScoreReport, churn_scores, customer_scores
+from segone.models.pipeline import ScoreReport, churn_scores, customer_scores, tastes
 from segone.models.registry import save_model
 from segone.models.settings import ModelSettings
 from segone.profiles import features as F
@@ -220,6 +220,9 @@ def predictions(
     wh.drop_staging("_segone_profiles")
     if ms.recommendations > 0:
         recommend(wh, when, ms, report)
+    shifts = tastes(wh, when, ms)
+    if shifts:
+        report.notes.append(f"{shifts:,} taste shifts")
 
 
 def recommend(wh: Warehouse, when: datetime, ms: ModelSettings, report: ScoreReport) -> None:

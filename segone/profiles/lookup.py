@@ -77,8 +77,22 @@ def profile_of(wh: Warehouse, customer_id: str, timeline: int = 20) -> dict[str,
     tl = ibis.union(ev, o, it).order_by(ibis.desc("ts")).limit(timeline)
     m = wh.table("segment_memberships")
     journey = wh.execute(m.filter(m.customer_id == customer_id).order_by([m.entered_at, m.segment]))
+    r = wh.table("recommendations")
+    recs = wh.execute(
+        r.filter(r.customer_id == customer_id)
+        .order_by("rank")
+        .select("rank", "product_id", "score", "reason")
+    )
+    tr = wh.table("transitions")
+    moves = wh.execute(
+        tr.filter(tr.customer_id == customer_id)
+        .order_by(["at", "kind"])
+        .select("at", "kind", "from_segment", "to_segment")
+    )
     return {
         "journey": journey,
+        "transitions": moves,
+        "recommendations": recs,
         "profile": prof.iloc[0].to_dict() if len(prof) else {},
         "identifiers": ids,
         "timeline": wh.execute(tl) if timeline else pd.DataFrame(),

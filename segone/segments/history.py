@@ -4,7 +4,8 @@ Each snapshot (``record_snapshot``) evaluates every segment, and every person's 
 (as segment ``lifecycle:<stage>``), as of a date, and compares with the memberships still open:
 people who entered get a row with ``entered_at``; people who left get ``exited_at``; every move
 is a row of ``transitions`` (lifecycle moves from one stage to another, segment entries and
-exits). ``backfill`` records snapshots over a date range, oldest first.
+exits, and taste shifts: a person's recent purchases leaving their long-term favourite
+category). ``backfill`` records snapshots over a date range, oldest first.
 
 Backfills resolve identity once (with everything known now) and build each snapshot's profiles
 from the records up to its date: a link learnt later is applied to earlier records. This keeps
@@ -22,7 +23,7 @@ import pyarrow as pa
 
 from segone.exceptions import SegoneError
 from segone.exprs import lit
-from segone.models.pipeline import ScoreReport, customer_scores
+from segone.models.pipeline import ScoreReport, customer_scores, tastes
 from segone.models.settings import ModelSettings
 from segone.profiles import profiles_expr
 from segone.schema import TS
@@ -115,6 +116,8 @@ def record_snapshot(
                 )
             ),
         )
+    if models is None or models.enabled:
+        result.moves += tastes(wh, at, models or ModelSettings())
     for n in ("_segone_snap", "_segone_entered", "_segone_exited", "_segone_snap_scores"):
         wh.drop_staging(n)
     return result
