@@ -366,7 +366,11 @@ TABLES.update(
         ],
         "category_affinity": [
             _c("customer_id", "string", "The person."),
-            _c("category", "string", "Category: the first two levels of the path ('Home > Kitchen')."),
+            _c(
+                "category",
+                "string",
+                "Category: the first two levels of the path ('Home > Kitchen').",
+            ),
             _c("affinity", "float64", "Time-decayed purchases and views of the category."),
             _c("share", "float64", "The category's share of the person's affinity (sums to 1)."),
         ],
