@@ -14,10 +14,12 @@ from rich.console import Console
 from rich.table import Table
 
 from segone.config import CONFIG_FILE
-from segone.datasets import SAMPLE_FILES, generate_sample, write_cdnow_orders
+from segone.datasets import SAMPLE_FILES, generate_sample, load_cdnow, write_cdnow_orders
 from segone.datasets.sample import SAMPLE_TOML, SampleConfig
 from segone.datasets.truth import identity_scores, lifecycle_scores
 from segone.ingest import LoadResult
+from segone.models.btyd import BetaGeo
+from segone.models.summary import rfm_summary
 from segone.profiles import build
 from segone.project import Project
 from segone.segments import project_catalogue, summary
@@ -36,6 +38,7 @@ def run_demo(
     show_status: Callable[[Project, dict[str, Any]], None],
     show_segments: Callable[[Any], None],
     show_matrix: Callable[[Any, tuple[str, ...]], None],
+    show_predictions: Callable[[Any], None],
 ) -> None:
     t0 = time.perf_counter()
     directory = Path(directory)
@@ -171,13 +174,34 @@ def run_demo(
             soft_wrap=True,
         )
 
-    console.print("\n[bold]7. Real data[/]: the CDNOW purchase history (Fader & Hardie)")
+    console.print("\n[bold]7. Predictions per person[/] (fitted at the build; `segone models`)")
+    with project.warehouse(read_only=True) as wh:
+        show_predictions(wh)
+        shifts = wh.execute(
+            wh.table("transitions").filter(lambda t: t.kind == "taste_shift").count()
+        )
+    console.print(
+        f"   {built.models.summary() if built.models else ''}; {int(shifts):,} taste shifts "
+        "recorded over the snapshots (see `segone profile ID`)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+    console.print("\n[bold]8. Real data[/]: the CDNOW purchase history (Fader & Hardie)")
     cd_dir = directory / "cdnow"
     cd_project = Project.init(cd_dir, exist_ok=True)
     csv = cd_dir / "cdnow_orders.csv"
     write_cdnow_orders(csv)
     r = ingest(cd_project, "orders", csv)
     console.print(f"   {r.summary()}", highlight=False, soft_wrap=True)
+    bg = cdnow_bgnbd()
+    got = ", ".join(f"{k}={v:.3f}" for k, v in bg.params_.items())
+    console.print(
+        f"   BG/NBD on the first 39 weeks: {got}, log-likelihood {bg.log_likelihood_:,.2f} "
+        "(published: r=0.243, alpha=4.414, a=0.793, b=2.426, -9,582.43)",
+        highlight=False,
+        soft_wrap=True,
+    )
     console.print(
         f"\nDone in {time.perf_counter() - t0:.0f}s. Try: segone status -p {directory}",
         highlight=False,
@@ -202,3 +226,15 @@ def _cell(v: Any) -> str:
 def lifecycle_scores_or_none(project: Project, sample_dir: Path) -> dict[str, Any] | None:
     with project.warehouse(read_only=True) as wh:
         return lifecycle_scores(wh, sample_dir / "truth")
+
+
+def cdnow_bgnbd() -> BetaGeo:
+    """BG/NBD fitted as Fader, Hardie & Lee did: weeks, calibration 1997-01-01..09-30."""
+    df = load_cdnow().rename(columns={"date": "ts"})
+    tx = ibis.memtable(df[["customer_id", "ts", "amount"]])
+    con = ibis.duckdb.connect()
+    try:
+        summ = con.execute(rfm_summary(tx, calibration_end="1997-09-30 23:59:59", unit_days=7.0))
+    finally:
+        con.disconnect()
+    return BetaGeo().fit(summ)

@@ -12,10 +12,12 @@
     │   └── MappingError       a column mapping names columns that do not exist or clash
     └── ModelError             a predictive model cannot be fitted or used
         ├── ModelInputError    the data given to a model is unusable (also a ValueError)
-        └── NotFittedError     a model was used before fit (also ValueError, AttributeError)
+        └── NotFittedError     a model was used before fit (also scikit-learn's)
 """
 
 from __future__ import annotations
+
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
 
 class SegoneError(Exception):
@@ -62,5 +64,5 @@ class ModelInputError(ModelError, ValueError):
     """The data given to a model is unusable (wrong shape, values, or too little of it)."""
 
 
-class NotFittedError(ModelError, ValueError, AttributeError):
-    """A model was used before ``fit`` (the same bases as scikit-learn's NotFittedError)."""
+class NotFittedError(ModelError, _SklearnNotFittedError):
+    """A model was used before ``fit`` (also scikit-learn's NotFittedError)."""

@@ -273,6 +273,41 @@ def build(
     console.print(r.summary(), highlight=False, soft_wrap=True)
 
 
+@app.command()
+def models(
+    project: ProjectOpt = Path("."),
+    history: Annotated[bool, typer.Option("--all", help="Every fit, not only the latest.")] = False,
+) -> None:
+    """Fitted models: version, the data window each was fitted on, and its parameters."""
+    import json
+
+    import ibis
+
+    with _user_errors():
+        proj = Project.open(project)
+        with proj.warehouse(read_only=True) as wh:
+            if "models" not in wh.tables():
+                raise SegoneError("no models yet: run `segone build`")
+            t = wh.table("models")
+            if not history:
+                last = t.group_by("name").aggregate(version=t.version.max())
+                t = t.semi_join(last, ["name", "version"])
+            df = wh.execute(t.order_by(["name", ibis.desc("version")]))
+    tbl = Table(title="models", title_justify="left")
+    for c in ("model", "version", "data up to", "rows", "parameters"):
+        tbl.add_column(c)
+    for r in df.itertuples():
+        params = json.loads(r.params)
+        shown = params.get("params", params)
+        text = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in shown.items()
+            if not isinstance(v, dict | list)
+        )
+        tbl.add_row(r.name, str(r.version), f"{r.window_end:%Y-%m-%d}", f"{r.rows:,}", text)
+    console.print(tbl)
+
+
 def _parse_when(text: str | None) -> datetime | None:
     if text is None:
         return None
@@ -713,12 +748,62 @@ def demo(
             directory,
             show_segments=_print_summary,
             show_matrix=_print_matrix,
+            show_predictions=_print_predictions,
             customers=customers,
             seed=seed,
             console=console,
             ingest=_ingest_one,
             show_status=_print_status,
         )
+
+
+def _print_predictions(wh: Any) -> None:
+    """The five customers with the highest lifetime value, and what to offer each."""
+    import ibis
+
+    p = wh.table("profiles")
+    r = wh.table("recommendations")
+    top = p.filter(p.clv.notnull()).order_by(ibis.desc("clv")).limit(5)
+    first = r.filter(r["rank"] == 1).select("customer_id", "product_id", "reason")
+    df = wh.execute(
+        top.left_join(first, "customer_id").select(
+            "customer_id",
+            "orders",
+            "lifecycle_stage",
+            "p_alive",
+            "expected_purchases",
+            "clv",
+            "churn_probability",
+            "product_id",
+            "reason",
+        )
+    ).sort_values("clv", ascending=False)
+    t = Table(title="highest expected lifetime value", title_justify="left")
+    for c in (
+        "customer",
+        "orders",
+        "stage",
+        "P(alive)",
+        "buys next 90d",
+        "CLV 12m",
+        "churn",
+        "offer",
+        "why",
+    ):
+        t.add_column(c)
+    for x in df.itertuples():
+        t.add_row(
+            x.customer_id,
+            str(x.orders),
+            x.lifecycle_stage,
+            f"{x.p_alive:.2f}",
+            f"{x.expected_purchases:.1f}",
+            f"{x.clv:,.0f}",
+            "" if _missing(x.churn_probability) else f"{x.churn_probability:.2f}",
+            "" if _missing(x.product_id) else str(x.product_id),
+            "" if _missing(x.reason) else str(x.reason),
+        )
+    console.print(t)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -79,6 +79,19 @@ def erased_lines(wh: Warehouse, kind: str, rows: ibis.Table, line: str, cc: str)
     return nodes.semi_join(erased, "node_hash").select(line).distinct()
 
 
+#: Derived tables keyed by the person: everything segone computed about them goes too.
+PERSON_TABLES = (
+    "customer_map",
+    "record_customers",
+    "profiles",
+    "scores",
+    "recommendations",
+    "category_affinity",
+    "segment_memberships",
+    "transitions",
+)
+
+
 def erase(
     wh: Warehouse, customer_ids: list[str], settings: IdentitySettings | None = None
 ) -> ErasureResult:
@@ -134,7 +147,7 @@ def erase(
         removed["identity_refusals"] = wh.delete_matching(
             "identity_refusals", rec_nodes.select("node"), ["node"]
         )
-        for table in ("customer_map", "record_customers", "profiles"):
+        for table in PERSON_TABLES:
             if table in wh.tables():
                 removed[table] = wh.delete_matching(table, ids, ["customer_id"])
         removed["identity_history"] = wh.delete_matching("identity_history", ids, ["customer_id"])

@@ -47,7 +47,7 @@ from splink.backends.duckdb import DuckDBAPI
 from splink.blocking_analysis import count_comparisons_from_blocking_rules
 from splink.internals.splink_dataframe import SplinkDataFrame
 
-from segone.exceptions import SegoneError
+from segone.exceptions import NotFittedError, SegoneError
 
 __all__ = [
     "PERSON_COLUMNS",
@@ -77,10 +77,6 @@ ID = "unique_id"
 
 class MatchingInputError(SegoneError, ValueError):
     """The records cannot be matched as given (no or duplicate ``unique_id``, too few fields)."""
-
-
-class NotFittedError(SegoneError, ValueError, AttributeError):
-    """``predict`` or ``cluster`` was called before ``fit``."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,10 +35,9 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize_scalar
 from scipy.special import betaln
 from sklearn.base import BaseEstimator
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 from sklearn.linear_model import LogisticRegression
 
-from segone.exceptions import SegoneError
+from segone.exceptions import ModelInputError, NotFittedError
 
 __all__ = ["ClickModel", "ClickModelError", "NotFittedError", "ShrunkCTR"]
 
@@ -46,12 +45,8 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 
-class ClickModelError(SegoneError, ValueError):
+class ClickModelError(ModelInputError):
     """The features or labels given to a click model are inconsistent."""
-
-
-class NotFittedError(SegoneError, _SklearnNotFittedError):
-    """A click model was used before ``fit``."""
 
 
 def _labels(y: ArrayLike, n: int) -> FloatArray:

@@ -37,10 +37,9 @@ import pyarrow as pa
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from sklearn.base import BaseEstimator
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from segone.exceptions import SegoneError
+from segone.exceptions import ModelInputError, NotFittedError
 from segone.schema import TS
 from segone.store.base import Warehouse
 
@@ -59,12 +58,8 @@ _DAY = 86_400.0
 _BASKETS_TMP = "_segone_nextproducts_baskets"
 
 
-class NextProductsError(SegoneError, ValueError):
+class NextProductsError(ModelInputError):
     """A hyperparameter or an input of the recommender is invalid."""
-
-
-class NotFittedError(SegoneError, _SklearnNotFittedError):
-    """The recommender was used before ``fit``."""
 
 
 def _ts(when: datetime) -> ir.TimestampValue:

@@ -10,7 +10,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from segone.exceptions import SegoneError
+from segone.exceptions import ModelInputError
 from segone.exprs import lit, of
 from segone.schema import TS
 from segone.store.base import Warehouse
@@ -22,7 +22,7 @@ VIEW = "view"
 VIEW_EVENTS = ("Product Viewed", "Product List Viewed", "Product Clicked")
 
 
-class TasteInputError(SegoneError, ValueError):
+class TasteInputError(ModelInputError):
     """A taste model was given hyperparameters or inputs it cannot work with."""
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import ibis
 import ibis.expr.types as ir
 import pandas as pd
+import pyarrow as pa
 
 from segone.exprs import of
 from segone.identity import IdentityResult, IdentitySettings, resolve
@@ -161,9 +162,7 @@ def build(
     report = ScoreReport()
     scores = None
     if ms.enabled:
-        scores = wh.materialize(
-            "_segone_scores", ibis.memtable(customer_scores(wh, when, ms, report))
-        )
+        scores = _stage(wh, "_segone_scores", customer_scores(wh, when, ms, report))
     cutoff = ibis.literal(when, type=TS)
     with wh.transaction():
         wh.replace("profiles", profiles_expr(wh, cutoff, half_life_days, country, stages, scores))
@@ -172,6 +171,16 @@ def build(
         predictions(wh, when, ms, report, scores, half_life_days, country, stages)
         wh.drop_staging("_segone_scores")
     return BuildResult(when, ident, wh.count("profiles"), report)
+
+
+def _stage(wh: Warehouse, name: str, df: pd.DataFrame) -> ibis.Table:
+    """A temporary table of ``df`` (dropped with ``drop_staging``; unlike an Ibis memtable it
+    leaves no copy of personal data behind in the session)."""
+    t = pa.Table.from_pandas(df, preserve_index=False)
+    i = t.schema.get_field_index("customer_id")
+    if i >= 0 and t.schema.field(i).type != pa.string():  # an empty frame has no type
+        t = t.set_column(i, "customer_id", t.column(i).cast(pa.string()))
+    return wh.stage(name, t, append=False)
 
 
 def predictions(
@@ -192,8 +201,8 @@ def predictions(
     if ms.churn and (now.orders > 0).any():
         t0 = when - timedelta(days=ms.horizon_days)
         past = ScoreReport()
-        past_scores = wh.materialize(
-            "_segone_scores_t0", ibis.memtable(customer_scores(wh, t0, ms, past, record=False))
+        past_scores = _stage(
+            wh, "_segone_scores_t0", customer_scores(wh, t0, ms, past, record=False)
         )
         past_prof = profiles_expr(
             wh, ibis.literal(t0, type=TS), half_life_days, country, stages, past_scores
@@ -201,7 +210,7 @@ def predictions(
         train = wh.execute(past_prof.select(*[c for c in cols if c in past_prof.columns]))
         wh.drop_staging("_segone_scores_t0")
         churn = churn_scores(wh, when, ms, report, train, now)
-    ch = ibis.memtable(churn.astype({"churn_probability": "float64"}))
+    ch = _stage(wh, "_segone_churn", churn.astype({"churn_probability": "float64"}))
     out = scores.left_join(ch, "customer_id").drop("customer_id_right")
     out = out.mutate(as_of=ibis.literal(when, type=TS))
     with wh.transaction():
@@ -218,6 +227,7 @@ def predictions(
             ),
         )
     wh.drop_staging("_segone_profiles")
+    wh.drop_staging("_segone_churn")
     if ms.recommendations > 0:
         recommend(wh, when, ms, report)
     shifts = tastes(wh, when, ms)
@@ -241,9 +251,10 @@ def recommend(wh: Warehouse, when: datetime, ms: ModelSettings, report: ScoreRep
         wh.replace("recommendations", wh.table("recommendations").limit(0))
         return
     recs = model.recommend(n=ms.recommendations)
-    t = ibis.memtable(recs).mutate(as_of=ibis.literal(when, type=TS))
+    t = wh.stage("_segone_recs", recs, append=False)
     with wh.transaction():
-        wh.replace("recommendations", t)
+        wh.replace("recommendations", t.mutate(as_of=ibis.literal(when, type=TS)))
+    wh.drop_staging("_segone_recs")
     report.fitted["next_products"] = save_model(
         wh,
         "next_products",

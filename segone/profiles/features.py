@@ -178,7 +178,8 @@ def identifier_features(customer_map: ibis.Table, as_of: ir.TimestampValue) -> i
     also seen later counts as last seen when it was first seen (the profile then takes the
     latest dated record up to ``as_of``), so nothing after ``as_of`` leaks into a profile.
     """
-    m = customer_map.filter(customer_map.first_seen <= as_of)
+    # identifiers of undated records (a CRM export without dates) count whenever
+    m = customer_map.filter(customer_map.first_seen.isnull() | (customer_map.first_seen <= as_of))
     m = m.mutate(last_seen=ibis.ifelse(m.last_seen <= as_of, m.last_seen, m.first_seen))
     out = m.group_by("customer_id").aggregate(
         identifiers=m.count(),

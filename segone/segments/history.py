@@ -67,7 +67,9 @@ def record_snapshot(
         scores = None
         if ms.enabled:
             sc = customer_scores(wh, at, ms, ScoreReport(), record=False)
-            scores = wh.materialize("_segone_snap_scores", ibis.memtable(sc))
+            scores = wh.stage(
+                "_segone_snap_scores", pa.Table.from_pandas(sc, preserve_index=False), append=False
+            )
         with wh.transaction():
             wh.replace("profiles", profiles_expr(wh, when, stages=stages, scores=scores))
     p = wh.table("profiles")
