@@ -34,7 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check segone tests bench
 	$(BIN)/mypy
 
-# Benchmarks (about an hour on 2 cores, not part of the test suite); results go to
+# Benchmarks (about two hours on 2 cores, not part of the test suite); results go to
 # BENCHMARKS.md by hand. The identity benchmark reuses the warehouse the ingest one leaves.
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_bench.py --customers 1000000 --workdir bench/out
@@ -42,6 +42,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/rules_bench.py bench/out/identity/identity.duckdb --rules 50
 	$(BIN)/python bench/lifecycle_bench.py --customers 20000 --seed 3
 	$(BIN)/python bench/febrl_bench.py --baseline
+	$(BIN)/python bench/btyd_bench.py --repeats 5 --score-repeats 3 --customers 1000000 --seed 7
+	$(BIN)/python bench/churn_bench.py --customers 20000 --seed 3
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/nextproducts_bench.py --customers 20000 --seed 7
+	$(BIN)/python bench/taste_bench.py --customers 20000 --seed 7
+	$(BIN)/python bench/obd_bench.py --crossfit 5
+	$(BIN)/python bench/scoring_bench.py --customers 1000000 --seed-people 5000
+	$(BIN)/python bench/backfill_bench.py --customers 100000 --weeks 52 --workdir bench/out/backfill
 
 clean:
 	rm -rf $(VENV) demo-project bench/out .pytest_cache .mypy_cache .ruff_cache
