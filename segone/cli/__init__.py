@@ -393,7 +393,8 @@ def _print_profile(p: dict[str, Any]) -> None:
         for c in ("#", "product", "score", "why"):
             rc.add_column(c)
         for r in p["recommendations"].itertuples():
-            rc.add_row(str(r.rank), str(r.product_id), f"{r.score:.3f}", str(r.reason))
+            name = "" if _missing(r.name) else f" {r.name}"
+            rc.add_row(str(r.rank), f"{r.product_id}{name}", f"{r.score:.3f}", str(r.reason))
         console.print(rc)
     tl = Table(title="recent timeline", title_justify="left")
     for c in ("when", "kind", "what"):

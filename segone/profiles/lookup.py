@@ -78,10 +78,13 @@ def profile_of(wh: Warehouse, customer_id: str, timeline: int = 20) -> dict[str,
     m = wh.table("segment_memberships")
     journey = wh.execute(m.filter(m.customer_id == customer_id).order_by([m.entered_at, m.segment]))
     r = wh.table("recommendations")
+    pr = wh.table("products")
+    names = pr.group_by("product_id").aggregate(name=pr.name.max())
+    mine = r.filter(r.customer_id == customer_id)
     recs = wh.execute(
-        r.filter(r.customer_id == customer_id)
+        mine.left_join(names, "product_id")
+        .select("rank", mine.product_id, "name", "score", "reason")
         .order_by("rank")
-        .select("rank", "product_id", "score", "reason")
     )
     tr = wh.table("transitions")
     moves = wh.execute(
