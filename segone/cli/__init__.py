@@ -780,22 +780,11 @@ def _print_predictions(wh: Any) -> None:
         )
     ).sort_values("clv", ascending=False)
     t = Table(title="highest expected lifetime value", title_justify="left")
-    for c in (
-        "customer",
-        "orders",
-        "stage",
-        "P(alive)",
-        "buys next 90d",
-        "CLV 12m",
-        "churn",
-        "offer",
-        "why",
-    ):
+    for c in ("customer", "stage", "P(alive)", "next 90d", "CLV 12m", "churn", "offer", "why"):
         t.add_column(c)
     for x in df.itertuples():
         t.add_row(
             x.customer_id,
-            str(x.orders),
             x.lifecycle_stage,
             f"{x.p_alive:.2f}",
             f"{x.expected_purchases:.1f}",

@@ -70,6 +70,9 @@ def record_snapshot(
             scores = wh.stage(
                 "_segone_snap_scores", pa.Table.from_pandas(sc, preserve_index=False), append=False
             )
+        # the snapshot evaluates segments on profiles as of ``at``; the build's own profiles
+        # (with the scores only a build computes, such as churn) are put back afterwards
+        wh.materialize("_segone_built_profiles", wh.table("profiles"))
         with wh.transaction():
             wh.replace("profiles", profiles_expr(wh, when, stages=stages, scores=scores))
     p = wh.table("profiles")
@@ -120,7 +123,16 @@ def record_snapshot(
         )
     if models is None or models.enabled:
         result.moves += tastes(wh, at, models or ModelSettings())
-    for n in ("_segone_snap", "_segone_entered", "_segone_exited", "_segone_snap_scores"):
+    if rebuild_profiles:
+        with wh.transaction():
+            wh.replace("profiles", wh.table("_segone_built_profiles"))
+    for n in (
+        "_segone_snap",
+        "_segone_entered",
+        "_segone_exited",
+        "_segone_snap_scores",
+        "_segone_built_profiles",
+    ):
         wh.drop_staging(n)
     return result
 
