@@ -75,7 +75,13 @@ class ChurnModel:
         classes = set(np.unique(y).tolist())
         if not classes <= {0, 1} or len(classes) < 2:
             raise ModelInputError("churn labels must be 0/1 and contain both outcomes")
-        self.features_: list[str] = [c for c in self.features if c in X.columns]
+        # a feature nobody has (no web events in an orders-only shop) carries nothing and
+        # breaks the histogram binning: only features with some value are used
+        self.features_: list[str] = [
+            c
+            for c in self.features
+            if c in X.columns and pd.to_numeric(X[c], errors="coerce").notna().any()
+        ]
         if not self.features_:
             raise ModelInputError(
                 f"none of the churn features is present; expected some of {list(self.features)}"
