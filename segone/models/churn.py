@@ -18,6 +18,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 from segone.exceptions import ModelInputError, NotFittedError
 
+#: Fewest buyers (as of one horizon back) the model is trained on.
+MIN_BUYERS = 50
+
 #: Profile columns the model uses when they are present (numbers and flags only).
 FEATURES: tuple[str, ...] = (
     "orders",
@@ -70,8 +73,10 @@ class ChurnModel:
         y = np.asarray(churned)
         if len(y) != len(X):
             raise ModelInputError(f"{len(X)} feature rows but {len(y)} labels")
-        if len(y) < 50:
-            raise ModelInputError(f"churn: at least 50 labelled buyers are needed, got {len(y)}")
+        if len(y) < MIN_BUYERS:
+            raise ModelInputError(
+                f"churn: at least {MIN_BUYERS} labelled buyers are needed, got {len(y)}"
+            )
         classes = set(np.unique(y).tolist())
         if not classes <= {0, 1} or len(classes) < 2:
             raise ModelInputError("churn labels must be 0/1 and contain both outcomes")

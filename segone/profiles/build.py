@@ -14,8 +14,15 @@ from segone.exprs import of
 from segone.identity import IdentityResult, IdentitySettings, resolve
 from segone.identity.graph import known_by
 from segone.models.churn import FEATURES as CHURN_FEATURES
+from segone.models.churn import MIN_BUYERS
 from segone.models.nextproducts import NextProducts, NextProductsError, purchase_lines
-from segone.models.pipeline import ScoreReport, churn_scores, customer_scores, tastes
+from segone.models.pipeline import (
+    ScoreReport,
+    churn_scores,
+    customer_scores,
+    tastes,
+    transactions,
+)
 from segone.models.registry import save_model
 from segone.models.settings import ModelSettings
 from segone.profiles import features as F
@@ -200,15 +207,19 @@ def predictions(
     churn = pd.DataFrame({"customer_id": pd.Series([], dtype=str), "churn_probability": []})
     if ms.churn and (now.orders > 0).any():
         t0 = when - timedelta(days=ms.horizon_days)
-        past = ScoreReport()
-        past_scores = _stage(
-            wh, "_segone_scores_t0", customer_scores(wh, t0, ms, past, record=False)
-        )
-        past_prof = profiles_expr(
-            wh, ibis.literal(t0, type=TS), half_life_days, country, stages, past_scores
-        )
-        train = wh.execute(past_prof.select(*[c for c in cols if c in past_prof.columns]))
-        wh.drop_staging("_segone_scores_t0")
+        buyers_t0 = int(wh.execute(transactions(wh, t0).customer_id.nunique()))
+        if buyers_t0 >= MIN_BUYERS:
+            past = ScoreReport()
+            past_scores = _stage(
+                wh, "_segone_scores_t0", customer_scores(wh, t0, ms, past, record=False)
+            )
+            past_prof = profiles_expr(
+                wh, ibis.literal(t0, type=TS), half_life_days, country, stages, past_scores
+            )
+            train = wh.execute(past_prof.select(*[c for c in cols if c in past_prof.columns]))
+            wh.drop_staging("_segone_scores_t0")
+        else:  # too few to train on: the model refuses, and the profiles of t0 are not needed
+            train = now.iloc[:0]
         churn = churn_scores(wh, when, ms, report, train, now)
     ch = _stage(wh, "_segone_churn", churn.astype({"churn_probability": "float64"}))
     out = scores.left_join(ch, "customer_id").drop("customer_id_right")
