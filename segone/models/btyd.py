@@ -309,6 +309,19 @@ class _TransactionModel(_Model):
         p2 = np.exp(2 * theta)
         return self.penalizer_coef * float(p2.sum()), 2 * self.penalizer_coef * p2
 
+    def conditional_probability_alive(
+        self,
+        frequency: Columns,
+        recency: npt.ArrayLike | None = None,
+        T: npt.ArrayLike | None = None,
+    ) -> FloatArray:
+        """Probability that each customer is still active at the end of their history."""
+        x, tx, age = _rfm(frequency, recency, T)
+        return self._p_alive(x, tx, age)
+
+    def _p_alive(self, x: FloatArray, tx: FloatArray, T: FloatArray) -> FloatArray:
+        raise NotImplementedError
+
     def log_likelihood(
         self,
         frequency: Columns,
@@ -403,16 +416,6 @@ class BetaGeo(_TransactionModel):
             return -(base + w @ mix) / total + pen, -grad * params / total + pen_grad
 
         return fun
-
-    def conditional_probability_alive(
-        self,
-        frequency: Columns,
-        recency: npt.ArrayLike | None = None,
-        T: npt.ArrayLike | None = None,
-    ) -> FloatArray:
-        """Probability that each customer is still active at the end of their history."""
-        x, tx, age = _rfm(frequency, recency, T)
-        return self._p_alive(x, tx, age)
 
     def _p_alive(self, x: FloatArray, tx: FloatArray, T: FloatArray) -> FloatArray:
         r, alpha, a, b = self._params()
@@ -619,17 +622,8 @@ class ParetoNBD(_TransactionModel):
 
         return _central_gradient(f)
 
-    def conditional_probability_alive(
-        self,
-        frequency: Columns,
-        recency: npt.ArrayLike | None = None,
-        T: npt.ArrayLike | None = None,
-    ) -> FloatArray:
-        """Probability that each customer is still active at the end of their history (eq. 36)."""
-        x, tx, age = _rfm(frequency, recency, T)
-        return self._p_alive(x, tx, age)
-
     def _p_alive(self, x: FloatArray, tx: FloatArray, T: FloatArray) -> FloatArray:
+        # eq. 36
         ll, alive = _pareto_terms(np.asarray(self._params()), x, tx, T)
         return np.exp(alive - ll)
 
