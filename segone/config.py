@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from segone.exceptions import ConfigError, ProjectError
 from segone.identity.graph import IdentitySettings
@@ -156,6 +157,38 @@ def _identity_settings(data: dict[str, Any], source: str) -> IdentitySettings:
     )
 
 
+_S = TypeVar("_S")
+
+
+def _section(
+    data: dict[str, Any],
+    name: str,
+    cls: type[_S],
+    source: str,
+    check: Callable[[dict[str, Any]], None] | None = None,
+) -> _S:
+    """Settings dataclass ``cls`` from ``[name]``: every key known, each value converted to the
+    type of its default (so ``churn_factor = 4`` is the float 4.0)."""
+    raw = dict(data.get(name, {}))
+    fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
+    unknown = set(raw) - set(fields)
+    if unknown:
+        raise ConfigError(f"{source}: unknown setting(s) {sorted(f'{name}.{k}' for k in unknown)}")
+    try:
+        if check:
+            check(raw)
+        defaults = cls()
+        return cls(**{k: type(getattr(defaults, k))(v) for k, v in raw.items()})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {name}: {exc}") from None
+
+
+def _check_models(raw: dict[str, Any]) -> None:
+    defaults = ModelSettings()
+    if any(isinstance(v, bool) != isinstance(getattr(defaults, k), bool) for k, v in raw.items()):
+        raise ValueError("enabled and churn take true/false; the others numbers")
+
+
 @dataclass(frozen=True)
 class Settings:
     """All settings of one project. ``root`` is the project directory."""
@@ -245,44 +278,9 @@ class Settings:
             identity = _identity_settings(dict(data.get("identity", {})), source)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: {exc}") from None
-        lc = dict(data.get("lifecycle", {}))
-        unknown_lc = set(lc) - set(LifecycleSettings.__dataclass_fields__)
-        if unknown_lc:
-            raise ConfigError(
-                f"{source}: unknown setting(s) {sorted('lifecycle.' + k for k in unknown_lc)}"
-            )
-        try:
-            stages = LifecycleSettings(**{k: float(v) for k, v in lc.items()})
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{source}: lifecycle: {exc}") from None
-        sg = dict(data.get("segments", {}))
-        fields = BuiltinSettings.__dataclass_fields__
-        unknown_sg = set(sg) - set(fields)
-        if unknown_sg:
-            raise ConfigError(
-                f"{source}: unknown setting(s) {sorted('segments.' + k for k in unknown_sg)}"
-            )
-        try:
-            defaults = BuiltinSettings()
-            builtin = BuiltinSettings(**{k: type(getattr(defaults, k))(v) for k, v in sg.items()})
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{source}: segments: {exc}") from None
-        md = dict(data.get("models", {}))
-        mfields = ModelSettings.__dataclass_fields__
-        unknown_md = set(md) - set(mfields)
-        if unknown_md:
-            raise ConfigError(
-                f"{source}: unknown setting(s) {sorted('models.' + k for k in unknown_md)}"
-            )
-        try:
-            mdef = ModelSettings()
-            if any(
-                isinstance(v, bool) != isinstance(getattr(mdef, k), bool) for k, v in md.items()
-            ):
-                raise ValueError("enabled and churn take true/false; the others numbers")
-            models = ModelSettings(**{k: type(getattr(mdef, k))(v) for k, v in md.items()})
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{source}: models: {exc}") from None
+        stages = _section(data, "lifecycle", LifecycleSettings, source)
+        builtin = _section(data, "segments", BuiltinSettings, source)
+        models = _section(data, "models", ModelSettings, source, _check_models)
         return cls(
             root=root,
             warehouse=warehouse,
