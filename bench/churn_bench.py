@@ -28,7 +28,7 @@ from segone.datasets import SAMPLE_FILES, generate_sample
 from segone.datasets.sample import SampleConfig
 from segone.identity import resolve
 from segone.ingest import ingest_file
-from segone.models.churn import FEATURES, ChurnModel
+from segone.models.churn import PROFILE_COLUMNS, ChurnModel
 from segone.models.pipeline import ScoreReport, churn_labels, customer_scores
 from segone.models.settings import ModelSettings
 from segone.profiles import profiles_expr
@@ -58,7 +58,7 @@ def main() -> None:
             resolve(wh, as_of=T)
             score_interactions(wh)
             h = timedelta(days=a.horizon)
-            cols = ["customer_id", *dict.fromkeys(["orders", *FEATURES])]
+            cols = PROFILE_COLUMNS
 
             def frame(at: datetime) -> tuple:
                 sc = customer_scores(wh, at, ms, ScoreReport(), record=False)

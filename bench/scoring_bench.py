@@ -110,10 +110,10 @@ def step(work: Path, name: str) -> dict[str, float]:
         )
         out["rows"] = float(len(clv))
     elif name == "churn":
-        from segone.models.churn import FEATURES, ChurnModel
+        from segone.models.churn import PROFILE_COLUMNS, ChurnModel
 
         con = duckdb.connect(str(work / "big.duckdb"), read_only=True)
-        cols = ", ".join(c for c in dict.fromkeys(["orders", *FEATURES]))
+        cols = ", ".join(PROFILE_COLUMNS[1:])
         seed = duckdb.connect(str(work / "seed.duckdb"), read_only=True)
         train = seed.execute(
             f"select {cols}, churn_probability from profiles where orders > 0"

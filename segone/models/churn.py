@@ -49,6 +49,10 @@ FEATURES: tuple[str, ...] = (
 )
 
 
+#: The profile columns to read for the model: the id, ``orders`` (who is a buyer), the features.
+PROFILE_COLUMNS: tuple[str, ...] = ("customer_id", *dict.fromkeys(("orders", *FEATURES)))
+
+
 class ChurnModel:
     """P(no order in the horizon) for buyers, by histogram gradient boosting (scikit-learn)."""
 

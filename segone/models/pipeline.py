@@ -23,6 +23,7 @@ from typing import Any
 import ibis
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from segone.exceptions import ModelInputError
 from segone.exprs import of
@@ -84,6 +85,16 @@ def transactions(wh: Warehouse, as_of: datetime) -> ibis.Table:
         "order_id",
     )
     return o.select("customer_id", "ts", amount=o.amount.fill_null(0.0))
+
+
+def stage_frame(wh: Warehouse, name: str, df: pd.DataFrame) -> ibis.Table:
+    """A temporary table of ``df`` (dropped with ``drop_staging``; unlike an Ibis memtable it
+    leaves no copy of personal data behind in the session)."""
+    t = pa.Table.from_pandas(df, preserve_index=False)
+    i = t.schema.get_field_index("customer_id")
+    if i >= 0 and t.schema.field(i).type != pa.string():  # an empty frame has no type
+        t = t.set_column(i, "customer_id", t.column(i).cast(pa.string()))
+    return wh.stage(name, t, append=False)
 
 
 def _naive(t: datetime) -> datetime:

@@ -8,18 +8,17 @@ from datetime import UTC, datetime, timedelta
 import ibis
 import ibis.expr.types as ir
 import pandas as pd
-import pyarrow as pa
 
 from segone.exprs import of
 from segone.identity import IdentityResult, IdentitySettings, resolve
 from segone.identity.graph import known_by
-from segone.models.churn import FEATURES as CHURN_FEATURES
-from segone.models.churn import MIN_BUYERS
+from segone.models.churn import MIN_BUYERS, PROFILE_COLUMNS
 from segone.models.nextproducts import NextProducts, NextProductsError, purchase_lines
 from segone.models.pipeline import (
     ScoreReport,
     churn_scores,
     customer_scores,
+    stage_frame,
     tastes,
     transactions,
 )
@@ -169,7 +168,7 @@ def build(
     report = ScoreReport()
     scores = None
     if ms.enabled:
-        scores = _stage(wh, "_segone_scores", customer_scores(wh, when, ms, report))
+        scores = stage_frame(wh, "_segone_scores", customer_scores(wh, when, ms, report))
     cutoff = ibis.literal(when, type=TS)
     with wh.transaction():
         wh.replace("profiles", profiles_expr(wh, cutoff, half_life_days, country, stages, scores))
@@ -178,16 +177,6 @@ def build(
         predictions(wh, when, ms, report, scores, half_life_days, country, stages)
         wh.drop_staging("_segone_scores")
     return BuildResult(when, ident, wh.count("profiles"), report)
-
-
-def _stage(wh: Warehouse, name: str, df: pd.DataFrame) -> ibis.Table:
-    """A temporary table of ``df`` (dropped with ``drop_staging``; unlike an Ibis memtable it
-    leaves no copy of personal data behind in the session)."""
-    t = pa.Table.from_pandas(df, preserve_index=False)
-    i = t.schema.get_field_index("customer_id")
-    if i >= 0 and t.schema.field(i).type != pa.string():  # an empty frame has no type
-        t = t.set_column(i, "customer_id", t.column(i).cast(pa.string()))
-    return wh.stage(name, t, append=False)
 
 
 def predictions(
@@ -201,7 +190,7 @@ def predictions(
     stages: LifecycleSettings | None,
 ) -> None:
     """Churn (needs the profiles), then ``scores`` and the profiles' churn column."""
-    cols = ["customer_id", *dict.fromkeys(["orders", *CHURN_FEATURES])]
+    cols = PROFILE_COLUMNS
     prof = wh.table("profiles")
     now = wh.execute(prof.select(*[c for c in cols if c in prof.columns]))
     churn = pd.DataFrame({"customer_id": pd.Series([], dtype=str), "churn_probability": []})
@@ -210,7 +199,7 @@ def predictions(
         buyers_t0 = int(wh.execute(transactions(wh, t0).customer_id.nunique()))
         if buyers_t0 >= MIN_BUYERS:
             past = ScoreReport()
-            past_scores = _stage(
+            past_scores = stage_frame(
                 wh, "_segone_scores_t0", customer_scores(wh, t0, ms, past, record=False)
             )
             past_prof = profiles_expr(
@@ -221,7 +210,7 @@ def predictions(
         else:  # too few to train on: the model refuses, and the profiles of t0 are not needed
             train = now.iloc[:0]
         churn = churn_scores(wh, when, ms, report, train, now)
-    ch = _stage(wh, "_segone_churn", churn.astype({"churn_probability": "float64"}))
+    ch = stage_frame(wh, "_segone_churn", churn.astype({"churn_probability": "float64"}))
     out = scores.left_join(ch, "customer_id").drop("customer_id_right")
     out = out.mutate(as_of=ibis.literal(when, type=TS))
     with wh.transaction():

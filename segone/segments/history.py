@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from segone.exceptions import SegoneError
 from segone.exprs import lit
-from segone.models.pipeline import ScoreReport, customer_scores, tastes
+from segone.models.pipeline import ScoreReport, customer_scores, stage_frame, tastes
 from segone.models.settings import ModelSettings
 from segone.profiles import profiles_expr
 from segone.schema import TS
@@ -67,9 +67,7 @@ def record_snapshot(
         scores = None
         if ms.enabled:
             sc = customer_scores(wh, at, ms, ScoreReport(), record=False)
-            scores = wh.stage(
-                "_segone_snap_scores", pa.Table.from_pandas(sc, preserve_index=False), append=False
-            )
+            scores = stage_frame(wh, "_segone_snap_scores", sc)
         # the snapshot evaluates segments on profiles as of ``at``; the build's own profiles
         # (with the scores only a build computes, such as churn) are put back afterwards
         wh.materialize("_segone_built_profiles", wh.table("profiles"))
