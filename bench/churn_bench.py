@@ -16,18 +16,16 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import ibis
 import numpy as np
+from _sample import SAMPLE_END, ingest_sample
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from segone.config import IngestSettings
-from segone.datasets import SAMPLE_FILES, generate_sample
-from segone.datasets.sample import SampleConfig
+from segone.datasets import generate_sample
 from segone.identity import resolve
-from segone.ingest import ingest_file
 from segone.models.churn import PROFILE_COLUMNS, ChurnModel
 from segone.models.pipeline import ScoreReport, churn_labels, customer_scores
 from segone.models.settings import ModelSettings
@@ -49,12 +47,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         out = Path(d)
         generate_sample(out, customers=a.customers, seed=a.seed)
-        mapping = {"customers_loyalty": {"source_id": "card_number", "loyalty_id": "card_number"}}
         with DuckDBWarehouse(out / "wh.duckdb") as wh:
-            for kind, name in SAMPLE_FILES:
-                ingest_file(wh, kind, out / "data" / name, settings=IngestSettings(mapping=mapping))
-            end = datetime.fromisoformat(SampleConfig().end).replace(tzinfo=UTC) + timedelta(days=1)
-            T = end - timedelta(microseconds=1)
+            ingest_sample(wh, out)
+            T = SAMPLE_END
             resolve(wh, as_of=T)
             score_interactions(wh)
             h = timedelta(days=a.horizon)

@@ -12,14 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from segone.config import IngestSettings
-from segone.datasets import SAMPLE_FILES, generate_sample
-from segone.datasets.sample import SampleConfig
+from _sample import SAMPLE_END, ingest_sample
+
+from segone.datasets import generate_sample
 from segone.datasets.truth import identity_scores, lifecycle_scores
-from segone.ingest import ingest_file
 from segone.profiles import build
 from segone.store.duckdb import DuckDBWarehouse
 
@@ -34,12 +32,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         out = Path(d)
         generate_sample(out, customers=a.customers, seed=a.seed)
-        mapping = {"customers_loyalty": {"source_id": "card_number", "loyalty_id": "card_number"}}
         with DuckDBWarehouse(out / "wh.duckdb") as wh:
-            for kind, name in SAMPLE_FILES:
-                ingest_file(wh, kind, out / "data" / name, settings=IngestSettings(mapping=mapping))
-            end = datetime.fromisoformat(SampleConfig().end).replace(tzinfo=UTC) + timedelta(days=1)
-            build(wh, as_of=end - timedelta(microseconds=1))
+            ingest_sample(wh, out)
+            build(wh, as_of=SAMPLE_END)
             scores = lifecycle_scores(wh, out / "truth")
             ident = identity_scores(wh, out / "truth")
     print(

@@ -24,7 +24,7 @@ import os
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -32,23 +32,17 @@ from _measure import run_measured
 
 
 def prepare(work: Path, people: int, customers: int) -> None:
-    from segone.config import IngestSettings
-    from segone.datasets import SAMPLE_FILES, generate_sample
-    from segone.datasets.sample import SampleConfig
-    from segone.ingest import ingest_file
+    from _sample import SAMPLE_END, ingest_sample
+
+    from segone.datasets import generate_sample
     from segone.models.settings import ModelSettings
     from segone.profiles import build
     from segone.store.duckdb import DuckDBWarehouse
 
     generate_sample(work / "s", customers=people, seed=5)
-    mapping = {"customers_loyalty": {"source_id": "card_number", "loyalty_id": "card_number"}}
-    end = datetime.fromisoformat(SampleConfig().end).replace(tzinfo=UTC) + timedelta(days=1)
     with DuckDBWarehouse(work / "seed.duckdb") as wh:
-        for kind, name in SAMPLE_FILES:
-            ingest_file(
-                wh, kind, work / "s" / "data" / name, settings=IngestSettings(mapping=mapping)
-            )
-        build(wh, as_of=end - timedelta(microseconds=1), models=ModelSettings(recommendations=0))
+        ingest_sample(wh, work / "s")
+        build(wh, as_of=SAMPLE_END, models=ModelSettings(recommendations=0))
     import duckdb
 
     con = duckdb.connect(str(work / "big.duckdb"))
@@ -71,7 +65,7 @@ def prepare(work: Path, people: int, customers: int) -> None:
         from seed.profiles p cross join copies c limit {customers}"""
     )
     con.close()
-    (work / "end.txt").write_text((end - timedelta(microseconds=1)).isoformat())
+    (work / "end.txt").write_text(SAMPLE_END.isoformat())
 
 
 def step(work: Path, name: str) -> dict[str, float]:
