@@ -1,0 +1,678 @@
+"""The online store: the server's durable event log, live profiles, published batch results,
+journeys, webhook outbox, decisions and bandit statistics, in SQLite (WAL) or PostgreSQL.
+
+This module is the only code that talks to the online database. Both engines run the same SQL
+(SQLite >= 3.35 and PostgreSQL agree on ``ON CONFLICT``, ``RETURNING`` and savepoints); the few
+dialect differences are in ``_Dialect``. Every write goes through ``OnlineStore.write()``, one
+transaction on the one writer connection; an event is durable once that transaction commits
+(SQLite: WAL with ``synchronous=FULL``; PostgreSQL: ``synchronous_commit`` as configured, on by
+default). Readers use their own connections and never block the writer.
+
+URLs: ``sqlite:///relative/or/absolute.db`` (``sqlite:////abs/path.db`` also works) or
+``postgresql://user@host:port/db``; a ``?schema=NAME`` on a PostgreSQL URL keeps segone's tables
+in that schema (created if missing).
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import orjson
+
+from segone.exceptions import ConfigError, SegoneError
+
+SCHEMA_VERSION = "1"
+DOC_KINDS_OF_PERSON = ("person", "published", "channel")
+
+
+class OnlineStoreError(SegoneError):
+    """The online store could not be opened or used (bad URL, unreachable server, ...)."""
+
+
+def ts_text(ts: datetime) -> str:
+    """UTC ISO-8601 text with a fixed width, so text order is time order in both engines."""
+    if ts.tzinfo is None:
+        raise ValueError("online store timestamps must be timezone-aware")
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def parse_ts(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _json(obj: Any) -> str:
+    return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _unjson(text: str | bytes | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq {serial}, message_id TEXT NOT NULL UNIQUE, person_id TEXT NOT NULL, type TEXT NOT NULL,
+    ts TEXT NOT NULL, received_at TEXT NOT NULL, payload TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_person ON events (person_id);
+CREATE TABLE IF NOT EXISTS identities (
+    identifier TEXT PRIMARY KEY, person_id TEXT NOT NULL, source TEXT NOT NULL,
+    updated_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS identities_person ON identities (person_id);
+CREATE TABLE IF NOT EXISTS docs (
+    kind TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL, updated_at TEXT NOT NULL,
+    PRIMARY KEY (kind, key));
+CREATE TABLE IF NOT EXISTS journey (
+    id {serial}, person_id TEXT NOT NULL, ts TEXT NOT NULL, kind TEXT NOT NULL,
+    detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS journey_person ON journey (person_id, ts);
+CREATE TABLE IF NOT EXISTS outbox (
+    id {serial}, person_id TEXT NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL,
+    created_at TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at TEXT NOT NULL,
+    last_error TEXT);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_at);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id BIGINT PRIMARY KEY, person_id TEXT NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL,
+    created_at TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT, dead_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS decisions (
+    decision_id TEXT PRIMARY KEY, person_id TEXT NOT NULL, ts TEXT NOT NULL,
+    placement TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS decisions_person ON decisions (person_id);
+CREATE TABLE IF NOT EXISTS feedback (
+    id {serial}, decision_id TEXT NOT NULL, item_id TEXT, kind TEXT NOT NULL, ts TEXT NOT NULL,
+    doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS feedback_decision ON feedback (decision_id);
+CREATE TABLE IF NOT EXISTS stats (
+    key TEXT PRIMARY KEY, successes DOUBLE PRECISION NOT NULL, trials DOUBLE PRECISION NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id {serial}, received_at TEXT NOT NULL, reason TEXT NOT NULL, message TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS erasures (
+    id {serial}, identifier TEXT NOT NULL, requested_at TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class _Dialect:
+    name: str
+    serial: str
+    param: str
+
+    def sql(self, text: str) -> str:
+        return text if self.param == "?" else text.replace("?", self.param)
+
+
+SQLITE = _Dialect("sqlite", "INTEGER PRIMARY KEY AUTOINCREMENT", "?")
+POSTGRES = _Dialect("postgresql", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "%s")
+
+
+class Tx:
+    """One transaction on one connection. Created by ``OnlineStore.write()`` / ``read()``."""
+
+    def __init__(self, conn: Any, dialect: _Dialect, *, writable: bool) -> None:
+        self._conn = conn
+        self._d = dialect
+        self.writable = writable
+        self._sp = 0
+
+    # -- plumbing --------------------------------------------------------------------------------
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        cur = self._conn.cursor()
+        cur.execute(self._d.sql(sql), tuple(params))
+        return cur
+
+    def _many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        rows = [tuple(r) for r in rows]
+        if rows:
+            self._conn.cursor().executemany(self._d.sql(sql), rows)
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return list(self._exec(sql, params).fetchall())
+
+    def _in(
+        self, sql: str, values: Sequence[Any], extra: Sequence[Any] = ()
+    ) -> list[tuple[Any, ...]]:
+        """Run ``sql`` containing ``{in}`` for the values, in chunks (parameter limits)."""
+        out: list[tuple[Any, ...]] = []
+        values = list(dict.fromkeys(values))
+        for i in range(0, len(values), 500):
+            chunk = values[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            out += self._rows(sql.replace("{in}", marks), [*extra, *chunk])
+        return out
+
+    def _write(self) -> None:
+        if not self.writable:
+            raise OnlineStoreError("this is a read transaction; writes go through store.write()")
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested unit: rolled back alone if the block raises (the transaction goes on)."""
+        self._sp += 1
+        name = f"sp{self._sp}"
+        self._exec(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self._exec(f"ROLLBACK TO SAVEPOINT {name}")
+            self._exec(f"RELEASE SAVEPOINT {name}")
+            raise
+        else:
+            self._exec(f"RELEASE SAVEPOINT {name}")
+
+    # -- events ----------------------------------------------------------------------------------
+    def seen(self, message_ids: Sequence[str]) -> set[str]:
+        rows = self._in("SELECT message_id FROM events WHERE message_id IN ({in})", message_ids)
+        return {r[0] for r in rows}
+
+    def insert_events(
+        self, msgs: Sequence[Mapping[str, Any]], person_ids: Sequence[str]
+    ) -> list[int | None]:
+        """Append messages (``messageId``, ``type``, ``timestamp``, ``receivedAt`` required).
+        Returns each one's sequence number, or None where the messageId was already stored."""
+        self._write()
+        out: list[int | None] = []
+        for msg, pid in zip(msgs, person_ids, strict=True):
+            cur = self._exec(
+                "INSERT INTO events (message_id, person_id, type, ts, received_at, payload) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING RETURNING seq",
+                (
+                    msg["messageId"],
+                    pid,
+                    msg["type"],
+                    msg.get("timestamp") or msg["receivedAt"],
+                    msg["receivedAt"],
+                    _json(msg),
+                ),
+            )
+            row = cur.fetchone()
+            out.append(None if row is None else int(row[0]))
+        return out
+
+    def events_after(self, seq: int, limit: int) -> list[tuple[int, str, dict[str, Any]]]:
+        """Stored events after ``seq`` in order: (seq, person_id, message)."""
+        rows = self._rows(
+            "SELECT seq, person_id, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
+        )
+        return [(int(s), p, _unjson(m)) for s, p, m in rows]
+
+    def events_of(self, person_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+        rows = self._rows(
+            "SELECT payload FROM events WHERE person_id = ? ORDER BY seq DESC LIMIT ?",
+            (person_id, limit),
+        )
+        return [_unjson(r[0]) for r in rows]
+
+    def count(self, table: str) -> int:
+        if table not in _TABLE_NAMES:
+            raise ValueError(f"unknown online table {table!r}")
+        return int(self._rows(f"SELECT COUNT(*) FROM {table}")[0][0])
+
+    # -- identities ------------------------------------------------------------------------------
+    def lookup(self, identifiers: Sequence[str]) -> dict[str, str]:
+        rows = self._in(
+            "SELECT identifier, person_id FROM identities WHERE identifier IN ({in})", identifiers
+        )
+        return {i: p for i, p in rows}
+
+    def link(
+        self, identifier: str, person_id: str, source: str = "live", now: datetime | None = None
+    ) -> None:
+        self._write()
+        self._exec(
+            "INSERT INTO identities (identifier, person_id, source, updated_at) "
+            "VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (identifier) DO UPDATE SET person_id = excluded.person_id, "
+            "source = excluded.source, updated_at = excluded.updated_at",
+            (identifier, person_id, source, ts_text(now or datetime.now(UTC))),
+        )
+
+    def identifiers_of(self, person_id: str) -> list[str]:
+        rows = self._rows(
+            "SELECT identifier FROM identities WHERE person_id = ? ORDER BY identifier",
+            (person_id,),
+        )
+        return [r[0] for r in rows]
+
+    def repoint(self, from_person: str, to_person: str) -> None:
+        """Everything recorded for ``from_person`` now belongs to ``to_person`` (a merge). Their
+        documents are the caller's to combine."""
+        self._write()
+        for table in ("identities", "events", "journey", "outbox", "decisions"):
+            self._exec(
+                f"UPDATE {table} SET person_id = ? WHERE person_id = ?", (to_person, from_person)
+            )
+
+    # -- documents -------------------------------------------------------------------------------
+    def get_docs(self, kind: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        rows = self._in("SELECT key, doc FROM docs WHERE kind = ? AND key IN ({in})", keys, (kind,))
+        return {k: _unjson(d) for k, d in rows}
+
+    def put_docs(
+        self, kind: str, docs: Mapping[str, Mapping[str, Any]], now: datetime | None = None
+    ) -> None:
+        self._write()
+        at = ts_text(now or datetime.now(UTC))
+        self._many(
+            "INSERT INTO docs (kind, key, doc, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (kind, key) DO UPDATE SET doc = excluded.doc, "
+            "updated_at = excluded.updated_at",
+            [(kind, k, _json(d), at) for k, d in docs.items()],
+        )
+
+    def delete_docs(self, kind: str, keys: Sequence[str] | None = None) -> None:
+        """Delete the documents ``keys`` of ``kind`` (all of that kind when ``keys`` is None)."""
+        self._write()
+        if keys is None:
+            self._exec("DELETE FROM docs WHERE kind = ?", (kind,))
+            return
+        for i in range(0, len(keys), 500):
+            chunk = list(keys[i : i + 500])
+            marks = ",".join("?" * len(chunk))
+            self._exec(f"DELETE FROM docs WHERE kind = ? AND key IN ({marks})", (kind, *chunk))
+
+    def all_docs(self, kind: str) -> dict[str, dict[str, Any]]:
+        return {
+            k: _unjson(d)
+            for k, d in self._rows("SELECT key, doc FROM docs WHERE kind = ?", (kind,))
+        }
+
+    # -- journey ---------------------------------------------------------------------------------
+    def add_journey(
+        self, person_id: str, ts: datetime, kind: str, detail: Mapping[str, Any]
+    ) -> None:
+        self._write()
+        self._exec(
+            "INSERT INTO journey (person_id, ts, kind, detail) VALUES (?, ?, ?, ?)",
+            (person_id, ts_text(ts), kind, _json(detail)),
+        )
+
+    def journey(self, person_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self._rows(
+            "SELECT ts, kind, detail FROM journey WHERE person_id = ? "
+            "ORDER BY ts DESC, id DESC LIMIT ?",
+            (person_id, limit),
+        )
+        return [{"ts": t, "kind": k, "detail": _unjson(d)} for t, k, d in rows]
+
+    # -- webhook outbox --------------------------------------------------------------------------
+    def enqueue(self, person_id: str, kind: str, payload: Mapping[str, Any], now: datetime) -> int:
+        self._write()
+        at = ts_text(now)
+        cur = self._exec(
+            "INSERT INTO outbox (person_id, kind, payload, created_at, next_attempt_at) "
+            "VALUES (?, ?, ?, ?, ?) RETURNING id",
+            (person_id, kind, _json(payload), at, at),
+        )
+        return int(cur.fetchone()[0])
+
+    def due(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._rows(
+            "SELECT id, person_id, kind, payload, attempts, created_at FROM outbox "
+            "WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+            (ts_text(now), limit),
+        )
+        return [
+            {
+                "id": int(i),
+                "person_id": p,
+                "kind": k,
+                "payload": _unjson(d),
+                "attempts": int(a),
+                "created_at": c,
+            }
+            for i, p, k, d, a, c in rows
+        ]
+
+    def delivered(self, outbox_id: int) -> None:
+        self._write()
+        self._exec("DELETE FROM outbox WHERE id = ?", (outbox_id,))
+
+    def failed(self, outbox_id: int, error: str, next_attempt_at: datetime) -> None:
+        self._write()
+        self._exec(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
+            "WHERE id = ?",
+            (error[:500], ts_text(next_attempt_at), outbox_id),
+        )
+
+    def dead(self, outbox_id: int, error: str, now: datetime | None = None) -> None:
+        """Move an outbox row to ``dead_letters`` (counting this last failed attempt)."""
+        self._write()
+        self._exec(
+            "INSERT INTO dead_letters (id, person_id, kind, payload, created_at, attempts, "
+            "last_error, dead_at) SELECT id, person_id, kind, payload, created_at, attempts + 1, "
+            "?, ? FROM outbox WHERE id = ?",
+            (error[:500], ts_text(now or datetime.now(UTC)), outbox_id),
+        )
+        self._exec("DELETE FROM outbox WHERE id = ?", (outbox_id,))
+
+    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._rows(
+            "SELECT id, person_id, kind, payload, created_at, attempts, last_error, dead_at "
+            "FROM dead_letters ORDER BY id LIMIT ?",
+            (limit,),
+        )
+        keys = (
+            "id",
+            "person_id",
+            "kind",
+            "payload",
+            "created_at",
+            "attempts",
+            "last_error",
+            "dead_at",
+        )
+        return [{**dict(zip(keys, r, strict=True)), "payload": _unjson(r[3])} for r in rows]
+
+    # -- decisions -------------------------------------------------------------------------------
+    def log_decision(
+        self, decision_id: str, person_id: str, ts: datetime, placement: str, doc: Mapping[str, Any]
+    ) -> None:
+        self._write()
+        self._exec(
+            "INSERT INTO decisions (decision_id, person_id, ts, placement, doc) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (decision_id, person_id, ts_text(ts), placement, _json(doc)),
+        )
+
+    def get_decision(self, decision_id: str) -> dict[str, Any] | None:
+        rows = self._rows(
+            "SELECT person_id, ts, placement, doc FROM decisions WHERE decision_id = ?",
+            (decision_id,),
+        )
+        if not rows:
+            return None
+        p, t, pl, d = rows[0]
+        return {
+            "decision_id": decision_id,
+            "person_id": p,
+            "ts": t,
+            "placement": pl,
+            "doc": _unjson(d),
+        }
+
+    def log_feedback(
+        self, decision_id: str, item_id: str | None, kind: str, ts: datetime, doc: Mapping[str, Any]
+    ) -> None:
+        self._write()
+        self._exec(
+            "INSERT INTO feedback (decision_id, item_id, kind, ts, doc) VALUES (?, ?, ?, ?, ?)",
+            (decision_id, item_id, kind, ts_text(ts), _json(doc)),
+        )
+
+    def feedback_of(self, decision_id: str) -> list[dict[str, Any]]:
+        rows = self._rows(
+            "SELECT item_id, kind, ts, doc FROM feedback WHERE decision_id = ? ORDER BY id",
+            (decision_id,),
+        )
+        return [{"item_id": i, "kind": k, "ts": t, "doc": _unjson(d)} for i, k, t, d in rows]
+
+    # -- bandit statistics -----------------------------------------------------------------------
+    def get_stats(self, keys: Sequence[str]) -> dict[str, tuple[float, float]]:
+        rows = self._in("SELECT key, successes, trials FROM stats WHERE key IN ({in})", keys)
+        return {k: (float(s), float(t)) for k, s, t in rows}
+
+    def add_stats(self, deltas: Mapping[str, tuple[float, float]]) -> None:
+        self._write()
+        self._many(
+            "INSERT INTO stats (key, successes, trials) VALUES (?, ?, ?) ON CONFLICT (key) "
+            "DO UPDATE SET successes = stats.successes + excluded.successes, "
+            "trials = stats.trials + excluded.trials",
+            [(k, float(s), float(t)) for k, (s, t) in sorted(deltas.items())],
+        )
+
+    # -- meta, quarantine, erasure ---------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        rows = self._rows("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._write()
+        self._exec(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def quarantine(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Keep rejected messages with the reason (``reason``, ``message``, ``received_at``)."""
+        self._write()
+        self._many(
+            "INSERT INTO quarantine (received_at, reason, message) VALUES (?, ?, ?)",
+            [
+                (
+                    r.get("received_at") or ts_text(datetime.now(UTC)),
+                    str(r["reason"]),
+                    r["message"] if isinstance(r["message"], str) else _json(r["message"]),
+                )
+                for r in rows
+            ],
+        )
+
+    def quarantined(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._rows(
+            "SELECT id, received_at, reason, message FROM quarantine ORDER BY id LIMIT ?", (limit,)
+        )
+        return [{"id": int(i), "received_at": t, "reason": r, "message": m} for i, t, r, m in rows]
+
+    def erase_person(self, person_id: str, *, request_warehouse: bool = True) -> dict[str, int]:
+        """Delete one person from every online table. Their identifiers are queued in
+        ``erasures`` for the warehouse (applied and removed by the next ``segone build``)."""
+        self._write()
+        identifiers = self.identifiers_of(person_id)
+        counts: dict[str, int] = {}
+        decisions = [
+            r[0]
+            for r in self._rows(
+                "SELECT decision_id FROM decisions WHERE person_id = ?", (person_id,)
+            )
+        ]
+        n = 0
+        for i in range(0, len(decisions), 500):
+            chunk = decisions[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            n += self._exec(f"DELETE FROM feedback WHERE decision_id IN ({marks})", chunk).rowcount
+        counts["feedback"] = n
+        for table in ("events", "identities", "journey", "outbox", "dead_letters", "decisions"):
+            counts[table] = self._exec(
+                f"DELETE FROM {table} WHERE person_id = ?", (person_id,)
+            ).rowcount
+        counts["docs"] = 0
+        for kind in DOC_KINDS_OF_PERSON:
+            cur = self._exec("DELETE FROM docs WHERE kind = ? AND key = ?", (kind, person_id))
+            counts["docs"] += cur.rowcount
+        # rejected messages carry no person id: remove those that mention one of their values
+        q = 0
+        for ident in identifiers:
+            value = ident.split(":", 1)[1]
+            if len(value) >= 4:
+                like = (
+                    "%" + value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                )
+                q += self._exec(
+                    "DELETE FROM quarantine WHERE message LIKE ? ESCAPE '\\'", (like,)
+                ).rowcount
+        counts["quarantine"] = q
+        if request_warehouse:
+            now = ts_text(datetime.now(UTC))
+            self._many(
+                "INSERT INTO erasures (identifier, requested_at) VALUES (?, ?)",
+                [(i, now) for i in identifiers],
+            )
+        return counts
+
+    def erasures(self) -> list[tuple[int, str]]:
+        return [
+            (int(i), v) for i, v in self._rows("SELECT id, identifier FROM erasures ORDER BY id")
+        ]
+
+    def erasures_done(self, ids: Sequence[int]) -> None:
+        self._write()
+        for i in ids:
+            self._exec("DELETE FROM erasures WHERE id = ?", (i,))
+
+
+_TABLE_NAMES = [
+    "meta",
+    "events",
+    "identities",
+    "docs",
+    "journey",
+    "outbox",
+    "dead_letters",
+    "decisions",
+    "feedback",
+    "stats",
+    "quarantine",
+    "erasures",
+]
+
+
+class OnlineStore:
+    """The online database: ``OnlineStore.open(url)``, then ``write()`` / ``read()``."""
+
+    def __init__(self, url: str, dialect: _Dialect, connect: Any, *, readers: int = 8) -> None:
+        self.url = url
+        self.dialect = dialect
+        self._connect = connect
+        self._writer: Any = None
+        self._write_lock = threading.Lock()
+        self._readers: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._max_readers = readers
+        self._opened = 0
+        self._open_lock = threading.Lock()
+        self._all: list[Any] = []
+
+    @classmethod
+    def open(cls, url: str, *, root: Path | None = None) -> OnlineStore:
+        """Open (and create the tables of) the store at ``url``; relative SQLite paths are taken
+        from ``root`` (the project directory) when given."""
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme in ("", "sqlite"):
+            raw = url[len("sqlite:///") :] if scheme == "sqlite" else url
+            if not raw:
+                raise ConfigError(
+                    f"online store URL {url!r} names no file (sqlite:///path/online.db)"
+                )
+            path = Path(raw)
+            if not path.is_absolute() and root is not None:
+                path = root / path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            store = cls(url, SQLITE, lambda: _sqlite_connect(path))
+        elif scheme in ("postgresql", "postgres"):
+            query = parse_qs(parts.query)
+            schema = (query.pop("schema", [""]) or [""])[0]
+            clean = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
+            store = cls(url, POSTGRES, lambda: _pg_connect(clean, schema))
+        else:
+            raise ConfigError(
+                f"online store URL {url!r}: use sqlite:///path/online.db or postgresql://user@host/db"
+            )
+        store.ensure_schema()
+        return store
+
+    def _new(self) -> Any:
+        conn = self._connect()
+        with self._open_lock:
+            self._all.append(conn)
+        return conn
+
+    def ensure_schema(self) -> None:
+        with self.write() as tx:
+            for stmt in _TABLES.format(serial=self.dialect.serial).split(";"):
+                if stmt.strip():
+                    tx._exec(stmt)
+            if tx.get_meta("schema_version") is None:
+                tx.set_meta("schema_version", SCHEMA_VERSION)
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        """The writer's transaction: committed (durably) when the block ends, rolled back if it
+        raises. Writers take turns; the Engine batches requests into one of these."""
+        with self._write_lock:
+            if self._writer is None:
+                self._writer = self._new()
+            conn = self._writer
+            if self.dialect is SQLITE:
+                conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield Tx(conn, self.dialect, writable=True)
+            except BaseException:
+                conn.rollback()
+                raise
+            else:
+                conn.commit()
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A read-only snapshot on a pooled connection."""
+        try:
+            conn = self._readers.get_nowait()
+        except queue.Empty:
+            conn = self._new()
+        try:
+            if self.dialect is SQLITE:
+                conn.execute("BEGIN")
+            yield Tx(conn, self.dialect, writable=False)
+        finally:
+            try:
+                conn.rollback()
+            finally:
+                if self._readers.qsize() < self._max_readers:
+                    self._readers.put(conn)
+                else:
+                    conn.close()
+
+    def close(self) -> None:
+        with self._open_lock:
+            conns, self._all = self._all, []
+        for c in conns:
+            with suppress(Exception):
+                c.close()
+        self._writer = None
+        self._readers = queue.LifoQueue()
+
+    def __enter__(self) -> OnlineStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _sqlite_connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit is on disk before it returns, so an acknowledged event survives a crash of
+    # the machine, not only of the process
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    # isolation_level=None leaves transactions to us; sqlite3's commit()/rollback() still work
+    return conn
+
+
+def _pg_connect(url: str, schema: str) -> Any:
+    try:
+        import psycopg
+    except ImportError as exc:  # pragma: no cover - psycopg is a dependency
+        raise OnlineStoreError("PostgreSQL needs psycopg: pip install 'psycopg[binary]'") from exc
+    try:
+        conn = psycopg.connect(url, autocommit=False, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise OnlineStoreError(f"cannot connect to the online store's PostgreSQL: {exc}") from None
+    if schema:
+        if not schema.replace("_", "").isalnum():
+            raise ConfigError(f"online store schema {schema!r}: letters, digits and _ only")
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        conn.execute(f'SET search_path TO "{schema}"')
+        conn.commit()
+    return conn

@@ -1,0 +1,169 @@
+"""The online store on both engines: same answers from SQLite (WAL) and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from segone.online.store import OnlineStore, OnlineStoreError
+
+PG_URL = os.environ.get("SEGONE_TEST_POSTGRES_URL")
+NEED_PG = (
+    "PostgreSQL tests skipped: set SEGONE_TEST_POSTGRES_URL "
+    "(e.g. postgresql://postgres@127.0.0.1:5432/test) to run them"
+)
+
+
+def pg_schema_url(schema: str) -> str:
+    assert PG_URL
+    return f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
+
+
+def drop_pg_schema(schema: str) -> None:
+    import psycopg
+
+    assert PG_URL
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OnlineStore]:
+    if request.param == "sqlite":
+        s = OnlineStore.open(f"sqlite:///{tmp_path / 'online.db'}")
+        yield s
+        s.close()
+        return
+    if not PG_URL:
+        pytest.skip(NEED_PG)
+    schema = "t_" + uuid.uuid4().hex[:12]
+    s = OnlineStore.open(pg_schema_url(schema))
+    try:
+        yield s
+    finally:
+        s.close()
+        drop_pg_schema(schema)
+
+
+NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
+
+
+def msg(mid: str, **kw: object) -> dict[str, object]:
+    return {"messageId": mid, "type": "track", "event": "X", "receivedAt": NOW.isoformat(), **kw}
+
+
+def test_events_are_deduplicated_by_message_id(store: OnlineStore) -> None:
+    with store.write() as tx:
+        first = tx.insert_events([msg("a"), msg("b"), msg("a")], ["p1", "p1", "p1"])
+    assert first[0] is not None and first[1] is not None and first[2] is None
+    with store.write() as tx:
+        assert tx.insert_events([msg("b")], ["p2"]) == [None]
+    with store.read() as tx:
+        rows = tx.events_after(0, 10)
+        assert [m["messageId"] for _, _, m in rows] == ["a", "b"]
+        assert tx.seen(["a", "zz"]) == {"a"}
+
+
+def test_a_failed_transaction_leaves_nothing(store: OnlineStore) -> None:
+    with pytest.raises(RuntimeError), store.write() as tx:
+        tx.insert_events([msg("a")], ["p1"])
+        raise RuntimeError("boom")
+    with store.read() as tx:
+        assert tx.count("events") == 0
+
+
+def test_savepoint_rolls_back_one_job_only(store: OnlineStore) -> None:
+    with store.write() as tx:
+        tx.insert_events([msg("a")], ["p1"])
+        with pytest.raises(ValueError), tx.savepoint():
+            tx.insert_events([msg("b")], ["p1"])
+            raise ValueError("bad job")
+        tx.insert_events([msg("c")], ["p1"])
+    with store.read() as tx:
+        assert sorted(m["messageId"] for _, _, m in tx.events_after(0, 10)) == ["a", "c"]
+
+
+def test_identities_docs_stats_and_merge(store: OnlineStore) -> None:
+    with store.write() as tx:
+        tx.link("user_id:u1", "p1")
+        tx.link("anonymous_id:a1", "p2")
+        tx.insert_events([msg("m1")], ["p2"])
+        tx.put_docs("person", {"p1": {"events": 1}, "p2": {"events": 2}})
+        tx.add_stats({"k": (1, 2)})
+        tx.add_stats({"k": (0, 3), "j": (1, 1)})
+        tx.repoint("p2", "p1")
+    with store.read() as tx:
+        assert tx.lookup(["user_id:u1", "anonymous_id:a1", "email:x"]) == {
+            "user_id:u1": "p1",
+            "anonymous_id:a1": "p1",
+        }
+        assert tx.events_after(0, 5)[0][1] == "p1"
+        assert tx.get_docs("person", ["p1", "p2"]) == {"p1": {"events": 1}, "p2": {"events": 2}}
+        assert tx.get_stats(["k", "j", "none"]) == {"k": (1.0, 5.0), "j": (1.0, 1.0)}
+
+
+def test_outbox_retries_and_dead_letters(store: OnlineStore) -> None:
+    with store.write() as tx:
+        oid = tx.enqueue("p1", "segment_entered", {"segment": "vip"}, NOW)
+    with store.read() as tx:
+        assert [r["id"] for r in tx.due(NOW)] == [oid]
+    with store.write() as tx:
+        tx.failed(oid, "HTTP 500", NOW + timedelta(seconds=2))
+    with store.read() as tx:
+        assert tx.due(NOW) == []
+        assert tx.due(NOW + timedelta(seconds=3))[0]["attempts"] == 1
+    with store.write() as tx:
+        tx.dead(oid, "HTTP 500")
+    with store.read() as tx:
+        assert tx.due(NOW + timedelta(days=1)) == []
+        dead = tx.dead_letters()
+    assert dead[0]["attempts"] == 2 and dead[0]["payload"] == {"segment": "vip"}
+
+
+def test_erase_person_removes_them_everywhere(store: OnlineStore) -> None:
+    with store.write() as tx:
+        tx.link("email:ann@example.com", "p1")
+        tx.link("user_id:u2", "p2")
+        tx.insert_events([msg("m1"), msg("m2")], ["p1", "p2"])
+        tx.put_docs("person", {"p1": {}, "p2": {}})
+        tx.put_docs("published", {"p1": {}})
+        tx.add_journey("p1", NOW, "segment_entered", {"segment": "vip"})
+        tx.enqueue("p1", "segment_entered", {}, NOW)
+        tx.log_decision("d1", "p1", NOW, "home", {"items": []})
+        tx.log_feedback("d1", "i1", "click", NOW, {})
+        tx.quarantine([{"reason": "bad", "message": '{"email": "ann@example.com"}'}])
+        counts = tx.erase_person("p1")
+    assert counts["events"] == 1 and counts["feedback"] == 1 and counts["quarantine"] == 1
+    with store.read() as tx:
+        assert tx.lookup(["email:ann@example.com", "user_id:u2"]) == {"user_id:u2": "p2"}
+        assert tx.get_docs("person", ["p1", "p2"]) == {"p2": {}}
+        assert tx.get_docs("published", ["p1"]) == {}
+        assert tx.journey("p1") == [] and tx.get_decision("d1") is None
+        assert [i for _, i in tx.erasures()] == ["email:ann@example.com"]
+        assert tx.count("events") == 1
+
+
+def test_read_transactions_cannot_write(store: OnlineStore) -> None:
+    with store.read() as tx, pytest.raises(OnlineStoreError, match="read transaction"):
+        tx.link("user_id:u", "p")
+
+
+def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
+    OnlineStore.open(f"sqlite:///{tmp_path / 'o.db'}").close()
+    conn = sqlite3.connect(tmp_path / "o.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_bad_urls_are_explained(tmp_path: Path) -> None:
+    from segone.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="sqlite:///path"):
+        OnlineStore.open("mysql://x/y")
+    with pytest.raises(OnlineStoreError, match="cannot connect"):
+        OnlineStore.open("postgresql://nobody@127.0.0.1:1/none")
