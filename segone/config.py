@@ -100,6 +100,34 @@ recommendations = 10
 # Half-life of the time-decayed category affinity (taste profile), in days.
 taste_half_life_days = 90.0
 
+[server]
+# `segone serve`: the real-time API (docs/server.md).
+host = "127.0.0.1"
+port = 8321
+# Online store: SQLite in WAL mode (path relative to this directory) or postgresql://user@host/db.
+online_url = "sqlite:///online.db"
+# Secrets are better given in the environment: SEGONE_WRITE_KEYS, SEGONE_ADMIN_TOKENS and
+# SEGONE_DECIDE_TOKENS (comma separated), SEGONE_WEBHOOK_SECRET.
+# Write keys may only send events (Segment's HTTP Basic user name or "writeKey").
+write_keys = []
+# Bearer tokens for GET/DELETE /v1/profiles (and everything else).
+admin_tokens = []
+# Bearer tokens for /v1/decide and /v1/feedback.
+decide_tokens = []
+# Triggers (segment entered/left, stage changed, taste shift) are POSTed here when set,
+# signed with HMAC-SHA256 of the webhook secret; failed deliveries are retried with back-off
+# and go to the dead-letter table after webhook_max_attempts.
+webhook_url = ""
+webhook_secret = ""
+webhook_max_attempts = 5
+webhook_backoff_seconds = 1.0
+# Segment's limits: one message, one batch (bytes of JSON, after gzip).
+max_message_bytes = 32768
+max_batch_bytes = 512000
+# Follow-up contacts per person per channel per day; channels /v1/decide may choose.
+frequency_cap_per_day = 3
+channels = ["email", "sms", "push"]
+
 # Column mappings: canonical column = column name in your files. Columns not mapped here are
 # matched automatically by common names (e.g. "OrderNumber" -> order_id, "e-mail" -> email).
 # Columns that match nothing are kept in the row's `extra` JSON, never dropped.
@@ -115,6 +143,73 @@ class WarehouseSettings:
     path: str = "warehouse.duckdb"
     threads: int = 2
     memory_limit: str = "4GB"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """``[server]``: the real-time API and its online store."""
+
+    host: str = "127.0.0.1"
+    port: int = 8321
+    online_url: str = "sqlite:///online.db"
+    write_keys: tuple[str, ...] = ()
+    admin_tokens: tuple[str, ...] = ()
+    decide_tokens: tuple[str, ...] = ()
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    webhook_max_attempts: int = 5
+    webhook_backoff_seconds: float = 1.0
+    max_message_bytes: int = 32 * 1024
+    max_batch_bytes: int = 500 * 1024
+    frequency_cap_per_day: int = 3
+    channels: tuple[str, ...] = ("email", "sms", "push")
+
+
+_SECRETS = {
+    "write_keys": "SEGONE_WRITE_KEYS",
+    "admin_tokens": "SEGONE_ADMIN_TOKENS",
+    "decide_tokens": "SEGONE_DECIDE_TOKENS",
+}
+
+
+def _server_settings(data: dict[str, Any], source: str) -> ServerSettings:
+    raw = dict(data.get("server", {}))
+    env = os.environ
+    for key, var in _SECRETS.items():
+        if env.get(var):
+            raw[key] = [v.strip() for v in env[var].split(",") if v.strip()]
+    if env.get("SEGONE_WEBHOOK_SECRET"):
+        raw["webhook_secret"] = env["SEGONE_WEBHOOK_SECRET"]
+    if env.get("SEGONE_ONLINE_URL"):
+        raw["online_url"] = env["SEGONE_ONLINE_URL"]
+    fields = ServerSettings.__dataclass_fields__
+    unknown = set(raw) - set(fields)
+    if unknown:
+        raise ConfigError(f"{source}: unknown setting(s) {sorted(f'server.{k}' for k in unknown)}")
+    out: dict[str, Any] = {}
+    defaults = ServerSettings()
+    for k, v in raw.items():
+        default = getattr(defaults, k)
+        if isinstance(default, tuple):
+            if not isinstance(v, list | tuple) or not all(isinstance(x, str) and x for x in v):
+                raise ConfigError(f"{source}: server.{k} must be a list of non-empty strings")
+            out[k] = tuple(v)
+        else:
+            try:
+                out[k] = type(default)(v)
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"{source}: server.{k}: {v!r} is not a {type(default).__name__}"
+                ) from None
+    s = ServerSettings(**out)
+    if s.webhook_max_attempts < 1 or s.max_message_bytes <= 0 or s.max_batch_bytes <= 0:
+        raise ConfigError(f"{source}: server limits and webhook_max_attempts must be positive")
+    if s.webhook_url and not s.webhook_secret:
+        raise ConfigError(
+            f"{source}: server.webhook_url is set but no webhook_secret "
+            "(set SEGONE_WEBHOOK_SECRET): receivers could not tell our calls from forgeries"
+        )
+    return s
 
 
 @dataclass(frozen=True)
@@ -200,6 +295,7 @@ class Settings:
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     segments: BuiltinSettings = field(default_factory=BuiltinSettings)
     models: ModelSettings = field(default_factory=ModelSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
 
     @property
     def warehouse_path(self) -> Path:
@@ -211,7 +307,9 @@ class Settings:
         """Read ``segone.toml`` from ``root``; environment variables override the file.
 
         ``SEGONE_WAREHOUSE_PATH``, ``SEGONE_WAREHOUSE_THREADS``, ``SEGONE_WAREHOUSE_MEMORY_LIMIT``
-        and ``SEGONE_INGEST_TIMEZONE`` are honoured.
+        and ``SEGONE_INGEST_TIMEZONE`` are honoured, and for ``[server]``: ``SEGONE_ONLINE_URL``,
+        ``SEGONE_WRITE_KEYS``, ``SEGONE_ADMIN_TOKENS``, ``SEGONE_DECIDE_TOKENS`` (comma
+        separated) and ``SEGONE_WEBHOOK_SECRET``.
         """
         root = Path(root)
         cfg = root / CONFIG_FILE
@@ -227,7 +325,16 @@ class Settings:
 
     @classmethod
     def from_dict(cls, root: Path, data: dict[str, Any], source: str = "settings") -> Settings:
-        known = {"warehouse", "ingest", "project", "identity", "lifecycle", "segments", "models"}
+        known = {
+            "warehouse",
+            "ingest",
+            "project",
+            "identity",
+            "lifecycle",
+            "segments",
+            "models",
+            "server",
+        }
         unknown = set(data) - known
         if unknown:
             raise ConfigError(
@@ -281,6 +388,7 @@ class Settings:
         stages = _section(data, "lifecycle", LifecycleSettings, source)
         builtin = _section(data, "segments", BuiltinSettings, source)
         models = _section(data, "models", ModelSettings, source, _check_models)
+        server = _server_settings(data, source)
         return cls(
             root=root,
             warehouse=warehouse,
@@ -289,4 +397,5 @@ class Settings:
             lifecycle=stages,
             segments=builtin,
             models=models,
+            server=server,
         )

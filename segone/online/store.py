@@ -409,6 +409,14 @@ class Tx:
             (decision_id, item_id, kind, ts_text(ts), _json(doc)),
         )
 
+    def feedback_kinds(self, decision_id: str, item_id: str | None) -> list[str]:
+        """Kinds of feedback already recorded for one item of a decision (repeats add nothing)."""
+        if item_id is None:
+            sql = "SELECT kind FROM feedback WHERE decision_id = ? AND item_id IS NULL ORDER BY id"
+            return [r[0] for r in self._rows(sql, (decision_id,))]
+        sql = "SELECT kind FROM feedback WHERE decision_id = ? AND item_id = ? ORDER BY id"
+        return [r[0] for r in self._rows(sql, (decision_id, item_id))]
+
     def feedback_of(self, decision_id: str) -> list[dict[str, Any]]:
         rows = self._rows(
             "SELECT item_id, kind, ts, doc FROM feedback WHERE decision_id = ? ORDER BY id",

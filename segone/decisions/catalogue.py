@@ -1,0 +1,76 @@
+"""The catalogue prepared once for fast decisions: ids, popularity, exclusion flags and
+category codes as arrays, and the counter keys per (placement, group) cached.
+
+Catalogue documents (online store kind ``"catalogue"``, key item id) may carry ``name``,
+``category`` (``A > B > C``), ``popularity`` (any non-negative scale, e.g. buyers in the last
+90 days), ``suppressed: true`` or ``active: false`` (never shown). Build a
+:class:`CatalogueIndex` when the catalogue changes and pass it to ``decide`` in place of the
+documents: ranking the whole catalogue then costs array operations, not a loop over documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from math import nan
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from segone.decisions.policy import escape
+
+_KEY_CACHE = 256  # (placement, group) pairs whose keys are kept; beyond it the cache restarts
+
+
+def popularity(doc: Mapping[str, Any]) -> float:
+    """A document's ``popularity`` (NaN when missing or not a non-negative number)."""
+    v = doc.get("popularity")
+    return float(v) if (type(v) is float or type(v) is int) and v >= 0 else nan
+
+
+class CatalogueIndex(Mapping[str, Mapping[str, Any]]):
+    """Read-only view of catalogue documents, with the arrays ``decide`` needs."""
+
+    def __init__(self, docs: Mapping[str, Mapping[str, Any]]) -> None:
+        self._docs = dict(docs)
+        self.ids: list[str] = list(self._docs)
+        self.pos: dict[str, int] = {i: k for k, i in enumerate(self.ids)}
+        values = list(self._docs.values())
+        n = len(values)
+        self.popularity: NDArray[np.float64] = np.fromiter(map(popularity, values), np.float64, n)
+        known = self.popularity[~np.isnan(self.popularity)]
+        #: the highest and the median known popularity (0 when none is known)
+        self.popularity_top = float(known.max()) if len(known) else 0.0
+        self.popularity_median = float(np.median(known)) if len(known) else 0.0
+        self.blocked: NDArray[np.bool_] = np.fromiter(
+            (d.get("suppressed") is True or d.get("active") is False for d in values), np.bool_, n
+        )
+        codes: dict[Any, int] = {}
+        self.category_codes: NDArray[np.int64] = np.fromiter(
+            (codes.setdefault(d.get("category"), len(codes)) for d in values), np.int64, n
+        )
+        #: the category of each code (None or a non-string for items without one)
+        self.categories: list[Any] = list(codes)
+        self._escaped = [escape(i) for i in self.ids]
+        self._keys: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+
+    def __getitem__(self, key: str) -> Mapping[str, Any]:
+        return self._docs[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def keys_for_all(self, placement: str, group: str) -> tuple[list[str], list[str]]:
+        """(global keys, group keys) of every item, aligned with ``ids`` (cached)."""
+        got = self._keys.get((placement, group))
+        if got is None:
+            g = f"ts|{escape(placement)}|"
+            c = f"{g}{escape(group)}|"
+            got = ([g + i for i in self._escaped], [c + i for i in self._escaped])
+            if len(self._keys) >= _KEY_CACHE:
+                self._keys = {}
+            self._keys[(placement, group)] = got
+        return got

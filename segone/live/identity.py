@@ -1,0 +1,271 @@
+"""Identity stitching at once, on every message: identifiers -> one person, with the batch guards.
+
+Identifiers are ``"type:value"`` strings normalised exactly as the warehouse does
+(``segone.identity.normalize``; a test runs both on the same inputs): ``user_id`` and
+``anonymous_id`` (``userId``, ``anonymousId`` and an alias's ``previousId``) trimmed, e-mail
+and phone from the traits (top level, then ``context.traits``).
+
+``stitch`` decides whose event it is. Known identifiers point to their person; none known
+means a new person (``live-<uuid4 hex>``). Identifiers that meet on one message join their
+people (identify, alias, any event), except where the warehouse's guards say no:
+
+* a blocked value (``test@test.com``, ``null``, ... and ``[identity] blocked``) links nothing;
+* two people who each have a different user id are never merged: the identifier that would
+  join them (a cookie on a shared laptop: two accounts on one device) stays where it is and is
+  refused for this message;
+* a person holds at most ``max_per_person`` e-mails / phones; further ones link nothing.
+
+When people merge, the winner is a batch-published person (a warehouse ``customer_id``) if one
+takes part, else the one with most identifiers; the others' identifiers are repointed to it,
+their live documents merged into its own, and its journey gets a ``merged`` entry. Refused
+identifiers are personal data: they are returned to the caller, never logged.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from segone.identity.graph import PRIORITY, IdentitySettings
+from segone.live._tx import LiveTx
+from segone.live.profile import merge_docs
+from segone.live.values import TRIM, plain, text, traits_of
+
+# RE2's \s is [\t\n\f\r ]; Python's is wider, so the classes are spelt out
+_EMAIL_OK = re.compile(r"[^@\t\n\f\r ]+@[^@\t\n\f\r ]+\.[a-z]{2,}\Z")
+_NOT_DIGIT = re.compile(r"[^0-9]")
+_DOTLESS = ("gmail.com", "googlemail.com")
+_PLUS = (
+    *_DOTLESS,
+    "outlook.com",
+    "hotmail.com",
+    "live.com",
+    "icloud.com",
+    "proton.me",
+    "protonmail.com",
+    "yahoo.com",
+    "fastmail.com",
+)
+
+
+def norm_email(value: str | None) -> str | None:
+    """``normalize.email`` in Python: lower-case, provider aliases folded, None if not one."""
+    if value is None:
+        return None
+    e = value.strip(TRIM).lower()
+    if not _EMAIL_OK.match(e):
+        return None
+    local, domain = e.split("@", 1)
+    if domain == "googlemail.com":
+        domain = "gmail.com"
+    if domain in _PLUS:
+        local = re.sub(r"\+.*", "", local)
+    if domain in _DOTLESS:
+        local = local.replace(".", "")
+    return f"{local}@{domain}"
+
+
+def norm_phone(value: str | None, default_country_code: str = "1") -> str | None:
+    """``normalize.phone`` in Python: E.164, national numbers get the default country code."""
+    if value is None:
+        return None
+    raw = value.strip(TRIM)
+    digits = _NOT_DIGIT.sub("", raw)
+    if raw.startswith("00"):
+        digits = digits[2:]
+    nanp = default_country_code == "1" and len(digits) == 11 and digits.startswith("1")
+    if raw.startswith(("+", "00")) or nanp:  # already has its country code
+        full = digits
+    elif digits.startswith("0"):
+        full = default_country_code + digits[1:]
+    else:
+        full = default_country_code + digits
+    return "+" + full if len(digits) >= 7 else None
+
+
+def blocked_values(settings: IdentitySettings) -> frozenset[str]:
+    return frozenset(b.lower() for b in (*settings.blocked, *settings.extra_blocked))
+
+
+def is_blocked(identifier: str, settings: IdentitySettings) -> bool:
+    return identifier.split(":", 1)[1].lower() in blocked_values(settings)
+
+
+def identifiers_of(msg: Mapping[str, Any], settings: IdentitySettings) -> list[str]:
+    """The ``"type:value"`` identifiers a message carries, normalised, blocked values left out."""
+    traits = traits_of(msg)
+    # traits that are not text are null in the warehouse (JSON unwrap_as string)
+    email = traits.get("email")
+    phone = traits.get("phone")
+    found = [
+        ("user_id", plain(text(msg.get("userId")))),
+        ("anonymous_id", plain(text(msg.get("anonymousId")))),
+        ("anonymous_id", plain(text(msg.get("previousId")))),
+        ("email", norm_email(email) if isinstance(email, str) else None),
+        (
+            "phone",
+            norm_phone(phone, settings.default_country_code) if isinstance(phone, str) else None,
+        ),
+    ]
+    blocked = blocked_values(settings)
+    out: list[str] = []
+    for kind, value in found:
+        if value is None or value.lower() in blocked:
+            continue
+        ident = f"{kind}:{value}"
+        if ident not in out:
+            out.append(ident)
+    return out
+
+
+@dataclass
+class StitchResult:
+    """Whose event it is. ``refused`` holds identifiers (personal data: never log them) that
+    were not linked, with the rule in ``reasons``; ``linked`` the identifiers newly linked."""
+
+    person_id: str
+    merged_from: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    linked: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)
+    new: bool = False
+
+
+def _kind(identifier: str) -> str:
+    return identifier.split(":", 1)[0]
+
+
+def _rank(identifier: str) -> int:
+    k = _kind(identifier)
+    return PRIORITY.index(k) if k in PRIORITY else len(PRIORITY)
+
+
+def new_person_id() -> str:
+    return "live-" + uuid.uuid4().hex
+
+
+def stitch(
+    tx: LiveTx,
+    msg: Mapping[str, Any],
+    identifiers: list[str],
+    settings: IdentitySettings,
+    now: datetime,
+) -> StitchResult:
+    """Find or create the message's person, linking and merging as the guards allow."""
+    refused: dict[str, str] = {}
+    ids: list[str] = []
+    for ident in identifiers:
+        if is_blocked(ident, settings):
+            refused[ident] = "blocked_value"
+        elif ident not in ids:
+            ids.append(ident)
+    ids.sort(key=_rank)  # stable: a message's own order breaks ties
+    known = tx.lookup(ids) if ids else {}
+    owned = {p: tx.identifiers_of(p) for p in dict.fromkeys(known.values())}
+    uids = {p: {i for i in owned[p] if _kind(i) == "user_id"} for p in owned}
+
+    target = next((i for i in ids if _kind(i) == "user_id"), None)
+    group: list[str] = []
+    if target is not None and target in known:
+        group.append(known[target])
+    for ident in ids:
+        p = known.get(ident)
+        if p is None or p in group:
+            continue
+        theirs = uids[p]
+        if not theirs or theirs == {target} or (target is None and len(theirs) == 1):
+            group.append(p)
+            if target is None and theirs:
+                target = next(iter(theirs))
+        else:  # would join two people with different user ids: it links nothing here
+            refused[ident] = "shared_identifier"
+
+    result = StitchResult(person_id="", reasons=refused)
+    if not group:
+        result.person_id, result.new = new_person_id(), True
+    else:
+        result.person_id = _winner(tx, group, owned)
+        result.merged_from = [p for p in group if p != result.person_id]
+        if result.merged_from:
+            _merge(tx, result.person_id, result.merged_from, now)
+    winner = result.person_id
+
+    have = tx.identifiers_of(winner) if result.merged_from else owned.get(winner, [])
+    counts: dict[str, int] = {}
+    for i in have:
+        counts[_kind(i)] = counts.get(_kind(i), 0) + 1
+    for ident in ids:
+        if ident in known or ident in refused:
+            continue
+        kind = _kind(ident)
+        limit = settings.max_per_person.get(kind)
+        if limit is not None and counts.get(kind, 0) >= limit:
+            refused[ident] = "max_per_person"
+            continue
+        tx.link(ident, winner, source="live")
+        counts[kind] = counts.get(kind, 0) + 1
+        result.linked.append(ident)
+    result.refused = list(refused)
+    return result
+
+
+def _winner(tx: LiveTx, group: list[str], owned: dict[str, list[str]]) -> str:
+    """A batch-published person first, then the one with most identifiers, then message order."""
+    if len(group) == 1:
+        return group[0]
+    published = tx.get_docs("published", group)
+    order = {p: k for k, p in enumerate(group)}
+    return min(group, key=lambda p: (p not in published, -len(owned.get(p, [])), order[p]))
+
+
+def merge_people(tx: LiveTx, loser: str, winner: str, now: datetime) -> None:
+    """Merge ``loser`` into ``winner`` (e.g. a live-only person the build resolved to a
+    customer): identifiers and records repointed, live documents merged, a journey entry."""
+    if loser != winner:
+        _merge(tx, winner, [loser], now)
+
+
+def candidates(identifier: str, settings: IdentitySettings) -> list[str]:
+    """The ``"type:value"`` identifiers a looked-up string may be, normalised (blocked values
+    left out): ``"email:Jane@X.com"`` is that e-mail; a bare ``Jane@X.com``, ``+1 555 0100`` or
+    ``u123`` is tried as every type it can be."""
+    kind, _, value = identifier.partition(":")
+    typed = kind in PRIORITY and bool(value)
+    raw = value if typed else identifier
+    cc = settings.default_country_code
+    handle = (plain(raw) or "").lower().lstrip("@") or None
+    forms = {
+        "user_id": plain(raw),
+        "source_id": plain(raw),
+        "loyalty_id": plain(raw),
+        "email": norm_email(raw),
+        "phone": norm_phone(raw, cc),
+        "handle": handle,
+        "anonymous_id": plain(raw),
+    }
+    blocked = blocked_values(settings)
+    out = []
+    for k in [kind] if typed else list(PRIORITY):
+        v = forms.get(k)
+        if v is not None and v.lower() not in blocked:
+            out.append(f"{k}:{v}")
+    return out
+
+
+def _merge(tx: LiveTx, winner: str, losers: list[str], now: datetime) -> None:
+    docs = tx.get_docs("person", [winner, *losers])
+    merged = docs.get(winner)
+    for loser in losers:
+        tx.repoint(loser, winner)
+        if loser in docs:
+            merged = merge_docs(merged, docs[loser])
+        tx.add_journey(winner, now, "merged", {"from": loser})
+    if merged is not None:
+        tx.put_docs("person", {winner: merged})
+    gone = [p for p in losers if p in docs]
+    if gone:
+        tx.delete_docs("person", gone)

@@ -1,0 +1,39 @@
+"""Message values read as the warehouse reads them: text, trimmed, empty as missing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+TRIM = " \t\n\r\x0b\x0c"  # the characters the warehouse's TRIM removes
+
+
+def text(v: Any) -> str | None:
+    """A scalar as the warehouse stores it (``segone.ingest.segment`` turns numbers into text);
+    objects and lists are not ids."""
+    if v is None or isinstance(v, dict | list):
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def plain(value: str | None) -> str | None:
+    """Trimmed, empty as None (``segone.identity.normalize.plain``)."""
+    if value is None:
+        return None
+    v = value.strip(TRIM)
+    return v or None
+
+
+def traits_of(msg: Mapping[str, Any]) -> dict[str, Any]:
+    """The message's traits: ``context.traits`` overlaid with top-level ``traits``."""
+    ctx = msg.get("context")
+    inner = ctx.get("traits") if isinstance(ctx, dict) else None
+    top = msg.get("traits")
+    out: dict[str, Any] = dict(inner) if isinstance(inner, dict) else {}
+    if isinstance(top, dict):
+        out.update(top)
+    return out
