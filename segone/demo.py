@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,7 @@ def run_demo(
     show_segments: Callable[[Any], None],
     show_matrix: Callable[[Any, tuple[str, ...]], None],
     show_predictions: Callable[[Any], None],
+    serve: bool = True,
 ) -> None:
     t0 = time.perf_counter()
     directory = Path(directory)
@@ -202,15 +206,14 @@ def run_demo(
         highlight=False,
         soft_wrap=True,
     )
-    console.print(
-        f"\nDone in {time.perf_counter() - t0:.0f}s. Try: segone status -p {directory}",
-        highlight=False,
-    )
     if not ok:
         raise SystemExit("the loaded counts differ from the ground truth: please report this")
     (directory / "demo_summary.json").write_text(
         json.dumps({"tables": rep["tables"], "identity": scores}, indent=2)
     )
+    console.print(f"\nBatch part done in {time.perf_counter() - t0:.0f}s.", highlight=False)
+    top_user = _user_id_of(project, str(top.customer_id.iloc[0])) if len(top) else None
+    realtime_demo(directory, console, top_user, serve=serve)
 
 
 def _cell(v: Any) -> str:
@@ -238,3 +241,113 @@ def cdnow_bgnbd() -> BetaGeo:
     finally:
         con.disconnect()
     return BetaGeo().fit(summ)
+
+
+def _user_id_of(project: Project, customer_id: str) -> str | None:
+    with project.warehouse(read_only=True) as wh:
+        cm = wh.table("customer_map")
+        hit = wh.execute(
+            cm.filter((cm.customer_id == customer_id) & (cm.id_type == "user_id")).node.min()
+        )
+    return str(hit) if hit else None
+
+
+def _demo_secrets(directory: Path) -> dict[str, str]:
+    """Keys for the demo project's server, generated once and kept in its segone.toml."""
+    cfg = directory / CONFIG_FILE
+    text = cfg.read_text(encoding="utf-8")
+    keys = {}
+    for name, prefix in (("write_keys", "wk"), ("admin_tokens", "adm"), ("decide_tokens", "dk")):
+        found = re.search(rf'^{name} = \["([^"]+)"\]', text, re.M)
+        value = found.group(1) if found else f"demo-{prefix}-{secrets.token_hex(8)}"
+        text = re.sub(rf"^{name} = \[\]", f'{name} = ["{value}"]', text, count=1, flags=re.M)
+        keys[name] = value
+    cfg.write_text(text, encoding="utf-8")
+    return keys
+
+
+def realtime_demo(directory: Path, console: Console, user: str | None, *, serve: bool) -> None:
+    """Step 9: publish to the online store, start the server, ask it for a decision."""
+    import httpx
+
+    from segone.api.app import create_app
+    from segone.api.server import background_server
+    from segone.online.engine import Engine
+    from segone.online.sync import open_online, publish
+
+    console.print("\n[bold]9. Real time[/]: the server, fed by the last build")
+    keys = _demo_secrets(directory)
+    project = Project.open(directory)
+    store = open_online(project.settings, create=True)
+    assert store is not None
+    with project.warehouse(read_only=True) as wh:
+        pub = publish(wh, store, project.settings)
+    console.print(f"   {pub.summary()}", highlight=False, soft_wrap=True)
+    s = project.settings.server
+    app = create_app(project.settings, Engine(store, project.settings))
+    try:
+        with _serving(background_server, app, s.host, s.port) as url:
+            who = user or "user_id:demo-visitor"
+            uid = who.split(":", 1)[1]
+            track = {
+                "userId": uid,
+                "event": "Product Viewed",
+                "properties": {"product_id": "demo", "category": "Outdoor"},
+            }
+            decide = {"identifier": who, "placement": "home", "limit": 3}
+            with httpx.Client(base_url=url, timeout=10) as http:
+                r = http.post("/v1/track", json=track, auth=(keys["write_keys"], ""))
+                r.raise_for_status()
+                r = http.post(
+                    "/v1/decide",
+                    json=decide,
+                    headers={"Authorization": f"Bearer {keys['decide_tokens']}"},
+                )
+                r.raise_for_status()
+                answer = r.json()
+            tbl = Table(title=f"decision for {who} at placement 'home'", title_justify="left")
+            for c in ("item", "score", "propensity", "why"):
+                tbl.add_column(c)
+            for it in answer.get("items", []):
+                tbl.add_row(
+                    str(it.get("item_id")),
+                    f"{it.get('score', 0):.3f}",
+                    f"{it.get('propensity', 0):.2f}",
+                    "; ".join(it.get("reasons", [])),
+                )
+            console.print(tbl)
+            ch = answer.get("channel") or {}
+            console.print(
+                f"   follow up on: {ch.get('channel') or 'no channel'} ({ch.get('reason', '')})",
+                highlight=False,
+                soft_wrap=True,
+            )
+            console.print(
+                "   try it yourself (the server runs until Ctrl-C):\n"
+                f"   curl -s -u {keys['write_keys']}: -H 'Content-Type: application/json' "
+                f"-d '{json.dumps(track)}' {url}/v1/track\n"
+                f"   curl -s -H 'Authorization: Bearer {keys['decide_tokens']}' "
+                f"-H 'Content-Type: application/json' -d '{json.dumps(decide)}' {url}/v1/decide",
+                highlight=False,
+                soft_wrap=True,
+            )
+            console.print(f"   API docs: {url}/docs", highlight=False)
+            if serve:
+                try:
+                    while True:
+                        time.sleep(3600)
+                except KeyboardInterrupt:
+                    console.print("   stopped")
+    finally:
+        store.close()
+
+
+@contextmanager
+def _serving(start: Callable[..., Any], app: Any, host: str, port: int) -> Iterator[str]:
+    """The server on the configured port, or on a free one if that is taken."""
+    import socket
+
+    with socket.socket() as probe:
+        busy = probe.connect_ex((host, port)) == 0
+    with start(app, host, 0 if busy else port) as url:
+        yield url

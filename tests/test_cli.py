@@ -95,7 +95,16 @@ def test_sample_and_dataset_commands(tmp_path):
 def test_demo_end_to_end_through_the_installed_script(tmp_path):
     exe = Path(sys.executable).parent / "segone"
     proc = subprocess.run(
-        [str(exe), "demo", str(tmp_path / "demo"), "--customers", "800", "--seed", "2"],
+        [
+            str(exe),
+            "demo",
+            str(tmp_path / "demo"),
+            "--customers",
+            "800",
+            "--seed",
+            "2",
+            "--no-serve",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -106,9 +115,23 @@ def test_demo_end_to_end_through_the_installed_script(tmp_path):
     assert "highest expected lifetime value" in proc.stdout
     assert "models: pareto_nbd v1, gamma_gamma v1, churn v1, next_products v1" in proc.stdout
     assert "BG/NBD on the first 39 weeks: r=0.243, alpha=4.414, a=0.793, b=2.426" in proc.stdout
+    # it ends by serving: a real server answered a decision, and the curl line is printed
+    assert "decision for user_id:" in proc.stdout and "follow up on:" in proc.stdout
+    assert (
+        "/v1/decide" in proc.stdout and "curl -s -H 'Authorization: Bearer demo-dk-" in proc.stdout
+    )
     # running it again is idempotent: nothing new is loaded
     proc2 = subprocess.run(
-        [str(exe), "demo", str(tmp_path / "demo"), "--customers", "800", "--seed", "2"],
+        [
+            str(exe),
+            "demo",
+            str(tmp_path / "demo"),
+            "--customers",
+            "800",
+            "--seed",
+            "2",
+            "--no-serve",
+        ],
         capture_output=True,
         text=True,
         timeout=300,

@@ -255,22 +255,24 @@ def build(
             help="Build from data up to this date (YYYY-MM-DD or ISO time, UTC); default now.",
         ),
     ] = None,
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online/--no-online",
+            help="Pick up the server's events before the build and publish the results to the "
+            "online store after it (when the project has one).",
+        ),
+    ] = True,
 ) -> None:
     """Resolve identities and rebuild one profile per customer (as of now or a past date)."""
-    from segone.profiles import build as run_build
+    from segone.online.sync import build_project
 
     with _user_errors():
         proj = Project.open(project)
-        when = _parse_when(as_of)
-        with proj.warehouse() as wh, err.status("resolving identities and building profiles"):
-            r = run_build(
-                wh,
-                as_of=when,
-                identity=proj.settings.identity,
-                stages=proj.settings.lifecycle,
-                models=proj.settings.models,
-            )
+        r, pub = build_project(proj, as_of=_parse_when(as_of), online=online, status=err.status)
     console.print(r.summary(), highlight=False, soft_wrap=True)
+    if pub is not None:
+        console.print(pub.summary(), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -734,14 +736,47 @@ def dataset_cdnow(
 
 
 @app.command()
+def serve(
+    project: ProjectOpt = Path("."),
+    host: Annotated[str | None, typer.Option(help="Address to listen on ([server] host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port ([server] port, default 8321).")] = None,
+    online_url: Annotated[
+        str | None,
+        typer.Option(
+            "--online-url", help="Online store: sqlite:///file.db or postgresql://user@host/db."
+        ),
+    ] = None,
+) -> None:
+    """Run the real-time API: Segment-compatible ingestion, live profiles, triggers, decisions."""
+    from segone.api.server import serve as run_server
+
+    with _user_errors():
+        proj = Project.open(project)
+        s = proj.settings.server
+        if not s.write_keys:
+            err.print(
+                "[yellow]no write keys configured:[/] every ingestion request will be refused "
+                "(set [server] write_keys or SEGONE_WRITE_KEYS)"
+            )
+        run_server(proj.settings, host, port, online_url)
+
+
+@app.command()
 def demo(
     directory: Annotated[Path, typer.Argument(help="Project directory for the demo.")] = Path(
         "demo-project"
     ),
     customers: Annotated[int, typer.Option(help="People in the generated store.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve/--no-serve",
+            help="Keep the real-time server running at the end (until Ctrl-C).",
+        ),
+    ] = True,
 ) -> None:
-    """Init a project, generate a store, ingest it, and show what segone sees."""
+    """Init a project, generate a store, ingest it, show what segone sees, then serve it."""
     from segone.demo import run_demo
 
     with _user_errors():
@@ -755,6 +790,7 @@ def demo(
             console=console,
             ingest=_ingest_one,
             show_status=_print_status,
+            serve=serve,
         )
 
 

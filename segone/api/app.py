@@ -1,0 +1,327 @@
+"""The FastAPI application: Segment-compatible tracking endpoints, decisions, profiles, health.
+
+``create_app(settings, engine)`` wires the routes to an ``Engine`` (segone.online.engine), whose
+``start``/``stop`` follow the app's lifespan. Handlers only authenticate, parse and hand over:
+every tracking answer is sent after the engine has committed the messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+from starlette.responses import Response
+
+from segone.api import schemas
+from segone.api.auth import Auth, basic_user
+from segone.api.errors import ApiError, ErrorEnvelope, detail, envelope, install, log
+from segone.api.logs import AccessLog
+from segone.api.segment import (
+    TYPES,
+    Limits,
+    body_write_key,
+    decode,
+    parse_doc,
+    parse_json,
+    too_large,
+)
+from segone.config import Settings
+from segone.decisions.errors import DecisionError
+from segone.online.engine import Engine, NotFound
+from segone.online.store import OnlineStoreError
+
+# decide/feedback bodies are small JSON documents
+MAX_JSON_BYTES = 64 * 1024
+# past the cap the rest of a body is read and dropped (so the client reads the 413 rather than a
+# reset connection), up to this much; beyond it the connection is simply closed
+DRAIN_BYTES = 8 * 1024 * 1024
+
+DESCRIPTION = """\
+Real-time segone: Segment-compatible event ingestion (point any Segment or RudderStack SDK at
+this server), live profiles, and next-best-action decisions.
+
+Every error has one shape: `{"error": {"status", "code", "message", "details"}}`.
+"""
+
+
+def _json(doc: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: {"model": ErrorEnvelope} for s in statuses}
+
+
+async def read_body(request: Request, cap: int) -> bytes:
+    """The raw request body, refusing (413) more than ``cap`` bytes before holding them."""
+    length = request.headers.get("content-length")
+    too_big = length is not None and length.isdigit() and int(length) > cap
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            too_big = True
+        if too_big:
+            if size > DRAIN_BYTES:
+                break
+            continue
+        chunks.append(chunk)
+    if too_big:
+        raise too_large(cap)
+    return b"".join(chunks)
+
+
+async def _decision_error(request: Request, exc: Exception) -> Response:
+    return envelope(400, "invalid_request", str(exc))
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return envelope(404, "not_found", "nothing is known by that identifier")
+
+
+async def _store_error(request: Request, exc: Exception) -> Response:
+    log.error("online store unavailable: %s", type(exc).__name__)
+    return envelope(503, "unavailable", "the online store is unavailable; retry later")
+
+
+def _required(doc: Mapping[str, Any], *keys: str) -> None:
+    missing = [k for k in keys if not isinstance(doc.get(k), str) or not doc[k].strip()]
+    if missing:
+        raise ApiError(
+            400,
+            f"{' and '.join(missing)} required (non-empty string)",
+            "missing_field",
+            [detail("missing_field", f"{k} is required", None, k) for k in missing],
+        )
+
+
+def create_app(settings: Settings, engine: Engine) -> FastAPI:
+    """The API over ``engine``; of the project's ``settings`` the ``[server]`` part is read
+    (keys and tokens, size limits)."""
+    server = settings.server
+    limits = Limits(int(server.max_message_bytes), int(server.max_batch_bytes))
+    auth = Auth.from_settings(server)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await engine.start()
+        try:
+            yield
+        finally:
+            await engine.stop()
+
+    from segone import __version__
+
+    app = FastAPI(
+        title="segone",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install(app)
+    app.add_exception_handler(DecisionError, _decision_error)
+    app.add_exception_handler(NotFound, _not_found)
+    app.add_exception_handler(OnlineStoreError, _store_error)
+    app.add_middleware(AccessLog)
+
+    async def ingest(request: Request, endpoint: str) -> Response:
+        body = await read_body(request, limits.max_body_bytes)
+        header_key = basic_user(request.headers.get("authorization"))
+        if header_key is not None:
+            auth.require_write_key(header_key)
+            doc = decode(body, request.headers, limits)
+        else:
+            try:
+                doc = decode(body, request.headers, limits)
+            except ApiError:
+                # unreadable, so no writeKey in it: an unauthenticated caller learns nothing more
+                doc = None
+            auth.require_write_key(body_write_key(doc))
+        parsed = parse_doc(doc, endpoint, limits)
+        result = await engine.ingest(parsed.messages)
+        if parsed.rejected:
+            now = datetime.now(UTC)
+            await engine.quarantine(
+                [
+                    {"reason": f"{r.code}: {r.message}", "message": r.raw, "received_at": now}
+                    for r in parsed.rejected
+                ]
+            )
+        return _json(
+            {
+                "success": True,
+                "accepted": result["accepted"],
+                "duplicates": result["duplicates"],
+                "rejected": [r.as_detail() for r in parsed.rejected],
+            }
+        )
+
+    def add_tracking_route(endpoint: str) -> None:
+        async def handler(request: Request) -> Response:
+            return await ingest(request, endpoint)
+
+        model = schemas.MESSAGE_MODELS[endpoint]
+        what = "a batch of messages" if endpoint == "batch" else f"one {endpoint} message"
+        app.add_api_route(
+            f"/v1/{endpoint}",
+            handler,
+            methods=["POST"],
+            name=endpoint,
+            summary=f"Send {what} (Segment tracking API)",
+            description=(
+                "Authenticate with HTTP Basic auth (write key as user name, empty password) or "
+                "`writeKey` in the body. The body may be gzip-compressed "
+                f"(`Content-Encoding: gzip`). Limits: {limits.max_message_bytes} bytes per "
+                f"message (400), {limits.max_batch_bytes} per request (413). Answered after "
+                "the messages are committed."
+                + (
+                    " Invalid messages are listed in `rejected` (and quarantined); the rest are "
+                    "accepted. A batch with no valid message is a 400."
+                    if endpoint == "batch"
+                    else ""
+                )
+            ),
+            tags=["tracking"],
+            response_model=schemas.IngestResponse,
+            responses=_errors(400, 401, 413, 415),
+            openapi_extra={
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": f"#/components/schemas/{model.__name__}"}
+                        }
+                    },
+                },
+                "security": [{"writeKey": []}],
+            },
+        )
+
+    for endpoint in (*TYPES, "batch"):
+        add_tracking_route(endpoint)
+
+    async def json_object(request: Request) -> dict[str, Any]:
+        body = await read_body(request, MAX_JSON_BYTES)
+        doc = parse_json(body)
+        if not isinstance(doc, dict):
+            raise ApiError(400, "the body must be a JSON object", "invalid_request")
+        return doc
+
+    def bearer_doc(model: type[Any], scheme: list[str]) -> dict[str, Any]:
+        return {
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}
+                    }
+                },
+            },
+            "security": [{s: []} for s in scheme],
+        }
+
+    @app.post(
+        "/v1/decide",
+        tags=["decisions"],
+        summary="Rank items/offers for one person and choose the follow-up channel",
+        response_model=schemas.Document,
+        responses=_errors(400, 401, 403, 413, 422),
+        openapi_extra=bearer_doc(schemas.DecideRequest, ["decideToken", "adminToken"]),
+    )
+    async def decide(request: Request) -> Response:
+        auth.require_decide(request.headers.get("authorization"))
+        body = await json_object(request)
+        _required(body, "identifier")
+        return _json(await engine.decide(body))
+
+    @app.post(
+        "/v1/feedback",
+        tags=["decisions"],
+        summary="Report an impression, click or conversion of a decision",
+        response_model=schemas.Document,
+        responses=_errors(400, 401, 403, 404, 413, 422),
+        openapi_extra=bearer_doc(schemas.FeedbackRequest, ["decideToken", "adminToken"]),
+    )
+    async def feedback(request: Request) -> Response:
+        auth.require_decide(request.headers.get("authorization"))
+        body = await json_object(request)
+        _required(body, "decision_id", "kind")
+        return _json(await engine.feedback(body))
+
+    profile_doc: dict[str, Any] = {"security": [{"adminToken": []}]}
+
+    @app.get(
+        "/v1/profiles/{identifier:path}",
+        tags=["profiles"],
+        summary="One person's live profile, by any identifier (e.g. user_id:u-1001)",
+        response_model=schemas.Document,
+        responses=_errors(401, 403, 404),
+        openapi_extra=profile_doc,
+    )
+    async def get_profile(identifier: str, request: Request) -> Response:
+        auth.require_admin(request.headers.get("authorization"))
+        doc = await engine.profile(identifier)
+        if doc is None:
+            raise ApiError(404, "no profile has this identifier", "profile_not_found")
+        return _json(doc)
+
+    @app.delete(
+        "/v1/profiles/{identifier:path}",
+        tags=["profiles"],
+        summary="Erase the person with this identifier from every online table",
+        response_model=schemas.Document,
+        responses=_errors(401, 403, 404),
+        openapi_extra=profile_doc,
+    )
+    async def delete_profile(identifier: str, request: Request) -> Response:
+        auth.require_admin(request.headers.get("authorization"))
+        doc = await engine.erase(identifier)
+        if doc is None:
+            raise ApiError(404, "no profile has this identifier", "profile_not_found")
+        return _json(doc)
+
+    @app.get("/health", tags=["operations"], response_model=schemas.Health)
+    async def health() -> Response:
+        return _json({"status": "ok", "version": __version__})
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            models: list[type[BaseModel]] = [
+                *schemas.MESSAGE_MODELS.values(),
+                schemas.DecideRequest,
+                schemas.FeedbackRequest,
+            ]
+            _, defs = models_json_schema(
+                [(m, "validation") for m in models],
+                ref_template="#/components/schemas/{model}",
+            )
+            components = doc.setdefault("components", {})
+            components.setdefault("schemas", {}).update(defs.get("$defs", {}))
+            components["securitySchemes"] = {
+                "writeKey": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "write key as user name",
+                },
+                "decideToken": {"type": "http", "scheme": "bearer"},
+                "adminToken": {"type": "http", "scheme": "bearer"},
+            }
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,191 @@
+"""An acknowledged event is never lost: the server (a real process) is SIGKILLed while client
+threads post events; after a restart every message id that got a 200 is in the online store.
+
+Runs on SQLite (WAL, synchronous=FULL) always, and on PostgreSQL when SEGONE_TEST_POSTGRES_URL
+is set (a fresh schema per run, dropped afterwards).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from segone.online.store import OnlineStore
+
+WRITE_KEY = "wk_durable"
+ADMIN = "adm_durable"
+PII = "carol.pii@example.com"
+PG_URL = os.environ.get("SEGONE_TEST_POSTGRES_URL")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(root: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as f:  # a file, not a pipe: a full pipe would stall the server
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "segone.api.server",
+                "--project",
+                str(root),
+                "--port",
+                str(port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=f,
+            env={**os.environ, "SEGONE_WRITE_KEYS": WRITE_KEY, "SEGONE_ADMIN_TOKENS": ADMIN},
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"the server exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
+            )
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("the server did not start within 60 s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def post_until_refused(url: str, acked: list[str], worker: int, stop_at: float) -> None:
+    """Post single events and batches of 5; record the ids of each request answered 200."""
+    with httpx.Client(base_url=url, auth=(WRITE_KEY, ""), timeout=10) as http:
+        i = 0
+        while time.monotonic() < stop_at:
+            i += 1
+            n = 1 if i % 2 else 5
+            batch: list[dict[str, Any]] = [
+                {
+                    "type": "track",
+                    "userId": f"w{worker}-u{i % 7}",
+                    "event": "Product Viewed",
+                    "properties": {"category": "shoes", "i": i},
+                    "messageId": str(uuid.uuid4()),
+                }
+                for _ in range(n)
+            ]
+            try:
+                if n == 1:
+                    r = http.post("/v1/track", json=batch[0])
+                else:
+                    r = http.post("/v1/batch", json={"batch": batch})
+            except httpx.TransportError:
+                return  # the server is gone: whatever was not acknowledged may be lost
+            if r.status_code == 200:
+                acked.extend(m["messageId"] for m in batch)
+
+
+def run_kill_test(root: Path, online_url: str) -> None:
+    (root / "segone.toml").write_text(f'[server]\nonline_url = "{online_url}"\n')
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = root / "server.log"
+    proc = start_server(root, port, log)
+    acked: list[list[str]] = [[] for _ in range(6)]
+    stop_at = time.monotonic() + 30
+    threads = [
+        threading.Thread(target=post_until_refused, args=(url, acked[w], w, stop_at))
+        for w in range(len(acked))
+    ]
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 20
+        while sum(map(len, acked)) < 300 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)  # under load: requests are in flight
+        proc.wait()
+        for t in threads:
+            t.join(timeout=30)
+    finally:
+        stop(proc)
+    ids = [m for a in acked for m in a]
+    assert len(ids) >= 300, f"only {len(ids)} events were acknowledged before the kill"
+
+    proc = start_server(root, port, log)  # recovery after the crash
+    try:
+        store = OnlineStore.open(online_url, root=root)
+        try:
+            with store.read() as tx:
+                present = tx.seen(ids)
+        finally:
+            store.close()
+        lost = set(ids) - present
+        assert not lost, f"{len(lost)} of {len(ids)} acknowledged events lost"
+        # and the restarted server knows them: sending them again changes nothing
+        with httpx.Client(base_url=url, auth=(WRITE_KEY, ""), timeout=10) as http:
+            again = [
+                {"type": "track", "userId": "x", "event": "Product Viewed", "messageId": m}
+                for m in ids[:200]
+            ]
+            r = http.post("/v1/batch", json={"batch": again})
+            assert r.status_code == 200, r.text
+            assert (r.json()["accepted"], r.json()["duplicates"]) == (0, len(again))
+            # the access log of `serve` shows requests, never identifiers or client addresses
+            h = {"Authorization": f"Bearer {ADMIN}"}
+            path = f"{url}/v1/profiles/email:{PII}"
+            assert httpx.get(f"{path}?email={PII}", headers=h).status_code == 404
+            assert httpx.get(path).status_code == 401
+    finally:
+        stop(proc)
+    text = log.read_text()
+    assert "POST /v1/track 200" in text and "POST /v1/batch 200" in text
+    assert "GET /v1/profiles/{identifier}?{query} 404" in text
+    assert "GET /v1/profiles/{identifier} 401" in text
+    assert "carol" not in text
+    access = [line for line in text.splitlines() if "segone.api.access" in line]
+    assert access and not any("127.0.0.1" in line for line in access)
+
+
+@pytest.mark.slow
+def test_sigkill_loses_no_acknowledged_event_sqlite(tmp_path: Path) -> None:
+    run_kill_test(tmp_path, f"sqlite:///{tmp_path / 'online.db'}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not PG_URL,
+    reason="PostgreSQL durability test: set SEGONE_TEST_POSTGRES_URL, e.g. "
+    "postgresql://postgres@127.0.0.1:5432/test",
+)
+def test_sigkill_loses_no_acknowledged_event_postgres(tmp_path: Path) -> None:
+    import psycopg
+
+    assert PG_URL is not None
+    schema = f"segone_test_api_{uuid.uuid4().hex[:12]}"
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        run_kill_test(tmp_path, f"{PG_URL}{sep}schema={schema}")
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
