@@ -310,7 +310,7 @@ def realtime_demo(directory: Path, console: Console, user: str | None, *, serve:
                 tbl.add_column(c)
             for it in answer.get("items", []):
                 tbl.add_row(
-                    str(it.get("item_id")),
+                    str(it.get("id")),
                     f"{it.get('score', 0):.3f}",
                     f"{it.get('propensity', 0):.2f}",
                     "; ".join(it.get("reasons", [])),
@@ -318,7 +318,7 @@ def realtime_demo(directory: Path, console: Console, user: str | None, *, serve:
             console.print(tbl)
             ch = answer.get("channel") or {}
             console.print(
-                f"   follow up on: {ch.get('channel') or 'no channel'} ({ch.get('reason', '')})",
+                f"   follow up on: {ch.get('name') or 'no channel'} ({ch.get('reason', '')})",
                 highlight=False,
                 soft_wrap=True,
             )

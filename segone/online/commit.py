@@ -51,12 +51,17 @@ class GroupCommitter:
             await task
 
     async def submit(self, job: Job) -> Any:
+        return await self.enqueue(job)
+
+    def enqueue(self, job: Job) -> asyncio.Future[Any]:
+        """Queue ``job`` now (jobs run in the order they were queued); the future resolves
+        after its commit."""
         if self._task is None or self._wake is None:
             raise RuntimeError("the group committer is not running (Engine.start() first)")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((job, fut))
         self._wake.set()
-        return await fut
+        return fut
 
     async def _run(self) -> None:
         assert self._wake is not None

@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -65,9 +67,14 @@ class Engine:
         self.clock = clock
         self.committer = GroupCommitter(store)
         self.runtime = Runtime()
-        # decisions run on the writer thread only: one generator is enough (they are not
-        # thread-safe)
+        # one generator for every decision (numpy's are not thread-safe: used under a lock)
         self._np_rng = np.random.default_rng()
+        self._rng_lock = threading.Lock()
+        # decisions of one person one at a time; contacts they planned, until committed
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._planned: dict[str, dict[str, Any]] = {}
+        self._pending: set[asyncio.Future[Any]] = set()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -90,6 +97,8 @@ class Engine:
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._pending:  # decision logs not yet committed
+            await asyncio.gather(*self._pending, return_exceptions=True)
         for t in self._tasks:
             try:
                 await asyncio.wait_for(t, timeout=10)
@@ -97,6 +106,12 @@ class Engine:
                 t.cancel()
         self._tasks = []
         await self.committer.stop()
+
+    async def _current(self) -> Runtime:
+        """The runtime, re-checked against the store at most once a second (off the loop)."""
+        if time.monotonic() - self.runtime.checked < 1.0:
+            return self.runtime
+        return await asyncio.to_thread(self.refresh)
 
     def refresh(self, *, force: bool = False) -> Runtime:
         """Reload the segment catalogue and item catalogue after a new publish (checked at most
@@ -141,7 +156,7 @@ class Engine:
         """Store and apply validated messages; returns once they are durably committed."""
         if not messages:
             return {"accepted": 0, "duplicates": 0}
-        rt = await asyncio.to_thread(self.refresh)
+        rt = await self._current()
         return await self.committer.submit(lambda tx: self._ingest(tx, messages, rt))
 
     def ingest_sync(self, messages: Sequence[dict[str, Any]]) -> dict[str, int]:
@@ -247,59 +262,104 @@ class Engine:
 
     # -- decisions -------------------------------------------------------------------------------
     async def decide(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Rank items for the person and pick a follow-up channel; the decision is logged (with
-        its propensities) in the same transaction that reads the person's contact counts, so
-        frequency caps hold under concurrent requests."""
-        rt = await asyncio.to_thread(self.refresh)
-        return await self.committer.submit(lambda tx: self._decide(tx, body, rt))
+        """Rank items for the person and pick a follow-up channel.
 
-    def _decide(self, tx: Tx, body: Mapping[str, Any], rt: Runtime) -> dict[str, Any]:
+        The answer is computed on a reader connection and returned at once; its log (with the
+        propensities) and the planned contact are written by the next group commit. Decisions
+        of one person are computed one at a time, each seeing the contacts planned by the
+        previous ones even before they are committed, so frequency caps hold under concurrent
+        requests (within this process, the only writer of its online store).
+        """
+        rt = await self._current()
+        answer, job, committed = await asyncio.to_thread(self._decide, body, rt)
+        # queued before we answer: a feedback on this decision is always written after it
+        task = self.committer.enqueue(job)
+        self._pending.add(task)
+
+        def done(t: asyncio.Future[Any]) -> None:
+            self._pending.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("a decision could not be logged: %s", type(t.exception()).__name__)
+            else:
+                committed()
+
+        task.add_done_callback(done)
+        return answer
+
+    def _decide(
+        self, body: Mapping[str, Any], rt: Runtime
+    ) -> tuple[dict[str, Any], Callable[[Tx], None], Callable[[], None]]:
         from segone.decisions import apply_channel_delta, decide, decision_keys
         from segone.live.profile import view
 
         now = self.clock()
         identifier = str(body["identifier"])
-        pid = self._person_of(tx, identifier)
-        live = published = channel = None
-        supp: dict[str, dict[str, Any]] = {}
-        identifiers: list[str] = []
-        if pid is not None:
-            live = tx.get_docs("person", [pid]).get(pid)
-            published = tx.get_docs("published", [pid]).get(pid)
-            channel = tx.get_docs("channel", [pid]).get(pid)
-            identifiers = tx.identifiers_of(pid)
-            supp = tx.get_docs("suppression", identifiers)
-        person_view = view(
-            published,
-            live,
-            now,
-            person_id=pid,
-            identifiers=identifiers,
-            lifecycle=self.settings.lifecycle,
-            median_gap_days=rt.median_gap_days,
-        )
-        ds = rt.decision_settings
-        stats = tx.get_stats(decision_keys(person_view, body, rt.items, ds, published))
-        d = decide(
-            person_view,
-            published,
-            body,
-            rt.items,
-            stats,
-            channel,
-            ds,
-            now,
-            self._np_rng,
-            suppressions=supp,
-        )
+        with self.store.read() as tx:
+            pid = self._person_of(tx, identifier)
         # an unknown visitor is answered from the crowd and logged under a pseudonym
         who = pid or "unknown:" + hashlib.sha256(identifier.encode()).hexdigest()[:16]
-        tx.log_decision(d.decision_id, who, now, d.placement, d.log)
-        if d.stat_deltas:
-            tx.add_stats(d.stat_deltas)
-        if d.channel_delta and pid is not None:
-            tx.put_docs("channel", {pid: apply_channel_delta(channel, d.channel_delta, now)}, now)
-        return d.response()
+        with self._person_lock(who), self.store.read() as tx:
+            live = published = channel = None
+            supp: dict[str, dict[str, Any]] = {}
+            identifiers: list[str] = []
+            if pid is not None:
+                live = tx.get_docs("person", [pid]).get(pid)
+                published = tx.get_docs("published", [pid]).get(pid)
+                channel = self._planned.get(pid) or tx.get_docs("channel", [pid]).get(pid)
+                identifiers = tx.identifiers_of(pid)
+                supp = tx.get_docs("suppression", identifiers)
+            person_view = view(
+                published,
+                live,
+                now,
+                person_id=pid,
+                identifiers=identifiers,
+                lifecycle=self.settings.lifecycle,
+                median_gap_days=rt.median_gap_days,
+            )
+            ds = rt.decision_settings
+            stats = tx.get_stats(decision_keys(person_view, body, rt.items, ds, published))
+            with self._rng_lock:
+                d = decide(
+                    person_view,
+                    published,
+                    body,
+                    rt.items,
+                    stats,
+                    channel,
+                    ds,
+                    now,
+                    self._np_rng,
+                    suppressions=supp,
+                )
+            planned = None
+            if d.channel_delta and pid is not None:
+                planned = apply_channel_delta(channel, d.channel_delta, now)
+                self._planned[pid] = planned
+
+        def job(tx: Tx) -> None:
+            tx.log_decision(d.decision_id, who, now, d.placement, d.log)
+            if d.stat_deltas:
+                tx.add_stats(d.stat_deltas)
+            if planned is not None and pid is not None:
+                tx.put_docs("channel", {pid: planned}, now)
+
+        def committed() -> None:  # the store has the contact now: drop it from the overlay
+            with self._locks_guard:
+                if pid is not None and self._planned.get(pid) is planned:
+                    del self._planned[pid]
+
+        return d.response(), job, committed
+
+    @contextmanager
+    def _person_lock(self, who: str) -> Iterator[None]:
+        with self._locks_guard:
+            lock = self._locks.setdefault(who, threading.Lock())
+        with lock:
+            yield
+        with self._locks_guard:
+            if not lock.locked() and who not in self._planned:
+                self._locks.pop(who, None)
 
     async def feedback(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """An impression, click or conversion on a logged decision updates the policy."""

@@ -608,18 +608,27 @@ class OnlineStore:
         """The writer's transaction: committed (durably) when the block ends, rolled back if it
         raises. Writers take turns; the Engine batches requests into one of these."""
         with self._write_lock:
-            if self._writer is None:
-                self._writer = self._new()
-            conn = self._writer
-            if self.dialect is SQLITE:
-                conn.execute("BEGIN IMMEDIATE")
+            with _unavailable():
+                if self._writer is None:
+                    self._writer = self._new()
+                conn = self._writer
+                if self.dialect is SQLITE:
+                    conn.execute("BEGIN IMMEDIATE")
             try:
                 yield Tx(conn, self.dialect, writable=True)
             except BaseException:
-                conn.rollback()
+                with suppress(Exception):
+                    conn.rollback()
+                if _broken(conn):  # reconnect next time (e.g. PostgreSQL restarted)
+                    self._writer = None
                 raise
             else:
-                conn.commit()
+                try:
+                    with _unavailable():
+                        conn.commit()
+                except OnlineStoreError:
+                    self._writer = None
+                    raise
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -627,7 +636,11 @@ class OnlineStore:
         try:
             conn = self._readers.get_nowait()
         except queue.Empty:
-            conn = self._new()
+            with _unavailable():
+                conn = self._new()
+        if _broken(conn):
+            with _unavailable():
+                conn = self._new()
         try:
             if self.dialect is SQLITE:
                 conn.execute("BEGIN")
@@ -655,6 +668,32 @@ class OnlineStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [sqlite3.OperationalError]
+    try:
+        import psycopg
+
+        errors.append(psycopg.OperationalError)
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        pass
+    return tuple(errors)
+
+
+@contextmanager
+def _unavailable() -> Iterator[None]:
+    """The database being unreachable (or locked past the timeout) is an OnlineStoreError, which
+    the API answers with 503: the client may retry; nothing was acknowledged."""
+    try:
+        yield
+    except _driver_errors() as exc:
+        raise OnlineStoreError(f"the online store is unavailable: {type(exc).__name__}") from exc
+
+
+def _broken(conn: Any) -> bool:
+    """A PostgreSQL connection that the server closed (sqlite connections do not break)."""
+    return bool(getattr(conn, "closed", False))
 
 
 def _sqlite_connect(path: Path) -> sqlite3.Connection:
