@@ -195,3 +195,33 @@ def test_erase_removes_the_person_from_the_server(server: httpx.Client) -> None:
     assert server.get("/v1/profiles/anonymous_id:a-erase", headers=admin).status_code == 200
     assert server.delete("/v1/profiles/anonymous_id:a-erase", headers=admin).status_code == 200
     assert server.get("/v1/profiles/anonymous_id:a-erase", headers=admin).status_code == 404
+
+
+def test_suppression_lists_are_respected(server: httpx.Client) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    # u2 consented to e-mail; their e-mail address is suppressed, and one item is
+    _track(server, userId="u2", event="Product Viewed", properties={"category": "Books"})
+    r = server.post(
+        "/v1/identify",
+        json={"userId": "u2", "traits": {"email": "U2@Example.com", "emailOptIn": True}},
+        auth=(WRITE, ""),
+    )
+    assert r.status_code == 200, r.text
+    assert _decide(server, identifier="user_id:u2", placement="home")["channel"]["name"] == "email"
+    r = server.put(
+        "/v1/suppressions/email:u2@example.com",
+        json={"channels": ["email"], "items": ["p3"], "reason": "unsubscribed"},
+        headers=admin,
+    )
+    assert r.status_code == 200 and r.json()["identifier"] == "email:u2@example.com"
+    for _ in range(5):
+        d = _decide(server, identifier="user_id:u2", placement="home", limit=10)
+        assert d["channel"]["name"] is None and "suppressed" in d["channel"]["reason"]
+        assert "p3" not in [i["id"] for i in d["items"]]
+    # an identifier without its kind is refused; a write key cannot suppress; lifting works
+    bare = server.put("/v1/suppressions/u2@example.com", json={}, headers=admin)
+    assert bare.status_code == 400 and bare.json()["error"]["status"] == 400
+    wk = server.put("/v1/suppressions/email:x@example.com", json={}, auth=(WRITE, ""))
+    assert wk.status_code in (401, 403)
+    assert server.delete("/v1/suppressions/email:u2@example.com", headers=admin).status_code == 200
+    assert server.get("/v1/suppressions/email:u2@example.com", headers=admin).status_code == 404

@@ -288,6 +288,48 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
             raise ApiError(404, "no profile has this identifier", "profile_not_found")
         return _json(doc)
 
+    @app.put(
+        "/v1/suppressions/{identifier:path}",
+        tags=["profiles"],
+        summary="Suppress an identifier: no follow-up on the channels named, no items named",
+        response_model=schemas.Document,
+        responses=_errors(400, 401, 403, 413),
+        openapi_extra=profile_doc,
+    )
+    async def put_suppression(identifier: str, request: Request) -> Response:
+        auth.require_admin(request.headers.get("authorization"))
+        body = await json_object(request)
+        return _json(await engine.suppress(identifier, body))
+
+    @app.get(
+        "/v1/suppressions/{identifier:path}",
+        tags=["profiles"],
+        summary="The suppression of one identifier",
+        response_model=schemas.Document,
+        responses=_errors(400, 401, 403, 404),
+        openapi_extra=profile_doc,
+    )
+    async def get_suppression(identifier: str, request: Request) -> Response:
+        auth.require_admin(request.headers.get("authorization"))
+        doc = await engine.suppression(identifier)
+        if doc is None:
+            raise ApiError(404, "this identifier is not suppressed", "suppression_not_found")
+        return _json(doc)
+
+    @app.delete(
+        "/v1/suppressions/{identifier:path}",
+        tags=["profiles"],
+        summary="Lift the suppression of one identifier",
+        response_model=schemas.Document,
+        responses=_errors(400, 401, 403, 404),
+        openapi_extra=profile_doc,
+    )
+    async def delete_suppression(identifier: str, request: Request) -> Response:
+        auth.require_admin(request.headers.get("authorization"))
+        if not await engine.unsuppress(identifier):
+            raise ApiError(404, "this identifier is not suppressed", "suppression_not_found")
+        return _json({"lifted": True})
+
     @app.get("/health", tags=["operations"], response_model=schemas.Health)
     async def health() -> Response:
         return _json({"status": "ok", "version": __version__})

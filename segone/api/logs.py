@@ -18,6 +18,7 @@ from segone.api.errors import internal_error, log_unhandled
 access_log = logging.getLogger("segone.api.access")
 
 PROFILES_PREFIX = "/v1/profiles/"
+SUPPRESSIONS_PREFIX = "/v1/suppressions/"
 KNOWN_PATHS = frozenset(
     {
         "/health",
@@ -36,6 +37,8 @@ def redact_path(path: str, query: bytes | str = b"") -> str:
     """The path as logged: API paths as they are, an identifier or query string as placeholders."""
     if path.startswith(PROFILES_PREFIX):
         shown = PROFILES_PREFIX + "{identifier}"
+    elif path.startswith(SUPPRESSIONS_PREFIX):
+        shown = SUPPRESSIONS_PREFIX + "{identifier}"
     elif path in KNOWN_PATHS:
         shown = path
     else:

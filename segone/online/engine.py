@@ -58,6 +58,16 @@ class Runtime:
     checked: float = 0.0
 
 
+def _bought_live(doc: Mapping[str, Any] | None) -> list[str]:
+    """Products in the orders of a person's live events (their kept event records)."""
+    out: set[str] = set()
+    for r in (doc or {}).get("events", []):
+        for line in (r.get("order") or {}).get("lines", []):
+            if line.get("product_id"):
+                out.add(str(line["product_id"]))
+    return sorted(out)
+
+
 class Engine:
     """Real-time engine over one online store; ``await start()`` before use, ``stop()`` after."""
 
@@ -260,6 +270,63 @@ class Engine:
 
         return await self.committer.submit(job)
 
+    # -- suppression lists -----------------------------------------------------------------------
+    def _suppression_key(self, identifier: str) -> str:
+        from segone.decisions import DecisionError
+        from segone.live.identity import candidates
+
+        value = identifier.partition(":")[2]
+        found = candidates(identifier, self.settings.identity) if value else []
+        if len(found) != 1 or not identifier.startswith(found[0].split(":", 1)[0] + ":"):
+            raise DecisionError(
+                "a suppression names one identifier with its kind, e.g. email:jane@example.com, "
+                "phone:+15550100 or user_id:u-1001"
+            )
+        return found[0]
+
+    async def suppress(self, identifier: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Never contact (some channels of) this identifier, or never show it some items."""
+        from segone.decisions import DecisionError
+
+        key = self._suppression_key(identifier)
+        channels = body.get("channels", "*")
+        items = body.get("items", [])
+        if not (
+            channels == "*"
+            or (isinstance(channels, list) and all(isinstance(c, str) and c for c in channels))
+        ):
+            raise DecisionError('channels must be "*" or a list of channel names')
+        if not (isinstance(items, list) and all(isinstance(i, str) and i for i in items)):
+            raise DecisionError("items must be a list of item ids")
+        doc = {
+            "channels": channels,
+            "items": items,
+            "reason": str(body.get("reason", ""))[:200],
+            "since": self.clock().isoformat(),
+        }
+        await self.committer.submit(lambda tx: tx.put_docs("suppression", {key: doc}))
+        return {"identifier": key, **doc}
+
+    async def unsuppress(self, identifier: str) -> bool:
+        key = self._suppression_key(identifier)
+
+        def job(tx: Tx) -> bool:
+            found = bool(tx.get_docs("suppression", [key]))
+            tx.delete_docs("suppression", [key])
+            return found
+
+        return bool(await self.committer.submit(job))
+
+    async def suppression(self, identifier: str) -> dict[str, Any] | None:
+        key = self._suppression_key(identifier)
+
+        def read() -> dict[str, Any] | None:
+            with self.store.read() as tx:
+                doc = tx.get_docs("suppression", [key]).get(key)
+            return None if doc is None else {"identifier": key, **doc}
+
+        return await asyncio.to_thread(read)
+
     # -- decisions -------------------------------------------------------------------------------
     async def decide(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Rank items for the person and pick a follow-up channel.
@@ -317,6 +384,8 @@ class Engine:
                 lifecycle=self.settings.lifecycle,
                 median_gap_days=rt.median_gap_days,
             )
+            # what they bought since the last build is not offered again either
+            person_view["products_bought"] = _bought_live(live)
             ds = rt.decision_settings
             stats = tx.get_stats(decision_keys(person_view, body, rt.items, ds, published))
             with self._rng_lock:
