@@ -137,7 +137,9 @@ def test_erase_person_removes_them_everywhere(store: OnlineStore) -> None:
         tx.enqueue("p1", "segment_entered", {}, NOW)
         tx.log_decision("d1", "p1", NOW, "home", {"items": []})
         tx.log_feedback("d1", "i1", "click", NOW, {})
-        tx.quarantine([{"reason": "bad", "message": '{"email": "ann@example.com"}'}])
+        tx.quarantine(
+            [{"reason": "bad", "message": '{"email": "ann@example.com"}', "received_at": NOW}]
+        )
         counts = tx.erase_person("p1")
     assert counts["events"] == 1 and counts["feedback"] == 1 and counts["quarantine"] == 1
     with store.read() as tx:

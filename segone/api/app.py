@@ -146,15 +146,14 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
                 doc = None
             auth.require_write_key(body_write_key(doc))
         parsed = parse_doc(doc, endpoint, limits)
-        result = await engine.ingest(parsed.messages)
-        if parsed.rejected:
-            now = datetime.now(UTC)
-            await engine.quarantine(
-                [
-                    {"reason": f"{r.code}: {r.message}", "message": r.raw, "received_at": now}
-                    for r in parsed.rejected
-                ]
-            )
+        now = datetime.now(UTC)
+        result = await engine.ingest(
+            parsed.messages,
+            [
+                {"reason": f"{r.code}: {r.message}", "message": r.raw, "received_at": now}
+                for r in parsed.rejected
+            ],
+        )
         return _json(
             {
                 "success": True,

@@ -162,12 +162,23 @@ class Engine:
             return live_catalogue((), self.settings.segments)
 
     # -- ingestion -------------------------------------------------------------------------------
-    async def ingest(self, messages: Sequence[dict[str, Any]]) -> dict[str, int]:
-        """Store and apply validated messages; returns once they are durably committed."""
-        if not messages:
+    async def ingest(
+        self,
+        messages: Sequence[dict[str, Any]],
+        rejected: Sequence[Mapping[str, Any]] = (),
+    ) -> dict[str, int]:
+        """Store and apply validated messages (and quarantine the ``rejected`` ones of the same
+        request, in the same transaction); returns once they are durably committed."""
+        if not messages and not rejected:
             return {"accepted": 0, "duplicates": 0}
         rt = await self._current()
-        return await self.committer.submit(lambda tx: self._ingest(tx, messages, rt))
+
+        def job(tx: Tx) -> dict[str, int]:
+            if rejected:
+                tx.quarantine(rejected)
+            return self._ingest(tx, messages, rt) if messages else {"accepted": 0, "duplicates": 0}
+
+        return await self.committer.submit(job)
 
     def ingest_sync(self, messages: Sequence[dict[str, Any]]) -> dict[str, int]:
         """``ingest`` for synchronous callers (tests, replay); one transaction."""

@@ -45,6 +45,12 @@ def ts_text(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
+def _when(v: Any) -> str:
+    if isinstance(v, datetime):
+        return ts_text(v)
+    return str(v) if v else ts_text(datetime.now(UTC))
+
+
 def parse_ts(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
@@ -458,7 +464,7 @@ class Tx:
             "INSERT INTO quarantine (received_at, reason, message) VALUES (?, ?, ?)",
             [
                 (
-                    r.get("received_at") or ts_text(datetime.now(UTC)),
+                    _when(r.get("received_at")),
                     str(r["reason"]),
                     r["message"] if isinstance(r["message"], str) else _json(r["message"]),
                 )
