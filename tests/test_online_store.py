@@ -169,3 +169,34 @@ def test_bad_urls_are_explained(tmp_path: Path) -> None:
         OnlineStore.open("mysql://x/y")
     with pytest.raises(OnlineStoreError, match="cannot connect"):
         OnlineStore.open("postgresql://nobody@127.0.0.1:1/none")
+
+
+def test_dead_letters_can_be_sent_again(store: OnlineStore) -> None:
+    with store.write() as tx:
+        oid = tx.enqueue("p1", "stage_changed", {"to": "active"}, NOW)
+        tx.dead(oid, "HTTP 503")
+        assert tx.retry_dead(NOW) == 1
+    with store.read() as tx:
+        assert tx.dead_letters() == []
+        again = tx.due(NOW)
+    assert [(r["kind"], r["attempts"], r["payload"]) for r in again] == [
+        ("stage_changed", 0, {"to": "active"})
+    ]
+
+
+def test_dead_letters_command(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from segone.cli import app
+    from segone.project import Project
+
+    proj = Project.init(tmp_path / "p")
+    runner = CliRunner()
+    r = runner.invoke(app, ["dead-letters", "-p", str(proj.root)])
+    assert r.exit_code != 0 and "no online store" in r.output
+    with OnlineStore.open("sqlite:///online.db", root=proj.root) as s, s.write() as tx:
+        tx.dead(tx.enqueue("p1", "segment_entered", {}, NOW), "ConnectError")
+    r = runner.invoke(app, ["dead-letters", "-p", str(proj.root)])
+    assert r.exit_code == 0 and "segment_entered" in r.output and "ConnectError" in r.output
+    r = runner.invoke(app, ["dead-letters", "-p", str(proj.root), "--retry"])
+    assert r.exit_code == 0 and "1 trigger(s) queued again" in r.output

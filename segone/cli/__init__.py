@@ -735,6 +735,47 @@ def dataset_cdnow(
     console.print(f"Wrote {n:,} CDNOW orders to {out}; load them with `segone ingest orders {out}`")
 
 
+@app.command("dead-letters")
+def dead_letters(
+    project: ProjectOpt = Path("."),
+    retry: Annotated[
+        bool, typer.Option("--retry", help="Put them all back in the outbox to be sent again.")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="Rows to show.")] = 50,
+) -> None:
+    """Triggers the server gave up delivering (after [server] webhook_max_attempts)."""
+    from segone.online.sync import open_online
+
+    with _user_errors():
+        proj = Project.open(project)
+        store = open_online(proj.settings)
+        if store is None:
+            raise SegoneError("this project has no online store yet (run `segone serve`)")
+        try:
+            if retry:
+                with store.write() as tx:
+                    n = tx.retry_dead(datetime.now(UTC))
+                console.print(f"{n} trigger(s) queued again; a running server sends them now")
+                return
+            with store.read() as tx:
+                rows = tx.dead_letters(limit)
+        finally:
+            store.close()
+    t = Table(title=f"dead letters ({len(rows)} shown)", title_justify="left")
+    for c in ("id", "kind", "person", "attempts", "last error", "given up at"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(
+            str(r["id"]),
+            r["kind"],
+            r["person_id"],
+            str(r["attempts"]),
+            escape(str(r["last_error"] or "")),
+            r["dead_at"],
+        )
+    console.print(t)
+
+
 @app.command()
 def serve(
     project: ProjectOpt = Path("."),

@@ -379,6 +379,18 @@ class Tx:
         )
         return [{**dict(zip(keys, r, strict=True)), "payload": _unjson(r[3])} for r in rows]
 
+    def retry_dead(self, now: datetime) -> int:
+        """Put every dead letter back in the outbox for a new round of attempts."""
+        self._write()
+        n = self._exec(
+            "INSERT INTO outbox (person_id, kind, payload, created_at, attempts, next_attempt_at, "
+            "last_error) SELECT person_id, kind, payload, created_at, 0, ?, last_error "
+            "FROM dead_letters",
+            (ts_text(now),),
+        ).rowcount
+        self._exec("DELETE FROM dead_letters")
+        return int(n)
+
     # -- decisions -------------------------------------------------------------------------------
     def log_decision(
         self, decision_id: str, person_id: str, ts: datetime, placement: str, doc: Mapping[str, Any]
