@@ -21,10 +21,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/segone demo demo-project --customers 20000 --seed 7
 
-# Run the test suite. pytest's "no tests collected" (exit 5) is turned into an explicit failure
-# so an empty run can never pass by accident.
+# Run the test suite on two workers (whole files per worker). pytest's "no tests collected"
+# (exit 5) is turned into an explicit failure so an empty run can never pass by accident.
 test: $(STAMP)
-	@$(BIN)/python -m pytest -q; rc=$$?; \
+	@$(BIN)/python -m pytest -q -n 2 --dist loadfile; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - failing on purpose"; exit 1; fi; \
 	exit $$rc
 
