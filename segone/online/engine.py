@@ -426,7 +426,7 @@ class Engine:
 
         def committed() -> None:  # the store has the contact now: drop it from the overlay
             with self._locks_guard:
-                if pid is not None and self._planned.get(pid) is planned:
+                if planned is not None and pid is not None and self._planned.get(pid) is planned:
                     del self._planned[pid]
 
         return d.response(), job, committed
