@@ -12,12 +12,14 @@ Every timestamp is an ISO-8601 UTC string of one fixed shape, so strings compare
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
-from segone.live.values import TRIM, plain, text
+from segone.live.values import TRIM, clean, plain, text
 from segone.models.taste import VIEW_EVENTS
 
 MAIL_EVENTS = {
@@ -56,13 +58,30 @@ MAX_CATEGORIES = 200
 
 def iso(t: datetime) -> str:
     """The one string shape of a time in live documents (UTC, microseconds)."""
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return t.astimezone(UTC).isoformat(timespec="microseconds")
+    if t.tzinfo is not UTC:  # (a UTC time needs no conversion)
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=UTC)
+        t = t.astimezone(UTC)
+    return t.isoformat(timespec="microseconds")
+
+
+@lru_cache(maxsize=16384)
+def _parse_text(v: str) -> datetime | None:
+    """``parse_ts`` of a string, remembered: live documents hold the same times over and over
+    (event records, aggregates, published values), and datetimes are immutable."""
+    try:
+        t = datetime.fromisoformat(v.strip())
+    except ValueError:
+        return None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def parse_ts(v: Any) -> datetime | None:
     """An aware UTC datetime from an ISO string or a datetime; None when unreadable."""
+    if type(v) is str:
+        return _parse_text(v)
+    if type(v) is datetime and v.tzinfo is UTC:  # one already (what astimezone would return)
+        return v
     if v is None or v != v:  # None, NaN, pandas NaT
         return None
     if isinstance(v, datetime):
@@ -85,6 +104,7 @@ def days(later: datetime | None, earlier: datetime | None) -> float | None:
     return (later - earlier).total_seconds() / 86_400.0
 
 
+@lru_cache(maxsize=4096)
 def category_level(path: str, level: int | None = 2) -> str:
     """'A > B > C' cut to its first ``level`` levels (as ``segone.models.taste``)."""
     parts = [p.strip() for p in path.split(">")]
@@ -149,12 +169,12 @@ def record_of(msg: Mapping[str, Any], seq: int, ts: datetime) -> dict[str, Any]:
     """What one message contributes, as the warehouse would read it (fields trimmed, empty as
     missing). ``pricing`` is True/False, or absent when the warehouse's flag would be null (a
     page with neither a pricing name nor a path)."""
-    kind = (plain(text(msg.get("type"))) or "").lower()
+    kind = (clean(msg.get("type")) or "").lower()
     props = msg.get("properties")
     props = props if isinstance(props, dict) else {}
     r: dict[str, Any] = {"seq": seq, "ts": iso(ts), "type": kind}
-    event = plain(text(msg.get("event"))) if kind == "track" else None
-    name = plain(text(msg.get("name"))) if kind in ("page", "screen") else None
+    event = clean(msg.get("event")) if kind == "track" else None
+    name = clean(msg.get("name")) if kind in ("page", "screen") else None
     if event:
         r["event"] = event
     if name:
@@ -170,7 +190,7 @@ def record_of(msg: Mapping[str, Any], seq: int, ts: datetime) -> dict[str, Any]:
             r["pricing"] = False
     else:
         r["pricing"] = False
-    anon = plain(text(msg.get("anonymousId")))
+    anon = clean(msg.get("anonymousId"))
     if anon:
         r["anon"] = anon
     if event == SEARCH_EVENT:
@@ -181,9 +201,10 @@ def record_of(msg: Mapping[str, Any], seq: int, ts: datetime) -> dict[str, Any]:
     cat = props.get("category")
     if (kind in ("page", "screen") or event in VIEW_EVENTS) and isinstance(cat, str) and cat:
         r["category"] = cat
-    order = order_of(msg)
-    if order is not None:
-        r["order"] = order
+    if event == ORDER_EVENT:  # what order_of asks, decided already
+        order = order_of(msg)
+        if order is not None:
+            r["order"] = order
     return r
 
 
@@ -307,6 +328,106 @@ def combine(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
         ],
         "aff": _add(a["aff"], b["aff"]),
         "taste": _add(a["taste"], b["taste"]),
+    }
+
+
+_COUNTER_SET = frozenset(COUNTERS)
+_PAGE_TYPES = ("page", "screen")
+
+
+def add_record(a: Mapping[str, Any], r: Mapping[str, Any]) -> dict[str, Any]:
+    """``combine(a, single(r))`` for an aggregate ``a`` made by this module (its lists sorted,
+    without repeats and within their limits, as ``combine`` leaves them), without rebuilding
+    what one record leaves as it was: the parts ``r`` does not touch are ``a``'s own objects
+    (aggregates are never changed in place, so sharing them is safe)."""
+    if "order" in r:
+        return _add_single(a, single(r))
+    ts = r["ts"]
+    n = dict(a["n"])
+    if not n.keys() >= _COUNTER_SET:  # as combine: every counter, 0 unless counted
+        for k in COUNTERS:
+            n.setdefault(k, 0)
+    n["events"] += 1
+    if r.get("type") in _PAGE_TYPES:
+        n["page_views"] += 1
+    pricing = a["pricing_ts"]
+    if "pricing" in r:
+        n["pricing_known"] += 1
+        if r["pricing"]:
+            n["pricing_views"] += 1
+            pricing = list(pricing)
+            bisect.insort(pricing, ts)  # sorted([*pricing, ts]) of a sorted list
+            pricing = pricing[-MAX_PRICING:]
+    if "event" in r:
+        n["named"] += 1
+        mail = MAIL_EVENTS.get(r["event"])
+        if mail:
+            n[mail] += 1
+    devices = a["devices"]
+    anon = r.get("anon")
+    if anon is not None and anon not in devices:  # dict.fromkeys([*devices, anon])
+        devices = [*devices, anon][:MAX_DEVICES]
+    searches = a["searches"]
+    if "query" in r:
+        searches = _add(searches, {r["query"]: 1})
+        if len(searches) > MAX_TERMS:
+            searches = dict(sorted(searches.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_TERMS])
+    taste = a["taste"]
+    if "category" in r:
+        taste = _add(taste, {category_level(r["category"]): VIEW_WEIGHT})
+        n["taste_signals"] += 1
+    first, last = a["first_event_at"], a["last_event_at"]
+    return {
+        "n": n,
+        "revenue": a["revenue"] + 0.0,
+        "first_event_at": ts if first is None else min(first, ts),
+        "last_event_at": ts if last is None else max(last, ts),
+        "first_order_at": a["first_order_at"],
+        "last_order_at": a["last_order_at"],
+        "previous_order_at": a["previous_order_at"],
+        "devices": devices,
+        "searches": searches,
+        "pricing_ts": pricing,
+        "categories_bought": a["categories_bought"],
+        "aff": a["aff"],
+        "taste": taste,
+    }
+
+
+def _add_single(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """``combine(a, b)``, ``b`` the aggregate of one record (see ``add_record``)."""
+    times = (a["last_order_at"], a["previous_order_at"])
+    if b["last_order_at"] is not None:
+        desc = sorted((t for t in (*times, b["last_order_at"]) if t is not None), reverse=True)
+        times = (desc[0], desc[1] if len(desc) > 1 else None)
+    devices = a["devices"]
+    if b["devices"]:
+        devices = list(dict.fromkeys([*devices, *b["devices"]]))[:MAX_DEVICES]
+    searches = a["searches"]
+    if b["searches"]:
+        searches = _add(searches, b["searches"])
+        if len(searches) > MAX_TERMS:
+            searches = dict(sorted(searches.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_TERMS])
+    pricing = a["pricing_ts"]
+    if b["pricing_ts"]:
+        pricing = sorted([*pricing, *b["pricing_ts"]])[-MAX_PRICING:]
+    cats = a["categories_bought"]
+    if b["categories_bought"]:
+        cats = sorted({*cats, *b["categories_bought"]})[:MAX_CATEGORIES]
+    return {
+        "n": _add(a["n"], b["n"]),
+        "revenue": a["revenue"] + b["revenue"],
+        "first_event_at": _lo(a["first_event_at"], b["first_event_at"]),
+        "last_event_at": _hi(a["last_event_at"], b["last_event_at"]),
+        "first_order_at": _lo(a["first_order_at"], b["first_order_at"]),
+        "last_order_at": times[0],
+        "previous_order_at": times[1],
+        "devices": devices,
+        "searches": searches,
+        "pricing_ts": pricing,
+        "categories_bought": cats,
+        "aff": _add(a["aff"], b["aff"]) if b["aff"] else a["aff"],
+        "taste": _add(a["taste"], b["taste"]) if b["taste"] else a["taste"],
     }
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,7 +33,7 @@ from typing import Any
 from segone.identity.graph import PRIORITY, IdentitySettings
 from segone.live._tx import LiveTx
 from segone.live.profile import merge_docs
-from segone.live.values import TRIM, plain, text, traits_of
+from segone.live.values import TRIM, clean, plain, traits_of
 
 # RE2's \s is [\t\n\f\r ]; Python's is wider, so the classes are spelt out
 _EMAIL_OK = re.compile(r"[^@\t\n\f\r ]+@[^@\t\n\f\r ]+\.[a-z]{2,}\Z")
@@ -88,7 +88,22 @@ def norm_phone(value: str | None, default_country_code: str = "1") -> str | None
 
 
 def blocked_values(settings: IdentitySettings) -> frozenset[str]:
-    return frozenset(b.lower() for b in (*settings.blocked, *settings.extra_blocked))
+    blocked, extra = settings.blocked, settings.extra_blocked
+    if type(blocked) is not tuple or type(extra) is not tuple:  # (lists could change)
+        return _blocked(blocked, extra)
+    hit = _BLOCKED.get(id(settings))
+    if hit is None or hit[0] is not settings:  # remembered per (frozen) settings object
+        if len(_BLOCKED) > 16:
+            _BLOCKED.clear()
+        hit = _BLOCKED[id(settings)] = (settings, _blocked(blocked, extra))
+    return hit[1]
+
+
+_BLOCKED: dict[int, tuple[IdentitySettings, frozenset[str]]] = {}
+
+
+def _blocked(blocked: Sequence[str], extra: Sequence[str]) -> frozenset[str]:
+    return frozenset(b.lower() for b in (*blocked, *extra))
 
 
 def is_blocked(identifier: str, settings: IdentitySettings) -> bool:
@@ -102,9 +117,9 @@ def identifiers_of(msg: Mapping[str, Any], settings: IdentitySettings) -> list[s
     email = traits.get("email")
     phone = traits.get("phone")
     found = [
-        ("user_id", plain(text(msg.get("userId")))),
-        ("anonymous_id", plain(text(msg.get("anonymousId")))),
-        ("anonymous_id", plain(text(msg.get("previousId")))),
+        ("user_id", clean(msg.get("userId"))),
+        ("anonymous_id", clean(msg.get("anonymousId"))),
+        ("anonymous_id", clean(msg.get("previousId"))),
         ("email", norm_email(email) if isinstance(email, str) else None),
         (
             "phone",
@@ -140,8 +155,12 @@ def _kind(identifier: str) -> str:
 
 
 def _rank(identifier: str) -> int:
-    k = _kind(identifier)
-    return PRIORITY.index(k) if k in PRIORITY else len(PRIORITY)
+    return _RANK.get(_kind(identifier), len(PRIORITY))
+
+
+_RANK: dict[str, int] = {}
+for _k, _t in enumerate(PRIORITY):
+    _RANK.setdefault(_t, _k)  # PRIORITY.index
 
 
 def new_person_id() -> str:
@@ -158,17 +177,35 @@ def stitch(
     """Find or create the message's person, linking and merging as the guards allow."""
     refused: dict[str, str] = {}
     ids: list[str] = []
+    blocked = blocked_values(settings)
     for ident in identifiers:
-        if is_blocked(ident, settings):
+        if ident.split(":", 1)[1].lower() in blocked:  # is_blocked
             refused[ident] = "blocked_value"
         elif ident not in ids:
             ids.append(ident)
-    ids.sort(key=_rank)  # stable: a message's own order breaks ties
+    if len(ids) > 1:
+        ids.sort(key=_rank)  # stable: a message's own order breaks ties
     known = tx.lookup(ids) if ids else {}
-    owned = {p: tx.identifiers_of(p) for p in dict.fromkeys(known.values())}
-    uids = {p: {i for i in owned[p] if _kind(i) == "user_id"} for p in owned}
+    # a known person's identifiers are read when a guard needs them (nothing is written before
+    # that, so they are what they were when the message arrived)
+    owned: dict[str, list[str]] = {}
+    uids: dict[str, set[str]] = {}
 
-    target = next((i for i in ids if _kind(i) == "user_id"), None)
+    def owned_of(p: str) -> list[str]:
+        if p not in owned:
+            owned[p] = tx.identifiers_of(p)
+        return owned[p]
+
+    def uids_of(p: str) -> set[str]:
+        if p not in uids:
+            uids[p] = {i for i in owned_of(p) if _kind(i) == "user_id"}
+        return uids[p]
+
+    target = None
+    for i in ids:
+        if i.startswith("user_id:"):  # _kind(i) == "user_id" (every one has a ":")
+            target = i
+            break
     group: list[str] = []
     if target is not None and target in known:
         group.append(known[target])
@@ -176,7 +213,7 @@ def stitch(
         p = known.get(ident)
         if p is None or p in group:
             continue
-        theirs = uids[p]
+        theirs = uids_of(p)
         if not theirs or theirs == {target} or (target is None and len(theirs) == 1):
             group.append(p)
             if target is None and theirs:
@@ -188,19 +225,25 @@ def stitch(
     if not group:
         result.person_id, result.new = new_person_id(), True
     else:
-        result.person_id = _winner(tx, group, owned)
+        if len(group) > 1:
+            result.person_id = _winner(tx, group, {p: owned_of(p) for p in group})
+        else:
+            result.person_id = group[0]
         result.merged_from = [p for p in group if p != result.person_id]
         if result.merged_from:
             _merge(tx, result.person_id, result.merged_from, now)
     winner = result.person_id
 
-    have = tx.identifiers_of(winner) if result.merged_from else owned.get(winner, [])
+    new_ids = [i for i in ids if i not in known and i not in refused]
     counts: dict[str, int] = {}
-    for i in have:
-        counts[_kind(i)] = counts.get(_kind(i), 0) + 1
-    for ident in ids:
-        if ident in known or ident in refused:
-            continue
+    if new_ids:
+        if result.merged_from:
+            have = tx.identifiers_of(winner)
+        else:
+            have = [] if result.new else owned_of(winner)
+        for i in have:
+            counts[_kind(i)] = counts.get(_kind(i), 0) + 1
+    for ident in new_ids:
         kind = _kind(ident)
         limit = settings.max_per_person.get(kind)
         if limit is not None and counts.get(kind, 0) >= limit:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from segone.live import profile, realtime
@@ -40,25 +40,47 @@ def update(
     taste_rule: TasteRule = TasteRule(),
 ) -> Update:
     """Apply ``msg`` (stored as ``seq``) to the person's document and say what changed."""
-    cursor = profile.cursor_of(published)
     if doc:
-        doc = profile.rebase(doc, cursor)
-    kw: dict[str, Any] = {
-        "person_id": person_id,
-        "identifiers": identifiers,
-        "lifecycle": lifecycle or LifecycleSettings(),
-        "median_gap_days": median_gap_days,
-    }
-    names = _event_names(catalogue)
+        doc = profile.rebase(doc, profile.cursor_of(published))
+    lifecycle = lifecycle or LifecycleSettings()
+    compiled = realtime.compiled(catalogue)
+    names = compiled.names
+    # events older than the longest window of the catalogue's event conditions count for none
+    horizon = compiled.horizon_days
+    since = None if horizon is None else now - timedelta(days=horizon)
     remembered = (doc or {}).get("rt")
-    before = profile.view(published, doc, now, **kw)
-    # the state before is needed only for a person without a remembered one
-    before_events = profile.rule_events(published, doc, names) if names and not remembered else []
+    # the state before is needed only for a person without a remembered one (``changes``
+    # compares with ``remembered`` whenever there is one)
+    before: dict[str, Any] = {}
+    before_events: list[dict[str, Any]] = []
+    if remembered is None:
+        before = profile.view(
+            published,
+            doc,
+            now,
+            person_id=person_id,
+            identifiers=identifiers,
+            lifecycle=lifecycle,
+            median_gap_days=median_gap_days,
+        )
+        if names:
+            before_events = profile.rule_events(published, doc, names, after=since)
     doc = profile.apply_event(doc, msg, seq, now)
-    after = profile.view(published, doc, now, **kw)
-    events = profile.rule_events(published, doc, names) if names else []
-    segments = realtime.members(after, catalogue, events, now)
-    mix, signals, baseline = profile.taste_input(published, doc)
+    after = profile.view(
+        published,
+        doc,
+        now,
+        person_id=person_id,
+        identifiers=identifiers,
+        lifecycle=lifecycle,
+        median_gap_days=median_gap_days,
+    )
+    events = profile.rule_events(published, doc, names, after=since) if names else []
+    segments = compiled.members(after, events, now)
+    # a taste shifts only from a published baseline, on enough live signals (``shifted_to``)
+    taste = None
+    if published and profile.taste_signals(published, doc) >= taste_rule.min_signals:
+        taste = TasteInput(*profile.taste_input(published, doc))
     out = realtime.changes(
         before,
         after,
@@ -68,23 +90,9 @@ def update(
         person_id=person_id,
         remembered=remembered,
         before_events=before_events,
-        taste=TasteInput(mix, signals, baseline),
+        taste=taste,
         taste_rule=taste_rule,
         after_segments=segments,
     )
     realtime.remember(doc, after, catalogue, events, now, out, segments)
     return Update(doc, after, out)
-
-
-_NAMES: dict[int, tuple[Catalogue, frozenset[str]]] = {}
-
-
-def _event_names(catalogue: Catalogue) -> frozenset[str]:
-    """``realtime.event_names``, remembered per catalogue object (they are rebuilt, not edited,
-    when a build publishes)."""
-    hit = _NAMES.get(id(catalogue))
-    if hit is None or hit[0] is not catalogue:
-        if len(_NAMES) > 8:
-            _NAMES.clear()
-        hit = _NAMES[id(catalogue)] = (catalogue, realtime.event_names(catalogue))
-    return hit[1]

@@ -38,12 +38,15 @@ from __future__ import annotations
 
 import bisect
 import math
+import operator
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from segone.ingest.kinds import CUSTOMERS, norm
 from segone.live.aggregate import (
+    add_record,
     aggregate,
     category_level,
     combine,
@@ -52,8 +55,8 @@ from segone.live.aggregate import (
     iso,
     parse_ts,
     record_of,
-    single,
 )
+from segone.live.stage import judge
 from segone.live.values import plain, text, traits_of
 from segone.segments.lifecycle import LifecycleSettings
 
@@ -184,6 +187,8 @@ def _bool(v: Any) -> bool | None:
 def _profile_traits(msg: Mapping[str, Any]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     traits = traits_of(msg)
+    if not traits:
+        return found
     address = traits.get("address")
     flat = dict(traits)
     if isinstance(address, dict):  # Segment's reserved address trait: {city, postalCode, ...}
@@ -217,18 +222,30 @@ def apply_event(
             del r["order"]
         else:
             doc["order_ids"] = [*doc["order_ids"], order["id"]][-MAX_ORDER_IDS:]
-    doc["agg"] = combine(doc["agg"], single(r))
-    _insert(doc, [r])
+    doc["agg"] = add_record(doc["agg"], r)  # combine(doc["agg"], single(r))
+    evs = doc["events"]
+    last = evs[-1] if evs else None
+    if last is not None and (last["ts"], last["seq"]) > (r["ts"], r["seq"]):
+        _insert(doc, [r])  # an event that arrived late
+    elif len(evs) < MAX_EVENTS:
+        evs.append(r)  # where _insert puts it
+    else:
+        _insert(doc, [r])
     stamp = r["ts"]
     for col, value in _profile_traits(msg).items():
         old = doc["traits"].get(col)
         if old is None or old[1] <= stamp:
             doc["traits"][col] = [value, stamp]
     cats = [r["category"]] if "category" in r else []
-    cats += [ln["category"] for ln in (r.get("order") or {}).get("lines", []) if ln["category"]]
+    if "order" in r:
+        cats += [ln["category"] for ln in r["order"].get("lines", []) if ln["category"]]
     if cats:
         doc["recent_categories"] = [*doc["recent_categories"], *cats][-MAX_RECENT_CATEGORIES:]
     return doc
+
+
+def _ts(r: Mapping[str, Any]) -> str:
+    return r["ts"]
 
 
 def _key(r: Mapping[str, Any]) -> tuple[str, int]:
@@ -238,7 +255,11 @@ def _key(r: Mapping[str, Any]) -> tuple[str, int]:
 def _insert(doc: dict[str, Any], records: list[dict[str, Any]]) -> None:
     evs = doc["events"]
     for r in records:
-        bisect.insort(evs, r, key=_key)
+        last = evs[-1] if evs else None
+        if last is None or (last["ts"], last["seq"]) <= (r["ts"], r["seq"]):
+            evs.append(r)  # in order: where insort would put it
+        else:
+            bisect.insort(evs, r, key=_key)
     if len(evs) > MAX_EVENTS:
         drop, doc["events"] = evs[: len(evs) - MAX_EVENTS], evs[len(evs) - MAX_EVENTS :]
         folded = aggregate(drop)
@@ -307,10 +328,13 @@ def rule_events(
     published: Mapping[str, Any] | None,
     doc: Mapping[str, Any] | None,
     names: Collection[str] | None = None,
+    *,
+    after: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """The events that rules' ``event:`` conditions count: the published recent events (if the
     build published them) and the live ones after its cursor, as ``{seq, event|name,
-    timestamp}`` with datetime timestamps; only those named in ``names`` when given."""
+    timestamp}`` with datetime timestamps; only those named in ``names`` when given, and only
+    live ones later than ``after`` when given (an aware time: the conditions' longest window)."""
     out: list[dict[str, Any]] = []
     cursor = 0
     if published is not None and "_events" in published:
@@ -318,18 +342,35 @@ def rule_events(
         for e in published["_events"]:
             if names is None or (e.get("event") or e.get("name")) in names:
                 out.append({"seq": 0, **e, "timestamp": parse_ts(e.get("ts"))})
-    for r in (_doc(doc) or {}).get("events", []):
-        name = r.get("event") or r.get("name")
-        if r["seq"] > cursor and name is not None and (names is None or name in names):
-            out.append(
-                {
-                    "seq": r["seq"],
-                    "event": r.get("event"),
-                    "name": r.get("name"),
-                    "timestamp": parse_ts(r["ts"]),
-                }
-            )
+    records = (_doc(doc) or {}).get("events", [])
+    if after is not None and after.tzinfo is not None and records:
+        # records are in time order, their times strings of one shape
+        start = bisect.bisect_right(records, _iso_cached(after), key=_ts)
+        records = records[start:] if start else records
+    if names is not None and None not in names:  # (a common case, for speed)
+        picked = [r for r in records if (r.get("event") or r.get("name")) in names]
+    else:
+        picked = [
+            r
+            for r in records
+            if (w := r.get("event") or r.get("name")) is not None and (names is None or w in names)
+        ]
+    out += [
+        {
+            "seq": r["seq"],
+            "event": r.get("event"),
+            "name": r.get("name"),
+            "timestamp": parse_ts(r["ts"]),
+        }
+        for r in picked
+        if r["seq"] > cursor
+    ]
     return out
+
+
+def taste_signals(published: Mapping[str, Any] | None, doc: Mapping[str, Any] | None) -> int:
+    """``taste_input``'s number of signals alone."""
+    return int(_live(_doc(doc), cursor_of(published))["n"]["taste_signals"])
 
 
 def taste_input(
@@ -339,7 +380,7 @@ def taste_input(
     for ``segone.live.realtime``, categories at the second level of their path. The published
     shares are the build's taste rows (``tastes``: category, share) when published, else the
     profile's ``category_affinity``; its ``top_category`` is always among them."""
-    live = live_part(doc, cursor_of(published))
+    live = _live(_doc(doc), cursor_of(published))
     base: dict[str, float] = {}
     tastes = (published or {}).get("tastes")  # the build's category_affinity rows, if published
     if tastes:
@@ -371,30 +412,28 @@ def _plain_map(v: Any) -> dict[str, Any]:
     return {}
 
 
+_TIMESTAMP_COLUMNS = tuple(c for c in PROFILE_COLUMNS if c in TIMESTAMP_COLUMNS)
+_NO_VALUES: dict[str, Any] = dict.fromkeys(PROFILE_COLUMNS)  # read only: copied, never changed
+_NO_AGGREGATE = empty()  # read only
+
+
 def _values(published: Mapping[str, Any] | None) -> dict[str, Any]:
-    out: dict[str, Any] = dict.fromkeys(PROFILE_COLUMNS)
+    """The published value of every column, None for a missing one (``_missing``: None or
+    NaN), times parsed."""
     if published is None:
-        return out
-    for col in PROFILE_COLUMNS:
-        v = published.get(col)
-        if col in TIMESTAMP_COLUMNS:
-            v = parse_ts(v)
-        out[col] = None if _missing(v) else v
+        return _NO_VALUES.copy()
+    values = list(map(published.get, PROFILE_COLUMNS))
+    try:  # a value unequal to itself would be a NaN (none in JSON documents)
+        no_nan = not any(map(operator.ne, values, values))
+    except Exception:  # arrays, pandas' NA, ...: no shortcut
+        no_nan = False
+    if no_nan:
+        out = dict(zip(PROFILE_COLUMNS, values, strict=True))
+    else:
+        out = {c: None if _missing(v) else v for c, v in zip(PROFILE_COLUMNS, values, strict=True)}
+    for col in _TIMESTAMP_COLUMNS:
+        out[col] = parse_ts(out[col])
     return out
-
-
-def _sum(x: Any, y: Any) -> Any:
-    return y if x is None else x if y is None else x + y
-
-
-def _lo(*ts: datetime | None) -> datetime | None:
-    have = [t for t in ts if t is not None]
-    return min(have) if have else None
-
-
-def _hi(*ts: datetime | None) -> datetime | None:
-    have = [t for t in ts if t is not None]
-    return max(have) if have else None
 
 
 def _top_terms(counts: Mapping[str, int]) -> list[str] | None:
@@ -404,12 +443,45 @@ def _top_terms(counts: Mapping[str, int]) -> list[str] | None:
 
 
 def _affinity(aff: Mapping[str, float]) -> tuple[dict[str, float] | None, str | None]:
-    total = sum(aff.values())
+    pairs = tuple(aff.items())
+    try:
+        kept, top = _shares(pairs)
+    except TypeError:  # a weight that cannot be remembered
+        kept, top = _shares.__wrapped__(pairs)
+    return (None, None) if kept is None else (dict(kept), top)
+
+
+@lru_cache(maxsize=4096)
+def _shares(
+    aff: tuple[tuple[str, float], ...],
+) -> tuple[tuple[tuple[str, float], ...] | None, str | None]:
+    """``_affinity`` of the (category, weight) pairs, remembered (a person's weights change
+    only when they buy)."""
+    total = sum(w for _, w in aff)
     if not aff or total <= 0:
         return None, None
-    shares = {c: round(w / total, 4) for c, w in aff.items()}
+    shares = {c: round(w / total, 4) for c, w in aff}
     kept = sorted(((c, s) for c, s in shares.items() if s >= 0.01), key=lambda kv: (-kv[1], kv[0]))
-    return dict(kept), kept[0][0] if kept else None
+    return tuple(kept), kept[0][0] if kept else None
+
+
+_iso_cached = lru_cache(maxsize=64)(iso)  # for the few times a batch of events shares
+
+
+@lru_cache(maxsize=64)
+def _window(now: datetime) -> tuple[str, str, datetime]:
+    """The 30 days before ``now``: as live time strings (lo, hi) and the datetime they start."""
+    since = now - timedelta(days=30)
+    return iso(since), iso(now), since
+
+
+def _live(doc: Mapping[str, Any] | None, cursor: int) -> Mapping[str, Any]:
+    """``live_part`` to read (not to change): the document's own aggregate when it is the one."""
+    if doc is None:
+        return _NO_AGGREGATE
+    if cursor <= doc["agg_after"]:
+        return doc["agg"]
+    return live_part(doc, cursor)
 
 
 def view(
@@ -428,26 +500,35 @@ def view(
     (with the build's ``median_gap_days``) recomputes ``expected_gap_days`` and
     ``lifecycle_stage``, which otherwise stay as published.
     """
-    from segone.live.stage import expected_gap_days, lifecycle_stage
-
+    # written for speed (the server calls it on every event): a sum of a published and a live
+    # value is the one known when the other is None, a first / last time the least / greatest
+    # known one (the first of equals)
     p = _values(published)
-    pub = dict(p)
-    live = live_part(doc, cursor_of(published))
+    pub = _NO_VALUES if published is None else dict(p)  # the published values, read only
+    d = _doc(doc)
+    live = _live(d, cursor_of(published))
     n = live["n"]
     extras = published or {}
     if person_id is not None:
         p["customer_id"] = person_id
 
     # events
-    p["events"] = _sum(pub["events"], n["events"] or None)
-    p["first_event_at"] = _lo(pub["first_event_at"], parse_ts(live["first_event_at"]))
-    p["last_event_at"] = _hi(pub["last_event_at"], parse_ts(live["last_event_at"]))
+    x, y = pub["events"], n["events"] or None
+    p["events"] = y if x is None else x if y is None else x + y
+    x, y = pub["first_event_at"], parse_ts(live["first_event_at"])
+    p["first_event_at"] = y if x is None else x if y is None else min(x, y)
+    x, y = pub["last_event_at"], parse_ts(live["last_event_at"])
+    p["last_event_at"] = y if x is None else x if y is None else max(x, y)
     p["page_views"] = (pub["page_views"] or 0) + n["page_views"]
-    p["pricing_views"] = _sum(
-        pub["pricing_views"], n["pricing_views"] if n["pricing_known"] else None
-    )
-    for col in ("email_delivered", "email_opened", "email_clicked"):
-        p[col] = _sum(pub[col], n[col] if n["named"] else None)
+    x, y = pub["pricing_views"], n["pricing_views"] if n["pricing_known"] else None
+    p["pricing_views"] = y if x is None else x if y is None else x + y
+    named = n["named"]
+    x, y = pub["email_delivered"], n["email_delivered"] if named else None
+    p["email_delivered"] = y if x is None else x if y is None else x + y
+    x, y = pub["email_opened"], n["email_opened"] if named else None
+    p["email_opened"] = y if x is None else x if y is None else x + y
+    x, y = pub["email_clicked"], n["email_clicked"] if named else None
+    p["email_clicked"] = y if x is None else x if y is None else x + y
     delivered = p["email_delivered"]
     p["email_open_rate"] = p["email_opened"] / delivered if delivered else None
     p["email_click_rate"] = p["email_clicked"] / delivered if delivered else None
@@ -464,14 +545,14 @@ def view(
         p["top_search_terms"] = _top_terms(counts)
     elif pub["top_search_terms"] is None:
         p["top_search_terms"] = _top_terms(live["searches"])
-    lo, hi = iso(now - timedelta(days=30)), iso(now)  # live times are strings of one shape
-    window = [t for t in live["pricing_ts"] if lo <= t <= hi]
+    lo, hi, since = _window(now)  # live times are strings of one shape, kept in order
+    pricing = live["pricing_ts"]
+    window = bisect.bisect_right(pricing, hi) - bisect.bisect_left(pricing, lo) if pricing else 0
     if "_pricing_ts" in extras:
-        since = now - timedelta(days=30)
         old = [t for t in (parse_ts(x) for x in extras["_pricing_ts"]) if t and since <= t <= now]
-        p["pricing_views_30d"] = len(old) + len(window)
+        p["pricing_views_30d"] = len(old) + window
     else:
-        p["pricing_views_30d"] = (pub["pricing_views_30d"] or 0) + len(window)
+        p["pricing_views_30d"] = (pub["pricing_views_30d"] or 0) + window
 
     # orders
     _orders(p, pub, live, now)
@@ -481,7 +562,7 @@ def view(
         p["category_affinity"] = _plain_map(p["category_affinity"])
 
     # traits from identify calls
-    for col, (value, _) in ((_doc(doc) or {}).get("traits") or {}).items():
+    for col, (value, _) in ((d or {}).get("traits") or {}).items():
         if col in p:
             p[col] = value
 
@@ -489,19 +570,25 @@ def view(
         _identifier_columns(p, identifiers)
 
     # as of now
-    p["first_seen"] = _lo(pub["first_seen"], p["first_event_at"], p["first_order_at"])
-    p["last_seen"] = _hi(pub["last_seen"], p["last_event_at"], p["last_order_at"])
-    p["tenure_days"] = days(now, p["first_seen"])
-    p["days_since_seen"] = days(now, p["last_seen"])
+    first = pub["first_seen"]
+    for t in (p["first_event_at"], p["first_order_at"]):
+        if t is not None and (first is None or t < first):
+            first = t
+    last = pub["last_seen"]
+    for t in (p["last_event_at"], p["last_order_at"]):
+        if t is not None and (last is None or t > last):
+            last = t
+    p["first_seen"], p["last_seen"] = first, last
+    p["tenure_days"] = None if first is None else (now - first).total_seconds() / 86_400.0
+    p["days_since_seen"] = None if last is None else (now - last).total_seconds() / 86_400.0
     p["social_follower"] = bool(p["social_follower"])
     p["channels"] = _channels(p)
     p["as_of"] = now
     if lifecycle is not None:
-        judged = dict(p)
-        if n["orders"]:  # P(alive) was fitted before these orders: judge on the cadence
-            judged["p_alive"] = None
-        p["expected_gap_days"] = expected_gap_days(judged, lifecycle, median_gap_days)
-        p["lifecycle_stage"] = lifecycle_stage(judged, lifecycle, median_gap_days, now)
+        # P(alive) was fitted before live orders: with some, judge on the cadence
+        p["expected_gap_days"], p["lifecycle_stage"] = judge(
+            p, lifecycle, median_gap_days, now, fitted=not n["orders"]
+        )
     return p
 
 
@@ -509,26 +596,26 @@ def _orders(
     p: dict[str, Any], pub: Mapping[str, Any], live: Mapping[str, Any], now: datetime
 ) -> None:
     n = live["n"]
-    orders = (pub["orders"] or 0) + n["orders"]
+    live_orders = n["orders"]
+    orders = (pub["orders"] or 0) + live_orders
     p["orders"] = orders
     p["revenue"] = float(pub["revenue"] or 0.0) + live["revenue"]
-    if not n["orders"]:
+    if not live_orders:
         p["recency_days"] = days(now, pub["last_order_at"])
         return
-    times = sorted(
-        (
-            t
-            for t in (
-                pub["last_order_at"],
-                pub["previous_order_at"],
-                parse_ts(live["last_order_at"]),
-                parse_ts(live["previous_order_at"]),
-            )
-            if t is not None
-        ),
-        reverse=True,
-    )
-    first = _lo(pub["first_order_at"], parse_ts(live["first_order_at"]))
+    times = [
+        t
+        for t in (
+            pub["last_order_at"],
+            pub["previous_order_at"],
+            parse_ts(live["last_order_at"]),
+            parse_ts(live["previous_order_at"]),
+        )
+        if t is not None
+    ]
+    times.sort(reverse=True)
+    x, y = pub["first_order_at"], parse_ts(live["first_order_at"])
+    first = y if x is None else x if y is None else min(x, y)
     last = times[0]
     prev = times[1] if len(times) > 1 else None
     p["first_order_at"], p["last_order_at"], p["previous_order_at"] = first, last, prev
@@ -567,15 +654,20 @@ def _identifier_columns(p: dict[str, Any], identifiers: Sequence[str]) -> None:
 
 def _channels(p: Mapping[str, Any]) -> list[str]:
     """As the build: web, email, social, store, loyalty, crm, in that order."""
-    flags = [
-        ("web", (p["page_views"] or 0) > 0),
-        ("email", (p["email_delivered"] or 0) > 0),
-        ("social", bool(p["social_follower"]) or (p["social_posts"] or 0) > 0),
-        ("store", "store" in (p["channels_ordered"] or [])),
-        ("loyalty", bool(p["has_loyalty_card"])),
-        ("crm", p["crm_stage"] is not None),
-    ]
-    return [name for name, on in flags if on]
+    out = []
+    if (p["page_views"] or 0) > 0:
+        out.append("web")
+    if (p["email_delivered"] or 0) > 0:
+        out.append("email")
+    if bool(p["social_follower"]) or (p["social_posts"] or 0) > 0:
+        out.append("social")
+    if "store" in (p["channels_ordered"] or []):
+        out.append("store")
+    if p["has_loyalty_card"]:
+        out.append("loyalty")
+    if p["crm_stage"] is not None:
+        out.append("crm")
+    return out
 
 
 # -- publishing -----------------------------------------------------------------------------------

@@ -57,14 +57,40 @@ def lifecycle_stage(
     ``now`` is the time ``recency_days`` was computed at (the view's ``as_of`` by default);
     "new" compares the first order with it.
     """
-    s = settings
+    return _stage(view, settings, median_gap_days, now, None, fitted=True)
+
+
+def judge(
+    view: Mapping[str, Any],
+    settings: LifecycleSettings,
+    median_gap_days: float | None,
+    now: datetime | None = None,
+    *,
+    fitted: bool = True,
+) -> tuple[float, str]:
+    """(``expected_gap_days``, ``lifecycle_stage``) at once; ``fitted=False`` judges the view as
+    if its ``p_alive`` were missing."""
+    gap = _gap(view.get("mean_gap_days"), median_gap_days, settings)
+    return _round1(gap), _stage(view, settings, median_gap_days, now, gap, fitted=fitted)
+
+
+def _stage(
+    view: Mapping[str, Any],
+    s: LifecycleSettings,
+    median_gap_days: float | None,
+    now: datetime | None,
+    gap: float | None,
+    *,
+    fitted: bool,
+) -> str:
     orders = int(_num(view.get("orders")) or 0)
     if orders == 0:
         return "prospect"
-    gap = _gap(view.get("mean_gap_days"), median_gap_days, s)
+    if gap is None:
+        gap = _gap(view.get("mean_gap_days"), median_gap_days, s)
     prior = _gap(view.get("prior_gap_days"), median_gap_days, s)
     recency = _num(view.get("recency_days"))
-    p_alive = _num(view.get("p_alive"))
+    p_alive = _num(view.get("p_alive")) if fitted else None
     modelled = p_alive is not None and (orders >= 2 or p_alive < 1.0)
     if recency is not None and recency > s.max_inactive_days:
         return "churned"
