@@ -163,6 +163,9 @@ class ServerSettings:
     max_batch_bytes: int = 500 * 1024
     frequency_cap_per_day: int = 3
     channels: tuple[str, ...] = ("email", "sms", "push")
+    # where the writes run: "process" (a writer process beside the server: the per-event work
+    # gets a core of its own) or "thread" (one process; for embedding and one-core hosts)
+    writer: str = "process"
 
 
 _SECRETS = {
@@ -202,6 +205,10 @@ def _server_settings(data: dict[str, Any], source: str) -> ServerSettings:
                     f"{source}: server.{k}: {v!r} is not a {type(default).__name__}"
                 ) from None
     s = ServerSettings(**out)
+    if s.writer not in ("process", "thread"):
+        raise ConfigError(
+            f'{source}: server.writer must be "process" or "thread", not {s.writer!r}'
+        )
     if s.webhook_max_attempts < 1 or s.max_message_bytes <= 0 or s.max_batch_bytes <= 0:
         raise ConfigError(f"{source}: server limits and webhook_max_attempts must be positive")
     if s.webhook_url and not s.webhook_secret:

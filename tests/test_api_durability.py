@@ -1,5 +1,7 @@
 """An acknowledged event is never lost: the server (a real process) is SIGKILLed while client
 threads post events; after a restart every message id that got a 200 is in the online store.
+The server's writer process exits with it. Killing the writer process alone costs only the
+requests in flight (503, not acknowledged): the server starts another and keeps serving.
 
 Runs on SQLite (WAL, synchronous=FULL) always, and on PostgreSQL when SEGONE_TEST_POSTGRES_URL
 is set (a fresh schema per run, dropped afterwards).
@@ -67,6 +69,38 @@ def start_server(root: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     raise AssertionError("the server did not start within 60 s")
 
 
+def writer_of(server_pid: int) -> int:
+    """The pid of the writer process ``serve`` started (``python -m segone.online.writer``)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == server_pid and b"segone.online.writer" in cmdline:
+                return int(entry.name)
+        time.sleep(0.05)
+    raise AssertionError(f"no writer process under the server {server_pid}")
+
+
+def gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":  # exited, not yet reaped
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -111,6 +145,7 @@ def run_kill_test(root: Path, online_url: str) -> None:
     url = f"http://127.0.0.1:{port}"
     log = root / "server.log"
     proc = start_server(root, port, log)
+    writer = writer_of(proc.pid)
     acked: list[list[str]] = [[] for _ in range(6)]
     stop_at = time.monotonic() + 30
     threads = [
@@ -131,6 +166,8 @@ def run_kill_test(root: Path, online_url: str) -> None:
         stop(proc)
     ids = [m for a in acked for m in a]
     assert len(ids) >= 300, f"only {len(ids)} events were acknowledged before the kill"
+    # its writer process does not outlive it (it would hold the SQLite write lock)
+    assert gone(writer), "the writer process outlived the killed server"
 
     proc = start_server(root, port, log)  # recovery after the crash
     try:
@@ -156,8 +193,10 @@ def run_kill_test(root: Path, online_url: str) -> None:
             path = f"{url}/v1/profiles/email:{PII}"
             assert httpx.get(f"{path}?email={PII}", headers=h).status_code == 404
             assert httpx.get(path).status_code == 401
+        writer = writer_of(proc.pid)
     finally:
         stop(proc)
+    assert gone(writer), "the writer process outlived a stopped server"
     text = log.read_text()
     assert "POST /v1/track 200" in text and "POST /v1/batch 200" in text
     assert "GET /v1/profiles/{identifier}?{query} 404" in text
@@ -165,6 +204,50 @@ def run_kill_test(root: Path, online_url: str) -> None:
     assert "carol" not in text
     access = [line for line in text.splitlines() if "segone.api.access" in line]
     assert access and not any("127.0.0.1" in line for line in access)
+
+
+@pytest.mark.slow
+def test_a_killed_writer_process_is_replaced_and_loses_nothing(tmp_path: Path) -> None:
+    (tmp_path / "segone.toml").write_text(
+        f'[server]\nonline_url = "sqlite:///{tmp_path / "online.db"}"\n'
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    proc = start_server(tmp_path, port, log)
+    try:
+        first = writer_of(proc.pid)
+        acked: list[list[str]] = [[] for _ in range(4)]
+        stop_at = time.monotonic() + 6
+        threads = [
+            threading.Thread(target=post_until_refused, args=(url, acked[w], w, stop_at))
+            for w in range(len(acked))
+        ]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 20
+        while sum(map(len, acked)) < 100 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(first, signal.SIGKILL)  # mid-load: its requests in flight get a 503
+        for t in threads:
+            t.join(timeout=30)
+        assert proc.poll() is None, "the server died with its writer"
+        second = writer_of(proc.pid)
+        assert second != first
+        ids = [m for a in acked for m in a]
+        with httpx.Client(base_url=url, auth=(WRITE_KEY, ""), timeout=10) as http:
+            r = http.post("/v1/track", json={"type": "track", "userId": "after", "event": "E"})
+            assert r.status_code == 200, r.text
+        store = OnlineStore.open(f"sqlite:///{tmp_path / 'online.db'}")
+        try:
+            with store.read() as tx:
+                lost = set(ids) - tx.seen(ids)
+        finally:
+            store.close()
+        assert not lost, f"{len(lost)} of {len(ids)} acknowledged events lost"
+        assert "starting another" in log.read_text()
+    finally:
+        stop(proc)
 
 
 @pytest.mark.slow

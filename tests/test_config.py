@@ -28,6 +28,7 @@ def test_defaults_and_env_override(tmp_path, monkeypatch):
         ("[ingest]\nchunk_rows = 0\n", "must be positive"),
         ("[ingest]\nchunk_rows = 'many'\n", "invalid literal"),
         ("[ingest.mapping]\norders = 'x'\n", "canonical column"),
+        ("[server]\nwriter = 'fork'\n", 'server.writer must be "process" or "thread"'),
     ],
 )
 def test_bad_settings_are_clear_errors(tmp_path, text, message):

@@ -162,6 +162,34 @@ def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_deferred_sync_commits_then_syncs_and_guards_its_wal(tmp_path: Path) -> None:
+    """The writer process commits with synchronous=NORMAL and acknowledges after sync():
+    commits are visible at once, sync() flushes the WAL file it holds, and refuses to pretend
+    when that file is no longer the store's."""
+    db = tmp_path / "online.db"
+    s = OnlineStore.open(f"sqlite:///{db}")
+    try:
+        s.defer_sync()
+        with s.write() as tx:
+            tx.insert_events([msg("m1")], ["p1"])
+        s.sync()
+        other = sqlite3.connect(db)
+        assert other.execute("SELECT COUNT(*) FROM events").fetchone() == (1,)
+        assert other.execute("PRAGMA synchronous").fetchone() == (2,)  # others: FULL
+        other.close()
+        wal = Path(f"{db}-wal")
+        wal.rename(tmp_path / "moved-wal")
+        wal.write_bytes(b"")
+        with pytest.raises(OnlineStoreError, match="WAL file was replaced"):
+            s.sync()
+    finally:
+        s.close()
+    from segone.online.store import POSTGRES
+
+    with pytest.raises(OnlineStoreError, match="SQLite"):
+        OnlineStore("postgresql://x", POSTGRES, lambda: None).defer_sync()
+
+
 def test_bad_urls_are_explained(tmp_path: Path) -> None:
     from segone.exceptions import ConfigError
 

@@ -48,8 +48,12 @@ def hook() -> Iterator[str]:
     srv.server_close()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, hook: str) -> Iterator[httpx.Client]:
+# every test runs with the writes on a writer process (what `segone serve` does) and on a
+# writer thread ([server] writer = "thread")
+@pytest.fixture(scope="module", params=["process", "thread"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, hook: str
+) -> Iterator[httpx.Client]:
     root: Path = tmp_path_factory.mktemp("realtime")
     settings = Settings.from_dict(
         root,
@@ -63,6 +67,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, hook: str) -> Iterator[http
                 "webhook_secret": SECRET,
                 "webhook_backoff_seconds": 0.2,
                 "frequency_cap_per_day": 2,
+                "writer": request.param,
             }
         },
     )

@@ -17,6 +17,8 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from segone.api import schemas
@@ -88,6 +90,10 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 async def _store_error(request: Request, exc: Exception) -> Response:
+    return _store_unavailable(exc)
+
+
+def _store_unavailable(exc: Exception) -> Response:
     log.error("online store unavailable: %s", type(exc).__name__)
     return envelope(503, "unavailable", "the online store is unavailable; retry later")
 
@@ -130,17 +136,16 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.add_exception_handler(DecisionError, _decision_error)
     app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(OnlineStoreError, _store_error)
-    app.add_middleware(AccessLog)
 
-    async def ingest(request: Request, endpoint: str) -> Response:
-        body = await read_body(request, limits.max_body_bytes)
-        header_key = basic_user(request.headers.get("authorization"))
+    async def ingest(endpoint: str, headers: Mapping[str, str], body: bytes) -> Response:
+        """One tracking request (``body`` already read, within the cap)."""
+        header_key = basic_user(headers.get("authorization"))
         if header_key is not None:
             auth.require_write_key(header_key)
-            doc = decode(body, request.headers, limits)
+            doc = decode(body, headers, limits)
         else:
             try:
-                doc = decode(body, request.headers, limits)
+                doc = decode(body, headers, limits)
             except ApiError:
                 # unreadable, so no writeKey in it: an unauthenticated caller learns nothing more
                 doc = None
@@ -165,7 +170,8 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
 
     def add_tracking_route(endpoint: str) -> None:
         async def handler(request: Request) -> Response:
-            return await ingest(request, endpoint)
+            body = await read_body(request, limits.max_body_bytes)
+            return await ingest(endpoint, request.headers, body)
 
         model = schemas.MESSAGE_MODELS[endpoint]
         what = "a batch of messages" if endpoint == "batch" else f"one {endpoint} message"
@@ -365,4 +371,61 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    # the tracking endpoints, the hot path, are answered before FastAPI's routing and
+    # dependency machinery (same handler, same errors); everything else goes to ``app``
+    app.add_middleware(TrackingFastPath, ingest=ingest, cap=limits.max_body_bytes)
+    app.add_middleware(AccessLog)  # added last: the outermost layer, around the fast path too
     return app
+
+
+TRACKING_PATHS = {f"/v1/{e}": e for e in (*TYPES, "batch")}
+
+
+class TrackingFastPath:
+    """ASGI middleware answering ``POST /v1/{identify,track,page,screen,group,alias,batch}``
+    with the app's own tracking handler, without FastAPI's per-request routing, dependency
+    solving and exception middleware (about 70 µs a request; the routes stay declared in the
+    app for the OpenAPI document). Errors get the same envelope as in the app."""
+
+    def __init__(self, app: Any, ingest: Any, cap: int) -> None:
+        self.app = app
+        self.ingest = ingest
+        self.cap = cap
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        endpoint = TRACKING_PATHS.get(scope["path"]) if scope["type"] == "http" else None
+        if endpoint is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        try:
+            body = await _receive_body(receive, headers, self.cap)
+            response = await self.ingest(endpoint, headers, body)
+        except ApiError as exc:
+            response = envelope(exc.status, exc.code, exc.message, exc.details, exc.headers)
+        except OnlineStoreError as exc:
+            response = _store_unavailable(exc)
+        await response(scope, receive, send)
+
+
+async def _receive_body(receive: Any, headers: Headers, cap: int) -> bytes:
+    """``read_body`` on the raw ASGI channel."""
+    length = headers.get("content-length")
+    too_big = length is not None and length.isdigit() and int(length) > cap
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > cap:
+            too_big = True
+        if not too_big:
+            chunks.append(chunk)
+        if not message.get("more_body", False) or size > DRAIN_BYTES:
+            break
+    if too_big:
+        raise too_large(cap)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -3,7 +3,8 @@
 * ``ingest``: for each new message (duplicates by ``messageId`` are acknowledged, not stored
   twice) stitch the person's identity, append the event, update their live profile, re-evaluate
   real-time segments, lifecycle stage and taste, and record each transition in their journey
-  and in the webhook outbox, all in the group-committed transaction that acknowledges it.
+  and in the webhook outbox, all in the group-committed transaction that acknowledges it
+  (``segone.online.writer``: on a writer process by default, or a writer thread).
 * ``decide`` / ``feedback``: next best items and follow-up channel from the live profile plus
   the last published batch results; every decision is logged with its propensities.
 * ``profile`` / ``erase``: one person's view, and their removal from every online table.
@@ -21,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,9 +29,17 @@ import numpy as np
 
 from segone.config import Settings
 from segone.exceptions import SegoneError
-from segone.online.commit import GroupCommitter
-from segone.online.store import OnlineStore, Tx
-from segone.segments.rules import Catalogue, RuleError
+from segone.online.store import OnlineStore
+from segone.online.writer import (
+    WRITERS,
+    GroupCommitter,
+    ProcessCommitter,
+    Runtime,
+    Writer,
+    commit_group,
+    load_runtime,
+    person_of,
+)
 
 
 class NotFound(SegoneError):
@@ -44,18 +52,6 @@ log = logging.getLogger(__name__)
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class Runtime:
-    """What the server reads from the last publish: reloaded when a build publishes again."""
-
-    version: str | None = None
-    catalogue: Catalogue = field(default_factory=Catalogue)
-    items: Any = field(default_factory=dict)  # a decisions.CatalogueIndex once refreshed
-    median_gap_days: float | None = None
-    decision_settings: Any = None
-    checked: float = 0.0
 
 
 def _bought_live(doc: Mapping[str, Any] | None) -> list[str]:
@@ -71,12 +67,28 @@ def _bought_live(doc: Mapping[str, Any] | None) -> list[str]:
 class Engine:
     """Real-time engine over one online store; ``await start()`` before use, ``stop()`` after."""
 
-    def __init__(self, store: OnlineStore, settings: Settings, *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        store: OnlineStore,
+        settings: Settings,
+        *,
+        clock: Clock = utcnow,
+        writer: str | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
-        self.committer = GroupCommitter(store)
         self.runtime = Runtime()
+        # the write operations, run here by ``ingest_sync`` and by the "thread" writer
+        self.writer = Writer(store, settings, runtime=self.refresh)
+        mode = writer or settings.server.writer
+        if mode not in WRITERS:
+            raise ValueError(f"writer must be one of {WRITERS}, not {mode!r}")
+        self.committer: GroupCommitter | ProcessCommitter = (
+            ProcessCommitter(settings, store.url)
+            if mode == "process"
+            else GroupCommitter(self.writer)
+        )
         # one generator for every decision (numpy's are not thread-safe: used under a lock)
         self._np_rng = np.random.default_rng()
         self._rng_lock = threading.Lock()
@@ -124,42 +136,9 @@ class Engine:
         return await asyncio.to_thread(self.refresh)
 
     def refresh(self, *, force: bool = False) -> Runtime:
-        """Reload the segment catalogue and item catalogue after a new publish (checked at most
-        once a second), so the server follows builds without a restart."""
-        rt = self.runtime
-        if not force and time.monotonic() - rt.checked < 1.0:
-            return rt
-        with self.store.read() as tx:
-            version = tx.get_meta("published_version")
-            if version == rt.version and not force:
-                rt.checked = time.monotonic()
-                return rt
-            items = tx.all_docs("catalogue")
-            gap = tx.get_meta("median_gap_days")
-        from segone.decisions import CatalogueIndex, DecisionSettings
-
-        new = Runtime(
-            version=version,
-            catalogue=self._catalogue(),
-            items=CatalogueIndex(items),
-            decision_settings=DecisionSettings.from_settings(self.settings),
-            median_gap_days=float(gap) if gap else None,
-            checked=time.monotonic(),
-        )
-        self.runtime = new
-        return new
-
-    def _catalogue(self) -> Catalogue:
-        from segone.live.realtime import live_catalogue
-
-        folder = self.settings.root / "segments"
-        files = sorted(folder.glob("*.y*ml")) if folder.is_dir() else []
-        try:
-            return live_catalogue(files, self.settings.segments)
-        except RuleError as exc:
-            # serve the built-in segments rather than nothing; the error names file and line
-            log.warning("segment files not used in real time: %s", exc)
-            return live_catalogue((), self.settings.segments)
+        """The runtime of the last publish (re-read at most once a second unless ``force``)."""
+        self.runtime = load_runtime(self.store, self.settings, self.runtime, force=force)
+        return self.runtime
 
     # -- ingestion -------------------------------------------------------------------------------
     async def ingest(
@@ -171,70 +150,25 @@ class Engine:
         request, in the same transaction); returns once they are durably committed."""
         if not messages and not rejected:
             return {"accepted": 0, "duplicates": 0}
-        rt = await self._current()
-
-        def job(tx: Tx) -> dict[str, int]:
-            if rejected:
-                tx.quarantine(rejected)
-            return self._ingest(tx, messages, rt) if messages else {"accepted": 0, "duplicates": 0}
-
-        return await self.committer.submit(job)
+        return await self.committer.submit("ingest", self.clock(), messages, rejected)
 
     def ingest_sync(self, messages: Sequence[dict[str, Any]]) -> dict[str, int]:
-        """``ingest`` for synchronous callers (tests, replay); one transaction."""
-        rt = self.refresh()
-        return self.committer.run_sync(lambda tx: self._ingest(tx, messages, rt))
-
-    def _ingest(self, tx: Tx, messages: Sequence[dict[str, Any]], rt: Runtime) -> dict[str, int]:
-        from segone.live import identity, person
-
-        now = self.clock()
-        seen = tx.seen([m["messageId"] for m in messages])
-        accepted = duplicates = 0
-        s = self.settings
-        for msg in messages:
-            mid = msg["messageId"]
-            if mid in seen:
-                duplicates += 1
-                continue
-            seen.add(mid)
-            ids = identity.identifiers_of(msg, s.identity)
-            pid = identity.stitch(tx, msg, ids, s.identity, now).person_id
-            seq = tx.insert_events([msg], [pid])[0]
-            if seq is None:  # pragma: no cover - seen() ruled this out inside our transaction
-                duplicates += 1
-                continue
-            accepted += 1
-            u = person.update(
-                tx.get_docs("published", [pid]).get(pid),
-                tx.get_docs("person", [pid]).get(pid),
-                msg,
-                seq,
-                now,
-                person_id=pid,
-                catalogue=rt.catalogue,
-                lifecycle=s.lifecycle,
-                median_gap_days=rt.median_gap_days,
-            )
-            tx.put_docs("person", {pid: u.doc}, now)
-            for t in u.transitions:
-                payload = t.payload()
-                tx.add_journey(pid, now, t.kind, payload)
-                if s.server.webhook_url:
-                    tx.enqueue(pid, t.kind, payload, now)
-        return {"accepted": accepted, "duplicates": duplicates}
+        """``ingest`` for synchronous callers (tests, replay), in this process; one
+        transaction."""
+        [(ok, result)] = commit_group(
+            self.store, self.writer, [("ingest", (self.clock(), messages))]
+        )
+        if not ok:
+            raise result
+        return dict(result)
 
     async def quarantine(self, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
-            await self.committer.submit(lambda tx: tx.quarantine(rows))
+            await self.committer.submit("quarantine", rows)
 
     # -- people ----------------------------------------------------------------------------------
-    def _person_of(self, tx: Tx, identifier: str) -> str | None:
-        from segone.live.identity import candidates
-
-        found = tx.lookup(candidates(identifier, self.settings.identity))
-        people = sorted(set(found.values()))
-        return people[0] if people else None
+    def _person_of(self, tx: Any, identifier: str) -> str | None:
+        return person_of(tx, identifier, self.settings)
 
     async def profile(self, identifier: str) -> dict[str, Any] | None:
         return await asyncio.to_thread(self._profile, identifier)
@@ -273,13 +207,8 @@ class Engine:
         }
 
     async def erase(self, identifier: str) -> dict[str, Any] | None:
-        def job(tx: Tx) -> dict[str, Any] | None:
-            pid = self._person_of(tx, identifier)
-            if pid is None:
-                return None
-            return {"person_id": pid, "deleted": tx.erase_person(pid)}
-
-        return await self.committer.submit(job)
+        result = await self.committer.submit("erase", identifier)
+        return None if result is None else dict(result)
 
     # -- suppression lists -----------------------------------------------------------------------
     def _suppression_key(self, identifier: str) -> str:
@@ -315,18 +244,11 @@ class Engine:
             "reason": str(body.get("reason", ""))[:200],
             "since": self.clock().isoformat(),
         }
-        await self.committer.submit(lambda tx: tx.put_docs("suppression", {key: doc}))
+        await self.committer.submit("suppress", key, doc)
         return {"identifier": key, **doc}
 
     async def unsuppress(self, identifier: str) -> bool:
-        key = self._suppression_key(identifier)
-
-        def job(tx: Tx) -> bool:
-            found = bool(tx.get_docs("suppression", [key]))
-            tx.delete_docs("suppression", [key])
-            return found
-
-        return bool(await self.committer.submit(job))
+        return bool(await self.committer.submit("unsuppress", self._suppression_key(identifier)))
 
     async def suppression(self, identifier: str) -> dict[str, Any] | None:
         key = self._suppression_key(identifier)
@@ -351,7 +273,7 @@ class Engine:
         rt = await self._current()
         answer, job, committed = await asyncio.to_thread(self._decide, body, rt)
         # queued before we answer: a feedback on this decision is always written after it
-        task = self.committer.enqueue(job)
+        task = self.committer.enqueue("decision", *job)
         self._pending.add(task)
 
         def done(t: asyncio.Future[Any]) -> None:
@@ -366,7 +288,7 @@ class Engine:
 
     def _decide(
         self, body: Mapping[str, Any], rt: Runtime
-    ) -> tuple[dict[str, Any], Callable[[Tx], None], Callable[[], None]]:
+    ) -> tuple[dict[str, Any], tuple[Any, ...], Callable[[], None]]:
         from segone.decisions import apply_channel_delta, decide, decision_keys
         from segone.live.profile import view
 
@@ -417,12 +339,8 @@ class Engine:
                 planned = apply_channel_delta(channel, d.channel_delta, now)
                 self._planned[pid] = planned
 
-        def job(tx: Tx) -> None:
-            tx.log_decision(d.decision_id, who, now, d.placement, d.log)
-            if d.stat_deltas:
-                tx.add_stats(d.stat_deltas)
-            if planned is not None and pid is not None:
-                tx.put_docs("channel", {pid: planned}, now)
+        # the arguments of ``Writer.decision``
+        job = (now, d.decision_id, who, d.placement, d.log, d.stat_deltas, pid, planned)
 
         def committed() -> None:  # the store has the contact now: drop it from the overlay
             with self._locks_guard:
@@ -443,26 +361,4 @@ class Engine:
 
     async def feedback(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """An impression, click or conversion on a logged decision updates the policy."""
-        return await self.committer.submit(lambda tx: self._feedback(tx, body))
-
-    def _feedback(self, tx: Tx, body: Mapping[str, Any]) -> dict[str, Any]:
-        from segone.decisions import apply_channel_delta, feedback_deltas
-
-        now = self.clock()
-        logged = tx.get_decision(str(body["decision_id"]))
-        if logged is None:
-            raise NotFound(f"no decision {body['decision_id']!r}")
-        item = "" if body.get("item_id") is None else str(body["item_id"])
-        kind = str(body["kind"])
-        recorded = tx.feedback_kinds(logged["decision_id"], item)
-        deltas, ch = feedback_deltas(
-            logged["doc"], item, kind, recorded=recorded, channel=body.get("channel")
-        )
-        tx.log_feedback(logged["decision_id"], item, kind, now, dict(body))
-        if deltas:
-            tx.add_stats(deltas)
-        pid = logged["person_id"]
-        if ch is not None and not pid.startswith("unknown:"):
-            doc = tx.get_docs("channel", [pid]).get(pid)
-            tx.put_docs("channel", {pid: apply_channel_delta(doc, ch, now)}, now)
-        return {"decision_id": logged["decision_id"], "kind": kind, "updated": len(deltas)}
+        return dict(await self.committer.submit("feedback", self.clock(), dict(body)))

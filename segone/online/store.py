@@ -15,6 +15,7 @@ in that schema (created if missing).
 
 from __future__ import annotations
 
+import os
 import queue
 import sqlite3
 import threading
@@ -577,6 +578,8 @@ class OnlineStore:
         self._opened = 0
         self._open_lock = threading.Lock()
         self._all: list[Any] = []
+        self.path: Path | None = None  # the SQLite file
+        self._wal_fd: int | None = None
 
     @classmethod
     def open(cls, url: str, *, root: Path | None = None) -> OnlineStore:
@@ -595,6 +598,7 @@ class OnlineStore:
                 path = root / path
             path.parent.mkdir(parents=True, exist_ok=True)
             store = cls(url, SQLITE, lambda: _sqlite_connect(path))
+            store.path = path
         elif scheme in ("postgresql", "postgres"):
             query = parse_qs(parts.query)
             schema = (query.pop("schema", [""]) or [""])[0]
@@ -612,6 +616,40 @@ class OnlineStore:
         with self._open_lock:
             self._all.append(conn)
         return conn
+
+    def defer_sync(self) -> None:
+        """SQLite: from now on the writer's COMMIT returns before the WAL is on disk, and
+        ``sync()`` puts it there. A caller that acknowledges a transaction only after a
+        ``sync()`` begun after its COMMIT keeps ``synchronous=FULL``'s durability, and can do
+        the next transaction's work while the disk flushes (``segone.online.writer`` does).
+
+        Why that holds: with ``synchronous=NORMAL`` SQLite still writes each committed
+        transaction's frames to the WAL at COMMIT (only the fsync is skipped); frames after the
+        last synced commit frame fail the WAL's cumulative checksum at recovery and are
+        ignored; and the WAL is only overwritten from its start after a checkpoint that SQLite
+        syncs into the database file. The WAL file is never replaced while a connection is
+        open (``sync`` checks), so this process's descriptor on it stays the right one."""
+        if self.dialect is not SQLITE or self.path is None:
+            raise OnlineStoreError("deferred sync is for SQLite stores")
+        with self.write():  # the writer connection exists (and, since the tables, the WAL)
+            pass
+        with self._write_lock:
+            self._writer.execute("PRAGMA synchronous=NORMAL")
+        self._wal_fd = os.open(self._wal_path(), os.O_RDONLY | os.O_CLOEXEC)
+
+    def _wal_path(self) -> str:
+        return str(self.path) + "-wal"
+
+    def sync(self) -> None:
+        """Put every transaction committed so far on disk (after ``defer_sync``)."""
+        if self._wal_fd is None:
+            return
+        try:
+            if os.fstat(self._wal_fd).st_ino != os.stat(self._wal_path()).st_ino:
+                raise OnlineStoreError("the online store's WAL file was replaced")
+            os.fsync(self._wal_fd)
+        except OSError as exc:
+            raise OnlineStoreError(f"the online store cannot sync: {type(exc).__name__}") from exc
 
     def ensure_schema(self) -> None:
         with self.write() as tx:
@@ -680,6 +718,9 @@ class OnlineStore:
                 c.close()
         self._writer = None
         self._readers = queue.LifoQueue()
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
 
     def __enter__(self) -> OnlineStore:
         return self
@@ -721,6 +762,8 @@ def _sqlite_connect(path: Path) -> sqlite3.Connection:
     # the machine, not only of the process
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")
+    # statement journals (one per savepoint'ed statement) in memory, not as files in /var/tmp
+    conn.execute("PRAGMA temp_store=MEMORY")
     # isolation_level=None leaves transactions to us; sqlite3's commit()/rollback() still work
     return conn
 

@@ -1,0 +1,664 @@
+"""The write side of the engine: named operations on one write transaction, and where they run.
+
+Everything the server writes is one of the operations of ``Writer`` (``ingest``, ``erase``,
+``decision``, ...), called with plain, picklable arguments and the time the request was received
+(``now``: the writer never reads a clock of its own). Two committers run them, both with group
+commit (the requests that queue up while a transaction commits share the next one, each in its
+own savepoint, and each is answered only after that COMMIT):
+
+* ``GroupCommitter`` (``[server] writer = "thread"``): a writer thread of the server process.
+* ``ProcessCommitter`` (``"process"``, the default for ``segone serve``): a writer *process*
+  (``python -m segone.online.writer``) that the server starts, talking to it over a socket pair.
+  The per-event work (identity stitching, the live profile, every segment, the stage) then runs
+  on another core than HTTP, JSON and the decisions, with no GIL between them. The writer
+  process exits when the server's end of the socket closes, which includes the server being
+  killed; a writer that dies is replaced, and the requests it had not answered fail with a 503
+  (they were not acknowledged, and a retry is de-duplicated by ``messageId``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import itertools
+import logging
+import os
+import pickle
+import queue
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from segone.config import Settings
+from segone.online.store import OnlineStore, OnlineStoreError, Tx
+from segone.segments.rules import Catalogue, RuleError
+
+log = logging.getLogger(__name__)
+WRITERS = ("process", "thread")
+
+
+@dataclass
+class Runtime:
+    """What the server reads from the last publish: reloaded when a build publishes again."""
+
+    version: str | None = None
+    catalogue: Catalogue = field(default_factory=Catalogue)
+    items: Any = field(default_factory=dict)  # a decisions.CatalogueIndex once refreshed
+    median_gap_days: float | None = None
+    decision_settings: Any = None
+    checked: float = 0.0
+
+
+def load_runtime(
+    store: OnlineStore, settings: Settings, previous: Runtime, *, force: bool = False
+) -> Runtime:
+    """``previous``, or a new runtime when a build has published since (checked at most once
+    a second unless ``force``), so the server follows builds without a restart."""
+    if not force and time.monotonic() - previous.checked < 1.0:
+        return previous
+    with store.read() as tx:
+        version = tx.get_meta("published_version")
+        if version == previous.version and not force:
+            previous.checked = time.monotonic()
+            return previous
+        items = tx.all_docs("catalogue")
+        gap = tx.get_meta("median_gap_days")
+    from segone.decisions import CatalogueIndex, DecisionSettings
+
+    return Runtime(
+        version=version,
+        catalogue=_catalogue(settings),
+        items=CatalogueIndex(items),
+        decision_settings=DecisionSettings.from_settings(settings),
+        median_gap_days=float(gap) if gap else None,
+        checked=time.monotonic(),
+    )
+
+
+def _catalogue(settings: Settings) -> Catalogue:
+    from segone.live.realtime import live_catalogue
+
+    folder = settings.root / "segments"
+    files = sorted(folder.glob("*.y*ml")) if folder.is_dir() else []
+    try:
+        return live_catalogue(files, settings.segments)
+    except RuleError as exc:
+        # serve the built-in segments rather than nothing; the error names file and line
+        log.warning("segment files not used in real time: %s", exc)
+        return live_catalogue((), settings.segments)
+
+
+def person_of(tx: Tx, identifier: str, settings: Settings) -> str | None:
+    """The person an identifier (``kind:value`` or a bare value) belongs to, if known."""
+    from segone.live.identity import candidates
+
+    found = tx.lookup(candidates(identifier, settings.identity))
+    people = sorted(set(found.values()))
+    return people[0] if people else None
+
+
+class Writer:
+    """The operations that write the online store; ``call(tx, name, args)`` runs one."""
+
+    OPERATIONS = frozenset(
+        ("ingest", "quarantine", "erase", "suppress", "unsuppress", "decision", "feedback")
+    )
+
+    def __init__(self, store: OnlineStore, settings: Settings, runtime: Any = None) -> None:
+        self.store = store
+        self.settings = settings
+        # a function returning the current Runtime (the engine's, in the server process);
+        # without one the writer follows publishes itself
+        self._runtime_of = runtime
+        self._runtime = Runtime()
+
+    def runtime(self) -> Runtime:
+        if self._runtime_of is not None:
+            return self._runtime_of()
+        self._runtime = load_runtime(self.store, self.settings, self._runtime)
+        return self._runtime
+
+    def call(self, tx: Tx, name: str, args: Sequence[Any]) -> Any:
+        if name not in self.OPERATIONS:
+            raise ValueError(f"unknown write operation {name!r}")
+        return getattr(self, name)(tx, *args)
+
+    # -- the operations ----------------------------------------------------------------------------
+    def ingest(
+        self,
+        tx: Tx,
+        now: datetime,
+        messages: Sequence[dict[str, Any]],
+        rejected: Sequence[Mapping[str, Any]] = (),
+    ) -> dict[str, int]:
+        """For each new message (duplicates by ``messageId`` are acknowledged, not stored
+        twice): stitch the person's identity, append the event, update their live profile,
+        re-evaluate real-time segments, lifecycle stage and taste, and record each transition
+        in their journey and the webhook outbox. ``rejected`` rows of the same request go to
+        the quarantine."""
+        from segone.live import identity, person
+
+        if rejected:
+            tx.quarantine(rejected)
+        if not messages:
+            return {"accepted": 0, "duplicates": 0}
+        rt = self.runtime()
+        seen = tx.seen([m["messageId"] for m in messages])
+        accepted = duplicates = 0
+        s = self.settings
+        for msg in messages:
+            mid = msg["messageId"]
+            if mid in seen:
+                duplicates += 1
+                continue
+            seen.add(mid)
+            ids = identity.identifiers_of(msg, s.identity)
+            pid = identity.stitch(tx, msg, ids, s.identity, now).person_id
+            seq = tx.insert_events([msg], [pid])[0]
+            if seq is None:  # pragma: no cover - seen() ruled this out inside our transaction
+                duplicates += 1
+                continue
+            accepted += 1
+            u = person.update(
+                tx.get_docs("published", [pid]).get(pid),
+                tx.get_docs("person", [pid]).get(pid),
+                msg,
+                seq,
+                now,
+                person_id=pid,
+                catalogue=rt.catalogue,
+                lifecycle=s.lifecycle,
+                median_gap_days=rt.median_gap_days,
+            )
+            tx.put_docs("person", {pid: u.doc}, now)
+            for t in u.transitions:
+                payload = t.payload()
+                tx.add_journey(pid, now, t.kind, payload)
+                if s.server.webhook_url:
+                    tx.enqueue(pid, t.kind, payload, now)
+        return {"accepted": accepted, "duplicates": duplicates}
+
+    def quarantine(self, tx: Tx, rows: Sequence[Mapping[str, Any]]) -> None:
+        tx.quarantine(rows)
+
+    def erase(self, tx: Tx, identifier: str) -> dict[str, Any] | None:
+        pid = person_of(tx, identifier, self.settings)
+        if pid is None:
+            return None
+        return {"person_id": pid, "deleted": tx.erase_person(pid)}
+
+    def suppress(self, tx: Tx, key: str, doc: Mapping[str, Any]) -> None:
+        tx.put_docs("suppression", {key: doc})
+
+    def unsuppress(self, tx: Tx, key: str) -> bool:
+        found = bool(tx.get_docs("suppression", [key]))
+        tx.delete_docs("suppression", [key])
+        return found
+
+    def decision(
+        self,
+        tx: Tx,
+        now: datetime,
+        decision_id: str,
+        who: str,
+        placement: str,
+        logged: Mapping[str, Any],
+        stat_deltas: Any,
+        person_id: str | None,
+        planned: Mapping[str, Any] | None,
+    ) -> None:
+        """A decision's log (with its propensities), its policy counters and the contact it
+        planned."""
+        tx.log_decision(decision_id, who, now, placement, logged)
+        if stat_deltas:
+            tx.add_stats(stat_deltas)
+        if planned is not None and person_id is not None:
+            tx.put_docs("channel", {person_id: planned}, now)
+
+    def feedback(self, tx: Tx, now: datetime, body: Mapping[str, Any]) -> dict[str, Any]:
+        """An impression, click or conversion on a logged decision updates the policy."""
+        from segone.decisions import apply_channel_delta, feedback_deltas
+        from segone.online.engine import NotFound
+
+        logged = tx.get_decision(str(body["decision_id"]))
+        if logged is None:
+            raise NotFound(f"no decision {body['decision_id']!r}")
+        item = "" if body.get("item_id") is None else str(body["item_id"])
+        kind = str(body["kind"])
+        recorded = tx.feedback_kinds(logged["decision_id"], item)
+        deltas, ch = feedback_deltas(
+            logged["doc"], item, kind, recorded=recorded, channel=body.get("channel")
+        )
+        tx.log_feedback(logged["decision_id"], item, kind, now, dict(body))
+        if deltas:
+            tx.add_stats(deltas)
+        pid = logged["person_id"]
+        if ch is not None and not pid.startswith("unknown:"):
+            doc = tx.get_docs("channel", [pid]).get(pid)
+            tx.put_docs("channel", {pid: apply_channel_delta(doc, ch, now)}, now)
+        return {"decision_id": logged["decision_id"], "kind": kind, "updated": len(deltas)}
+
+
+Job = tuple[str, tuple[Any, ...]]
+
+
+def commit_group(store: OnlineStore, writer: Writer, jobs: Sequence[Job]) -> list[tuple[bool, Any]]:
+    """Run ``jobs`` in one transaction, each in its own savepoint; (ok, result or exception)
+    for each. Raises only when the transaction itself fails (then nothing of it is kept)."""
+    out: list[tuple[bool, Any]] = []
+    with store.write() as tx:
+        for name, args in jobs:
+            try:
+                with tx.savepoint():
+                    out.append((True, writer.call(tx, name, args)))
+            except Exception as exc:
+                out.append((False, exc))
+    return out
+
+
+# -- in a thread of the server -------------------------------------------------------------------
+class GroupCommitter:
+    """``await committer.submit(name, *args)`` returns the operation's result once committed;
+    the operations run on one writer thread of this process."""
+
+    def __init__(self, writer: Writer, *, max_jobs: int = 1000) -> None:
+        self.writer = writer
+        self.max_jobs = max_jobs
+        self._pending: list[tuple[Job, asyncio.Future[Any]]] = []
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        # the writer connection is used from this one thread only
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="segone-writer")
+        self.transactions = 0
+        self.jobs = 0
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = asyncio.create_task(self._run(), name="segone-group-commit")
+
+    async def stop(self) -> None:
+        """Commit what is queued, then stop."""
+        if self._task is None:
+            return
+        task, self._task = self._task, None
+        while self._pending:
+            await self._flush()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def submit(self, name: str, *args: Any) -> Any:
+        return await self.enqueue(name, *args)
+
+    def enqueue(self, name: str, *args: Any) -> asyncio.Future[Any]:
+        """Queue an operation now (they run in the order they were queued); the future
+        resolves after its commit."""
+        if self._task is None or self._wake is None:
+            raise RuntimeError("the group committer is not running (Engine.start() first)")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append(((name, args), fut))
+        self._wake.set()
+        return fut
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                await self._flush()
+
+    async def _flush(self) -> None:
+        batch, self._pending = self._pending[: self.max_jobs], self._pending[self.max_jobs :]
+        loop = asyncio.get_running_loop()
+        jobs = [j for j, _ in batch]
+        try:
+            results = await loop.run_in_executor(
+                self._thread, commit_group, self.writer.store, self.writer, jobs
+            )
+        except Exception as exc:  # the COMMIT itself failed: nobody in this batch is acknowledged
+            _fail([f for _, f in batch], exc)
+            return
+        self.transactions += 1
+        self.jobs += len(jobs)
+        for (_, fut), result in zip(batch, results, strict=True):
+            _resolve(fut, result)
+
+
+def _resolve(fut: asyncio.Future[Any], result: tuple[bool, Any]) -> None:
+    if fut.done():  # the request was cancelled (client went away); its job is committed
+        return
+    ok, value = result
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
+
+
+def _fail(futures: Sequence[asyncio.Future[Any]], exc: BaseException) -> None:
+    for fut in futures:
+        if not fut.done():
+            fut.set_exception(exc)
+
+
+# -- in a process of its own ---------------------------------------------------------------------
+# Frames on the socket: a 4-byte big-endian length, then a pickle. Requests are
+# (ticket, name, args); answers (ticket, ok, result or exception). Only the server and the
+# writer it started hold the two ends of the socket pair.
+_LEN = struct.Struct(">I")
+_READY = -1  # the ticket of the writer's first answer: ready (or why it could not start)
+
+
+def _frame(obj: Any) -> bytes:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LEN.pack(len(data)) + data
+
+
+def _picklable(exc: BaseException) -> BaseException:
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return OnlineStoreError(f"the online store's writer failed: {type(exc).__name__}")
+
+
+class ProcessCommitter:
+    """``GroupCommitter``'s interface, the operations run by a writer process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        url: str,
+        *,
+        max_jobs: int = 1000,
+        start_timeout: float = 120.0,
+    ) -> None:
+        self.settings = settings
+        self.url = url
+        self.max_jobs = max_jobs
+        self.start_timeout = start_timeout
+        self._tickets = itertools.count()
+        self._futures: dict[int, asyncio.Future[Any]] = {}
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._out: list[bytes] = []
+        self.restarts = 0
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            reader = await self._spawn()
+            self._task = asyncio.create_task(self._answers(reader), name="segone-writer-answers")
+
+    async def _spawn(self) -> asyncio.StreamReader:
+        ours, theirs = socket.socketpair()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "segone.online.writer", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                # its own process group: a Ctrl-C in the terminal reaches the server, which
+                # finishes what is queued and then closes the socket (the writer exits then)
+                start_new_session=True,
+            )
+        finally:
+            theirs.close()
+        reader, writer = await asyncio.open_connection(sock=ours, limit=2**26)
+        writer.write(_frame((self.settings, self.url, self.max_jobs)))
+        try:
+            ticket, ok, value = await asyncio.wait_for(_read(reader), self.start_timeout)
+        except (TimeoutError, asyncio.IncompleteReadError, EOFError) as exc:
+            writer.close()
+            self._kill()
+            raise OnlineStoreError("the online store's writer process did not start") from exc
+        if ticket != _READY or not ok:
+            writer.close()
+            self._kill()
+            raise value if isinstance(value, BaseException) else OnlineStoreError(str(value))
+        self._writer = writer
+        return reader
+
+    async def stop(self) -> None:
+        """Wait for the answers still due, then close the socket (the writer exits)."""
+        if self._task is None:
+            return
+        self._stopping = True
+        if self._futures:
+            await asyncio.gather(*self._futures.values(), return_exceptions=True)
+        task, self._task = self._task, None
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(Exception):
+                await self._writer.wait_closed()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(task, 10)
+        if self._proc is not None:
+            try:
+                await asyncio.to_thread(self._proc.wait, 30)
+            except subprocess.TimeoutExpired:  # pragma: no cover - a stuck writer
+                self._kill()
+            self._proc = None
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+    async def submit(self, name: str, *args: Any) -> Any:
+        return await self.enqueue(name, *args)
+
+    def enqueue(self, name: str, *args: Any) -> asyncio.Future[Any]:
+        if self._task is None:
+            raise RuntimeError("the writer process is not running (Engine.start() first)")
+        if name not in Writer.OPERATIONS:
+            raise ValueError(f"unknown write operation {name!r}")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._writer is None or self._writer.is_closing():  # being replaced
+            fut.set_exception(OnlineStoreError("the online store's writer is restarting; retry"))
+            return fut
+        ticket = next(self._tickets)
+        self._futures[ticket] = fut
+        # one write per turn of the event loop for every request handled in it: waking the
+        # writer process costs more than the bytes
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._send)
+        self._out.append(_frame((ticket, name, args)))
+        return fut
+
+    def _send(self) -> None:
+        out, self._out = self._out, []
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(b"".join(out))
+
+    async def _answers(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                ticket, ok, value = await _read(reader)
+            except (asyncio.IncompleteReadError, ConnectionError, EOFError):
+                if self._writer is not None:
+                    self._writer.close()
+                    self._writer = None
+                pending = list(self._futures.values())
+                self._futures.clear()
+                _fail(pending, OnlineStoreError("the online store's writer stopped; retry"))
+                if self._stopping:
+                    return
+                log.error("the online store's writer process stopped; starting another")
+                self._kill()
+                self.restarts += 1
+                await asyncio.sleep(min(5.0, 0.1 * self.restarts))
+                try:
+                    reader = await self._spawn()
+                except OnlineStoreError as exc:
+                    log.error("%s", exc)
+                continue
+            fut = self._futures.pop(ticket, None)
+            if fut is not None:
+                _resolve(fut, (ok, value))
+
+
+async def _read(reader: asyncio.StreamReader) -> Any:
+    head = await reader.readexactly(_LEN.size)
+    return pickle.loads(await reader.readexactly(_LEN.unpack(head)[0]))
+
+
+def _serve_writer(sock: socket.socket) -> None:
+    """The writer process: take every request that has arrived, run them in one transaction,
+    answer each after its COMMIT is on disk; exit when the server closes its end.
+
+    On SQLite the disk flush of one group overlaps the work of the next (``defer_sync``): the
+    answers go out from a second thread once ``store.sync()`` has returned."""
+    buf = bytearray()
+
+    def frames(wait: bool) -> list[Any] | None:
+        """The complete frames received so far, waiting for one if ``wait`` and there are
+        none yet (a partial frame stays in ``buf``); None at the end of the stream."""
+        out: list[Any] = []
+        while True:
+            while len(buf) >= _LEN.size:
+                n = _LEN.unpack_from(buf)[0]
+                if len(buf) < _LEN.size + n:
+                    break
+                out.append(pickle.loads(bytes(buf[_LEN.size : _LEN.size + n])))
+                del buf[: _LEN.size + n]
+            # wait only while there is nothing to return yet; otherwise take what is there
+            if not (wait and not out) and not select.select([sock], [], [], 0)[0]:
+                return out
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                return out or None
+            buf.extend(chunk)
+
+    first = frames(True)
+    if not first:
+        return
+    settings, url, max_jobs = first[0]
+    try:
+        store = OnlineStore.open(url, root=settings.root)
+        writer = Writer(store, settings)
+        writer.runtime()
+        deferred = store.path is not None
+        if deferred:
+            store.defer_sync()
+    except Exception as exc:
+        sock.sendall(_frame((_READY, False, _picklable(exc))))
+        return
+    sock.sendall(_frame((_READY, True, os.getpid())))
+    answers = _Answers(sock, store, deferred)
+    answers.start()
+    queued: list[Any] = first[1:]
+    try:
+        while not answers.broken:
+            got = frames(not queued)
+            if got is None:
+                if not queued:
+                    return
+                got = []
+            queued += got
+            batch, queued = queued[:max_jobs], queued[max_jobs:]
+            try:
+                results = commit_group(store, writer, [(name, args) for _, name, args in batch])
+            except Exception as exc:  # the COMMIT failed: nobody in this batch is acknowledged
+                results = [(False, exc)] * len(batch)
+            answers.put([t for t, _, _ in batch], results)
+    except ConnectionError:  # the server is gone
+        return
+    finally:
+        answers.stop()
+        store.close()
+
+
+class _Answers(threading.Thread):
+    """Sends each group's answers once the group is on disk (one ``sync`` for every group
+    committed meanwhile)."""
+
+    def __init__(self, sock: socket.socket, store: OnlineStore, deferred: bool) -> None:
+        super().__init__(name="segone-writer-answers", daemon=True)
+        self.sock = sock
+        self.store = store
+        self.deferred = deferred
+        self.broken = False
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def put(self, tickets: list[int], results: list[tuple[bool, Any]]) -> None:
+        self._queue.put((tickets, results))
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self.join(timeout=60)
+
+    def run(self) -> None:
+        done = False
+        while not done:
+            groups = [self._queue.get()]
+            while not self._queue.empty():
+                groups.append(self._queue.get())
+            done = groups[-1] is None
+            groups = [g for g in groups if g is not None]
+            if not groups:
+                continue
+            failed: Exception | None = None
+            if self.deferred:
+                try:
+                    self.store.sync()
+                except Exception as exc:  # committed, but not known to be on disk: a 503
+                    failed = exc
+            data = b"".join(
+                _frame((t, ok and failed is None, _answer(ok, value, failed)))
+                for tickets, results in groups
+                for t, (ok, value) in zip(tickets, results, strict=True)
+            )
+            try:
+                self.sock.sendall(data)
+            except OSError:  # the server is gone
+                self.broken = True
+                return
+
+
+def _answer(ok: bool, value: Any, failed: Exception | None) -> Any:
+    if failed is not None:
+        return _picklable(failed)
+    return value if ok else _picklable(value)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m segone.online.writer FD``: started by ``ProcessCommitter`` only."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    # the server decides when to stop: it closes the socket once its queue is empty
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sock = socket.socket(fileno=int(args[0]))
+    try:
+        _serve_writer(sock)
+    finally:
+        sock.close()
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = [
+    "WRITERS",
+    "GroupCommitter",
+    "ProcessCommitter",
+    "Runtime",
+    "Writer",
+    "commit_group",
+    "load_runtime",
+    "person_of",
+]
