@@ -173,8 +173,11 @@ def test_deferred_sync_commits_then_syncs_and_guards_its_wal(tmp_path: Path) -> 
         with s.write() as tx:
             tx.insert_events([msg("m1")], ["p1"])
         s.sync()
+        s.checkpoint()  # beside the writer, which no longer checkpoints in its COMMITs
         other = sqlite3.connect(db)
         assert other.execute("SELECT COUNT(*) FROM events").fetchone() == (1,)
+        busy, frames, copied = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert busy == 0 and frames == copied  # all of the WAL is in the database file
         assert other.execute("PRAGMA synchronous").fetchone() == (2,)  # others: FULL
         other.close()
         wal = Path(f"{db}-wal")

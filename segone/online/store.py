@@ -263,6 +263,12 @@ class Tx:
         rows = self._in("SELECT key, doc FROM docs WHERE kind = ? AND key IN ({in})", keys, (kind,))
         return {k: _unjson(d) for k, d in rows}
 
+    def docs_of(self, key: str, kinds: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The documents of one key, by kind (those that exist), in one query."""
+        marks = ",".join("?" * len(kinds))
+        sql = f"SELECT kind, doc FROM docs WHERE key = ? AND kind IN ({marks})"
+        return {k: _unjson(d) for k, d in self._rows(sql, (key, *kinds))}
+
     def put_docs(
         self, kind: str, docs: Mapping[str, Mapping[str, Any]], now: datetime | None = None
     ) -> None:
@@ -580,6 +586,7 @@ class OnlineStore:
         self._all: list[Any] = []
         self.path: Path | None = None  # the SQLite file
         self._wal_fd: int | None = None
+        self._checkpointer: Any = None
 
     @classmethod
     def open(cls, url: str, *, root: Path | None = None) -> OnlineStore:
@@ -635,6 +642,8 @@ class OnlineStore:
             pass
         with self._write_lock:
             self._writer.execute("PRAGMA synchronous=NORMAL")
+            # checkpoints leave the COMMIT path too: ``checkpoint()`` runs them beside it
+            self._writer.execute("PRAGMA wal_autocheckpoint=0")
         self._wal_fd = os.open(self._wal_path(), os.O_RDONLY | os.O_CLOEXEC)
 
     def _wal_path(self) -> str:
@@ -647,9 +656,21 @@ class OnlineStore:
         try:
             if os.fstat(self._wal_fd).st_ino != os.stat(self._wal_path()).st_ino:
                 raise OnlineStoreError("the online store's WAL file was replaced")
-            os.fsync(self._wal_fd)
+            os.fdatasync(self._wal_fd)
         except OSError as exc:
             raise OnlineStoreError(f"the online store cannot sync: {type(exc).__name__}") from exc
+
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the database file (SQLite; PASSIVE: it never waits
+        for, nor blocks, the writer or a reader), on a connection of its own, which syncs
+        the WAL before and the database file after (``synchronous=FULL``)."""
+        if self.dialect is not SQLITE:
+            return
+        conn = self._checkpointer
+        if conn is None:
+            conn = self._checkpointer = self._new()
+        with _unavailable():
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def ensure_schema(self) -> None:
         with self.write() as tx:
@@ -717,6 +738,7 @@ class OnlineStore:
             with suppress(Exception):
                 c.close()
         self._writer = None
+        self._checkpointer = None
         self._readers = queue.LifoQueue()
         if self._wal_fd is not None:
             os.close(self._wal_fd)

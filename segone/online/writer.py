@@ -146,47 +146,59 @@ class Writer:
         re-evaluate real-time segments, lifecycle stage and taste, and record each transition
         in their journey and the webhook outbox. ``rejected`` rows of the same request go to
         the quarantine."""
+        return self.ingest_many(tx, [(now, messages, rejected)])[0]
+
+    def ingest_many(self, tx: Tx, requests: Sequence[Sequence[Any]]) -> list[dict[str, int]]:
+        """``ingest`` of several requests ((now, messages[, rejected]) each) in turn, as one
+        unit: the group's duplicates are looked up at once, and each person's documents are
+        read in one query."""
         from segone.live import identity, person
 
-        if rejected:
-            tx.quarantine(rejected)
-        if not messages:
-            return {"accepted": 0, "duplicates": 0}
+        rows = [r for req in requests if len(req) > 2 for r in req[2]]
+        if rows:
+            tx.quarantine(rows)
+        if not any(req[1] for req in requests):
+            return [{"accepted": 0, "duplicates": 0} for _ in requests]
         rt = self.runtime()
-        seen = tx.seen([m["messageId"] for m in messages])
-        accepted = duplicates = 0
+        seen = tx.seen([m["messageId"] for req in requests for m in req[1]])
         s = self.settings
-        for msg in messages:
-            mid = msg["messageId"]
-            if mid in seen:
-                duplicates += 1
-                continue
-            seen.add(mid)
-            ids = identity.identifiers_of(msg, s.identity)
-            pid = identity.stitch(tx, msg, ids, s.identity, now).person_id
-            seq = tx.insert_events([msg], [pid])[0]
-            if seq is None:  # pragma: no cover - seen() ruled this out inside our transaction
-                duplicates += 1
-                continue
-            accepted += 1
-            u = person.update(
-                tx.get_docs("published", [pid]).get(pid),
-                tx.get_docs("person", [pid]).get(pid),
-                msg,
-                seq,
-                now,
-                person_id=pid,
-                catalogue=rt.catalogue,
-                lifecycle=s.lifecycle,
-                median_gap_days=rt.median_gap_days,
-            )
-            tx.put_docs("person", {pid: u.doc}, now)
-            for t in u.transitions:
-                payload = t.payload()
-                tx.add_journey(pid, now, t.kind, payload)
-                if s.server.webhook_url:
-                    tx.enqueue(pid, t.kind, payload, now)
-        return {"accepted": accepted, "duplicates": duplicates}
+        out = []
+        for req in requests:
+            now, messages = req[0], req[1]
+            accepted = duplicates = 0
+            for msg in messages:
+                mid = msg["messageId"]
+                if mid in seen:
+                    duplicates += 1
+                    continue
+                seen.add(mid)
+                ids = identity.identifiers_of(msg, s.identity)
+                pid = identity.stitch(tx, msg, ids, s.identity, now).person_id
+                seq = tx.insert_events([msg], [pid])[0]
+                if seq is None:  # pragma: no cover - seen() ruled this out in our transaction
+                    duplicates += 1
+                    continue
+                accepted += 1
+                docs = tx.docs_of(pid, ("published", "person"))
+                u = person.update(
+                    docs.get("published"),
+                    docs.get("person"),
+                    msg,
+                    seq,
+                    now,
+                    person_id=pid,
+                    catalogue=rt.catalogue,
+                    lifecycle=s.lifecycle,
+                    median_gap_days=rt.median_gap_days,
+                )
+                tx.put_docs("person", {pid: u.doc}, now)
+                for t in u.transitions:
+                    payload = t.payload()
+                    tx.add_journey(pid, now, t.kind, payload)
+                    if s.server.webhook_url:
+                        tx.enqueue(pid, t.kind, payload, now)
+            out.append({"accepted": accepted, "duplicates": duplicates})
+        return out
 
     def quarantine(self, tx: Tx, rows: Sequence[Mapping[str, Any]]) -> None:
         tx.quarantine(rows)
@@ -254,15 +266,34 @@ Job = tuple[str, tuple[Any, ...]]
 
 def commit_group(store: OnlineStore, writer: Writer, jobs: Sequence[Job]) -> list[tuple[bool, Any]]:
     """Run ``jobs`` in one transaction, each in its own savepoint; (ok, result or exception)
-    for each. Raises only when the transaction itself fails (then nothing of it is kept)."""
+    for each. Raises only when the transaction itself fails (then nothing of it is kept).
+
+    Consecutive ``ingest`` jobs run together first (``Writer.ingest_many``, one savepoint);
+    should that fail, they run again one by one, so that only the failing one gets an error."""
     out: list[tuple[bool, Any]] = []
     with store.write() as tx:
-        for name, args in jobs:
-            try:
-                with tx.savepoint():
-                    out.append((True, writer.call(tx, name, args)))
-            except Exception as exc:
-                out.append((False, exc))
+        i = 0
+        while i < len(jobs):
+            j = i + 1
+            if jobs[i][0] == "ingest":
+                while j < len(jobs) and jobs[j][0] == "ingest":
+                    j += 1
+            if j - i > 1:
+                try:
+                    with tx.savepoint():
+                        results = writer.ingest_many(tx, [args for _, args in jobs[i:j]])
+                    out += [(True, r) for r in results]
+                    i = j
+                    continue
+                except Exception:
+                    pass  # rolled back: each on its own below
+            for name, args in jobs[i:j]:
+                try:
+                    with tx.savepoint():
+                        out.append((True, writer.call(tx, name, args)))
+                except Exception as exc:
+                    out.append((False, exc))
+            i = j
     return out
 
 
@@ -559,6 +590,12 @@ def _serve_writer(sock: socket.socket) -> None:
     sock.sendall(_frame((_READY, True, os.getpid())))
     answers = _Answers(sock, store, deferred)
     answers.start()
+    stop_checkpoints = threading.Event()
+    checkpoints = threading.Thread(
+        target=_checkpoints, args=(store, stop_checkpoints), name="segone-checkpoint"
+    )
+    if deferred:
+        checkpoints.start()
     queued: list[Any] = first[1:]
     try:
         while not answers.broken:
@@ -577,8 +614,21 @@ def _serve_writer(sock: socket.socket) -> None:
     except ConnectionError:  # the server is gone
         return
     finally:
+        stop_checkpoints.set()
+        if checkpoints.is_alive():
+            checkpoints.join(timeout=60)
         answers.stop()
         store.close()
+
+
+def _checkpoints(store: OnlineStore, stop: threading.Event, every: float = 0.5) -> None:
+    """Checkpoint the WAL twice a second beside the writer (instead of inside a COMMIT, where
+    copying a thousand pages to the database would stall every request of that group)."""
+    while not stop.wait(every):
+        try:
+            store.checkpoint()
+        except Exception as exc:  # the next one will try again; SQLite stays consistent
+            log.warning("WAL checkpoint failed: %s", type(exc).__name__)
 
 
 class _Answers(threading.Thread):

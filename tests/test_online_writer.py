@@ -1,0 +1,96 @@
+"""The writer's group commit: requests of one group share a transaction; one that fails is
+rolled back alone; ingest requests grouped together give what they give one by one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from segone.config import Settings
+from segone.online.store import OnlineStore
+from segone.online.writer import Writer, commit_group
+
+NOW = datetime(2025, 3, 1, 12, tzinfo=UTC)
+
+
+def track(mid: str, user: str, event: str = "Product Viewed", **props: Any) -> dict[str, Any]:
+    t = (NOW - timedelta(minutes=5)).isoformat()
+    return {
+        "type": "track",
+        "messageId": mid,
+        "userId": user,
+        "event": event,
+        "properties": props,
+        "timestamp": t,
+        "receivedAt": t,
+    }
+
+
+def open_writer(root: Path) -> tuple[OnlineStore, Writer]:
+    store = OnlineStore.open(f"sqlite:///{root / 'online.db'}")
+    return store, Writer(store, Settings.from_dict(root, {}))
+
+
+def requests() -> list[list[dict[str, Any]]]:
+    return [
+        [track("m1", "u1", category="Books")],
+        [track("m2", "u2"), track("m3", "u1", "Order Completed", order_id="o1", revenue=20)],
+        [track("m1", "u1")],  # an SDK retry of m1, in the same group
+        [track("m4", "u3", category="Garden"), track("m4", "u3")],
+    ]
+
+
+def state(store: OnlineStore) -> dict[str, Any]:
+    with store.read() as tx:
+        people = {}
+        for user in ("u1", "u2", "u3"):
+            pid = tx.lookup([f"user_id:{user}"]).get(f"user_id:{user}")
+            doc = tx.get_docs("person", [pid]).get(pid) if pid else None
+            people[user] = None if doc is None else (doc["agg"], doc.get("rt"))
+        return {"events": tx.count("events"), "people": people}
+
+
+def test_grouped_ingest_equals_one_by_one(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    grouped, w1 = open_writer(tmp_path / "a")
+    alone, w2 = open_writer(tmp_path / "b")
+    try:
+        together = commit_group(grouped, w1, [("ingest", (NOW, r)) for r in requests()])
+        each = [commit_group(alone, w2, [("ingest", (NOW, r))])[0] for r in requests()]
+        assert together == each
+        assert [r for _, r in together] == [
+            {"accepted": 1, "duplicates": 0},
+            {"accepted": 2, "duplicates": 0},
+            {"accepted": 0, "duplicates": 1},
+            {"accepted": 1, "duplicates": 1},
+        ]
+        assert state(grouped) == state(alone)
+        assert state(grouped)["people"]["u1"][0]["n"]["orders"] == 1
+    finally:
+        grouped.close()
+        alone.close()
+
+
+def test_a_failing_request_is_rolled_back_alone(tmp_path: Path) -> None:
+    store, writer = open_writer(tmp_path)
+    broken = {"type": "track", "userId": "u9", "event": "E"}  # no messageId: a KeyError
+    try:
+        out = commit_group(
+            store,
+            writer,
+            [
+                ("ingest", (NOW, [track("a1", "u1")])),
+                ("ingest", (NOW, [track("a2", "u2"), broken])),
+                ("ingest", (NOW, [track("a3", "u3")])),
+                ("erase", ("user_id:u1",)),
+            ],
+        )
+        assert [ok for ok, _ in out] == [True, False, True, True]
+        assert isinstance(out[1][1], KeyError)
+        with store.read() as tx:
+            # a2 went with its request; u1's event went with u1 (erased in the same group)
+            assert tx.seen(["a1", "a2", "a3"]) == {"a3"}
+    finally:
+        store.close()
