@@ -688,6 +688,8 @@ class OnlineStore:
             with _unavailable():
                 if self._writer is None:
                     self._writer = self._new()
+                    if self.dialect is SQLITE:  # the hot pages of a large store stay in memory
+                        self._writer.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
                 conn = self._writer
                 if self.dialect is SQLITE:
                     conn.execute("BEGIN IMMEDIATE")
@@ -775,6 +777,9 @@ def _unavailable() -> Iterator[None]:
 def _broken(conn: Any) -> bool:
     """A PostgreSQL connection that the server closed (sqlite connections do not break)."""
     return bool(getattr(conn, "closed", False))
+
+
+WRITER_CACHE_KIB = 64 * 1024  # the SQLite writer's page cache (SQLite's default is 2 MiB)
 
 
 def _sqlite_connect(path: Path) -> sqlite3.Connection:

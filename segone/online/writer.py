@@ -515,10 +515,20 @@ class ProcessCommitter:
             self._writer.write(b"".join(out))
 
     async def _answers(self, reader: asyncio.StreamReader) -> None:
+        buf = bytearray()
         while True:
-            try:
-                ticket, ok, value = await _read(reader)
-            except (asyncio.IncompleteReadError, ConnectionError, EOFError):
+            answers: list[Any] = []
+            try:  # every answer that has arrived, at once
+                chunk = await reader.read(1 << 20)
+                buf.extend(chunk)
+                answers = _split(buf)
+            except OSError:  # e.g. reset: the writer died with requests unread
+                chunk = b""
+            except Exception:  # an answer that cannot be read: start again with a new writer
+                log.exception("unreadable answer from the online store's writer")
+                chunk = b""
+            if not chunk:
+                buf.clear()
                 if self._writer is not None:
                     self._writer.close()
                     self._writer = None
@@ -536,9 +546,25 @@ class ProcessCommitter:
                 except OnlineStoreError as exc:
                     log.error("%s", exc)
                 continue
-            fut = self._futures.pop(ticket, None)
-            if fut is not None:
-                _resolve(fut, (ok, value))
+            for ticket, ok, value in answers:
+                fut = self._futures.pop(ticket, None)
+                if fut is not None:
+                    _resolve(fut, (ok, value))
+
+
+def _split(buf: bytearray) -> list[Any]:
+    """The complete frames at the start of ``buf``, taken out of it (a partial one stays)."""
+    out: list[Any] = []
+    start = 0
+    while len(buf) - start >= _LEN.size:
+        n = _LEN.unpack_from(buf, start)[0]
+        end = start + _LEN.size + n
+        if len(buf) < end:
+            break
+        out.append(pickle.loads(bytes(buf[start + _LEN.size : end])))
+        start = end
+    del buf[:start]
+    return out
 
 
 async def _read(reader: asyncio.StreamReader) -> Any:
@@ -559,12 +585,7 @@ def _serve_writer(sock: socket.socket) -> None:
         none yet (a partial frame stays in ``buf``); None at the end of the stream."""
         out: list[Any] = []
         while True:
-            while len(buf) >= _LEN.size:
-                n = _LEN.unpack_from(buf)[0]
-                if len(buf) < _LEN.size + n:
-                    break
-                out.append(pickle.loads(bytes(buf[_LEN.size : _LEN.size + n])))
-                del buf[: _LEN.size + n]
+            out += _split(buf)
             # wait only while there is nothing to return yet; otherwise take what is there
             if not (wait and not out) and not select.select([sock], [], [], 0)[0]:
                 return out
