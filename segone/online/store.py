@@ -5,8 +5,9 @@ This module is the only code that talks to the online database. Both engines run
 (SQLite >= 3.35 and PostgreSQL agree on ``ON CONFLICT``, ``RETURNING`` and savepoints); the few
 dialect differences are in ``_Dialect``. Every write goes through ``OnlineStore.write()``, one
 transaction on the one writer connection; an event is durable once that transaction commits
-(SQLite: WAL with ``synchronous=FULL``; PostgreSQL: ``synchronous_commit`` as configured, on by
-default). Readers use their own connections and never block the writer.
+(SQLite: WAL with ``synchronous=FULL``, or ``defer_sync`` + ``sync``, which the writer process
+uses; PostgreSQL: ``synchronous_commit`` as configured, on by default). Readers use their own
+connections and never block the writer.
 
 URLs: ``sqlite:///relative/or/absolute.db`` (``sqlite:////abs/path.db`` also works) or
 ``postgresql://user@host:port/db``; a ``?schema=NAME`` on a PostgreSQL URL keeps segone's tables
