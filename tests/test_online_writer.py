@@ -94,3 +94,32 @@ def test_a_failing_request_is_rolled_back_alone(tmp_path: Path) -> None:
             assert tx.seen(["a1", "a2", "a3"]) == {"a3"}
     finally:
         store.close()
+
+
+def test_the_writer_process_writes_to_the_servers_store(tmp_path: Path, monkeypatch: Any) -> None:
+    """A store opened by a relative URL (from the working directory) is the one the writer
+    process writes, whatever the project directory."""
+    import asyncio
+
+    from segone.online.engine import Engine
+
+    (tmp_path / "project").mkdir()
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    store = OnlineStore.open("sqlite:///rel.db")
+    engine = Engine(store, Settings.from_dict(tmp_path / "project", {}), writer="process")
+
+    async def run() -> dict[str, int]:
+        await engine.start()
+        try:
+            return await engine.ingest([track("w1", "u1")])
+        finally:
+            await engine.stop()
+
+    try:
+        assert asyncio.run(run()) == {"accepted": 1, "duplicates": 0}
+        with store.read() as tx:
+            assert tx.seen(["w1"]) == {"w1"}
+        assert not (tmp_path / "project" / "rel.db").exists()
+    finally:
+        store.close()

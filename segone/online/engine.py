@@ -85,7 +85,10 @@ class Engine:
         if mode not in WRITERS:
             raise ValueError(f"writer must be one of {WRITERS}, not {mode!r}")
         self.committer: GroupCommitter | ProcessCommitter = (
-            ProcessCommitter(settings, store.url)
+            # the writer opens the very file this store has (a relative URL resolved here)
+            ProcessCommitter(
+                settings, f"sqlite:///{store.path.resolve()}" if store.path else store.url
+            )
             if mode == "process"
             else GroupCommitter(self.writer)
         )
