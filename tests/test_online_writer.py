@@ -123,3 +123,43 @@ def test_the_writer_process_writes_to_the_servers_store(tmp_path: Path, monkeypa
         assert not (tmp_path / "project" / "rel.db").exists()
     finally:
         store.close()
+
+
+def test_frames_between_the_server_and_its_writer_round_trip() -> None:
+    """The hot path (an ingest request without rejected rows, and its answer) travels as JSON,
+    everything else as a pickle; both decode to what was sent."""
+    from segone.online.writer import _answer_frame, _request_frame, _split
+
+    msgs = [track("f1", "u1", category="Books", price=9.5)]
+    sent = [
+        (1, "ingest", (NOW, msgs)),
+        (2, "ingest", (NOW.replace(microsecond=0), msgs, [])),
+        (3, "ingest", (NOW, msgs, [{"reason": "r", "message": {}, "received_at": NOW}])),
+        (4, "ingest", (NOW, [track("f2", "u2", big=2**70)])),  # beyond JSON's 64-bit integers
+        (5, "erase", ("user_id:u1",)),
+    ]
+    frames = b"".join(_request_frame(*r) for r in sent)
+    kinds = []
+    offset = 0
+    while offset < len(frames):
+        n = int.from_bytes(frames[offset : offset + 4], "big")
+        kinds.append(frames[offset + 4 : offset + 5])
+        offset += 4 + n
+    assert kinds == [b"I", b"I", b"P", b"P", b"P"]
+    buf = bytearray(frames[:-3])  # the last frame incomplete: it stays in the buffer
+    got = _split(buf)
+    assert got[0] == (1, "ingest", (NOW, msgs))
+    assert got[1] == (2, "ingest", (NOW.replace(microsecond=0), msgs))
+    assert got[1][2][0].tzinfo is not None
+    assert got[2:] == [tuple(r) for r in sent[2:4]]
+    buf += frames[-3:]
+    assert _split(buf) == [sent[4]] and not buf
+    answers = [
+        _answer_frame(1, True, {"accepted": 1, "duplicates": 0}),
+        _answer_frame(2, False, KeyError("messageId")),
+        _answer_frame(3, True, {"person_id": "p", "deleted": {"events": 1}}),
+    ]
+    back = _split(bytearray(b"".join(answers)))
+    assert back[0] == (1, True, {"accepted": 1, "duplicates": 0})
+    assert back[1][:2] == (2, False) and isinstance(back[1][2], KeyError)
+    assert back[2] == (3, True, {"person_id": "p", "deleted": {"events": 1}})
