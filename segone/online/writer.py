@@ -482,7 +482,7 @@ class ProcessCommitter:
         writer.write(_frame((self.settings, self.url, self.max_jobs)))
         try:
             ticket, ok, value = await asyncio.wait_for(_read(reader), self.start_timeout)
-        except (TimeoutError, asyncio.IncompleteReadError, EOFError) as exc:
+        except (TimeoutError, asyncio.IncompleteReadError, EOFError, OSError) as exc:
             writer.close()
             self._kill()
             raise OnlineStoreError("the online store's writer process did not start") from exc
@@ -574,8 +574,8 @@ class ProcessCommitter:
                 await asyncio.sleep(min(5.0, 0.1 * self.restarts))
                 try:
                     reader = await self._spawn()
-                except OnlineStoreError as exc:
-                    log.error("%s", exc)
+                except Exception as exc:  # tried again after the next back-off
+                    log.error("the online store's writer did not start: %s", exc)
                 continue
             for ticket, ok, value in answers:
                 fut = self._futures.pop(ticket, None)
