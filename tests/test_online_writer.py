@@ -163,3 +163,69 @@ def test_frames_between_the_server_and_its_writer_round_trip() -> None:
     assert back[0] == (1, True, {"accepted": 1, "duplicates": 0})
     assert back[1][:2] == (2, False) and isinstance(back[1][2], KeyError)
     assert back[2] == (3, True, {"person_id": "p", "deleted": {"events": 1}})
+
+
+def test_a_request_that_cannot_be_passed_on_fails_alone(tmp_path: Path) -> None:
+    """Something the frame cannot carry (nested too deeply to pickle) fails that request at
+    once; the writer keeps serving and the server still stops."""
+    import asyncio
+
+    from segone.online.store import OnlineStoreError
+    from segone.online.writer import ProcessCommitter
+
+    store, _ = open_writer(tmp_path)
+    store.close()
+    committer = ProcessCommitter(
+        Settings.from_dict(tmp_path, {}), f"sqlite:///{tmp_path}/online.db"
+    )
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+
+    async def run() -> dict[str, int]:
+        await committer.start()
+        try:
+            bad = committer.enqueue("quarantine", [{"reason": "r", "message": deep}])
+            try:
+                await bad
+            except OnlineStoreError as exc:
+                assert "cannot be passed on" in str(exc)
+            else:
+                raise AssertionError("a frame that cannot be built was sent")
+            return dict(await committer.submit("ingest", NOW, [track("d1", "u1")]))
+        finally:
+            await asyncio.wait_for(committer.stop(), 60)
+
+    assert asyncio.run(run()) == {"accepted": 1, "duplicates": 0}
+
+
+def test_rejected_messages_are_kept_as_json_text_or_a_note() -> None:
+    from segone.api.app import _storable
+
+    assert _storable({"a": [1, "é"]}) == '{"a":[1,"é"]}'
+    assert _storable("as sent") == "as sent"
+    deep: list[Any] = []
+    for _ in range(300):  # beyond orjson's 255 levels
+        deep = [deep]
+    assert _storable(deep).startswith("(not kept")
+
+
+def test_the_fast_path_reads_a_large_body_within_the_cap_whole() -> None:
+    import asyncio
+
+    from starlette.datastructures import Headers
+
+    from segone.api.app import _receive_body
+
+    chunk = b"x" * (1 << 20)  # 10 of them: more than the 8 MiB drained past a cap
+
+    async def run() -> bytes:
+        left = [10]
+
+        async def receive() -> dict[str, Any]:
+            left[0] -= 1
+            return {"type": "http.request", "body": chunk, "more_body": left[0] > 0}
+
+        return await _receive_body(receive, Headers({}), 16 << 20)
+
+    assert len(asyncio.run(run())) == 10 << 20

@@ -98,6 +98,17 @@ def _store_unavailable(exc: Exception) -> Response:
     return envelope(503, "unavailable", "the online store is unavailable; retry later")
 
 
+def _storable(raw: Any) -> Any:
+    """A rejected message as the quarantine keeps it: as sent, as JSON text (anything JSON
+    can hold, however odd), or a note when it cannot be kept (nested too deeply)."""
+    if isinstance(raw, str):
+        return raw
+    try:
+        return orjson.dumps(raw).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return "(not kept: nested too deeply to store)"
+
+
 def _required(doc: Mapping[str, Any], *keys: str) -> None:
     missing = [k for k in keys if not isinstance(doc.get(k), str) or not doc[k].strip()]
     if missing:
@@ -155,7 +166,11 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         result = await engine.ingest(
             parsed.messages,
             [
-                {"reason": f"{r.code}: {r.message}", "message": r.raw, "received_at": now}
+                {
+                    "reason": f"{r.code}: {r.message}",
+                    "message": _storable(r.raw),
+                    "received_at": now,
+                }
                 for r in parsed.rejected
             ],
         )
@@ -424,7 +439,7 @@ async def _receive_body(receive: Any, headers: Headers, cap: int) -> bytes:
             too_big = True
         if not too_big:
             chunks.append(chunk)
-        if not message.get("more_body", False) or size > DRAIN_BYTES:
+        if not message.get("more_body", False) or (too_big and size > DRAIN_BYTES):
             break
     if too_big:
         raise too_large(cap)

@@ -643,8 +643,10 @@ class OnlineStore:
             pass
         with self._write_lock:
             self._writer.execute("PRAGMA synchronous=NORMAL")
-            # checkpoints leave the COMMIT path too: ``checkpoint()`` runs them beside it
+            # checkpoints leave the COMMIT path too: ``checkpoint()`` runs them beside it, and
+            # ``checkpoint(on_writer=True)`` between two groups lets the WAL start over
             self._writer.execute("PRAGMA wal_autocheckpoint=0")
+            self._writer.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         self._wal_fd = os.open(self._wal_path(), os.O_RDONLY | os.O_CLOEXEC)
 
     def _wal_path(self) -> str:
@@ -661,17 +663,34 @@ class OnlineStore:
         except OSError as exc:
             raise OnlineStoreError(f"the online store cannot sync: {type(exc).__name__}") from exc
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, *, on_writer: bool = False) -> None:
         """Copy what the WAL holds into the database file (SQLite; PASSIVE: it never waits
-        for, nor blocks, the writer or a reader), on a connection of its own, which syncs
-        the WAL before and the database file after (``synchronous=FULL``)."""
+        for a reader), on a connection of its own (never blocking the writer), which syncs the
+        WAL before and the database file after.
+
+        A checkpoint beside a writer that never pauses never finishes, and SQLite starts the
+        WAL over only when a write begins on a WAL that is entirely in the database file: so
+        now and then (``wal_size() > WAL_LIMIT_BYTES``) the writer's own connection runs one
+        between two of its transactions, copying what the other one has not yet."""
         if self.dialect is not SQLITE:
+            return
+        if on_writer:
+            with self._write_lock, _unavailable():
+                if self._writer is not None:
+                    self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             return
         conn = self._checkpointer
         if conn is None:
             conn = self._checkpointer = self._new()
         with _unavailable():
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def wal_size(self) -> int:
+        """Bytes in the SQLite WAL file (0 if there is none)."""
+        try:
+            return os.stat(self._wal_path()).st_size if self.path is not None else 0
+        except OSError:
+            return 0
 
     def ensure_schema(self) -> None:
         with self.write() as tx:
@@ -781,6 +800,7 @@ def _broken(conn: Any) -> bool:
 
 
 WRITER_CACHE_KIB = 64 * 1024  # the SQLite writer's page cache (SQLite's default is 2 MiB)
+WAL_LIMIT_BYTES = 64 * 1024 * 1024  # past this, the writer lets the WAL start over
 
 
 def _sqlite_connect(path: Path) -> sqlite3.Connection:

@@ -26,7 +26,6 @@ import logging
 import os
 import pickle
 import queue
-import select
 import signal
 import socket
 import struct
@@ -42,7 +41,7 @@ from typing import Any
 import orjson
 
 from segone.config import Settings
-from segone.online.store import OnlineStore, OnlineStoreError, Tx
+from segone.online.store import WAL_LIMIT_BYTES, OnlineStore, OnlineStoreError, Tx
 from segone.segments.rules import Catalogue, RuleError
 
 log = logging.getLogger(__name__)
@@ -375,6 +374,8 @@ def _resolve(fut: asyncio.Future[Any], result: tuple[bool, Any]) -> None:
     ok, value = result
     if ok:
         fut.set_result(value)
+    elif isinstance(value, StopIteration):  # (a future refuses these)
+        fut.set_exception(RuntimeError(f"{type(value).__name__} in a write operation"))
     else:
         fut.set_exception(value)
 
@@ -476,6 +477,9 @@ class ProcessCommitter:
                 # finishes what is queued and then closes the socket (the writer exits then)
                 start_new_session=True,
             )
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         reader, writer = await asyncio.open_connection(sock=ours, limit=2**26)
@@ -507,6 +511,9 @@ class ProcessCommitter:
                 await self._writer.wait_closed()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(task, 10)
+        if self._writer is not None:  # one started by a restart meanwhile
+            self._writer.close()
+            self._writer = None
         if self._proc is not None:
             try:
                 await asyncio.to_thread(self._proc.wait, 30)
@@ -532,12 +539,19 @@ class ProcessCommitter:
             fut.set_exception(OnlineStoreError("the online store's writer is restarting; retry"))
             return fut
         ticket = next(self._tickets)
+        try:
+            frame = _request_frame(ticket, name, args)
+        except Exception as exc:  # e.g. nested too deeply to pickle: this request fails alone
+            fut.set_exception(
+                OnlineStoreError(f"the request cannot be passed on: {type(exc).__name__}")
+            )
+            return fut
         self._futures[ticket] = fut
         # one write per turn of the event loop for every request handled in it: waking the
         # writer process costs more than the bytes
         if not self._out:
             asyncio.get_running_loop().call_soon(self._send)
-        self._out.append(_request_frame(ticket, name, args))
+        self._out.append(frame)
         return fut
 
     def _send(self) -> None:
@@ -572,6 +586,8 @@ class ProcessCommitter:
                 self._kill()
                 self.restarts += 1
                 await asyncio.sleep(min(5.0, 0.1 * self.restarts))
+                if self._stopping:
+                    return
                 try:
                     reader = await self._spawn()
                 except Exception as exc:  # tried again after the next back-off
@@ -620,9 +636,11 @@ def _serve_writer(sock: socket.socket) -> None:
         while True:
             out += _split(buf)
             # wait only while there is nothing to return yet; otherwise take what is there
-            if not (wait and not out) and not select.select([sock], [], [], 0)[0]:
+            # (MSG_DONTWAIT rather than select(), which fails on descriptors from 1024 up)
+            try:
+                chunk = sock.recv(1 << 20, 0 if (wait and not out) else socket.MSG_DONTWAIT)
+            except BlockingIOError:
                 return out
-            chunk = sock.recv(1 << 20)
             if not chunk:
                 return out or None
             buf.extend(chunk)
@@ -665,6 +683,8 @@ def _serve_writer(sock: socket.socket) -> None:
             except Exception as exc:  # the COMMIT failed: nobody in this batch is acknowledged
                 results = [(False, exc)] * len(batch)
             answers.put([t for t, _, _ in batch], results)
+            if deferred and store.wal_size() > WAL_LIMIT_BYTES:
+                store.checkpoint(on_writer=True)  # the next group starts the WAL over
     except ConnectionError:  # the server is gone
         return
     finally:
@@ -705,6 +725,15 @@ class _Answers(threading.Thread):
         self.join(timeout=60)
 
     def run(self) -> None:
+        try:
+            self._run()
+        except BaseException:  # the main loop sees ``broken`` and stops: the server restarts us
+            log.exception("the writer's answers thread failed")
+            self.broken = True
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+
+    def _run(self) -> None:
         done = False
         while not done:
             groups = [self._queue.get()]
