@@ -140,11 +140,13 @@ def btyd_scores(
     wh: Warehouse, as_of: datetime, s: ModelSettings, report: ScoreReport, record: bool = True
 ) -> pd.DataFrame:
     """customer_id, p_alive, expected_purchases, expected_order_value, clv for every buyer."""
-    # in a fixed order: the fits' floating-point sums (and so their results) do not depend on
-    # how the engine happened to schedule the aggregation
+    # in a fixed order, and rounded: the fits' floating-point sums (and so whether a marginal
+    # fit converges) must not depend on how the engine happened to schedule the aggregation,
+    # whose own sums (the average order value) can differ in their last bits from run to run
     summ = wh.execute(
         rfm_summary(transactions(wh, as_of), calibration_end=_naive(as_of), unit_days=1.0)
     ).sort_values("customer_id", ignore_index=True)
+    summ[["recency", "T", "monetary_value"]] = summ[["recency", "T", "monetary_value"]].round(9)
     out = pd.DataFrame({"customer_id": summ["customer_id"]})
     for c in SCORE_COLUMNS[:4]:
         out[c] = np.nan
