@@ -229,3 +229,15 @@ def test_the_fast_path_reads_a_large_body_within_the_cap_whole() -> None:
         return await _receive_body(receive, Headers({}), 16 << 20)
 
     assert len(asyncio.run(run())) == 10 << 20
+
+
+def test_a_group_holds_about_500_events_at_most() -> None:
+    from segone.online.writer import MAX_GROUP_MESSAGES, _take
+
+    batch = [track(f"b{i}", "u1") for i in range(20)]
+    queued = [(t, "ingest", (NOW, batch)) for t in range(100)] + [(100, "erase", ("u",))]
+    group, rest = _take(queued, 1000)
+    assert len(group) == MAX_GROUP_MESSAGES // 20 and rest[0][0] == len(group)
+    huge = [(0, "ingest", (NOW, batch * 50)), (1, "ingest", (NOW, batch))]
+    assert _take(huge, 1000) == (huge[:1], huge[1:])  # one request alone may be larger
+    assert _take(queued, 3)[0] == queued[:3]

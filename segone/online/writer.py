@@ -678,7 +678,7 @@ def _serve_writer(sock: socket.socket) -> None:
                     return
                 got = []
             queued += got
-            batch, queued = queued[:max_jobs], queued[max_jobs:]
+            batch, queued = _take(queued, max_jobs)
             try:
                 results = commit_group(store, writer, [(name, args) for _, name, args in batch])
             except Exception as exc:  # the COMMIT failed: nobody in this batch is acknowledged
@@ -699,6 +699,25 @@ def _serve_writer(sock: socket.socket) -> None:
             checkpoints.join(timeout=60)
         answers.stop()
         store.close()
+
+
+MAX_GROUP_MESSAGES = 500  # events per transaction, past which the rest wait for the next one
+
+
+def _take(queued: list[Any], max_jobs: int) -> tuple[list[Any], list[Any]]:
+    """The next group: requests in order, up to ``max_jobs`` and (after the first) about
+    ``MAX_GROUP_MESSAGES`` events, so that big SDK batches under load still commit, and get
+    their answers, every few hundred events."""
+    events = 0
+    n = 0
+    while n < len(queued) and n < max_jobs:
+        _, name, args = queued[n]
+        size = len(args[1]) if name == "ingest" and len(args) > 1 else 1
+        if n and events + size > MAX_GROUP_MESSAGES:
+            break
+        events += size
+        n += 1
+    return queued[:n], queued[n:]
 
 
 def _checkpoints(store: OnlineStore, stop: threading.Event, every: float = 0.2) -> None:
