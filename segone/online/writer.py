@@ -720,9 +720,9 @@ def _take(queued: list[Any], max_jobs: int) -> tuple[list[Any], list[Any]]:
     return queued[:n], queued[n:]
 
 
-def _checkpoints(store: OnlineStore, stop: threading.Event, every: float = 0.2) -> None:
-    """Checkpoint the WAL five times a second beside the writer (instead of inside a COMMIT,
-    where copying a thousand pages to the database would stall every request of that group)."""
+def _checkpoints(store: OnlineStore, stop: threading.Event, every: float = 0.5) -> None:
+    """Checkpoint the WAL twice a second beside the writer (instead of inside a COMMIT, where
+    copying a thousand pages to the database would stall every request of that group)."""
     while not stop.wait(every):
         try:
             store.checkpoint()
