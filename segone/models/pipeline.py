@@ -140,13 +140,16 @@ def btyd_scores(
     wh: Warehouse, as_of: datetime, s: ModelSettings, report: ScoreReport, record: bool = True
 ) -> pd.DataFrame:
     """customer_id, p_alive, expected_purchases, expected_order_value, clv for every buyer."""
-    # in a fixed order, and rounded: the fits' floating-point sums (and so whether a marginal
-    # fit converges) must not depend on how the engine happened to schedule the aggregation,
-    # whose own sums (the average order value) can differ in their last bits from run to run
+    # rounded, and in an order fixed by the values themselves: the fits' floating-point sums
+    # (and so whether a marginal fit converges) must depend neither on how the engine happened
+    # to schedule the aggregation (its sums can differ in their last bits from run to run) nor
+    # on the customers' ids
+    cols = ["frequency", "recency", "T", "monetary_value"]
     summ = wh.execute(
         rfm_summary(transactions(wh, as_of), calibration_end=_naive(as_of), unit_days=1.0)
-    ).sort_values("customer_id", ignore_index=True)
-    summ[["recency", "T", "monetary_value"]] = summ[["recency", "T", "monetary_value"]].round(9)
+    )
+    summ[cols[1:]] = summ[cols[1:]].round(9)
+    summ = summ.sort_values([*cols, "customer_id"], ignore_index=True)
     out = pd.DataFrame({"customer_id": summ["customer_id"]})
     for c in SCORE_COLUMNS[:4]:
         out[c] = np.nan
