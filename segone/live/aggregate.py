@@ -307,10 +307,7 @@ def combine(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
                      b["previous_order_at"]) if t is not None),
         reverse=True,
     )  # fmt: skip
-    searches = _add(a["searches"], b["searches"])
-    if len(searches) > MAX_TERMS:  # keep the most frequent terms
-        keep = sorted(searches.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_TERMS]
-        searches = dict(keep)
+    searches = _top_terms_kept(_add(a["searches"], b["searches"]))
     devices = list(dict.fromkeys([*a["devices"], *b["devices"]]))[:MAX_DEVICES]
     return {
         "n": _add(a["n"], b["n"]),
@@ -335,13 +332,20 @@ _COUNTER_SET = frozenset(COUNTERS)
 _PAGE_TYPES = ("page", "screen")
 
 
+def _top_terms_kept(searches: dict[str, Any]) -> dict[str, Any]:
+    """``searches`` with only the ``MAX_TERMS`` most frequent terms (ties by term)."""
+    if len(searches) <= MAX_TERMS:
+        return searches
+    return dict(sorted(searches.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_TERMS])
+
+
 def add_record(a: Mapping[str, Any], r: Mapping[str, Any]) -> dict[str, Any]:
     """``combine(a, single(r))`` for an aggregate ``a`` made by this module (its lists sorted,
     without repeats and within their limits, as ``combine`` leaves them), without rebuilding
     what one record leaves as it was: the parts ``r`` does not touch are ``a``'s own objects
     (aggregates are never changed in place, so sharing them is safe)."""
-    if "order" in r:
-        return _add_single(a, single(r))
+    if "order" in r:  # (rare: the general path)
+        return combine(a, single(r))
     ts = r["ts"]
     n = dict(a["n"])
     if not n.keys() >= _COUNTER_SET:  # as combine: every counter, 0 unless counted
@@ -369,9 +373,7 @@ def add_record(a: Mapping[str, Any], r: Mapping[str, Any]) -> dict[str, Any]:
         devices = [*devices, anon][:MAX_DEVICES]
     searches = a["searches"]
     if "query" in r:
-        searches = _add(searches, {r["query"]: 1})
-        if len(searches) > MAX_TERMS:
-            searches = dict(sorted(searches.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_TERMS])
+        searches = _top_terms_kept(_add(searches, {r["query"]: 1}))
     taste = a["taste"]
     if "category" in r:
         taste = _add(taste, {category_level(r["category"]): VIEW_WEIGHT})
@@ -391,43 +393,6 @@ def add_record(a: Mapping[str, Any], r: Mapping[str, Any]) -> dict[str, Any]:
         "categories_bought": a["categories_bought"],
         "aff": a["aff"],
         "taste": taste,
-    }
-
-
-def _add_single(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    """``combine(a, b)``, ``b`` the aggregate of one record (see ``add_record``)."""
-    times = (a["last_order_at"], a["previous_order_at"])
-    if b["last_order_at"] is not None:
-        desc = sorted((t for t in (*times, b["last_order_at"]) if t is not None), reverse=True)
-        times = (desc[0], desc[1] if len(desc) > 1 else None)
-    devices = a["devices"]
-    if b["devices"]:
-        devices = list(dict.fromkeys([*devices, *b["devices"]]))[:MAX_DEVICES]
-    searches = a["searches"]
-    if b["searches"]:
-        searches = _add(searches, b["searches"])
-        if len(searches) > MAX_TERMS:
-            searches = dict(sorted(searches.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_TERMS])
-    pricing = a["pricing_ts"]
-    if b["pricing_ts"]:
-        pricing = sorted([*pricing, *b["pricing_ts"]])[-MAX_PRICING:]
-    cats = a["categories_bought"]
-    if b["categories_bought"]:
-        cats = sorted({*cats, *b["categories_bought"]})[:MAX_CATEGORIES]
-    return {
-        "n": _add(a["n"], b["n"]),
-        "revenue": a["revenue"] + b["revenue"],
-        "first_event_at": _lo(a["first_event_at"], b["first_event_at"]),
-        "last_event_at": _hi(a["last_event_at"], b["last_event_at"]),
-        "first_order_at": _lo(a["first_order_at"], b["first_order_at"]),
-        "last_order_at": times[0],
-        "previous_order_at": times[1],
-        "devices": devices,
-        "searches": searches,
-        "pricing_ts": pricing,
-        "categories_bought": cats,
-        "aff": _add(a["aff"], b["aff"]) if b["aff"] else a["aff"],
-        "taste": _add(a["taste"], b["taste"]) if b["taste"] else a["taste"],
     }
 
 
