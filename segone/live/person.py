@@ -49,32 +49,22 @@ def update(
     horizon = compiled.horizon_days
     since = None if horizon is None else now - timedelta(days=horizon)
     remembered = (doc or {}).get("rt")
+    kw: dict[str, Any] = {
+        "person_id": person_id,
+        "identifiers": identifiers,
+        "lifecycle": lifecycle,
+        "median_gap_days": median_gap_days,
+    }
     # the state before is needed only for a person without a remembered one (``changes``
     # compares with ``remembered`` whenever there is one)
     before: dict[str, Any] = {}
     before_events: list[dict[str, Any]] = []
     if remembered is None:
-        before = profile.view(
-            published,
-            doc,
-            now,
-            person_id=person_id,
-            identifiers=identifiers,
-            lifecycle=lifecycle,
-            median_gap_days=median_gap_days,
-        )
+        before = profile.view(published, doc, now, **kw)
         if names:
             before_events = profile.rule_events(published, doc, names, after=since)
     doc = profile.apply_event(doc, msg, seq, now)
-    after = profile.view(
-        published,
-        doc,
-        now,
-        person_id=person_id,
-        identifiers=identifiers,
-        lifecycle=lifecycle,
-        median_gap_days=median_gap_days,
-    )
+    after = profile.view(published, doc, now, **kw)
     events = profile.rule_events(published, doc, names, after=since) if names else []
     segments = compiled.members(after, events, now)
     # a taste shifts only from a published baseline, on enough live signals (``shifted_to``)
