@@ -63,22 +63,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 async def read_body(request: Request, cap: int) -> bytes:
     """The raw request body, refusing (413) more than ``cap`` bytes before holding them."""
-    length = request.headers.get("content-length")
-    too_big = length is not None and length.isdigit() and int(length) > cap
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > cap:
-            too_big = True
-        if too_big:
-            if size > DRAIN_BYTES:
-                break
-            continue
-        chunks.append(chunk)
-    if too_big:
-        raise too_large(cap)
-    return b"".join(chunks)
+    return await _receive_body(request.receive, request.headers, cap)
 
 
 async def _decision_error(request: Request, exc: Exception) -> Response:
@@ -424,7 +409,9 @@ class TrackingFastPath:
 
 
 async def _receive_body(receive: Any, headers: Headers, cap: int) -> bytes:
-    """``read_body`` on the raw ASGI channel."""
+    """The body from the raw ASGI channel, refusing (413) more than ``cap`` bytes before
+    holding them; past the cap the rest is read and dropped up to ``DRAIN_BYTES`` (so the
+    client reads the 413 rather than a reset connection)."""
     length = headers.get("content-length")
     too_big = length is not None and length.isdigit() and int(length) > cap
     chunks: list[bytes] = []
