@@ -139,6 +139,24 @@ def post_until_refused(url: str, acked: list[str], worker: int, stop_at: float) 
                 acked.extend(m["messageId"] for m in batch)
 
 
+def load(
+    url: str, workers: int, seconds: float, at_least: int
+) -> tuple[list[list[str]], list[threading.Thread]]:
+    """Client threads posting events for ``seconds``; returns once ``at_least`` are acked."""
+    acked: list[list[str]] = [[] for _ in range(workers)]
+    stop_at = time.monotonic() + seconds
+    threads = [
+        threading.Thread(target=post_until_refused, args=(url, acked[w], w, stop_at))
+        for w in range(workers)
+    ]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 20
+    while sum(map(len, acked)) < at_least and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return acked, threads
+
+
 def run_kill_test(root: Path, online_url: str) -> None:
     (root / "segone.toml").write_text(f'[server]\nonline_url = "{online_url}"\n')
     port = free_port()
@@ -146,18 +164,10 @@ def run_kill_test(root: Path, online_url: str) -> None:
     log = root / "server.log"
     proc = start_server(root, port, log)
     writer = writer_of(proc.pid)
-    acked: list[list[str]] = [[] for _ in range(6)]
-    stop_at = time.monotonic() + 30
-    threads = [
-        threading.Thread(target=post_until_refused, args=(url, acked[w], w, stop_at))
-        for w in range(len(acked))
-    ]
+    acked: list[list[str]] = []
+    threads: list[threading.Thread] = []
     try:
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + 20
-        while sum(map(len, acked)) < 300 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        acked, threads = load(url, 6, 30, at_least=300)
         proc.send_signal(signal.SIGKILL)  # under load: requests are in flight
         proc.wait()
         for t in threads:
@@ -217,17 +227,7 @@ def test_a_killed_writer_process_is_replaced_and_loses_nothing(tmp_path: Path) -
     proc = start_server(tmp_path, port, log)
     try:
         first = writer_of(proc.pid)
-        acked: list[list[str]] = [[] for _ in range(4)]
-        stop_at = time.monotonic() + 6
-        threads = [
-            threading.Thread(target=post_until_refused, args=(url, acked[w], w, stop_at))
-            for w in range(len(acked))
-        ]
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + 20
-        while sum(map(len, acked)) < 100 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        acked, threads = load(url, 4, 6, at_least=100)
         os.kill(first, signal.SIGKILL)  # mid-load: its requests in flight get a 503
         for t in threads:
             t.join(timeout=30)
