@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from segone.api import background_server, create_app
+from segone.api.app import FastPath
 from segone.api.logs import redact_path
 from segone.config import Settings
 from segone.online.engine import Engine
@@ -59,12 +60,18 @@ class Server:
             return {t: tx.count(t) for t in ("events", "identities", "docs", "quarantine")}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=["fast path", "routes"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The server as ``segone serve`` runs it, and (``routes``) without its fast path: the hot
+    endpoints then go through their FastAPI routes, which must answer alike."""
     root = tmp_path_factory.mktemp("api_errors")
     settings = settings_for(root)
     store = OnlineStore.open(settings.server.online_url)
     app = create_app(settings, Engine(store, settings))
+    if request.param == "routes":
+        app.user_middleware = [m for m in app.user_middleware if m.cls is not FastPath]
 
     @app.get("/test/int/{n}")  # a typed parameter, to see FastAPI's own 422
     async def typed(n: int) -> dict[str, int]:

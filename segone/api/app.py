@@ -7,7 +7,7 @@ every tracking answer is sent after the engine has committed the messages.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -66,21 +66,26 @@ async def read_body(request: Request, cap: int) -> bytes:
     return await _receive_body(request.receive, request.headers, cap)
 
 
-async def _decision_error(request: Request, exc: Exception) -> Response:
-    return envelope(400, "invalid_request", str(exc))
+HANDLED = (ApiError, DecisionError, NotFound, OnlineStoreError)
 
 
-async def _not_found(request: Request, exc: Exception) -> Response:
-    return envelope(404, "not_found", "nothing is known by that identifier")
+def error_response(exc: Exception) -> Response:
+    """The error envelope for an exception of ``HANDLED`` (what handlers raise on purpose; any
+    other exception is a bug, answered 500 by the app's catch-all)."""
+    if isinstance(exc, ApiError):
+        return envelope(exc.status, exc.code, exc.message, exc.details, exc.headers)
+    if isinstance(exc, DecisionError):
+        return envelope(400, "invalid_request", str(exc))
+    if isinstance(exc, NotFound):
+        return envelope(404, "not_found", "nothing is known by that identifier")
+    if isinstance(exc, OnlineStoreError):
+        log.error("online store unavailable: %s", type(exc).__name__)
+        return envelope(503, "unavailable", "the online store is unavailable; retry later")
+    raise TypeError(f"not an error handlers raise on purpose: {type(exc).__name__}") from exc
 
 
-async def _store_error(request: Request, exc: Exception) -> Response:
-    return _store_unavailable(exc)
-
-
-def _store_unavailable(exc: Exception) -> Response:
-    log.error("online store unavailable: %s", type(exc).__name__)
-    return envelope(503, "unavailable", "the online store is unavailable; retry later")
+async def _handled(request: Request, exc: Exception) -> Response:
+    return error_response(exc)
 
 
 def _storable(raw: Any) -> Any:
@@ -129,12 +134,12 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         lifespan=lifespan,
     )
     install(app)
-    app.add_exception_handler(DecisionError, _decision_error)
-    app.add_exception_handler(NotFound, _not_found)
-    app.add_exception_handler(OnlineStoreError, _store_error)
+    for handled in HANDLED[1:]:  # ApiError has its handler from ``install``
+        app.add_exception_handler(handled, _handled)
 
-    async def ingest(endpoint: str, headers: Mapping[str, str], body: bytes) -> Response:
-        """One tracking request (``body`` already read, within the cap)."""
+    async def ingest(endpoint: str, headers: Mapping[str, str], read: Reader) -> Response:
+        """One tracking request."""
+        body = await read(limits.max_body_bytes)
         header_key = basic_user(headers.get("authorization"))
         if header_key is not None:
             auth.require_write_key(header_key)
@@ -168,16 +173,22 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
             }
         )
 
+    # the hot endpoints: each a handler of (headers, read), answered by ``FastPath`` in front
+    # of FastAPI and, for the OpenAPI document (and any request the fast path passes on), by
+    # the app's routes through ``_route``
+    hot: dict[str, Handler] = {}
+
     def add_tracking_route(endpoint: str) -> None:
-        async def handler(request: Request) -> Response:
-            body = await read_body(request, limits.max_body_bytes)
-            return await ingest(endpoint, request.headers, body)
+        async def handler(headers: Mapping[str, str], read: Reader) -> Response:
+            return await ingest(endpoint, headers, read)
+
+        hot[f"/v1/{endpoint}"] = handler
 
         model = schemas.MESSAGE_MODELS[endpoint]
         what = "a batch of messages" if endpoint == "batch" else f"one {endpoint} message"
         app.add_api_route(
             f"/v1/{endpoint}",
-            handler,
+            _route(handler),
             methods=["POST"],
             name=endpoint,
             summary=f"Send {what} (Segment tracking API)",
@@ -214,11 +225,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         add_tracking_route(endpoint)
 
     async def json_object(request: Request) -> dict[str, Any]:
-        body = await read_body(request, MAX_JSON_BYTES)
-        doc = parse_json(body)
-        if not isinstance(doc, dict):
-            raise ApiError(400, "the body must be a JSON object", "invalid_request")
-        return doc
+        return _object(await read_body(request, MAX_JSON_BYTES))
 
     def bearer_doc(model: type[Any], scheme: list[str]) -> dict[str, Any]:
         return {
@@ -233,33 +240,43 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
             "security": [{s: []} for s in scheme],
         }
 
-    @app.post(
+    async def decide(headers: Mapping[str, str], read: Reader) -> Response:
+        auth.require_decide(headers.get("authorization"))
+        body = _object(await read(MAX_JSON_BYTES))
+        _required(body, "identifier")
+        return _json(await engine.decide(body))
+
+    hot["/v1/decide"] = decide
+    app.add_api_route(
         "/v1/decide",
+        _route(decide),
+        methods=["POST"],
+        name="decide",
         tags=["decisions"],
         summary="Rank items/offers for one person and choose the follow-up channel",
         response_model=schemas.Document,
         responses=_errors(400, 401, 403, 413, 422),
         openapi_extra=bearer_doc(schemas.DecideRequest, ["decideToken", "adminToken"]),
     )
-    async def decide(request: Request) -> Response:
-        auth.require_decide(request.headers.get("authorization"))
-        body = await json_object(request)
-        _required(body, "identifier")
-        return _json(await engine.decide(body))
 
-    @app.post(
+    async def feedback(headers: Mapping[str, str], read: Reader) -> Response:
+        auth.require_decide(headers.get("authorization"))
+        body = _object(await read(MAX_JSON_BYTES))
+        _required(body, "decision_id", "kind")
+        return _json(await engine.feedback(body))
+
+    hot["/v1/feedback"] = feedback
+    app.add_api_route(
         "/v1/feedback",
+        _route(feedback),
+        methods=["POST"],
+        name="feedback",
         tags=["decisions"],
         summary="Report an impression, click or conversion of a decision",
         response_model=schemas.Document,
         responses=_errors(400, 401, 403, 404, 413, 422),
         openapi_extra=bearer_doc(schemas.FeedbackRequest, ["decideToken", "adminToken"]),
     )
-    async def feedback(request: Request) -> Response:
-        auth.require_decide(request.headers.get("authorization"))
-        body = await json_object(request)
-        _required(body, "decision_id", "kind")
-        return _json(await engine.feedback(body))
 
     profile_doc: dict[str, Any] = {"security": [{"adminToken": []}]}
 
@@ -371,41 +388,55 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    # the tracking endpoints, the hot path, are answered before FastAPI's routing and
-    # dependency machinery (same handler, same errors); everything else goes to ``app``
-    app.add_middleware(TrackingFastPath, ingest=ingest, cap=limits.max_body_bytes)
+    # the hot endpoints are answered before FastAPI's routing and dependency machinery (same
+    # handlers, same errors); everything else goes to ``app``
+    app.add_middleware(FastPath, handlers=hot)
     app.add_middleware(AccessLog)  # added last: the outermost layer, around the fast path too
     return app
 
 
-TRACKING_PATHS = {f"/v1/{e}": e for e in (*TYPES, "batch")}
+Reader = Callable[[int], Awaitable[bytes]]  # the request body, refused (413) past a cap
+Handler = Callable[[Mapping[str, str], Reader], Awaitable[Response]]
 
 
-class TrackingFastPath:
-    """ASGI middleware answering ``POST /v1/{identify,track,page,screen,group,alias,batch}``
-    with the app's own tracking handler, without FastAPI's per-request routing, dependency
-    solving and exception middleware (about 70 µs a request; the routes stay declared in the
-    app for the OpenAPI document). Errors get the same envelope as in the app."""
+def _route(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """A hot endpoint's handler as a FastAPI route."""
 
-    def __init__(self, app: Any, ingest: Any, cap: int) -> None:
+    async def route(request: Request) -> Response:
+        return await handler(request.headers, lambda cap: read_body(request, cap))
+
+    return route
+
+
+class FastPath:
+    """ASGI middleware answering the hot endpoints (``POST /v1/{identify,track,page,screen,
+    group,alias,batch}``, ``/v1/decide`` and ``/v1/feedback``) with the app's own handlers,
+    without FastAPI's per-request routing, dependency solving and exception middleware (about
+    70 µs a request; the routes stay declared in the app for the OpenAPI document). Errors get
+    the same envelope as in the app."""
+
+    def __init__(self, app: Any, handlers: Mapping[str, Handler]) -> None:
         self.app = app
-        self.ingest = ingest
-        self.cap = cap
+        self.handlers = dict(handlers)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        endpoint = TRACKING_PATHS.get(scope["path"]) if scope["type"] == "http" else None
-        if endpoint is None or scope["method"] != "POST":
+        handler = self.handlers.get(scope["path"]) if scope["type"] == "http" else None
+        if handler is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
         try:
-            body = await _receive_body(receive, headers, self.cap)
-            response = await self.ingest(endpoint, headers, body)
-        except ApiError as exc:
-            response = envelope(exc.status, exc.code, exc.message, exc.details, exc.headers)
-        except OnlineStoreError as exc:
-            response = _store_unavailable(exc)
+            response = await handler(headers, lambda cap: _receive_body(receive, headers, cap))
+        except HANDLED as exc:
+            response = error_response(exc)
         await response(scope, receive, send)
+
+
+def _object(body: bytes) -> dict[str, Any]:
+    doc = parse_json(body)
+    if not isinstance(doc, dict):
+        raise ApiError(400, "the body must be a JSON object", "invalid_request")
+    return doc
 
 
 async def _receive_body(receive: Any, headers: Headers, cap: int) -> bytes:

@@ -274,7 +274,13 @@ class Engine:
         requests (within this process, the only writer of its online store).
         """
         rt = await self._current()
-        answer, job, committed = await asyncio.to_thread(self._decide, body, rt)
+        if self.store.path is not None:
+            # SQLite: a millisecond of Python and reads from the page cache, run on the event
+            # loop: a worker thread would only add a hop and fight the loop for the GIL (p99
+            # at 200 decisions/s: 5-6 ms inline, 8-17 ms in threads, same run)
+            answer, job, committed = self._decide(body, rt)
+        else:  # PostgreSQL: network round trips, which would stall the loop
+            answer, job, committed = await asyncio.to_thread(self._decide, body, rt)
         # queued before we answer: a feedback on this decision is always written after it
         task = self.committer.enqueue("decision", *job)
         self._pending.add(task)
