@@ -18,7 +18,6 @@ import orjson
 import pytest
 
 from segone.api import background_server, create_app
-from segone.api.app import FastPath
 from segone.api.logs import redact_path
 from segone.config import Settings
 from segone.online.engine import Engine
@@ -71,7 +70,7 @@ def server(
     store = OnlineStore.open(settings.server.online_url)
     app = create_app(settings, Engine(store, settings))
     if request.param == "routes":
-        app.user_middleware = [m for m in app.user_middleware if m.cls is not FastPath]
+        app.fast = None
 
     @app.get("/test/int/{n}")  # a typed parameter, to see FastAPI's own 422
     async def typed(n: int) -> dict[str, int]:
