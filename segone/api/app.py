@@ -39,6 +39,7 @@ from segone.config import Settings
 from segone.decisions.errors import DecisionError
 from segone.online.engine import Engine, NotFound
 from segone.online.store import OnlineStoreError
+from segone.online.writer import freeze_gc as freeze
 
 # decide/feedback bodies are small JSON documents
 MAX_JSON_BYTES = 64 * 1024
@@ -111,9 +112,13 @@ def _required(doc: Mapping[str, Any], *keys: str) -> None:
         )
 
 
-def create_app(settings: Settings, engine: Engine) -> FastAPI:
+def create_app(settings: Settings, engine: Engine, *, freeze_gc: bool = False) -> FastAPI:
     """The API over ``engine``; of the project's ``settings`` the ``[server]`` part is read
-    (keys and tokens, size limits)."""
+    (keys and tokens, size limits).
+
+    ``freeze_gc``: once the engine has started, take everything the process holds out of the
+    garbage collector's view (``segone.online.writer.freeze_gc``; process-wide, so for a
+    process that only serves, as ``segone serve``)."""
     server = settings.server
     limits = Limits(int(server.max_message_bytes), int(server.max_batch_bytes))
     auth = Auth.from_settings(server)
@@ -121,6 +126,8 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await engine.start()
+        if freeze_gc:
+            freeze()
         try:
             yield
         finally:

@@ -59,7 +59,7 @@ def serve(
     one writer, and group commit batches every request of the process)."""
     store = open_store(settings, online_url)
     try:
-        app = create_app(settings, Engine(store, settings))
+        app = create_app(settings, Engine(store, settings), freeze_gc=True)
         config = uvicorn_config(app, host or settings.server.host, port or settings.server.port)
         uvicorn.Server(config).run()
     finally:
