@@ -267,3 +267,46 @@ def test_a_serving_process_freezes_its_heap_once_started(tmp_path: Path) -> None
             store.close()
     finally:
         gc.unfreeze()
+
+
+def test_ingest_is_refused_at_once_while_the_writer_is_behind(tmp_path: Path) -> None:
+    """Past ``max_pending`` requests waiting for the writer, an ingest request fails at once (a
+    503 to the client, which retries) instead of queueing without bound; other operations still
+    queue, and once the writer catches up ingest is accepted again."""
+    import asyncio
+
+    import pytest
+
+    from segone.online.store import OnlineStoreError
+    from segone.online.writer import GroupCommitter, ProcessCommitter
+
+    store, writer = open_writer(tmp_path)
+    committers = [
+        GroupCommitter(writer, max_pending=2),
+        ProcessCommitter(Settings.from_dict(tmp_path, {}), store.url, max_pending=2),
+    ]
+
+    async def run(committer: Any, k: int) -> None:
+        await committer.start()
+        try:
+            waiting = [
+                committer.enqueue("ingest", NOW, [track(f"{k}-{i}", "u1")]) for i in range(2)
+            ]
+            refused = committer.enqueue("ingest", NOW, [track(f"{k}-x", "u1")])
+            other = committer.enqueue("suppress", f"email:{k}@x.com", {"channels": "*"})
+            with pytest.raises(OnlineStoreError, match="behind"):
+                await refused
+            assert [r["accepted"] for r in await asyncio.gather(*waiting)] == [1, 1]
+            await other
+            assert (await committer.submit("ingest", NOW, [track(f"{k}-y", "u1")]))["accepted"] == 1
+        finally:
+            await asyncio.wait_for(committer.stop(), 60)
+
+    try:
+        for k, committer in enumerate(committers):
+            asyncio.run(run(committer, k))
+        with store.read() as tx:
+            assert tx.seen(["0-x", "1-x"]) == set()
+            assert tx.seen(["0-0", "0-y", "1-1", "1-y"]) == {"0-0", "0-y", "1-1", "1-y"}
+    finally:
+        store.close()

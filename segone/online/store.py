@@ -726,7 +726,13 @@ class OnlineStore:
                     with _unavailable():
                         conn.commit()
                 except OnlineStoreError:
+                    # whatever state the failed COMMIT left (a transaction still open, holding
+                    # the write lock) goes with the connection; the next write opens a new one
                     self._writer = None
+                    with suppress(Exception):
+                        conn.rollback()
+                    with suppress(Exception):
+                        conn.close()
                     raise
 
     @contextmanager

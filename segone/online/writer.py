@@ -300,13 +300,27 @@ def commit_group(store: OnlineStore, writer: Writer, jobs: Sequence[Job]) -> lis
 
 
 # -- in a thread of the server -------------------------------------------------------------------
+# Back-pressure: past this many requests waiting for the writer, new ingest requests are refused
+# at once (503, retried by the SDKs) rather than queued without bound while the writer is stalled
+# (a slow disk, a long checkpoint). About 5 s of ingest at this machine's peak; decision logs and
+# the other operations are always queued (they are small, and come at the rate of decisions).
+MAX_PENDING = 10_000
+
+
+def _behind() -> OnlineStoreError:
+    return OnlineStoreError("the online store's writer is behind; retry")
+
+
 class GroupCommitter:
     """``await committer.submit(name, *args)`` returns the operation's result once committed;
     the operations run on one writer thread of this process."""
 
-    def __init__(self, writer: Writer, *, max_jobs: int = 1000) -> None:
+    def __init__(
+        self, writer: Writer, *, max_jobs: int = 1000, max_pending: int = MAX_PENDING
+    ) -> None:
         self.writer = writer
         self.max_jobs = max_jobs
+        self.max_pending = max_pending
         self._pending: list[tuple[Job, asyncio.Future[Any]]] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -340,6 +354,9 @@ class GroupCommitter:
         if self._task is None or self._wake is None:
             raise RuntimeError("the group committer is not running (Engine.start() first)")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if name == "ingest" and len(self._pending) >= self.max_pending:
+            fut.set_exception(_behind())
+            return fut
         self._pending.append(((name, args), fut))
         self._wake.set()
         return fut
@@ -447,10 +464,12 @@ class ProcessCommitter:
         *,
         max_jobs: int = 1000,
         start_timeout: float = 120.0,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         self.settings = settings
         self.url = url
         self.max_jobs = max_jobs
+        self.max_pending = max_pending
         self.start_timeout = start_timeout
         self._tickets = itertools.count()
         self._futures: dict[int, asyncio.Future[Any]] = {}
@@ -538,6 +557,9 @@ class ProcessCommitter:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self._writer is None or self._writer.is_closing():  # being replaced
             fut.set_exception(OnlineStoreError("the online store's writer is restarting; retry"))
+            return fut
+        if name == "ingest" and len(self._futures) >= self.max_pending:
+            fut.set_exception(_behind())
             return fut
         ticket = next(self._tickets)
         try:
