@@ -156,6 +156,18 @@ BAD_INPUT: list[tuple[str, str, bytes, dict[str, str], int, str, int | None]] = 
         0,
     ),
     (
+        "nested deeper than JSON can be written back",  # orjson reads 1,024 levels, writes 255
+        "/v1/track",
+        b'{"userId": "u1", "event": "Viewed", "properties": {"a": '
+        + b"[" * 300
+        + b"]" * 300
+        + b"}}",
+        {},
+        400,
+        "invalid_message",
+        0,
+    ),
+    (
         "track without event",
         "/v1/track",
         orjson.dumps({"userId": "u1", "event": ""}),

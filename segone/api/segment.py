@@ -180,7 +180,10 @@ def normalize(
     """One validated message in the engine's shape; raises ``_Invalid`` (see ``validate``)."""
     if not isinstance(msg, dict):
         raise _Invalid("not_an_object", "the message must be a JSON object")
-    size = len(orjson.dumps(msg))  # whatever orjson parsed, it writes
+    try:
+        size = len(orjson.dumps(msg))
+    except orjson.JSONEncodeError:  # orjson reads 1,024 levels deep but writes only 255
+        raise _Invalid("too_deep", "the message is nested more than 255 levels deep") from None
     if size > limits.max_message_bytes:
         raise _Invalid(
             "message_too_large",
