@@ -310,3 +310,17 @@ def test_ingest_is_refused_at_once_while_the_writer_is_behind(tmp_path: Path) ->
             assert tx.seen(["0-0", "0-y", "1-1", "1-y"]) == {"0-0", "0-y", "1-1", "1-y"}
     finally:
         store.close()
+
+
+def test_a_new_writer_connection_keeps_the_deferred_sync_mode(tmp_path: Path) -> None:
+    """After a failed COMMIT the writer connection is replaced; the new one commits the way
+    ``defer_sync`` set up (not with SQLite's in-COMMIT checkpoints and full sync)."""
+    store = OnlineStore.open(f"sqlite:///{tmp_path}/o.db")
+    try:
+        store.defer_sync()
+        store._writer = None  # what a failed COMMIT leaves
+        with store.write() as tx:
+            pragmas = [tx._rows(f"PRAGMA {p}")[0][0] for p in ("synchronous", "wal_autocheckpoint")]
+        assert pragmas == [1, 0]  # NORMAL, and no checkpoints inside COMMIT
+    finally:
+        store.close()

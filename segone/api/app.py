@@ -455,6 +455,8 @@ class FastPath:
             response = await handler(headers, lambda cap: _receive_body(receive, headers, cap))
         except HANDLED as exc:
             response = error_response(exc)
+        except ClientDisconnect:  # gone before its body was read: nobody to answer
+            return
         await response(scope, receive, send)
 
 

@@ -182,8 +182,10 @@ def normalize(
         raise _Invalid("not_an_object", "the message must be a JSON object")
     try:
         size = len(orjson.dumps(msg))
-    except orjson.JSONEncodeError:  # orjson reads 1,024 levels deep but writes only 255
-        raise _Invalid("too_deep", "the message is nested more than 255 levels deep") from None
+    except orjson.JSONEncodeError:  # orjson reads 1,024 levels deep but writes fewer than 255
+        raise _Invalid(
+            "too_deep", "the message is nested too deeply (254 levels at most)"
+        ) from None
     if size > limits.max_message_bytes:
         raise _Invalid(
             "message_too_large",

@@ -586,6 +586,7 @@ class OnlineStore:
         self._open_lock = threading.Lock()
         self._all: list[Any] = []
         self.path: Path | None = None  # the SQLite file
+        self._deferred = False  # ``defer_sync`` was called
         self._wal_fd: int | None = None
         self._checkpointer: Any = None
 
@@ -619,6 +620,14 @@ class OnlineStore:
         store.ensure_schema()
         return store
 
+    @staticmethod
+    def _defer(conn: Any) -> None:
+        conn.execute("PRAGMA synchronous=NORMAL")
+        # checkpoints leave the COMMIT path too: ``checkpoint()`` runs them beside it, and
+        # ``checkpoint(on_writer=True)`` between two groups lets the WAL start over
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+
     def _new(self) -> Any:
         conn = self._connect()
         with self._open_lock:
@@ -642,11 +651,8 @@ class OnlineStore:
         with self.write():  # the writer connection exists (and, since the tables, the WAL)
             pass
         with self._write_lock:
-            self._writer.execute("PRAGMA synchronous=NORMAL")
-            # checkpoints leave the COMMIT path too: ``checkpoint()`` runs them beside it, and
-            # ``checkpoint(on_writer=True)`` between two groups lets the WAL start over
-            self._writer.execute("PRAGMA wal_autocheckpoint=0")
-            self._writer.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+            self._deferred = True
+            self._defer(self._writer)
         self._wal_fd = os.open(self._wal_path(), os.O_RDONLY | os.O_CLOEXEC)
 
     def _wal_path(self) -> str:
@@ -710,6 +716,8 @@ class OnlineStore:
                     self._writer = self._new()
                     if self.dialect is SQLITE:  # the hot pages of a large store stay in memory
                         self._writer.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+                        if self._deferred:  # a new connection after a failed COMMIT
+                            self._defer(self._writer)
                 conn = self._writer
                 if self.dialect is SQLITE:
                     conn.execute("BEGIN IMMEDIATE")

@@ -300,10 +300,11 @@ def commit_group(store: OnlineStore, writer: Writer, jobs: Sequence[Job]) -> lis
 
 
 # -- in a thread of the server -------------------------------------------------------------------
-# Back-pressure: past this many requests waiting for the writer, new ingest requests are refused
-# at once (503, retried by the SDKs) rather than queued without bound while the writer is stalled
-# (a slow disk, a long checkpoint). About 5 s of ingest at this machine's peak; decision logs and
-# the other operations are always queued (they are small, and come at the rate of decisions).
+# Back-pressure: past this many requests waiting for the writer (in the writer process: all its
+# unanswered requests; in thread mode: those not yet in a group), new ingest requests are
+# refused at once (503, retried by the SDKs) rather than queued without bound while the writer is
+# stalled (a slow disk, a long checkpoint). About 5 s of ingest at this machine's peak. Decision
+# logs and the other operations are always queued (small, and at the rate of decisions).
 MAX_PENDING = 10_000
 
 
