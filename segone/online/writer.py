@@ -818,8 +818,8 @@ def _answer(ok: bool, value: Any, failed: Exception | None) -> Any:
 
 
 def freeze_gc() -> None:
-    """Take what the process holds after start-up (the modules of pandas, scikit-learn, Ibis..., a
-    few million objects) out of the garbage collector's view: a full collection scanned them
+    """Take what the process holds after start-up (the modules of pandas, scikit-learn, Ibis...,
+    some 200,000 objects) out of the garbage collector's view: a full collection scanned them
     all, a 130-200 ms pause of every request in flight every few seconds. Only what is created
     from now on is collected (``gc.freeze``)."""
     gc.collect()
