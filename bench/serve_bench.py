@@ -286,7 +286,7 @@ def main() -> None:
             wait_up(ports[k], procs[k], logs[k])
         # this process imported segone (for the catalogue), so a full garbage collection here
         # took 160 ms: a pause of the load generator that counted as latency of whichever
-        # server was being measured (it made p99s of 139 and 364 ms)
+        # server was being measured (most likely one run's decide p99 of 139 ms)
         gc.collect()
         gc.freeze()
         rows = asyncio.run(run_phases(ports, args))

@@ -24,7 +24,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from segone.api import schemas
 from segone.api.auth import Auth, basic_user
-from segone.api.errors import ApiError, ErrorEnvelope, detail, envelope, install, log
+from segone.api.errors import (
+    ApiError,
+    ErrorEnvelope,
+    api_error_response,
+    detail,
+    envelope,
+    install,
+    log,
+)
 from segone.api.logs import AccessLog
 from segone.api.segment import (
     TYPES,
@@ -75,7 +83,7 @@ def error_response(exc: Exception) -> Response:
     """The error envelope for an exception of ``HANDLED`` (what handlers raise on purpose; any
     other exception is a bug, answered 500 by the app's catch-all)."""
     if isinstance(exc, ApiError):
-        return envelope(exc.status, exc.code, exc.message, exc.details, exc.headers)
+        return api_error_response(exc)
     if isinstance(exc, DecisionError):
         return envelope(400, "invalid_request", str(exc))
     if isinstance(exc, NotFound):

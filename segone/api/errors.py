@@ -112,9 +112,13 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
+def api_error_response(exc: ApiError) -> Response:
+    return envelope(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return envelope(exc.status, exc.code, exc.message, exc.details, exc.headers)
+    return api_error_response(exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -416,16 +416,18 @@ _READY = -1  # the ticket of the writer's first answer: ready (or why it could n
 _PICKLE, _INGEST, _INGESTED = b"P", b"I", b"A"
 
 
+def _packed(kind: bytes, data: bytes) -> bytes:
+    return _LEN.pack(len(data) + 1) + kind + data
+
+
 def _frame(obj: Any) -> bytes:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    return _LEN.pack(len(data) + 1) + _PICKLE + data
+    return _packed(_PICKLE, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _request_frame(ticket: int, name: str, args: tuple[Any, ...]) -> bytes:
     if name == "ingest" and (len(args) == 2 or (len(args) == 3 and not args[2])):
         try:  # [ticket, now, messages]
-            data = orjson.dumps([ticket, args[0].isoformat(), args[1]])
-            return _LEN.pack(len(data) + 1) + _INGEST + data
+            return _packed(_INGEST, orjson.dumps([ticket, args[0].isoformat(), args[1]]))
         except (TypeError, AttributeError, orjson.JSONEncodeError):
             pass  # (e.g. an integer beyond 64 bits): as a pickle
     return _frame((ticket, name, args))
@@ -433,8 +435,7 @@ def _request_frame(ticket: int, name: str, args: tuple[Any, ...]) -> bytes:
 
 def _answer_frame(ticket: int, ok: bool, value: Any) -> bytes:
     if ok and type(value) is dict and value.keys() == {"accepted", "duplicates"}:
-        data = orjson.dumps([ticket, value["accepted"], value["duplicates"]])
-        return _LEN.pack(len(data) + 1) + _INGESTED + data
+        return _packed(_INGESTED, orjson.dumps([ticket, value["accepted"], value["duplicates"]]))
     return _frame((ticket, ok, value))
 
 
