@@ -235,8 +235,15 @@ def test_a_killed_writer_process_is_replaced_and_loses_nothing(tmp_path: Path) -
         second = writer_of(proc.pid)
         assert second != first
         ids = [m for a in acked for m in a]
-        with httpx.Client(base_url=url, auth=(WRITE_KEY, ""), timeout=10) as http:
-            r = http.post("/v1/track", json={"type": "track", "userId": "after", "event": "E"})
+        # a request now waits for the new writer (up to 10 s; the SDKs retry a 503 after that,
+        # as this loop does, should the new writer be slow to start on a loaded machine)
+        deadline = time.monotonic() + 60
+        with httpx.Client(base_url=url, auth=(WRITE_KEY, ""), timeout=30) as http:
+            while True:
+                r = http.post("/v1/track", json={"type": "track", "userId": "after", "event": "E"})
+                if r.status_code != 503 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
             assert r.status_code == 200, r.text
         store = OnlineStore.open(f"sqlite:///{tmp_path / 'online.db'}")
         try:

@@ -324,3 +324,62 @@ def test_a_new_writer_connection_keeps_the_deferred_sync_mode(tmp_path: Path) ->
         assert pragmas == [1, 0]  # NORMAL, and no checkpoints inside COMMIT
     finally:
         store.close()
+
+
+def test_requests_wait_for_a_replaced_writer_process(tmp_path: Path) -> None:
+    """When the writer process dies, what it was given fails (503: the client retries); what
+    comes next waits for the replacement and is committed by it. Past ``restart_wait`` the
+    waiting requests fail instead of hanging."""
+    import asyncio
+    import os
+    import signal
+
+    import pytest
+
+    from segone.online.store import OnlineStoreError
+    from segone.online.writer import ProcessCommitter
+
+    store, _ = open_writer(tmp_path)
+    settings = Settings.from_dict(tmp_path, {})
+
+    async def killed(committer: ProcessCommitter) -> None:
+        assert committer._proc is not None
+        os.kill(committer._proc.pid, signal.SIGKILL)
+        while committer._down_since is None:  # the server notices (EOF on the socket)
+            await asyncio.sleep(0.01)
+
+    async def waits() -> None:
+        committer = ProcessCommitter(settings, store.url, restart_wait=60)
+        await committer.start()
+        try:
+            first = committer._proc.pid if committer._proc else None
+            await killed(committer)
+            result = await asyncio.wait_for(
+                committer.submit("ingest", NOW, [track("after", "u1")]), 60
+            )
+            assert result["accepted"] == 1
+            assert committer._proc is not None and committer._proc.pid != first
+            assert committer.restarts == 1
+        finally:
+            await asyncio.wait_for(committer.stop(), 60)
+
+    async def gives_up() -> None:
+        committer = ProcessCommitter(settings, store.url, restart_wait=0.05)
+        await committer.start()
+        try:
+            await killed(committer)
+            with pytest.raises(OnlineStoreError, match="restarting"):
+                await committer.submit("ingest", NOW, [track("late", "u1")])
+            while committer._down_since is not None:  # the replacement comes up all the same
+                await asyncio.sleep(0.05)
+            assert (await committer.submit("ingest", NOW, [track("later", "u1")]))["accepted"] == 1
+        finally:
+            await asyncio.wait_for(committer.stop(), 60)
+
+    try:
+        asyncio.run(waits())
+        asyncio.run(gives_up())
+        with store.read() as tx:
+            assert tx.seen(["after", "late", "later"]) == {"after", "later"}
+    finally:
+        store.close()

@@ -308,8 +308,17 @@ def commit_group(store: OnlineStore, writer: Writer, jobs: Sequence[Job]) -> lis
 MAX_PENDING = 10_000
 
 
+# How long a request waits for a writer process that is being replaced (it died) before it is
+# answered 503: a new writer starts in about 2.5 s on an idle 2-core machine.
+RESTART_WAIT = 10.0
+
+
 def _behind() -> OnlineStoreError:
     return OnlineStoreError("the online store's writer is behind; retry")
+
+
+def _restarting() -> OnlineStoreError:
+    return OnlineStoreError("the online store's writer is restarting; retry")
 
 
 class GroupCommitter:
@@ -467,12 +476,14 @@ class ProcessCommitter:
         max_jobs: int = 1000,
         start_timeout: float = 120.0,
         max_pending: int = MAX_PENDING,
+        restart_wait: float = RESTART_WAIT,
     ) -> None:
         self.settings = settings
         self.url = url
         self.max_jobs = max_jobs
         self.max_pending = max_pending
         self.start_timeout = start_timeout
+        self.restart_wait = restart_wait
         self._tickets = itertools.count()
         self._futures: dict[int, asyncio.Future[Any]] = {}
         self._proc: subprocess.Popen[bytes] | None = None
@@ -480,6 +491,9 @@ class ProcessCommitter:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._out: list[bytes] = []
+        # while a writer is being replaced: since when, and the timer that fails what waits
+        self._down_since: float | None = None
+        self._give_up: asyncio.TimerHandle | None = None
         self.restarts = 0
 
     async def start(self) -> None:
@@ -524,6 +538,8 @@ class ProcessCommitter:
         if self._task is None:
             return
         self._stopping = True
+        if self._down_since is not None:  # no writer to answer them
+            self._fail_waiting()
         if self._futures:
             await asyncio.gather(*self._futures.values(), return_exceptions=True)
         task, self._task = self._task, None
@@ -557,8 +573,10 @@ class ProcessCommitter:
         if name not in Writer.OPERATIONS:
             raise ValueError(f"unknown write operation {name!r}")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if self._writer is None or self._writer.is_closing():  # being replaced
-            fut.set_exception(OnlineStoreError("the online store's writer is restarting; retry"))
+        since = self._down_since
+        down = since is not None
+        if since is not None and (self._stopping or time.monotonic() - since > self.restart_wait):
+            fut.set_exception(_restarting())
             return fut
         if name == "ingest" and len(self._futures) >= self.max_pending:
             fut.set_exception(_behind())
@@ -573,16 +591,50 @@ class ProcessCommitter:
             return fut
         self._futures[ticket] = fut
         # one write per turn of the event loop for every request handled in it: waking the
-        # writer process costs more than the bytes
-        if not self._out:
+        # writer process costs more than the bytes. While the writer is being replaced, the
+        # requests wait (up to ``restart_wait``) and go to the new one once it is ready.
+        if not self._out and not down:
             asyncio.get_running_loop().call_soon(self._send)
         self._out.append(frame)
         return fut
 
     def _send(self) -> None:
+        if self._writer is None or self._writer.is_closing():
+            return  # they stay queued for the next writer (or fail with the old one)
         out, self._out = self._out, []
-        if self._writer is not None and not self._writer.is_closing():
+        if out:
             self._writer.write(b"".join(out))
+
+    def _down(self) -> None:
+        """The writer has died: fail what it was given (it may or may not have committed it;
+        the clients retry, and ``messageId`` makes that safe), and hold what comes next until
+        the replacement is ready or ``restart_wait`` has passed."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._out.clear()
+        pending = list(self._futures.values())
+        self._futures.clear()
+        _fail(pending, OnlineStoreError("the online store's writer stopped; retry"))
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            self._give_up = asyncio.get_running_loop().call_later(
+                self.restart_wait, self._fail_waiting
+            )
+
+    def _fail_waiting(self) -> None:
+        self._give_up = None
+        self._out.clear()
+        waiting = list(self._futures.values())
+        self._futures.clear()
+        _fail(waiting, _restarting())
+
+    def _up(self) -> None:
+        self._down_since = None
+        if self._give_up is not None:
+            self._give_up.cancel()
+            self._give_up = None
+        self._send()
 
     async def _answers(self, reader: asyncio.StreamReader) -> None:
         buf = bytearray()
@@ -599,24 +651,23 @@ class ProcessCommitter:
                 chunk = b""
             if not chunk:
                 buf.clear()
-                if self._writer is not None:
-                    self._writer.close()
-                    self._writer = None
-                pending = list(self._futures.values())
-                self._futures.clear()
-                _fail(pending, OnlineStoreError("the online store's writer stopped; retry"))
+                self._down()
                 if self._stopping:
+                    self._fail_waiting()
                     return
                 log.error("the online store's writer process stopped; starting another")
                 self._kill()
                 self.restarts += 1
                 await asyncio.sleep(min(5.0, 0.1 * self.restarts))
                 if self._stopping:
+                    self._fail_waiting()
                     return
                 try:
                     reader = await self._spawn()
                 except Exception as exc:  # tried again after the next back-off
                     log.error("the online store's writer did not start: %s", exc)
+                else:
+                    self._up()
                 continue
             for ticket, ok, value in answers:
                 fut = self._futures.pop(ticket, None)
