@@ -7,6 +7,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from segone.config import Settings
 from segone.online.store import OnlineStore
 from segone.online.writer import Writer, commit_group
@@ -383,3 +387,102 @@ def test_requests_wait_for_a_replaced_writer_process(tmp_path: Path) -> None:
             assert tx.seen(["after", "late", "later"]) == {"after", "later"}
     finally:
         store.close()
+
+
+USERS = ["u1", "u2", "u3"]
+ANONS = ["a1", "a2", "a3"]
+EMAILS = ["x@shop.com", "y@shop.com"]
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["track", "order", "page", "identify", "alias"]))
+    who: dict[str, Any] = {}
+    if draw(st.booleans()):
+        who["userId"] = draw(st.sampled_from(USERS))
+    if draw(st.booleans()) or not who:
+        who["anonymousId"] = draw(st.sampled_from(ANONS))
+    t = (NOW - timedelta(minutes=draw(st.integers(0, 5000)))).isoformat()
+    base = {"messageId": draw(st.sampled_from([f"m{i}" for i in range(40)])), "timestamp": t}
+    base["receivedAt"] = t
+    if kind == "alias":
+        prev = draw(st.sampled_from(ANONS))
+        return {**base, "type": "alias", "userId": draw(st.sampled_from(USERS)), "previousId": prev}
+    if kind == "identify":
+        traits = {"email": draw(st.sampled_from(EMAILS))} if draw(st.booleans()) else {}
+        return {**base, **who, "type": "identify", "traits": traits}
+    if kind == "page":
+        cat = draw(st.sampled_from(["Books", "Garden", "Toys"]))
+        return {**base, **who, "type": "page", "name": "P", "properties": {"category": cat}}
+    props: dict[str, Any] = {"category": draw(st.sampled_from(["Books", "Garden", "Toys"]))}
+    event = "Product Viewed"
+    if kind == "order":
+        event = "Order Completed"
+        props |= {"order_id": base["messageId"], "revenue": draw(st.integers(1, 300))}
+    return {**base, **who, "type": "track", "event": event, "properties": props}
+
+
+def people(store: OnlineStore) -> list[Any]:
+    """Everything stored about people, with person ids replaced by their identifiers."""
+    with store.read() as tx:
+        rows = tx._rows("SELECT identifier, person_id FROM identities ORDER BY identifier")
+        name: dict[str, str] = {}
+        for ident, pid in rows:
+            name[pid] = name.get(pid, "") + ident + ","
+        docs = tx._rows("SELECT key, doc, updated_at FROM docs WHERE kind = 'person'")
+        journey = tx._rows("SELECT person_id, kind FROM journey ORDER BY id")
+        events = tx._rows("SELECT message_id, person_id FROM events ORDER BY seq")
+    out_docs = sorted(
+        (name.get(k, "?"), orjson.loads(d)["agg"], orjson.loads(d).get("rt"), at)
+        for k, d, at in docs
+    )
+    return [
+        out_docs,
+        [(name.get(p, "?"), k) for p, k in journey],
+        [(m, name.get(p, "?")) for m, p in events],
+    ]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    msgs=st.lists(messages(), min_size=1, max_size=30),
+    cuts=st.lists(st.integers(1, 6), min_size=30, max_size=30),
+)
+def test_a_group_of_requests_stores_what_they_store_one_by_one(
+    msgs: list[dict[str, Any]], cuts: list[int]
+) -> None:
+    """Ingest requests grouped into one transaction (where a person's documents are read and
+    written once for the group) store exactly what each message alone in its own transaction
+    stores: identities and merges, profiles, journeys, events."""
+    import tempfile
+
+    reqs: list[tuple[datetime, list[dict[str, Any]]]] = []
+    i = 0
+    for n in cuts:
+        if i >= len(msgs):
+            break
+        reqs.append((NOW + timedelta(seconds=len(reqs)), msgs[i : i + n]))
+        i += n
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "a").mkdir()
+        (root / "b").mkdir()
+        grouped, w1 = open_writer(root / "a")
+        alone, w2 = open_writer(root / "b")
+        try:
+            together = commit_group(grouped, w1, [("ingest", r) for r in reqs])
+            assert all(ok for ok, _ in together), together
+            counts = []
+            for now, batch in reqs:
+                accepted = duplicates = 0
+                for m in batch:
+                    ok, r = commit_group(alone, w2, [("ingest", (now, [m]))])[0]
+                    assert ok, r
+                    accepted += r["accepted"]
+                    duplicates += r["duplicates"]
+                counts.append({"accepted": accepted, "duplicates": duplicates})
+            assert [r for _, r in together] == counts
+            assert people(grouped) == people(alone)
+        finally:
+            grouped.close()
+            alone.close()
