@@ -245,6 +245,7 @@ def test_a_group_holds_about_500_events_at_most() -> None:
     huge = [(0, "ingest", (NOW, batch * 50)), (1, "ingest", (NOW, batch))]
     assert _take(huge, 1000) == (huge[:1], huge[1:])  # one request alone may be larger
     assert _take(queued, 3)[0] == queued[:3]
+    assert len(_take(queued, 1000, 64)[0]) == 3  # 60 events: a fourth batch would pass 64
 
 
 def test_a_serving_process_freezes_its_heap_once_started(tmp_path: Path) -> None:
