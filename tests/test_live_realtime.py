@@ -275,3 +275,43 @@ def test_merging_two_people_is_order_independent(msgs, split):
         ):
             assert v[col] == one[col], col
         assert abs(v["revenue"] - one["revenue"]) < 1e-6
+
+
+@settings(max_examples=60, deadline=None)
+@given(msgs=MSGS, cut=st.integers(0, 25), with_events=st.booleans())
+def test_records_a_build_has_read_are_dropped_without_changing_anything(msgs, cut, with_events):
+    """After a publish whose cursor covers a person's first events, their document keeps only
+    the later records (when the build published its recent events for rules), and every view
+    and transition is what it was when all records were kept."""
+    import segone.live.person as person_module
+    from segone.live import profile
+
+    def run(drop: bool):
+        keep_all = profile.rebase
+
+        def rebase(doc, cursor, *, drop_records=False):
+            return keep_all(doc, cursor, drop_records=drop_records and drop)
+
+        person_module.profile.rebase = rebase
+        try:
+            p = Person("p1", published={"customer_id": "c", "events": 3, "_cursor": 0})
+            out = []
+            for i, m in enumerate(msgs):
+                if i == cut:  # a build read everything so far, and published it
+                    p.published = {"customer_id": "c", "events": 3 + i, "_cursor": p.seq}
+                    if with_events:
+                        p.published["_events"] = []
+                got, u = p.send(m, now=T0 + timedelta(days=30))
+                out.append((got, u.view, profile.rule_events(p.published, p.doc)))
+            return out, p.doc
+        finally:
+            person_module.profile.rebase = keep_all
+
+    kept, doc_kept = run(drop=False)
+    dropped, doc_dropped = run(drop=True)
+    assert dropped == kept
+    if with_events and cut < len(msgs):  # rebased after the publish: seq 100 + cut was read
+        later = [r for r in doc_kept["events"] if r["seq"] > 100 + cut]
+        assert doc_dropped["events"] == later
+    else:
+        assert doc_dropped["events"] == doc_kept["events"]

@@ -41,7 +41,10 @@ def update(
 ) -> Update:
     """Apply ``msg`` (stored as ``seq``) to the person's document and say what changed."""
     if doc:
-        doc = profile.rebase(doc, profile.cursor_of(published))
+        # the records the build has read are dropped when it published the person's recent
+        # events for rules (``_events``, as ``segone publish`` does)
+        keep = published is None or "_events" not in published
+        doc = profile.rebase(doc, profile.cursor_of(published), drop_records=not keep)
     lifecycle = lifecycle or LifecycleSettings()
     compiled = realtime.compiled(catalogue)
     names = compiled.names
