@@ -350,7 +350,9 @@ def test_requests_wait_for_a_replaced_writer_process(tmp_path: Path) -> None:
     async def killed(committer: ProcessCommitter) -> None:
         assert committer._proc is not None
         os.kill(committer._proc.pid, signal.SIGKILL)
+        deadline = asyncio.get_running_loop().time() + 30
         while committer._down_since is None:  # the server notices (EOF on the socket)
+            assert asyncio.get_running_loop().time() < deadline, "the kill went unnoticed"
             await asyncio.sleep(0.01)
 
     async def waits() -> None:
@@ -375,7 +377,9 @@ def test_requests_wait_for_a_replaced_writer_process(tmp_path: Path) -> None:
             await killed(committer)
             with pytest.raises(OnlineStoreError, match="restarting"):
                 await committer.submit("ingest", NOW, [track("late", "u1")])
+            deadline = asyncio.get_running_loop().time() + 60
             while committer._down_since is not None:  # the replacement comes up all the same
+                assert asyncio.get_running_loop().time() < deadline, "no new writer in 60 s"
                 await asyncio.sleep(0.05)
             assert (await committer.submit("ingest", NOW, [track("later", "u1")]))["accepted"] == 1
         finally:
