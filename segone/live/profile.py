@@ -313,8 +313,9 @@ def rebase(doc: dict[str, Any], cursor: int, *, drop_records: bool = False) -> d
     """``doc`` with its aggregate reduced to events after a new build's ``cursor`` (in place);
     a no-op unless the cursor moved. Call it when a person's published document is newer.
 
-    ``drop_records``: also drop the event records the build has read (``seq <= cursor``). Only
-    records after the cursor count from then on, unless the published document lacks the
+    ``drop_records``: also drop the event records the build has read (``seq <= cursor``),
+    except orders (the server does not offer what a person bought among their kept records).
+    Only records after the cursor count from then on, unless the published document lacks the
     build's recent events (``_events``), when ``rule_events`` falls back on all records; the
     caller says which. Without this, every person with 500 live events carried all 500 in
     their document for good (64 KB, read and written again with each of their events)."""
@@ -324,7 +325,7 @@ def rebase(doc: dict[str, Any], cursor: int, *, drop_records: bool = False) -> d
         if doc["folded_seq"] <= cursor:
             doc["folded"], doc["folded_seq"] = None, 0
         if drop_records:
-            doc["events"] = [r for r in doc["events"] if r["seq"] > cursor]
+            doc["events"] = [r for r in doc["events"] if r["seq"] > cursor or "order" in r]
     return doc
 
 

@@ -499,6 +499,10 @@ class ProcessCommitter:
     async def start(self) -> None:
         if self._task is None:
             self._stopping = False
+            if self._give_up is not None:  # a writer died during the last stop
+                self._give_up.cancel()
+                self._give_up = None
+            self._down_since = None
             reader = await self._spawn()
             self._task = asyncio.create_task(self._answers(reader), name="segone-writer-answers")
 
