@@ -43,8 +43,8 @@ def update(
     if doc:
         # the records the build has read are dropped when it published the person's recent
         # events for rules (``_events``, as ``segone publish`` does)
-        keep = published is None or "_events" not in published
-        doc = profile.rebase(doc, profile.cursor_of(published), drop_records=not keep)
+        drop = published is not None and "_events" in published
+        doc = profile.rebase(doc, profile.cursor_of(published), drop_records=drop)
     lifecycle = lifecycle or LifecycleSettings()
     compiled = realtime.compiled(catalogue)
     names = compiled.names

@@ -499,9 +499,7 @@ class ProcessCommitter:
     async def start(self) -> None:
         if self._task is None:
             self._stopping = False
-            if self._give_up is not None:  # a writer died during the last stop
-                self._give_up.cancel()
-                self._give_up = None
+            self._cancel_give_up()  # (a writer that died during the last stop)
             self._down_since = None
             reader = await self._spawn()
             self._task = asyncio.create_task(self._answers(reader), name="segone-writer-answers")
@@ -616,10 +614,7 @@ class ProcessCommitter:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        self._out.clear()
-        pending = list(self._futures.values())
-        self._futures.clear()
-        _fail(pending, OnlineStoreError("the online store's writer stopped; retry"))
+        self._fail_all(OnlineStoreError("the online store's writer stopped; retry"))
         if self._down_since is None:
             self._down_since = time.monotonic()
             self._give_up = asyncio.get_running_loop().call_later(
@@ -627,18 +622,25 @@ class ProcessCommitter:
             )
 
     def _fail_waiting(self) -> None:
-        self._give_up = None
-        self._out.clear()
-        waiting = list(self._futures.values())
-        self._futures.clear()
-        _fail(waiting, _restarting())
+        self._cancel_give_up()
+        self._fail_all(_restarting())
 
     def _up(self) -> None:
         self._down_since = None
+        self._cancel_give_up()
+        self._send()
+
+    def _fail_all(self, exc: BaseException) -> None:
+        """Fail every request not yet answered, and drop those not yet sent."""
+        self._out.clear()
+        pending = list(self._futures.values())
+        self._futures.clear()
+        _fail(pending, exc)
+
+    def _cancel_give_up(self) -> None:
         if self._give_up is not None:
             self._give_up.cancel()
             self._give_up = None
-        self._send()
 
     async def _answers(self, reader: asyncio.StreamReader) -> None:
         buf = bytearray()
@@ -800,7 +802,8 @@ def _take(
 ) -> tuple[list[Any], list[Any]]:
     """The next group: requests in order, up to ``max_jobs`` and (after the first) about
     ``max_events`` events, so that big SDK batches under load still commit, and get their
-    answers, every few hundred events, and so that under load several groups are in flight."""
+    answers, every ``max_events`` events or so, and so that under load several groups are in
+    flight."""
     events = 0
     n = 0
     while n < len(queued) and n < max_jobs:
