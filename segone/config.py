@@ -39,6 +39,10 @@ currency = "USD"
 max_field_chars = 65536
 # Rows read per chunk (memory use grows with it).
 chunk_rows = 200000
+# A bad optional field (birth date, phone, postcode, consent, …) is dropped and recorded in
+# the quarantine while its row loads; true rejects the whole row instead.
+strict = false
+# Export layouts of your own tools: [ingest.presets.NAME] (see docs/ingest.md), or presets/*.toml.
 
 [identity]
 # Values that never identify anyone, on top of the built-in list (test@test.com, null, ...).
@@ -226,6 +230,10 @@ class IngestSettings:
     max_field_chars: int = 65536
     chunk_rows: int = 200_000
     mapping: dict[str, dict[str, str]] = field(default_factory=dict)
+    # true: a bad optional field (birth date, phone, …) rejects its whole row, as before 0.2
+    strict: bool = False
+    # the project's own export layouts: [ingest.presets.NAME] and presets/*.toml
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _identity_settings(data: dict[str, Any], source: str) -> IdentitySettings:
@@ -257,6 +265,26 @@ def _identity_settings(data: dict[str, Any], source: str) -> IdentitySettings:
             "phone": int(data.get("max_phones_per_person", 5)),
         },
     )
+
+
+def _user_presets(root: Path, inline: Any, source: str) -> dict[str, dict[str, Any]]:
+    """A project's export layouts: ``[ingest.presets.NAME]`` tables and ``presets/*.toml``
+    files beside segone.toml (checked when a file is ingested, see segone.ingest.presets)."""
+    if not isinstance(inline, dict) or not all(isinstance(v, dict) for v in inline.values()):
+        raise ConfigError(f"{source}: [ingest.presets.NAME] must be tables")
+    out: dict[str, dict[str, Any]] = {}
+    folder = Path(root) / "presets"
+    if folder.is_dir():
+        for f in sorted(folder.glob("*.toml")):
+            try:
+                data = tomllib.loads(f.read_text(encoding="utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{f}: {exc}") from None
+            if not all(isinstance(v, dict) for v in data.values()):
+                raise ConfigError(f"{f}: each preset is a table: [NAME] with kind, columns, …")
+            out.update(data)
+    out.update(inline)
+    return out
 
 
 _S = TypeVar("_S")
@@ -374,12 +402,18 @@ class Settings:
                     f"{source}: [ingest.mapping.KIND] tables must map "
                     'canonical column = "file column"'
                 )
+            presets = _user_presets(root, ing.pop("presets", {}), source)
+            strict = ing.pop("strict", False)
+            if not isinstance(strict, bool):
+                raise ConfigError(f"{source}: ingest.strict takes true or false")
             ingest = IngestSettings(
                 timezone=str(ing.pop("timezone", "UTC")),
                 currency=str(ing.pop("currency", "USD")),
                 max_field_chars=int(ing.pop("max_field_chars", 65536)),
                 chunk_rows=int(ing.pop("chunk_rows", 200_000)),
                 mapping={k: dict(v) for k, v in mapping.items()},
+                strict=strict,
+                presets=presets,
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: {exc}") from None

@@ -146,19 +146,70 @@ def test_customers_versions_and_types(wh, tmp_path):
         "1,a@x.com,1980-02-03,yes,2024-01-01\n"
         "2,b@x.com,1990-13-01,no,2024-01-01\n"
     )
-    r = ingest_file(wh, "customers", write(tmp_path / "crm.csv", v1), source="crm")
+    r = ingest_file(
+        wh,
+        "customers",
+        write(tmp_path / "crm.csv", v1),
+        source="crm",
+        settings=IngestSettings(strict=True),
+    )
     assert (r.loaded, r.rejected) == (1, 1)
     row = wh.execute(wh.table("customers")).iloc[0]
     assert row.consent_email is True or row.consent_email == True  # noqa: E712
     assert str(row.birth_date)[:10] == "1980-02-03"
     # same record again: nothing; changed record: a new version; back to the old: a new version
-    ingest_file(wh, "customers", write(tmp_path / "crm.csv", v1), source="crm")
+    ingest_file(
+        wh,
+        "customers",
+        write(tmp_path / "crm.csv", v1),
+        source="crm",
+        settings=IngestSettings(strict=True),
+    )
     assert wh.count("customers") == 1
     v2 = v1.replace("a@x.com", "a.new@x.com")
-    ingest_file(wh, "customers", write(tmp_path / "crm2.csv", v2), source="crm")
+    ingest_file(
+        wh,
+        "customers",
+        write(tmp_path / "crm2.csv", v2),
+        source="crm",
+        settings=IngestSettings(strict=True),
+    )
     assert wh.count("customers") == 2
-    ingest_file(wh, "customers", write(tmp_path / "crm3.csv", v1), source="crm")
+    ingest_file(
+        wh,
+        "customers",
+        write(tmp_path / "crm3.csv", v1),
+        source="crm",
+        settings=IngestSettings(strict=True),
+    )
     assert wh.count("customers") == 3
+
+
+def test_a_bad_optional_field_is_dropped_and_recorded_while_its_row_loads(wh, tmp_path):
+    text = (
+        "id,email,dob,email_optin,created,status\n"
+        "1,a@x.com,1980-02-03,yes,2024-01-01,\n"
+        "2,b@x.com,1990-13-01,maybe,2024-01-01,\n"
+        ",c@x.com,1990-01-01,no,2024-01-01,\n"
+    )
+    r = ingest_file(wh, "customers", write(tmp_path / "crm.csv", text), source="crm")
+    # the bad birth date and the bad consent are dropped; the row without an id is rejected
+    assert (r.loaded, r.rejected, r.fields_dropped) == (2, 1, 1)
+    rows = wh.execute(wh.table("customers").order_by("source_id"))
+    b = rows[rows.source_id == "2"].iloc[0]
+    assert b.email == "b@x.com" and str(b.birth_date) in ("NaT", "None")
+    assert b.consent_email is None or str(b.consent_email) in ("nan", "<NA>", "None")
+    q = wh.execute(wh.table("quarantine").order_by("line"))
+    dropped = q[q.problems.str.startswith("dropped_field")].iloc[0]
+    assert dropped.line == 3
+    assert "invalid_date(birth_date)" in dropped.problems
+    assert "not_a_boolean(consent_email)" in dropped.problems
+    assert "1990-13-01" in dropped.reason and "row kept" in dropped.reason
+    assert "1990-13-01" in dropped.record  # the record as read, not as loaded
+    assert "missing(source_id)" in q[q.line == 4].iloc[0].problems
+    # loading the same file again records nothing twice
+    again = ingest_file(wh, "customers", write(tmp_path / "crm.csv", text), source="crm")
+    assert again.loaded == 0 and wh.count("quarantine") == 2
 
 
 def test_oversize_field_is_rejected(wh, tmp_path):
@@ -179,8 +230,9 @@ def test_quoted_newlines_keep_line_numbers_honest(wh, tmp_path):
         "i2,review,@b,fine,2024-01-02,9\n"
     )
     r = ingest_file(wh, "interactions", write(tmp_path / "i.csv", text))
-    assert (r.loaded, r.rejected) == (1, 1)
-    assert wh.execute(wh.table("interactions").text)[0] == "multi\nline text"
+    # a rating out of range is dropped (the review loads without it) and recorded
+    assert (r.loaded, r.rejected, r.fields_dropped) == (2, 0, 1)
+    assert wh.execute(wh.table("interactions").order_by("ts").text)[0] == "multi\nline text"
     q = wh.execute(wh.table("quarantine"))
     assert q.line[0] == 3 and "rating: '9' is above the maximum 5" in q.reason[0]
 

@@ -19,10 +19,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from segone.exceptions import IngestError, SegoneError
+from segone.exceptions import FileFormatError, IngestError, SegoneError
 from segone.ingest import KINDS, LoadResult, ingest_file
 from segone.ingest.kinds import get_kind
+from segone.ingest.loads import list_loads, undo_load
 from segone.ingest.mapping import parse_map_options
+from segone.ingest.presets import all_presets, parse_value_maps, presets_table
+from segone.ingest.readers import FORMATS
 from segone.project import Project
 from segone.segments.batch import require_profiles
 from segone.status import status_report
@@ -41,6 +44,11 @@ segments_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(segments_app, name="segments")
+loads_app = typer.Typer(
+    help="Loads of files into the warehouse: list them (no command), or undo one.",
+    invoke_without_command=True,
+)
+app.add_typer(loads_app, name="loads")
 
 console = Console()
 err = Console(stderr=True)
@@ -106,6 +114,8 @@ def _print_result(r: LoadResult) -> None:
     console.print(r.summary(), highlight=False, soft_wrap=True)
     for code, n in r.problems.items():
         console.print(f"    {n:>8,} x {code}", highlight=False)
+    for line, reason in r.examples:
+        console.print(f"    line {line}: {escape(reason)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -123,18 +133,39 @@ def init(
 
 @app.command()
 def ingest(
-    kind: Annotated[str, typer.Argument(help=f"What the file holds: {', '.join(KINDS)}.")],
-    paths: Annotated[
-        list[Path], typer.Argument(help="CSV, Parquet, JSON Lines or JSON files (.gz ok).")
+    kind: Annotated[
+        str,
+        typer.Argument(
+            help=f"What the file holds: {', '.join(KINDS)}; or `presets` to list known layouts."
+        ),
     ],
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="CSV, Parquet, JSON Lines or JSON files (.gz ok).", show_default=False),
+    ] = None,
     project: ProjectOpt = Path("."),
     fmt: Annotated[
         str | None,
         typer.Option("--format", help="csv, parquet, jsonl or json (default: from the extension)."),
     ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Read the file as this export layout (default: recognised from the header; "
+            "`segone ingest presets` lists them)."
+        ),
+    ] = None,
     mapping: Annotated[
         list[str] | None,
         typer.Option("--map", help="FIELD=COLUMN: read canonical FIELD from COLUMN (repeatable)."),
+    ] = None,
+    map_values: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map-values",
+            help="FIELD:FROM=TO: read value FROM of FIELD as TO, e.g. status:paid=completed "
+            "(repeatable; FROM without case).",
+        ),
     ] = None,
     source: Annotated[
         str | None, typer.Option(help="Source name for the rows (default: the file's stem).")
@@ -145,16 +176,140 @@ def ingest(
             help="Time zone of timestamps without an offset (default: [ingest] timezone)."
         ),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Read and check the first 10,000 rows, show the layout, the mapping and the "
+            "problems found; write nothing.",
+        ),
+    ] = False,
 ) -> None:
-    """Load files into the warehouse; bad rows go to quarantine, loading twice adds nothing."""
+    """Load files into the warehouse; bad rows go to quarantine, loading twice adds nothing.
+
+    Exit code 0 when every file loaded rows (or had only rows loaded before), 1 when a file
+    loaded nothing (unreadable, empty, or every row rejected), 2 for a usage error.
+    """
+    if kind == "presets":
+        with _user_errors():
+            _print_presets(Project.open(project) if (project / "segone.toml").is_file() else None)
+        return
+    if not paths:
+        err.print("[bold red]error:[/] name at least one file to ingest", highlight=False)
+        raise typer.Exit(2)
+    failed = False
     with _user_errors():
+        if fmt is not None and fmt not in FORMATS:
+            raise IngestError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
         proj = Project.open(project)
         explicit = parse_map_options(mapping or [])
+        values = parse_value_maps(map_values or [])
         for path in paths:
-            r = _ingest_one(
-                proj, kind, path, fmt=fmt, mapping=explicit, source=source, timezone=timezone
-            )
+            try:
+                r = _ingest_one(
+                    proj,
+                    kind,
+                    path,
+                    fmt=fmt,
+                    mapping=explicit,
+                    source=source,
+                    timezone=timezone,
+                    preset=preset,
+                    value_maps=values,
+                    dry_run=dry_run,
+                )
+            except FileFormatError as exc:  # this file cannot be read: say so, go on
+                err.print(
+                    f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+                )
+                failed = True
+                continue
+            _print_mapping(r)
             _print_result(r)
+            failed = failed or r.loaded_nothing
+    if failed:
+        raise typer.Exit(1)
+
+
+def _print_mapping(r: LoadResult) -> None:
+    name = Path(r.path).name
+    layout = f"layout {r.preset}" if r.preset else "columns matched by name"
+    console.print(f"{name}: {layout}", highlight=False, soft_wrap=True)
+    for f, src in r.mapping.items():
+        console.print(f"    {f:<18} <- {src}", highlight=False, soft_wrap=True)
+    if r.extra_columns:
+        shown = ", ".join(r.extra_columns[:12]) + (" …" if len(r.extra_columns) > 12 else "")
+        console.print(
+            f"    kept under extra ({len(r.extra_columns)}): {shown}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _print_presets(proj: Project | None) -> None:
+    rows = presets_table(all_presets(proj.settings.ingest.presets if proj else None))
+    for row in rows:
+        console.print(
+            f"[bold]{row['name']}[/] ({row['tool']}, {row['kind']}, {row['origin']}): "
+            f"{escape(row['doc'])}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        console.print(
+            f"    recognised by: {escape(row['detect'])}", highlight=False, soft_wrap=True
+        )
+        console.print(f"    maps: {escape(row['mapping'])}", highlight=False, soft_wrap=True)
+
+
+@loads_app.callback()
+def loads_list(
+    ctx: typer.Context,
+    project: ProjectOpt = Path("."),
+    limit: Annotated[int, typer.Option(help="Show at most this many, newest first.")] = 50,
+) -> None:
+    """List the loads: id, kind, file, rows read / loaded / skipped / rejected, when."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with _user_errors(), Project.open(project).warehouse() as wh:
+        df = list_loads(wh, limit)
+    if df.empty:
+        console.print("no loads yet")
+        return
+    t = Table(box=None)
+    for c in ("load", "kind", "file", "read", "loaded", "skipped", "rejected", "when (UTC)"):
+        t.add_column(c)
+    for x in df.itertuples():
+        loaded = f"{x.rows_loaded:,}" + (
+            f" ({x.lines_loaded:,} lines)"  # type: ignore[str-bytes-safe]
+            if x.kind == "orders" and x.lines_loaded
+            else ""
+        )
+        t.add_row(
+            str(x.load_id),
+            str(x.kind),
+            Path(str(x.path)).name,
+            f"{x.rows_read:,}",
+            loaded,
+            f"{x.rows_duplicate:,}",
+            f"{x.rows_rejected:,}",
+            "" if _missing(x.finished_at) else f"{x.finished_at:%Y-%m-%d %H:%M:%S}",
+        )
+    console.print(t)
+
+
+@loads_app.command("undo")
+def loads_undo(
+    load_id: Annotated[str, typer.Argument(help="The load to remove (see `segone loads`).")],
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Remove exactly what one load added (its rows and quarantine entries), in one transaction.
+
+    Erasure records stay. Run `segone build` afterwards to refresh profiles and segments.
+    """
+    with _user_errors(), Project.open(project).warehouse() as wh:
+        removed = undo_load(wh, load_id)
+    what = ", ".join(f"{n:,} from {t}" for t, n in removed.items()) or "no rows"
+    console.print(f"undid {load_id}: removed {what}; run `segone build` to refresh profiles")
 
 
 @app.command()

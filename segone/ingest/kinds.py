@@ -16,6 +16,9 @@ class Field:
     ``kind`` is one of string, int, float, timestamp, date, bool, json, enum.
     ``minimum``/``maximum`` bound numbers; ``choices`` bound enums (compared lower-cased).
     ``aliases`` are column names (compared without case, spaces or punctuation) that map here.
+    ``optional``: a bad value of this field is dropped (and recorded in the quarantine) while
+    its row loads, since the row means the same without it; a bad value of any other field
+    rejects the row (see ``[ingest] strict``).
     """
 
     name: str
@@ -25,6 +28,7 @@ class Field:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,8 +80,8 @@ EVENTS = KindSpec(
             required=True,
             aliases=("ts", "time", "eventtime", "occurredat", "datetime", "eventtimestamp"),
         ),
-        Field("sent_at", "timestamp", aliases=("sentat",)),
-        Field("received_at", "timestamp", aliases=("receivedat",)),
+        Field("sent_at", "timestamp", aliases=("sentat",), optional=True),
+        Field("received_at", "timestamp", aliases=("receivedat",), optional=True),
     ),
     any_of=("user_id", "anonymous_id"),
 )
@@ -158,16 +162,19 @@ ORDERS = KindSpec(
             "float",
             minimum=0,
             aliases=("discountamount", "orderdiscount", "totaldiscount"),
+            optional=True,
         ),
         Field("currency", aliases=("currencycode", "curr")),
-        Field("channel", aliases=("saleschannel", "storechannel")),
+        Field("channel", aliases=("saleschannel", "storechannel"), optional=True),
         Field("status", "enum", choices=ORDER_STATUSES, aliases=("orderstatus", "state")),
-        Field("coupon", aliases=("couponcode", "promocode", "promotion", "voucher")),
+        Field("coupon", aliases=("couponcode", "promocode", "promotion", "voucher"), optional=True),
         Field(
             "line_number", "int", minimum=1, aliases=("linenumber", "lineno", "line", "position")
         ),
         Field("product_id", aliases=("productid", "sku", "itemid", "stockcode", "item", "product")),
-        Field("category", aliases=("productcategory", "categorypath", "itemcategory")),
+        Field(
+            "category", aliases=("productcategory", "categorypath", "itemcategory"), optional=True
+        ),
         Field("quantity", "int", minimum=1, aliases=("qty", "units", "numberofitems", "count")),
         Field(
             "unit_price",
@@ -175,7 +182,13 @@ ORDERS = KindSpec(
             minimum=0,
             aliases=("unitprice", "price", "listprice", "itemprice"),
         ),
-        Field("line_discount", "float", minimum=0, aliases=("linediscount", "itemdiscount")),
+        Field(
+            "line_discount",
+            "float",
+            minimum=0,
+            aliases=("linediscount", "itemdiscount"),
+            optional=True,
+        ),
         Field(
             "returned_quantity",
             "int",
@@ -201,10 +214,10 @@ PRODUCTS = KindSpec(
         Field(
             "product_id", required=True, aliases=("productid", "sku", "itemid", "id", "stockcode")
         ),
-        Field("name", aliases=("productname", "title", "description")),
-        Field("category", aliases=("categorypath", "productcategory")),
-        Field("price", "float", minimum=0, aliases=("listprice", "unitprice")),
-        Field("brand", aliases=("manufacturer", "vendor")),
+        Field("name", aliases=("productname", "title", "description"), optional=True),
+        Field("category", aliases=("categorypath", "productcategory"), optional=True),
+        Field("price", "float", minimum=0, aliases=("listprice", "unitprice"), optional=True),
+        Field("brand", aliases=("manufacturer", "vendor"), optional=True),
     ),
 )
 
@@ -232,17 +245,40 @@ CUSTOMERS = KindSpec(
         Field("full_name", aliases=("fullname", "name", "customername", "contactname")),
         Field("email", aliases=("emailaddress", "mail", "email1")),
         Field(
-            "phone", aliases=("phonenumber", "mobile", "telephone", "tel", "cell", "mobilephone")
+            "phone",
+            aliases=("phonenumber", "mobile", "telephone", "tel", "cell", "mobilephone"),
+            optional=True,
         ),
-        Field("address", aliases=("street", "streetaddress", "address1", "addressline1")),
-        Field("city", aliases=("town", "locality", "suburb")),
-        Field("postcode", aliases=("zip", "zipcode", "postalcode", "postcode")),
-        Field("country", aliases=("countrycode",)),
-        Field("birth_date", "date", aliases=("birthdate", "dob", "dateofbirth", "birthday")),
-        Field("social_handle", aliases=("socialhandle", "handle", "twitter", "instagram")),
+        Field(
+            "address",
+            aliases=("street", "streetaddress", "address1", "addressline1"),
+            optional=True,
+        ),
+        Field("city", aliases=("town", "locality", "suburb"), optional=True),
+        Field("postcode", aliases=("zip", "zipcode", "postalcode", "postcode"), optional=True),
+        Field("country", aliases=("countrycode",), optional=True),
+        Field(
+            "birth_date",
+            "date",
+            aliases=("birthdate", "dob", "dateofbirth", "birthday"),
+            optional=True,
+        ),
+        Field(
+            "social_handle",
+            aliases=("socialhandle", "handle", "twitter", "instagram"),
+            optional=True,
+        ),
         Field("loyalty_id", aliases=("loyaltyid", "loyaltycard", "cardnumber", "memberid")),
-        Field("company", aliases=("companyname", "organisation", "organization", "account")),
-        Field("crm_stage", aliases=("crmstage", "stage", "lifecyclestage", "leadstatus")),
+        Field(
+            "company",
+            aliases=("companyname", "organisation", "organization", "account"),
+            optional=True,
+        ),
+        Field(
+            "crm_stage",
+            aliases=("crmstage", "stage", "lifecyclestage", "leadstatus"),
+            optional=True,
+        ),
         Field(
             "consent_email",
             "bool",
@@ -253,12 +289,28 @@ CUSTOMERS = KindSpec(
                 "acceptsmarketing",
                 "newsletter",
             ),
+            optional=True,
         ),
-        Field("consent_sms", "bool", aliases=("consentsms", "smsoptin", "smsconsent")),
-        Field("consent_push", "bool", aliases=("consentpush", "pushoptin", "pushconsent")),
-        Field("created_at", "timestamp", aliases=("createdat", "created", "signupdate", "since")),
         Field(
-            "updated_at", "timestamp", aliases=("updatedat", "updated", "modified", "lastmodified")
+            "consent_sms", "bool", aliases=("consentsms", "smsoptin", "smsconsent"), optional=True
+        ),
+        Field(
+            "consent_push",
+            "bool",
+            aliases=("consentpush", "pushoptin", "pushconsent"),
+            optional=True,
+        ),
+        Field(
+            "created_at",
+            "timestamp",
+            aliases=("createdat", "created", "signupdate", "since"),
+            optional=True,
+        ),
+        Field(
+            "updated_at",
+            "timestamp",
+            aliases=("updatedat", "updated", "modified", "lastmodified"),
+            optional=True,
         ),
     ),
 )
@@ -268,14 +320,14 @@ INTERACTIONS = KindSpec(
     (
         Field("interaction_id", aliases=("interactionid", "postid", "reviewid", "ticketid", "id")),
         Field("kind", required=True, aliases=("type", "interactiontype")),
-        Field("channel", aliases=("platform", "network", "site")),
+        Field("channel", aliases=("platform", "network", "site"), optional=True),
         Field("author_handle", aliases=("authorhandle", "handle", "username", "screenname")),
         Field("author_email", aliases=("authoremail", "email")),
         Field("author_user_id", aliases=("authoruserid", "userid")),
         Field("author_customer_id", aliases=("authorcustomerid", "customerid")),
         Field("text", aliases=("body", "message", "content", "comment", "review")),
-        Field("rating", "int", minimum=1, maximum=5, aliases=("stars", "score")),
-        Field("product_id", aliases=("productid", "sku")),
+        Field("rating", "int", minimum=1, maximum=5, aliases=("stars", "score"), optional=True),
+        Field("product_id", aliases=("productid", "sku"), optional=True),
         Field(
             "ts",
             "timestamp",

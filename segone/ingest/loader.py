@@ -21,8 +21,19 @@ from segone.identity.erase import erased_lines
 from segone.identity.graph import IdentitySettings
 from segone.ingest import jsonflat, segment
 from segone.ingest.kinds import TARGET_TABLE, KindSpec, get_kind
-from segone.ingest.readers import JSON_TEXT, LINE, Chunk, Reject, open_reader
-from segone.ingest.validate import PROBLEMS, REASON, RECORD, parse_stage, record_json, validate
+from segone.ingest.mapping import Const, MapValue, RowId
+from segone.ingest.presets import RowRules, all_presets, detect_preset, get_preset
+from segone.ingest.readers import JSON_TEXT, LINE, Chunk, Reject, open_reader, peek_header
+from segone.ingest.validate import (
+    DROPPED,
+    DROPPED_REASON,
+    PROBLEMS,
+    REASON,
+    RECORD,
+    parse_stage,
+    record_json,
+    validate,
+)
 from segone.schema import TABLES, TS
 from segone.store.base import Warehouse
 
@@ -34,6 +45,7 @@ JSON1 = jsonflat.STEP1
 RECORDS = "_segone_records"
 
 ProgressHook = Callable[[str, int, int], None]  # (phase, done, total)
+DRY_RUN_ROWS = 10_000  # rows a dry run reads and validates
 
 
 @dataclass
@@ -49,7 +61,20 @@ class LoadResult:
     duplicates: int = 0
     rejected: int = 0
     refused_erased: int = 0
+    fields_dropped: int = 0
     problems: dict[str, int] = field(default_factory=dict)
+    preset: str | None = None
+    mapping: dict[str, str] = field(default_factory=dict)  # canonical field -> what feeds it
+    extra_columns: list[str] = field(default_factory=list)  # kept under `extra`, as named
+    dry_run: bool = False
+    examples: list[tuple[int, str]] = field(default_factory=list)  # (line, reason), dry run
+
+    @property
+    def loaded_nothing(self) -> bool:
+        """True when the file had no rows, or every row was rejected (not merely known)."""
+        if self.dry_run:
+            return self.rows_read == self.rejected
+        return self.loaded == 0 and self.duplicates == 0 and self.refused_erased == 0
 
     def summary(self) -> str:
         what = f"{self.loaded} {self.kind}"
@@ -61,6 +86,14 @@ class LoadResult:
         )
         if self.refused_erased:
             out += f", refused {self.refused_erased} of erased people"
+        if self.fields_dropped:
+            out += f", dropped {self.fields_dropped} bad optional field value(s)"
+        if self.dry_run:
+            out = (
+                f"{Path(self.path).name} (dry run, first {self.rows_read} rows): "
+                f"{self.rows_read - self.rejected} would load, {self.rejected} would be "
+                f"rejected, {self.fields_dropped} field value(s) would be dropped; nothing written"
+            )
         return out
 
 
@@ -89,8 +122,16 @@ def ingest_file(
     timezone: str | None = None,
     progress: ProgressHook | None = None,
     identity: IdentitySettings | None = None,
+    preset: str | None = None,
+    value_maps: Mapping[str, Mapping[str, str]] | None = None,
+    dry_run: bool = False,
 ) -> LoadResult:
-    """Ingest ``path`` as ``kind``. Bad rows go to ``quarantine``; the rest is loaded once."""
+    """Ingest ``path`` as ``kind``. Bad rows go to ``quarantine``; the rest is loaded once.
+
+    The file's layout is recognised from its header when it is a known export (``preset``
+    forces one, see :mod:`segone.ingest.presets`). ``dry_run`` reads the first
+    ``DRY_RUN_ROWS`` rows, validates them and returns what a load would do, writing nothing.
+    """
     spec = get_kind(kind)
     settings = settings or IngestSettings()
     identity = identity or IdentitySettings()
@@ -98,23 +139,56 @@ def ingest_file(
     if not path.is_file():
         raise IngestError(f"no such file: {path}")
     source = source or path.name.split(".")[0]
-    # a mapping for this source wins over the one for the kind; --map options win over both
+    presets = all_presets(settings.presets)
+    header = peek_header(path, fmt)
+    chosen = (
+        get_preset(preset, kind, presets)
+        if preset
+        else detect_preset(kind, header, presets)
+        if header
+        else None
+    )
+    layout: dict[str, MapValue] = {}
+    fallbacks: dict[str, str] = {}
+    if chosen is not None:
+        layout, fallbacks = chosen.mapping(chosen.header or header or [])
+    # a mapping for this source wins over the one for the kind; --map options win over both,
+    # and all of them over a preset's
     configured = settings.mapping.get(source, settings.mapping.get(kind, {}))
-    mapping = {**configured, **(mapping or {})}
+    given: dict[str, MapValue] = {**layout, **configured, **(mapping or {})}
+    fallbacks = {f: c for f, c in fallbacks.items() if layout.get(f) == given.get(f)}
     tz = timezone or settings.timezone
     size = path.stat().st_size
     load_id = f"{kind}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-    result = LoadResult(load_id, kind, str(path))
+    result = LoadResult(load_id, kind, str(path), preset=chosen.name if chosen else None)
+    result.dry_run = dry_run
     started = datetime.now(UTC)
     sha = file_sha256(path)
+    chunk_rows = min(settings.chunk_rows, DRY_RUN_ROWS) if dry_run else settings.chunk_rows
 
     def on_bytes(n: int) -> None:
         if progress:
             progress("read", n, size)
 
     reader = open_reader(
-        path, spec, fmt=fmt, mapping=mapping, chunk_rows=settings.chunk_rows, progress=on_bytes
+        path, spec, fmt=fmt, mapping=given, chunk_rows=chunk_rows, progress=on_bytes
     )
+    result.mapping = dict(reader.column_map)
+    result.extra_columns = list(reader.extra_columns.values())
+    rules = RowRules.build(spec, chosen, fallbacks, reader.extra_columns, value_maps)
+    for f in fallbacks:
+        if f in result.mapping:
+            result.mapping[f] += " (else " + fallbacks[f].replace("\x1f", ", else ") + ")"
+    for f, v in given.items():
+        if isinstance(v, Const):
+            result.mapping[f] = f"always {v.value!r}"
+        elif isinstance(v, RowId):
+            result.mapping[f] = "derived from each row"
+    for f, pairs in rules.nest.items():
+        names = ", ".join(k for k, _ in pairs[:4]) + (", …" if len(pairs) > 4 else "")
+        result.mapping[f] = f"{len(pairs)} columns gathered ({names})"
+    chunks = rules.apply_all(reader.chunks) if rules.active else reader.chunks
+    generated = {f for f, v in given.items() if isinstance(v, Const | RowId)}
     rejects: list[Reject] = []
     wh.ensure_tables()
     try:
@@ -131,7 +205,8 @@ def ingest_file(
         present_all: set[str] = set()
         checked: ibis.Table | None = None
         records: ibis.Table | None = None
-        for tables, chunk_rejects in _slices(reader.chunks, settings.chunk_rows * 5):
+        slice_rows = DRY_RUN_ROWS if dry_run else settings.chunk_rows * 5
+        for tables, chunk_rejects in _slices(chunks, slice_rows):
             rejects.extend(chunk_rejects)
             staged = None
             for t in tables:
@@ -139,14 +214,14 @@ def ingest_file(
             assert staged is not None
             if progress:
                 progress("validate", 0, 1)
-            present = set(reader.column_map)
+            present = set(reader.column_map) | generated
             if JSON_TEXT in staged.columns:  # JSON Lines: the engine parses and flattens
                 keys = [str(k) for k in wh.execute(jsonflat.distinct_keys(staged))["k"].dropna()]
                 flat, present = jsonflat.flatten(
                     staged,
                     spec,
                     keys,
-                    mapping,
+                    {k: v for k, v in given.items() if isinstance(v, str)},
                     segment.MAX_MESSAGE_BYTES if kind == "events" else None,
                     wh.materialize,
                 )
@@ -159,7 +234,13 @@ def ingest_file(
                 present = {f for f, n in nonnull.items() if n}
             present_all |= present
             parsed = wh.materialize(PARSED, parse_stage(staged, spec, reader.extra_columns))
-            part = validate(parsed, spec, max_chars=settings.max_field_chars, present=present)
+            part = validate(
+                parsed,
+                spec,
+                max_chars=settings.max_field_chars,
+                present=present,
+                strict=settings.strict,
+            )
             checked = wh.stage_expr(CHECKED, part, append=checked is not None)
             bad = part[PROBLEMS].notnull()
             if kind == "orders":  # every line of an order that may be held back
@@ -168,16 +249,21 @@ def ingest_file(
                 bad = (
                     bad | part.order_id.isin(bad_ids.order_id) | part.order_id.isin(known.order_id)
                 )
-            bad_lines = part.filter(bad).select(LINE)
+            bad_lines = part.filter(bad | part[DROPPED].notnull()).select(LINE)
             recs = staged.semi_join(bad_lines, LINE).select(
                 LINE, **{RECORD: record_json(staged, reader.extra_columns)}
             )
             records = wh.stage_expr(RECORDS, recs, append=records is not None)
+            if dry_run:
+                break
         assert checked is not None and records is not None
         present = present_all
         # values are parsed: from here on timestamps render (and hash) in UTC, whatever the zone
         wh.set_timezone("UTC")
         result.rows_read = wh.count(CHECKED) + len(rejects)
+        if dry_run:
+            _dry_run_report(wh, result, rejects)
+            return result
         if progress:
             progress("load", 0, 1)
         with wh.transaction():
@@ -194,6 +280,13 @@ def ingest_file(
             kept = checked.anti_join(gone, LINE) if result.refused_erased else checked
             ctx.quarantine(kept.filter(kept[PROBLEMS].notnull()))
             valid = kept.filter(kept[PROBLEMS].isnull())
+            # fields dropped from rows that load are recorded too, as field problems
+            ctx.quarantine(
+                valid.filter(valid[DROPPED].notnull()).mutate(
+                    **{PROBLEMS: valid[DROPPED], REASON: valid[DROPPED_REASON]}
+                ),
+                dropped=True,
+            )
             if kind == "orders":
                 ctx.load_orders(valid, has_lines=bool(set(spec.line_fields) & present))
             else:
@@ -231,6 +324,30 @@ def ingest_file(
         wh.drop_staging(RECORDS)
         wh.drop_staging("_segone_gone")
     return result
+
+
+def _dry_run_report(wh: Warehouse, result: LoadResult, rejects: list[Reject]) -> None:
+    """What a load of the rows read would do: problem counts and the first examples."""
+    checked = wh.table(CHECKED)
+    codes: dict[str, int] = {}
+    for r in rejects:
+        codes[r.problems] = codes.get(r.problems, 0) + 1
+    for col, reason, hard in ((PROBLEMS, REASON, True), (DROPPED, DROPPED_REASON, False)):
+        rows = checked.filter(checked[col].notnull())
+        n = int(wh.execute(rows.count()))
+        if hard:
+            result.rejected = n + len(rejects)
+        else:
+            result.fields_dropped = n
+        if not n:
+            continue
+        split = rows.select(code=rows[col].split("; ").unnest())
+        for r in wh.execute(split.group_by("code").agg(n=split.count())).itertuples():
+            codes[str(r.code)] = codes.get(str(r.code), 0) + int(r.n)
+        first = wh.execute(rows.order_by(LINE).select(LINE, reason).limit(5))
+        result.examples += [(int(x[0]), str(x[1])) for x in first.itertuples(index=False)]
+    result.examples = sorted([(r.line, r.reason) for r in rejects[:5]] + result.examples)[:8]
+    result.problems = dict(sorted(codes.items(), key=lambda kv: -kv[1]))
 
 
 def _slices(chunks: Iterator[Chunk], rows: int) -> Iterator[tuple[list[pa.Table], list[Reject]]]:
@@ -284,8 +401,15 @@ class _Ctx:
         self._insert_quarantine(ibis.memtable(t).rename(**{LINE: "line"}))
 
     def quarantine(
-        self, rows: ir.Table, reason: str | None = None, code: str | None = None
+        self,
+        rows: ir.Table,
+        reason: str | None = None,
+        code: str | None = None,
+        *,
+        dropped: bool = False,
     ) -> None:
+        """Record ``rows`` with their problems; ``dropped``: the rows loaded without the bad
+        optional fields those problems name (counted apart from rejected rows)."""
         if reason is not None:
             rows = rows.mutate(**{PROBLEMS: lit(code or "rejected"), REASON: lit(reason)})
         if RECORD not in rows.columns:
@@ -295,9 +419,9 @@ class _Ctx:
             rows = rows.mutate(_parsed=parsed).select(LINE, PROBLEMS, REASON, "_parsed")
             rows = rows.left_join(self.records, LINE).drop(LINE + "_right")
             rows = rows.mutate(**{RECORD: rows[RECORD].fill_null(rows._parsed)}).drop("_parsed")
-        self._insert_quarantine(rows)
+        self._insert_quarantine(rows, dropped=dropped)
 
-    def _insert_quarantine(self, rows: ir.Table) -> None:
+    def _insert_quarantine(self, rows: ir.Table, *, dropped: bool = False) -> None:
         q = self.wh.table("quarantine")
         # idempotent: the same file's same bad row with the same reason is recorded once
         # (a file rewritten at the same path with another bad row on that line is recorded too)
@@ -315,7 +439,10 @@ class _Ctx:
         n_all = int(self.wh.execute(rows.count()))
         if not n_all:
             return
-        self.result.rejected += n_all
+        if dropped:
+            self.result.fields_dropped += n_all
+        else:
+            self.result.rejected += n_all
         self.wh.insert(
             "quarantine",
             fresh.mutate(
@@ -333,7 +460,8 @@ class _Ctx:
         counts = self.wh.execute(
             codes.group_by("code").agg(n=codes.count()).order_by(ibis.desc("n"))
         )
-        return {str(r.code): int(r.n) for r in counts.itertuples()} if self.result.rejected else {}
+        some = self.result.rejected or self.result.fields_dropped
+        return {str(r.code): int(r.n) for r in counts.itertuples()} if some else {}
 
     # -- events, products, customers, interactions --------------------------------------------
     def load_keyed(self, valid: ir.Table) -> None:

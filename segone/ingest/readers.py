@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from segone.exceptions import FileFormatError
 from segone.ingest import segment
 from segone.ingest.kinds import KindSpec
-from segone.ingest.mapping import ColumnMap, require_columns, resolve
+from segone.ingest.mapping import ColumnMap, MapValue, require_columns, resolve
 
 FORMATS = ("csv", "parquet", "jsonl", "json")
 LINE = "_line"
@@ -95,7 +95,7 @@ def open_reader(
     spec: KindSpec,
     *,
     fmt: str | None,
-    mapping: Mapping[str, str],
+    mapping: Mapping[str, MapValue],
     chunk_rows: int,
     progress: Progress | None = None,
 ) -> Reader:
@@ -199,7 +199,7 @@ def _sniff_csv(path: Path) -> tuple[list[str], str]:
 def _csv_reader(
     path: Path,
     spec: KindSpec,
-    mapping: Mapping[str, str],
+    mapping: Mapping[str, MapValue],
     chunk_rows: int,
     progress: Progress | None,
 ) -> Reader:
@@ -316,7 +316,7 @@ def _empty(header: list[str]) -> pa.Table:
 def _parquet_reader(
     path: Path,
     spec: KindSpec,
-    mapping: Mapping[str, str],
+    mapping: Mapping[str, MapValue],
     chunk_rows: int,
     progress: Progress | None,
 ) -> Reader:
@@ -354,7 +354,7 @@ def _json_reader(
     doc: Any,
     size: int,
     spec: KindSpec,
-    mapping: Mapping[str, str],
+    mapping: Mapping[str, MapValue],
     chunk_rows: int,
     progress: Progress | None,
 ) -> Reader:
@@ -419,3 +419,17 @@ def _json_reader(
         yield Chunk(build(rows, lines), rejects)
 
     return Reader("json", chunks(), {}, {f: f for f in fields})
+
+
+def peek_header(path: Path, fmt: str | None) -> list[str] | None:
+    """The column names of a CSV or Parquet file (None for JSON, or when unreadable: the
+    reader itself then reports the problem)."""
+    try:
+        fmt = fmt or detect_format(path)
+        if fmt == "csv":
+            return _sniff_csv(path)[0]
+        if fmt == "parquet":
+            return list(pq.ParquetFile(path).schema_arrow.names)
+    except (FileFormatError, pa.ArrowInvalid, OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return None

@@ -20,6 +20,8 @@ TRUE = ("true", "t", "yes", "y", "1", "on")
 FALSE = ("false", "f", "no", "n", "0", "off")
 PROBLEMS = "_problems"
 REASON = "_reason"
+DROPPED = "_dropped"  # problems of optional fields whose values were dropped (the row loads)
+DROPPED_REASON = "_dropped_reason"
 RECORD = "_record"
 TEXT_PREFIX = "_s_"
 
@@ -263,16 +265,33 @@ def validate(
     *,
     max_chars: int,
     present: set[str],
+    strict: bool = False,
 ) -> ibis.Table:
     """Step 2: typed canonical columns plus ``_line``, ``extra``, ``_problems`` and ``_reason``.
 
-    ``parsed`` comes from :func:`parse_stage`. ``_problems`` is null for a valid row.
+    ``parsed`` comes from :func:`parse_stage`. ``_problems`` is null for a valid row. Problems
+    of optional fields (unless ``strict``) null the value and go to ``_dropped`` /
+    ``_dropped_reason`` instead, and the row stays valid.
     """
     checks: list[Check] = []
+    soft: list[Check] = []
     values = {f.name: parsed[f.name] for f in spec.fields}
     for f in spec.fields:
         if TEXT_PREFIX + f.name in parsed.columns:
-            checks.extend(field_checks(f, parsed[TEXT_PREFIX + f.name], parsed[f.name], max_chars))
+            found = field_checks(f, parsed[TEXT_PREFIX + f.name], parsed[f.name], max_chars)
+            if f.optional and not strict:
+                # the row loads without this value; the problem is recorded apart. An oversize
+                # value still rejects its row: it is more often a broken line than a bad value.
+                checks.extend(c for c in found if c.code.startswith("too_long"))
+                found = [c for c in found if not c.code.startswith("too_long")]
+                if found:
+                    bad = ibis.or_(*[c.cond.fill_null(False) for c in found])
+                    values[f.name] = ibis.ifelse(
+                        bad, ibis.null(values[f.name].type()), values[f.name]
+                    )
+                soft.extend(found)
+            else:
+                checks.extend(found)
         elif f.required:
             checks.append(
                 Check(ibis.literal(True), f"missing({f.name})", lit(f"{f.name}: missing"))
@@ -288,19 +307,36 @@ def validate(
             + lit(f" characters together, over the limit of {max_chars}"),
         )
     )
-    problems = lit("; ").join(
-        [ibis.ifelse(c.cond, lit(c.code), ibis.null("string")) for c in checks]
-    )
-    reasons = lit("; ").join([ibis.ifelse(c.cond, c.message, ibis.null("string")) for c in checks])
-    problems, reasons = problems.nullif(""), reasons.nullif("")
+    problems, reasons = _joined(checks)
     if PRE_CODE in parsed.columns:  # a line that is not a JSON object has only that problem
         problems = parsed[PRE_CODE].fill_null(problems)
         reasons = parsed[PRE_REASON].fill_null(reasons)
+    dropped, dropped_reasons = _joined(
+        [
+            Check(c.cond, f"dropped_field:{c.code}", lit("value dropped, row kept: ") + c.message)
+            for c in soft
+        ]
+    )
     return parsed.select(
         **values,
         extra=parsed.extra,
-        **{LINE: parsed[LINE], PROBLEMS: problems, REASON: reasons},
+        **{
+            LINE: parsed[LINE],
+            PROBLEMS: problems,
+            REASON: reasons,
+            DROPPED: dropped,
+            DROPPED_REASON: dropped_reasons,
+        },
     )
+
+
+def _joined(checks: list[Check]) -> tuple[ir.StringValue, ir.StringValue]:
+    """The codes and the messages of the checks that fail, each joined with '; ' (null: none)."""
+    if not checks:
+        return ibis.null("string"), ibis.null("string")
+    codes = lit("; ").join([ibis.ifelse(c.cond, lit(c.code), ibis.null("string")) for c in checks])
+    texts = lit("; ").join([ibis.ifelse(c.cond, c.message, ibis.null("string")) for c in checks])
+    return codes.nullif(""), texts.nullif("")
 
 
 def record_json(staged: ibis.Table, extra_columns: Mapping[str, str]) -> ir.StringValue:
