@@ -1,4 +1,5 @@
-"""Ingestion benchmark: segone's validated, idempotent load against a plain pandas read+write.
+"""Ingestion benchmark: segone's validated, idempotent load against DuckDB's own read of the
+same file (the floor) and a plain pandas read+write.
 
     python bench/ingest_bench.py --customers 1000000
 
@@ -6,10 +7,13 @@ Generates a store (or reuses one with the same size and seed), then, each in its
 so that peak memory is measured per step:
   * segone: ``ingest_file`` of every sample file into a fresh DuckDB warehouse (validation,
     quarantine, de-duplication, one transaction per file);
+  * floor: DuckDB's own ``read_csv`` / ``read_json`` of the same file into a table of a fresh
+    DuckDB file (all columns as text, no validation): what the engine alone costs;
   * baseline: pandas reads the same files (CSV with ``read_csv``, JSON Lines line by line with
     ``json.loads`` in chunks, skipping lines that fail) and writes them to Parquet, with no
-    validation, no de-duplication and no transaction.
-Prints a Markdown table of rows/s and peak RSS, and the segone/baseline time ratio.
+    validation, no de-duplication and no transaction;
+  * ``--dry-run`` on the file (segone reads and checks its first 10,000 rows).
+Prints a Markdown table of rows/s and peak RSS, and the time ratios.
 """
 
 from __future__ import annotations
@@ -36,6 +40,31 @@ settings = IngestSettings(mapping={"customers_loyalty": {"source_id": "card_numb
 with DuckDBWarehouse(db, threads=2, memory_limit="8GB") as wh:
     r = ingest_file(wh, kind, path, settings=settings)
 print(r.rows_read, r.loaded, r.rejected)
+"""
+
+DUCKDB_STEP = """
+import sys, duckdb
+path, db = sys.argv[1:3]
+con = duckdb.connect(db, config={"threads": 2, "memory_limit": "8GB",
+                                 "autoinstall_known_extensions": False,
+                                 "autoload_known_extensions": False})
+if path.endswith((".csv", ".csv.gz")):
+    con.execute("CREATE TABLE t AS SELECT * FROM read_csv(?, all_varchar=true)", [path])
+else:
+    con.execute("CREATE TABLE t AS SELECT * FROM read_json(?, format='newline_delimited', "
+                "ignore_errors=true)", [path])
+print(con.execute("SELECT count(*) FROM t").fetchone()[0])
+con.close()
+"""
+
+DRY_STEP = """
+import sys
+from segone.ingest import ingest_file
+from segone.store.duckdb import DuckDBWarehouse
+kind, path = sys.argv[1:3]
+with DuckDBWarehouse(":memory:", threads=2, memory_limit="8GB") as wh:
+    r = ingest_file(wh, kind, path, dry_run=True)
+print(r.rows_read)
 """
 
 PANDAS_STEP = """
@@ -79,6 +108,7 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workdir", type=Path, default=Path("bench/out"))
+    ap.add_argument("--no-pandas", action="store_true", help="skip the pandas baseline")
     args = ap.parse_args()
 
     from segone.datasets import SAMPLE_FILES
@@ -104,21 +134,30 @@ def main() -> None:
     base_out.mkdir(parents=True)
 
     rows = []
+    floor_db = args.workdir / "floor.duckdb"
     for kind, name in SAMPLE_FILES:
         path = sample / "data" / name
         s_secs, s_rss, s_out = run_measured([py, "-c", SEGONE_STEP, kind, str(path), str(db)])
-        read, loaded, rejected = map(int, s_out.split())
-        b_secs, b_rss, b_out = run_measured(
-            [py, "-c", PANDAS_STEP, str(path), str(base_out / name)]
-        )
+        read = int(s_out.split()[0])
+        floor_db.unlink(missing_ok=True)
+        d_secs, d_rss, _ = run_measured([py, "-c", DUCKDB_STEP, str(path), str(floor_db)])
+        floor_db.unlink(missing_ok=True)
+        r_secs, _, _ = run_measured([py, "-c", DRY_STEP, kind, str(path)])
+        if args.no_pandas:
+            b_secs, b_rss, b_out = float("nan"), float("nan"), "0"
+        else:
+            b_secs, b_rss, b_out = run_measured(
+                [py, "-c", PANDAS_STEP, str(path), str(base_out / name)]
+            )
         rows.append(
             (
                 name,
                 read,
-                loaded,
-                rejected,
                 s_secs,
                 s_rss,
+                d_secs,
+                d_rss,
+                r_secs,
                 int(b_out),
                 b_secs,
                 b_rss,
@@ -126,8 +165,8 @@ def main() -> None:
             )
         )
         print(
-            f"{name}: segone {s_secs:.1f}s {s_rss:,.0f} MiB | "
-            f"pandas {b_secs:.1f}s {b_rss:,.0f} MiB",
+            f"{name}: segone {s_secs:.1f}s {s_rss:,.0f} MiB | duckdb read {d_secs:.1f}s "
+            f"{d_rss:,.0f} MiB | dry run {r_secs:.1f}s | pandas {b_secs:.1f}s {b_rss:,.0f} MiB",
             flush=True,
         )
 
@@ -139,25 +178,21 @@ def main() -> None:
     )
     print()
     print(
-        "| file | MB | rows read | segone s | segone rows/s | segone peak MiB | pandas s | "
-        "pandas rows/s | pandas peak MiB | time ratio segone/pandas |"
+        "| file | MB | rows read | segone s | segone peak MiB | DuckDB read s | DuckDB peak MiB "
+        "| ratio segone/DuckDB | dry run s | pandas s | ratio segone/pandas |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    tot_r = tot_s = tot_b = 0.0
-    peak_s = peak_b = 0.0
-    for name, read, _loaded, _rej, s_secs, s_rss, b_rows, b_secs, b_rss, size in rows:
-        tot_r += read
-        tot_s += s_secs
-        tot_b += b_secs
-        peak_s, peak_b = max(peak_s, s_rss), max(peak_b, b_rss)
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    tot_s = tot_d = tot_b = 0.0
+    for name, read, s_secs, s_rss, d_secs, d_rss, r_secs, _b, b_secs, _brss, size in rows:
+        tot_s, tot_d, tot_b = tot_s + s_secs, tot_d + d_secs, tot_b + b_secs
         print(
-            f"| {name} | {size / 1e6:,.0f} | {read:,} | {s_secs:.1f} | {read / s_secs:,.0f} | "
-            f"{s_rss:,.0f} | {b_secs:.1f} | {b_rows / b_secs:,.0f} | {b_rss:,.0f} | "
-            f"{s_secs / b_secs:.2f} |"
+            f"| {name} | {size / 1e6:,.0f} | {read:,} | {s_secs:.1f} | {s_rss:,.0f} | "
+            f"{d_secs:.1f} | {d_rss:,.0f} | {s_secs / d_secs:.2f} | {r_secs:.1f} | "
+            f"{b_secs:.1f} | {s_secs / b_secs:.2f} |"
         )
     print(
-        f"| **all** | | {tot_r:,.0f} | {tot_s:.1f} | {tot_r / tot_s:,.0f} | {peak_s:,.0f} | "
-        f"{tot_b:.1f} | {tot_r / tot_b:,.0f} | {peak_b:,.0f} | {tot_s / tot_b:.2f} |"
+        f"| **all** | | | {tot_s:.1f} | | {tot_d:.1f} | | {tot_s / tot_d:.2f} | | {tot_b:.1f} "
+        f"| {tot_s / tot_b:.2f} |"
     )
     print()
     from segone.store.duckdb import DuckDBWarehouse
