@@ -145,6 +145,21 @@ def ingest(
             help="Time zone of timestamps without an offset (default: [ingest] timezone)."
         ),
     ] = None,
+    encoding: Annotated[
+        str | None, typer.Option(help="Text encoding, e.g. cp1252 (default: detected).")
+    ] = None,
+    delimiter: Annotated[
+        str | None,
+        typer.Option(help="Column delimiter: a character, tab or whitespace (default: sniffed)."),
+    ] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option(help="a,b,c: the file has no header line; these are its column names."),
+    ] = None,
+    date_format: Annotated[
+        str | None,
+        typer.Option(help="DMY or MDY: how to read dates like 05/06/2024 (default: from values)."),
+    ] = None,
 ) -> None:
     """Load files into the warehouse; bad rows go to quarantine, loading twice adds nothing."""
     with _user_errors():
@@ -152,7 +167,17 @@ def ingest(
         explicit = parse_map_options(mapping or [])
         for path in paths:
             r = _ingest_one(
-                proj, kind, path, fmt=fmt, mapping=explicit, source=source, timezone=timezone
+                proj,
+                kind,
+                path,
+                fmt=fmt,
+                mapping=explicit,
+                source=source,
+                timezone=timezone,
+                encoding=encoding,
+                delimiter=delimiter,
+                columns=columns,
+                date_format=date_format,
             )
             _print_result(r)
 

@@ -89,6 +89,10 @@ def ingest_file(
     timezone: str | None = None,
     progress: ProgressHook | None = None,
     identity: IdentitySettings | None = None,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    columns: list[str] | str | None = None,
+    date_format: str | None = None,
 ) -> LoadResult:
     """Ingest ``path`` as ``kind``. Bad rows go to ``quarantine``; the rest is loaded once."""
     spec = get_kind(kind)
@@ -113,7 +117,16 @@ def ingest_file(
             progress("read", n, size)
 
     reader = open_reader(
-        path, spec, fmt=fmt, mapping=mapping, chunk_rows=settings.chunk_rows, progress=on_bytes
+        path,
+        spec,
+        fmt=fmt,
+        mapping=mapping,
+        chunk_rows=settings.chunk_rows,
+        progress=on_bytes,
+        encoding=encoding,
+        delimiter=delimiter,
+        columns=columns,
+        date_format=date_format,
     )
     rejects: list[Reject] = []
     wh.ensure_tables()
@@ -158,8 +171,16 @@ def ingest_file(
                 ).to_pylist()[0]
                 present = {f for f, n in nonnull.items() if n}
             present_all |= present
-            parsed = wh.materialize(PARSED, parse_stage(staged, spec, reader.extra_columns))
-            part = validate(parsed, spec, max_chars=settings.max_field_chars, present=present)
+            parsed = wh.materialize(
+                PARSED, parse_stage(staged, spec, reader.extra_columns, reader.detected)
+            )
+            part = validate(
+                parsed,
+                spec,
+                max_chars=settings.max_field_chars,
+                present=present,
+                detected=reader.detected,
+            )
             checked = wh.stage_expr(CHECKED, part, append=checked is not None)
             bad = part[PROBLEMS].notnull()
             if kind == "orders":  # every line of an order that may be held back
