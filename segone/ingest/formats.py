@@ -3,7 +3,7 @@
 Sniffing happens once, at the header: the compression (gzip, zip), the text encoding, the
 delimiter, whether the first line is a header, the day/month order of slash dates and the
 decimal mark of numbers. The values themselves are parsed later, in the warehouse, for all rows
-at once, by the expressions at the end of this module (:func:`timestamp_text`,
+at once, by the expressions at the end of this module (:func:`datetime_text`,
 :func:`number_value`), which take these decisions as arguments.
 """
 
@@ -48,6 +48,7 @@ class Detected:
     columns: list[str] = field(default_factory=list)
     date_orders: dict[str, str] = field(default_factory=dict)
     decimal: str = "."
+    decimal_why: str = ""
     notes: list[str] = field(default_factory=list)
 
     def describe(self) -> list[str]:
@@ -63,7 +64,8 @@ class Detected:
         out.append("header: " + ("first line" if self.header else "none (--columns)"))
         for f, order in sorted(self.date_orders.items()):
             out.append(f"dates in {f}: {SHOWN[order]}")
-        out.append("decimal mark: " + ("comma" if self.decimal == "," else "dot"))
+        why = f" ({self.decimal_why})" if self.decimal_why else ""
+        out.append("decimal mark: " + ("comma" if self.decimal == "," else "dot") + why)
         return out + self.notes
 
 
@@ -121,15 +123,17 @@ class Source:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.compression = compression_of(path)
-        self.raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by close()
-        self.stream: IO[bytes]
-        if self.compression == "gzip":
-            self.stream = gzip.GzipFile(fileobj=self.raw, mode="rb")
-        elif self.compression == "zip":
-            self._zip = zipfile.ZipFile(self.raw)
-            self.stream = self._zip.open(zip_member(path))
-        else:
-            self.stream = self.raw
+        member = zip_member(path) if self.compression == "zip" else None
+        self.raw: io.BufferedReader = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self.stream: io.BufferedIOBase | IO[bytes] = self.raw
+        try:
+            if self.compression == "gzip":
+                self.stream = gzip.GzipFile(fileobj=self.raw, mode="rb")
+            elif member is not None:
+                self.stream = zipfile.ZipFile(self.raw).open(member)  # noqa: SIM115
+        except (zipfile.BadZipFile, OSError, NotImplementedError) as exc:
+            self.raw.close()
+            raise truncated(path, self.compression, exc) from None
 
     def read(self, n: int) -> bytes:
         try:
@@ -401,28 +405,46 @@ def parse_date_format(value: str) -> str:
     return v
 
 
-def date_order_of(values: Iterable[str]) -> tuple[str | None, int, str | None]:
-    """(order, how many slash dates, an example) for the values of one column.
+@dataclass
+class DateVotes:
+    """How the slash dates of one column vote: day-first, month-first, and an example of each."""
+
+    dmy: int = 0
+    mdy: int = 0
+    n: int = 0
+    example: str = ""
+    dmy_example: str = ""
+    mdy_example: str = ""
+
+    @property
+    def order(self) -> str | None:
+        if self.dmy == self.mdy:
+            return None
+        return DMY if self.dmy > self.mdy else MDY
+
+
+def date_order_of(values: Iterable[str]) -> DateVotes:
+    """How the values of one column say their day/month order.
 
     A value whose first part is over 12 can only be day-first (DMY); one whose second part is
-    over 12 only month-first (MDY). Order is None when no value decides (or none is a slash
-    date). When values disagree, the majority wins (the rest will fail to parse and be shown)."""
-    dmy = mdy = n = 0
-    example = None
-    for v in values:
-        m = _SLASH.match(v.strip())
+    over 12 only month-first (MDY). No order when no value decides (or none is a slash date).
+    When values disagree the majority wins; the rest then fail to parse and are quarantined."""
+    v = DateVotes()
+    for text in values:
+        text = text.strip()
+        m = _SLASH.match(text)
         if not m:
             continue
-        n += 1
-        example = example or v.strip()
+        v.n += 1
+        v.example = v.example or text
         a, b = int(m.group(1)), int(m.group(2))
         if a > 12 >= b:
-            dmy += 1
+            v.dmy += 1
+            v.dmy_example = v.dmy_example or text
         elif b > 12 >= a:
-            mdy += 1
-    if dmy == mdy:
-        return None, n, example
-    return (DMY if dmy > mdy else MDY), n, example
+            v.mdy += 1
+            v.mdy_example = v.mdy_example or text
+    return v
 
 
 _CURRENCY = r"(?:[A-Za-z]{3}|US\$|[$€£¥₹])"
@@ -465,10 +487,12 @@ def choose_decimal(dot: int, comma: int, delimiter: str | None) -> tuple[str, st
     any other file as 1234."""
     if dot or comma:
         mark = "," if comma > dot else "."
-        return mark, f"decimal mark from {dot + comma} value(s)"
+        if dot and comma:
+            return mark, f"{dot} value(s) say dot, {comma} comma: the majority wins"
+        return mark, f"from {dot + comma} value(s)"
     if delimiter == ";":
-        return ",", "decimal mark: no value decides; comma assumed (semicolon-separated file)"
-    return ".", ""
+        return ",", "no value decides; a semicolon-separated file"
+    return ".", "no value decides"
 
 
 # -- the warehouse side: parse text with these decisions ----------------------------------------

@@ -329,7 +329,7 @@ def _value_formats(
     def values(src: str) -> list[str]:
         return [v for v in sample.column(src).to_pylist() if v]
 
-    undecided: list[tuple[str, str, str]] = []
+    undecided: list[tuple[str, str, formats.DateVotes]] = []
     for f in spec.fields:
         src = cmap.canonical.get(f.name)
         if src is None or f.kind not in ("timestamp", "date"):
@@ -337,33 +337,34 @@ def _value_formats(
         if opts.date_format:
             detected.date_orders[f.name] = opts.date_format
             continue
-        order, n, example = formats.date_order_of(values(src))
-        if order:
-            detected.date_orders[f.name] = order
-        elif n:
-            undecided.append((f.name, src, example or ""))
-    if undecided:
+        votes = formats.date_order_of(values(src))
+        if votes.order:
+            detected.date_orders[f.name] = votes.order
+        elif votes.n:
+            undecided.append((f.name, src, votes))
+    for name, src, votes in undecided:
+        if votes.dmy:  # as many day-first as month-first values
+            raise FileFormatError(
+                f"{path.name}: column {src!r} mixes day-first ({votes.dmy_example!r}) and "
+                f"month-first ({votes.mdy_example!r}) dates. Say which the file means with "
+                "--date-format DMY or --date-format MDY"
+            )
         orders = set(detected.date_orders.values())
         if len(orders) != 1:  # no other column of the file decides either
-            name, src, example = undecided[0]
             raise FileFormatError(
-                f"{path.name}: dates in column {src!r} (e.g. {example!r}) could be DD/MM/YYYY "
-                f"or MM/DD/YYYY: no value in the first {sample.num_rows} rows has a day over 12."
-                " Say which with --date-format DMY or --date-format MDY"
+                f"{path.name}: dates in column {src!r} (e.g. {votes.example!r}) could be "
+                f"DD/MM/YYYY or MM/DD/YYYY: no value in the first {sample.num_rows} rows has a "
+                "day over 12. Say which with --date-format DMY or --date-format MDY"
             )
-        (order,) = orders
-        for name, _, _ in undecided:
-            detected.date_orders[name] = order
-            detected.notes.append(f"dates in {name}: no value decides, as the file's other dates")
+        detected.date_orders[name] = orders.pop()
+        detected.notes.append(f"dates in {name}: no value decides; read as the file's other dates")
     dot = comma = 0
     for f in spec.fields:
         src = cmap.canonical.get(f.name)
         if src is not None and f.kind in ("int", "float"):
             d, c = formats.decimal_votes(values(src))
             dot, comma = dot + d, comma + c
-    detected.decimal, why = formats.choose_decimal(dot, comma, detected.delimiter)
-    if why:
-        detected.notes.append(why + (f" ({dot} dot, {comma} comma)" if dot and comma else ""))
+    detected.decimal, detected.decimal_why = formats.choose_decimal(dot, comma, detected.delimiter)
 
 
 def _csv_reader(
