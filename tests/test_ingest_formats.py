@@ -326,12 +326,13 @@ def test_cdnow_whitespace_file_without_header(wh, tmp_path):
 
 def test_whitespace_stream_keeps_runs_split_across_blocks(tmp_path):
     path = tmp_path / "w.txt"
-    text = "".join(f"  {i}   {i * 2}\t \t{i * 3}   \r\n" for i in range(5000))
+    text = "".join(f"  {i}   {i * 2}\t \t{i * 3}   \r\n" for i in range(5000)) + " 1 2 3  "
     path.write_bytes(text.encode())
     with formats.Source(path) as src:
         out = formats.Utf8Stream(src, "utf-8", whitespace=True, block=37).read()
     assert out.decode() == formats.collapse_whitespace(text)
     assert out.decode().splitlines()[7] == "7\t14\t21"
+    assert out.decode().endswith("\n1\t2\t3")
 
 
 # -- compression and broken files: one line, nothing already loaded touched ----------------------

@@ -285,14 +285,14 @@ class Utf8Stream(io.RawIOBase):
 
     def _collapse(self, text: str) -> str:
         text = self.carry + text
-        if not self.eof:
-            m = re.search(r"[ \t\r]*$", text)
-            assert m is not None
-            self.carry, text = text[m.start() :], text[: m.start()]
+        kept = text.rstrip(" \t\r")
+        if self.eof:  # blanks at the very end would make one more (empty) column
+            text = kept + text[len(kept) :].replace(" ", "").replace("\t", "")
+        else:
+            self.carry, text = text[len(kept) :], kept
         if self.line_start:
             text = text.lstrip(" \t")
-        text = re.sub(r"[ \t]*(?:\r\n|\r|\n)[ \t]*", "\n", text)
-        text = re.sub(r"[ \t]+", "\t", text)
+        text = _tabs(text)
         if text:
             self.line_start = text.endswith("\n")
         return text
@@ -305,10 +305,19 @@ class Utf8Stream(io.RawIOBase):
         return n
 
 
+def _tabs(text: str) -> str:
+    # str.replace and a pattern that starts only at a blank: fast on long text
+    text = _BLANKS.sub("\t", text).replace("\r\n", "\n").replace("\r", "\n")
+    return text.replace("\t\n", "\n").replace("\n\t", "\n")
+
+
+_BLANKS = re.compile(r"[ \t]+")
+
+
 def collapse_whitespace(text: str) -> str:
     """The whitespace-separated ``text`` as tab-separated lines (as :class:`Utf8Stream` does)."""
-    lines = (re.sub(r"[ \t]+", "\t", ln.strip(" \t")) for ln in text.splitlines())
-    return "\n".join(ln for ln in lines) + ("\n" if text.endswith(("\n", "\r")) else "")
+    text = _tabs(text.lstrip(" \t"))
+    return text[:-1] if text.endswith("\t") else text
 
 
 # -- delimiters and header ---------------------------------------------------------------------

@@ -131,6 +131,8 @@ def open_reader(
     if opts.columns:
         raise FileFormatError("--columns names the columns of a headerless CSV/text file only")
     if fmt == "parquet":
+        if formats.compression_of(path):
+            raise FileFormatError(f"{path.name}: a compressed Parquet file; decompress it first")
         reader = _parquet_reader(path, spec, mapping, chunk_rows, progress)
     elif fmt == "json":
         data, detected = _read_text(path, opts)
