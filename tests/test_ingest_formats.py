@@ -364,7 +364,18 @@ def _truncated_gz(path: Path) -> Path:
     return path
 
 
+def _cut_after_the_head(path: Path) -> Path:
+    body = "source_id,full_name\n" + "".join(
+        f"c{i},name {i * 7919 % 100003}\n" for i in range(300_000)
+    )
+    data = gzip.compress(body.encode(), mtime=0)
+    path.write_bytes(data[: len(data) * 9 // 10])
+    assert len(gzip.decompress(data)[: formats.SAMPLE_BYTES]) == formats.SAMPLE_BYTES
+    return path
+
+
 BROKEN = {
+    "late-cut.csv.gz": (_cut_after_the_head, "late-cut.csv.gz: the gzip file is truncated"),
     "empty.csv": (lambda p: write(p, ""), "empty.csv is empty"),
     "blank.csv": (lambda p: write(p, "\n\n  \n"), "blank.csv is empty"),
     "binary.csv": (lambda p: p.write_bytes(bytes(range(256)) * 40) and p, "looks binary"),
