@@ -114,7 +114,7 @@ def open_reader(
     """Open ``path`` for streaming. Every problem with the file itself (empty, binary,
     truncated, undecodable, no header) is a :class:`FileFormatError` naming the file."""
     if isinstance(columns, str):
-        columns = [c for c in columns.split(",")]
+        columns = columns.split(",")
     opts = TextOptions(
         encoding=formats.check_encoding(encoding) if encoding else None,
         delimiter=formats.parse_delimiter(delimiter) if delimiter else None,
