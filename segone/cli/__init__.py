@@ -184,6 +184,21 @@ def ingest(
             "problems found; write nothing.",
         ),
     ] = False,
+    encoding: Annotated[
+        str | None, typer.Option(help="Text encoding, e.g. cp1252 (default: detected).")
+    ] = None,
+    delimiter: Annotated[
+        str | None,
+        typer.Option(help="Column delimiter: a character, tab or whitespace (default: sniffed)."),
+    ] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option(help="a,b,c: the file has no header line; these are its column names."),
+    ] = None,
+    date_format: Annotated[
+        str | None,
+        typer.Option(help="DMY or MDY: how to read dates like 05/06/2024 (default: from values)."),
+    ] = None,
 ) -> None:
     """Load files into the warehouse; bad rows go to quarantine, loading twice adds nothing.
 
@@ -217,6 +232,10 @@ def ingest(
                     preset=preset,
                     value_maps=values,
                     dry_run=dry_run,
+                    encoding=encoding,
+                    delimiter=delimiter,
+                    columns=columns,
+                    date_format=date_format,
                 )
             except FileFormatError as exc:  # this file cannot be read: say so, go on
                 err.print(

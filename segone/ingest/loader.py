@@ -125,6 +125,10 @@ def ingest_file(
     preset: str | None = None,
     value_maps: Mapping[str, Mapping[str, str]] | None = None,
     dry_run: bool = False,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    columns: list[str] | str | None = None,
+    date_format: str | None = None,
 ) -> LoadResult:
     """Ingest ``path`` as ``kind``. Bad rows go to ``quarantine``; the rest is loaded once.
 
@@ -140,7 +144,11 @@ def ingest_file(
         raise IngestError(f"no such file: {path}")
     source = source or path.name.split(".")[0]
     presets = all_presets(settings.presets)
-    header = peek_header(path, fmt)
+    header = (
+        None
+        if columns is not None
+        else peek_header(path, fmt, spec, encoding=encoding, delimiter=delimiter)
+    )
     chosen = (
         get_preset(preset, kind, presets)
         if preset
@@ -171,7 +179,16 @@ def ingest_file(
             progress("read", n, size)
 
     reader = open_reader(
-        path, spec, fmt=fmt, mapping=given, chunk_rows=chunk_rows, progress=on_bytes
+        path,
+        spec,
+        fmt=fmt,
+        mapping=given,
+        chunk_rows=chunk_rows,
+        progress=on_bytes,
+        encoding=encoding,
+        delimiter=delimiter,
+        columns=columns if columns is not None or chosen is None else (list(chosen.header) or None),
+        date_format=date_format,
     )
     result.mapping = dict(reader.column_map)
     result.extra_columns = list(reader.extra_columns.values())
@@ -233,13 +250,16 @@ def ingest_file(
                 ).to_pylist()[0]
                 present = {f for f, n in nonnull.items() if n}
             present_all |= present
-            parsed = wh.materialize(PARSED, parse_stage(staged, spec, reader.extra_columns))
+            parsed = wh.materialize(
+                PARSED, parse_stage(staged, spec, reader.extra_columns, reader.detected)
+            )
             part = validate(
                 parsed,
                 spec,
                 max_chars=settings.max_field_chars,
                 present=present,
                 strict=settings.strict,
+                detected=reader.detected,
             )
             checked = wh.stage_expr(CHECKED, part, append=checked is not None)
             bad = part[PROBLEMS].notnull()

@@ -11,6 +11,8 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from segone.exprs import lit
+from segone.ingest import formats
+from segone.ingest.formats import Detected
 from segone.ingest.jsonflat import PRE_CODE, PRE_REASON, json_type
 from segone.ingest.kinds import Field, KindSpec
 from segone.ingest.readers import EXTRA_JSON, JSON_TEXT, LINE
@@ -47,15 +49,19 @@ def clean(col: ir.Value) -> ir.StringValue:
     return s.nullif("")
 
 
-def parse_value(f: Field, s: ir.StringValue) -> ir.Value:
-    """The typed value of field ``f`` read from text ``s`` (null when it cannot be read)."""
+def parse_value(
+    f: Field, s: ir.StringValue, *, date_order: str | None = None, decimal: str = "."
+) -> ir.Value:
+    """The typed value of field ``f`` read from text ``s`` (null when it cannot be read).
+
+    ``date_order`` (DMY/MDY) says how to read slash dates, ``decimal`` the decimal mark; both
+    are decided per file (see :mod:`segone.ingest.formats`)."""
     if f.kind == "string":
         return s
     if f.kind == "enum":
         return s.lower()
     if f.kind in ("int", "float"):
-        text = s.re_replace(r"^[$€£]\s*", "") if f.kind == "float" else s
-        num = text.try_cast("float64")
+        num = formats.number_value(s, decimal)
         bad = num.isnull() | num.isnan() | num.isinf()
         if f.kind == "int":
             return ibis.ifelse(bad | (num != num.floor()), ibis.null("float64"), num).cast("int64")
@@ -68,10 +74,10 @@ def parse_value(f: Field, s: ir.StringValue) -> ir.Value:
                 (as_num * 1_000).cast("int64").as_timestamp("ms").cast(TS),
             ),
             (s.re_search(r"^\d{12,13}$"), as_num.cast("int64").as_timestamp("ms").cast(TS)),
-            else_=s.try_cast(TS),
+            else_=formats.datetime_text(s, date_order).try_cast(TS),
         )
     if f.kind == "date":
-        return s.try_cast("date")
+        return formats.datetime_text(s, date_order).try_cast("date")
     if f.kind == "bool":
         low = s.lower()
         return ibis.cases(
@@ -82,9 +88,26 @@ def parse_value(f: Field, s: ir.StringValue) -> ir.Value:
     raise ValueError(f"unknown field kind {f.kind}")  # pragma: no cover - specs are static
 
 
-def field_checks(f: Field, s: ir.StringValue, value: ir.Value, max_chars: int) -> list[Check]:
+def field_checks(
+    f: Field,
+    s: ir.StringValue,
+    value: ir.Value,
+    max_chars: int,
+    *,
+    date_order: str | None = None,
+    decimal: str = ".",
+) -> list[Check]:
     """What must hold of field ``f`` given its text ``s`` and parsed ``value``."""
     checks: list[Check] = []
+    # how slash dates and decimals were read, said when a value fails to read that way
+    if date_order:
+        as_read = lit(f" (the file's dates read as {formats.SHOWN[date_order]})")
+    else:
+        as_read = ibis.ifelse(
+            s.re_search(formats.SLASH_DATE),
+            lit(": day/month order unknown, pass --date-format DMY or MDY"),
+            lit(""),
+        )
     name = f.name
     prefix = lit(f"{name}: ")
     if f.kind in ("string", "enum", "json"):
@@ -106,6 +129,8 @@ def field_checks(f: Field, s: ir.StringValue, value: ir.Value, max_chars: int) -
         )
     elif f.kind in ("int", "float"):
         what = "a whole number" if f.kind == "int" else "a number"
+        if decimal == ",":
+            what += " (the file writes decimals with a comma)"
         checks.append(
             Check(
                 s.notnull() & value.isnull(),
@@ -134,7 +159,7 @@ def field_checks(f: Field, s: ir.StringValue, value: ir.Value, max_chars: int) -
             Check(
                 s.notnull() & value.isnull(),
                 f"invalid_timestamp({name})",
-                lit(f"{name}: cannot read ") + _shown(s) + lit(" as a date and time"),
+                lit(f"{name}: cannot read ") + _shown(s) + lit(" as a date and time") + as_read,
             )
         )
         year = value.year()
@@ -150,7 +175,7 @@ def field_checks(f: Field, s: ir.StringValue, value: ir.Value, max_chars: int) -
             Check(
                 s.notnull() & value.isnull(),
                 f"invalid_date({name})",
-                lit(f"{name}: cannot read ") + _shown(s) + lit(" as a date (YYYY-MM-DD)"),
+                lit(f"{name}: cannot read ") + _shown(s) + lit(" as a date") + as_read,
             )
         )
         checks.append(
@@ -228,14 +253,22 @@ def kind_checks(spec: KindSpec, v: Mapping[str, ir.Value], present: set[str]) ->
     return checks
 
 
-def parse_stage(staged: ibis.Table, spec: KindSpec, extra_columns: Mapping[str, str]) -> ibis.Table:
+def parse_stage(
+    staged: ibis.Table,
+    spec: KindSpec,
+    extra_columns: Mapping[str, str],
+    detected: Detected | None = None,
+) -> ibis.Table:
     """Step 1: every field's text (``_s_<field>``) and typed value."""
+    detected = detected or Detected()
     cols: dict[str, ir.Value] = {}
     for f in spec.fields:
         if f.name in staged.columns:
             s = clean(staged[f.name])
             cols[TEXT_PREFIX + f.name] = s
-            cols[f.name] = parse_value(f, s)
+            cols[f.name] = parse_value(
+                f, s, date_order=detected.date_orders.get(f.name), decimal=detected.decimal
+            )
         else:
             cols[f.name] = ibis.null(_target_type(f))
     if EXTRA_JSON in staged.columns:
@@ -266,6 +299,7 @@ def validate(
     max_chars: int,
     present: set[str],
     strict: bool = False,
+    detected: Detected | None = None,
 ) -> ibis.Table:
     """Step 2: typed canonical columns plus ``_line``, ``extra``, ``_problems`` and ``_reason``.
 
@@ -273,12 +307,20 @@ def validate(
     of optional fields (unless ``strict``) null the value and go to ``_dropped`` /
     ``_dropped_reason`` instead, and the row stays valid.
     """
+    detected = detected or Detected()
     checks: list[Check] = []
     soft: list[Check] = []
     values = {f.name: parsed[f.name] for f in spec.fields}
     for f in spec.fields:
         if TEXT_PREFIX + f.name in parsed.columns:
-            found = field_checks(f, parsed[TEXT_PREFIX + f.name], parsed[f.name], max_chars)
+            found = field_checks(
+                f,
+                parsed[TEXT_PREFIX + f.name],
+                parsed[f.name],
+                max_chars,
+                date_order=detected.date_orders.get(f.name),
+                decimal=detected.decimal,
+            )
             if f.optional and not strict:
                 # the row loads without this value; the problem is recorded apart. An oversize
                 # value still rejects its row: it is more often a broken line than a bad value.
