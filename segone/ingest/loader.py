@@ -15,7 +15,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from segone.config import IngestSettings
-from segone.exceptions import ConfigError, IngestError, StoreError
+from segone.exceptions import ConfigError, FileFormatError, IngestError, StoreError
 from segone.exprs import lit
 from segone.identity.erase import erased_lines
 from segone.identity.graph import IdentitySettings
@@ -171,7 +171,10 @@ def ingest_file(
     result = LoadResult(load_id, kind, str(path), preset=chosen.name if chosen else None)
     result.dry_run = dry_run
     started = datetime.now(UTC)
-    sha = file_sha256(path)
+    try:
+        sha = file_sha256(path)
+    except OSError as exc:
+        raise FileFormatError(f"{path.name}: cannot read the file: {exc.strerror or exc}") from None
     chunk_rows = min(settings.chunk_rows, DRY_RUN_ROWS) if dry_run else settings.chunk_rows
 
     def on_bytes(n: int) -> None:
