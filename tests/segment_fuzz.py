@@ -164,8 +164,9 @@ class Plan:
 class Fuzz:
     """Seeded message generator; ``odd_rate`` is the share of fields given an odd value."""
 
-    def __init__(self, seed: int, odd_rate: float = 0.35) -> None:
+    def __init__(self, seed: int, odd_rate: float = 0.35, tag: str = "fz") -> None:
         self.r = random.Random(seed)
+        self.tag = tag
         self.odd_rate = odd_rate
         self.n = 0
 
@@ -243,7 +244,10 @@ class Fuzz:
 
     def message(self, kind: str, person: str, odd: list[str]) -> dict[str, Any]:
         self.n += 1
-        msg: dict[str, Any] = {"type": kind, "messageId": f"fz-{self.n}-{self.r.random():.8f}"}
+        msg: dict[str, Any] = {
+            "type": kind,
+            "messageId": f"{self.tag}-{self.n}-{self.r.random():.8f}",
+        }
         who = self.r.random()
         if who < 0.6:
             msg["userId"] = person
@@ -362,7 +366,7 @@ def run(
 ) -> Report:
     """The fuzz: for each person their requests, then a profile read and a decision each after
     every request and at the end (and again for everyone once all are done)."""
-    fuzz = Fuzz(seed, odd_rate)
+    fuzz = Fuzz(seed, odd_rate, prefix)
     rep = Report()
     admin = {"Authorization": f"Bearer {admin_token}"}
     decide = {"Authorization": f"Bearer {decide_token}"}

@@ -29,7 +29,7 @@ import orjson
 
 from segone.api.errors import ApiError, detail
 from segone.ingest.segment import MAX_MESSAGE_BYTES
-from segone.live.spec import DROPPED_KEY, typed
+from segone.live.spec import DROPPED_KEY, in_window, typed
 
 TYPES = ("identify", "track", "page", "screen", "group", "alias")
 MAX_BATCH_BYTES = 500 * 1024
@@ -212,11 +212,7 @@ def _event_time(
         out["timestamp"] = received_at
         return
     dt = parse_timestamp(raw, key)
-    try:
-        latest = now + limits.timestamp_future
-    except OverflowError:  # a window configured past the calendar
-        latest = datetime.max.replace(tzinfo=UTC)
-    if dt is not None and limits.earliest_timestamp <= dt <= latest:
+    if dt is not None and in_window(dt, now, limits.earliest_timestamp, limits.timestamp_future):
         out["timestamp"] = dt.isoformat()
         return
     out["timestamp"] = received_at

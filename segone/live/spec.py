@@ -20,7 +20,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -86,9 +86,12 @@ def _reason_number(v: Any, lo: float, hi: float) -> str | None:
     if isinstance(v, int | float):
         f = float(v) if not isinstance(v, int) or abs(v) < 2**1023 else math.inf
     elif isinstance(v, str):
-        if not _NUMERIC.match(v):
+        try:
+            f = float(v)
+        except ValueError:
             return "is not a number"
-        f = float(v)
+        if math.isfinite(f) and not _NUMERIC.match(v):  # 1_000, 0x1A: not to the warehouse
+            return "is not a number"
     else:
         return "is not a number"
     if not math.isfinite(f):
@@ -235,6 +238,16 @@ TRAITS: dict[str, Check] = {
 _NESTED: dict[str, dict[str, Check]] = {"address": ADDRESS, "company": COMPANY}
 
 
+def in_window(t: datetime, received: datetime, earliest: datetime, future: timedelta) -> bool:
+    """Whether an event time is taken as sent: from ``earliest`` to ``future`` after the time
+    it was received."""
+    try:
+        latest = received + future
+    except OverflowError:  # a window configured past the calendar
+        return earliest <= t
+    return earliest <= t <= latest
+
+
 def _as_sent(v: Any) -> str:
     try:
         return orjson.dumps(v).decode()
@@ -300,7 +313,7 @@ def typed(msg: dict[str, Any]) -> list[Dropped]:
     objects) whose values are not of their spec type, in place (the objects changed are
     copied, never changed); returns those dropped (none for a clean message)."""
     dropped: list[Dropped] = []
-    kind = msg["type"]
+    kind = msg.get("type")
     props = msg.get("properties")
     if kind == "track" and props:
         event = msg.get("event")
