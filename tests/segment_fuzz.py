@@ -23,13 +23,15 @@ import argparse
 import json
 import os
 import random
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -363,6 +365,7 @@ def run(
     requests_per_person: int = 12,
     odd_rate: float = 0.35,
     prefix: str = "fz",
+    known: Sequence[str] = (),
 ) -> Report:
     """The fuzz: for each person their requests, then a profile read and a decision each after
     every request and at the end (and again for everyone once all are done)."""
@@ -370,7 +373,7 @@ def run(
     rep = Report()
     admin = {"Authorization": f"Bearer {admin_token}"}
     decide = {"Authorization": f"Bearer {decide_token}"}
-    names = [f"{prefix}-{seed}-{i}" for i in range(people)]
+    names = [f"{prefix}-{seed}-{i}" for i in range(people)] + list(known)
 
     def follow_up(person: str) -> None:
         for ident in (f"user_id:{person}", f"anonymous_id:anon-{person}"):
@@ -413,10 +416,11 @@ def _free_port() -> int:
 
 @contextmanager
 def serve(
-    python: str = sys.executable, log_to: Path | None = None
+    python: str = sys.executable, log_to: Path | None = None, project: Path | None = None
 ) -> Iterator[tuple[str, dict[str, str]]]:
-    """``segone init`` + ``segone serve`` in a temporary directory; yields (url, keys). The
-    server's log is copied to ``log_to`` at the end when given."""
+    """``segone init`` (or a copy of ``project``, e.g. one ``segone demo`` built and published)
+    + ``segone serve`` in a temporary directory; yields (url, keys). The server's log is copied
+    to ``log_to`` at the end when given."""
     keys = {"write": "wk-fuzz", "decide": "dk-fuzz", "admin": "adm-fuzz"}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "proj"
@@ -427,7 +431,10 @@ def serve(
             "SEGONE_ADMIN_TOKENS": keys["admin"],
         }
         cli = [python, "-c", "from segone.cli import main; main()"]
-        subprocess.run([*cli, "init", str(root)], check=True, env=env, capture_output=True)
+        if project is not None:
+            shutil.copytree(project, root)
+        else:
+            subprocess.run([*cli, "init", str(root)], check=True, env=env, capture_output=True)
         port = _free_port()
         log = (Path(tmp) / "serve.log").open("wb")
         proc = subprocess.Popen(
@@ -472,6 +479,17 @@ def main() -> None:
     p.add_argument("--decide-token", default="dk-fuzz")
     p.add_argument("--admin-token", default="adm-fuzz")
     p.add_argument("--log", type=Path, help="copy the server's log here")
+    p.add_argument(
+        "--project",
+        type=Path,
+        help="serve a copy of this project (e.g. one `segone demo --no-serve` built)",
+    )
+    p.add_argument(
+        "--known",
+        type=int,
+        default=0,
+        help="with --project: also fuzz this many people the build published (by user id)",
+    )
     a = p.parse_args()
 
     def go(url: str, write: str, dec: str, adm: str) -> Report:
@@ -485,13 +503,23 @@ def main() -> None:
                 people=a.people,
                 requests_per_person=a.requests_per_person,
                 odd_rate=a.odd_rate,
+                known=known,
             )
 
+    known: list[str] = []
+    if a.project is not None and a.known:
+        with sqlite3.connect(f"file:{a.project / 'online.db'}?mode=ro", uri=True) as conn:
+            rows = conn.execute(
+                "SELECT identifier FROM identities WHERE identifier LIKE 'user_id:%' "
+                "ORDER BY identifier LIMIT ?",
+                (a.known,),
+            ).fetchall()
+        known = [r[0].split(":", 1)[1] for r in rows]
     t = time.perf_counter()
     if a.url:
         rep = go(a.url, a.write_key, a.decide_token, a.admin_token)
     else:
-        with serve(log_to=a.log) as (url, keys):
+        with serve(log_to=a.log, project=a.project) as (url, keys):
             rep = go(url, keys["write"], keys["decide"], keys["admin"])
     print(rep.summary())
     print(f"({time.perf_counter() - t:.1f} s)")

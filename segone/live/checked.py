@@ -69,10 +69,10 @@ def aggregate(a: Any) -> dict[str, Any]:
     """An aggregate (``segone.live.aggregate``) with every part of its type."""
     if not isinstance(a, dict):
         return empty()
-    n = a.get("n") if isinstance(a.get("n"), dict) else {}
+    n: dict[str, Any] = a["n"] if isinstance(a.get("n"), dict) else {}
     out = empty()
     out["n"] = {k: count(n.get(k)) for k in COUNTERS}
-    out["revenue"] = number(a.get("revenue"))
+    out["revenue"] = number(a.get("revenue"))  # (0.0 when unreadable)
     for k in ("first_event_at", "last_event_at", "first_order_at", "last_order_at"):
         out[k] = time_text(a.get(k))
     out["previous_order_at"] = time_text(a.get("previous_order_at"))
@@ -157,7 +157,7 @@ def person(doc: Any) -> dict[str, Any] | None:
     out["events"] = sorted(records, key=lambda x: (x["ts"], x["seq"]))
     out["folded"] = None if doc.get("folded") is None else aggregate(doc.get("folded"))
     out["folded_seq"] = count(doc.get("folded_seq"))
-    traits = doc.get("traits") if isinstance(doc.get("traits"), dict) else {}
+    traits: dict[str, Any] = doc["traits"] if isinstance(doc.get("traits"), dict) else {}
     out["traits"] = {
         col: [pair[0], stamp]
         for col, pair in traits.items()
