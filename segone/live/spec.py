@@ -102,16 +102,25 @@ def _reason_number(v: Any, lo: float, hi: float) -> str | None:
 
 
 def amount(v: Any) -> str | None:
+    t = type(v)
+    if (t is float or t is int) and -MAX_AMOUNT <= v <= MAX_AMOUNT:  # (the common case)
+        return None
     return _reason_number(v, -MAX_AMOUNT, MAX_AMOUNT)
 
 
 def quantity(v: Any) -> str | None:
+    t = type(v)
+    if (t is int or t is float) and 0 <= v <= MAX_QUANTITY:
+        return None
     return _reason_number(v, 0.0, MAX_QUANTITY)
+
+
+_TEXT_TYPES = frozenset((str, int, float, type(None)))
 
 
 def text(v: Any) -> str | None:
     """Text (an id may be a number, written as text later); not an object, list or boolean."""
-    if v is None or isinstance(v, str) or (isinstance(v, int | float) and not isinstance(v, bool)):
+    if type(v) in _TEXT_TYPES or isinstance(v, str):
         return None
     return "must be a string"
 
@@ -260,10 +269,10 @@ def _check(
 ) -> dict[str, Any]:
     """``doc`` without its fields of the wrong type (a copy only when one is dropped)."""
     out = doc
-    for key, check in checks.items():
-        if key not in doc:
+    for key, v in doc.items():
+        check = checks.get(key)
+        if check is None:
             continue
-        v = doc[key]
         reason = check(v)
         if reason is None:
             sub = _NESTED.get(key) if checks is TRAITS else None
