@@ -159,7 +159,12 @@ def test_spec_fields_of_the_wrong_type_are_dropped_and_named() -> None:
                     "traits": {"email": {}, "address": {"city": ["x"], "street": "1 Rd"}},
                     "context": {"traits": {"birthday": "not a date", "age": 41}},
                 },
-                {"type": "page", "userId": "u", "properties": {"path": {}, "keywords": "x"}},
+                {
+                    "type": "page",
+                    "userId": "u",
+                    "properties": {"path": {}, "keywords": "x"},
+                    "sentAt": "yesterday",
+                },
             ]
         }
     )
@@ -178,7 +183,7 @@ def test_spec_fields_of_the_wrong_type_are_dropped_and_named() -> None:
     }
     assert ident["traits"] == {"address": {"street": "1 Rd"}, "age": 41}
     assert ident["context"]["traits"] == {"age": 41}
-    assert page["properties"] == {}
+    assert page["properties"] == {} and "sentAt" not in page
     dropped = {(d["index"], d["field"]) for d in p.dropped()}
     assert dropped == {
         (2, "properties.order_id"),
@@ -195,6 +200,7 @@ def test_spec_fields_of_the_wrong_type_are_dropped_and_named() -> None:
         (3, "context.traits.birthday"),
         (4, "properties.path"),
         (4, "properties.keywords"),
+        (4, "sentAt"),
     }
     assert all(d["code"] == "dropped_field" for d in p.dropped())
     assert [r.index for r in p.rejected] == [1]

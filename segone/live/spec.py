@@ -5,8 +5,9 @@ downstream (live profiles, decisions, the warehouse) ever reads it.
 
 Typed: the reserved properties of every ``track`` (``revenue``, ``value``, ``currency``), the
 properties of the e-commerce spec's events (amounts, quantities, ids, ``products[]``), the
-reserved properties of ``page``/``screen``, and the reserved traits of ``identify``/``group``
-(top level and ``context.traits``). Everything else is kept as sent.
+reserved properties of ``page``/``screen``, the reserved traits of ``identify``/``group``
+(top level and ``context.traits``), and ``sentAt``. Everything else is kept as sent (the event
+time is the caller's: ``segone.api.segment`` replaces one outside the accepted window).
 
 ``typed(msg)`` returns the dropped fields (path, why, the value as sent as JSON text); the caller
 keeps the values with the stored message (under ``_dropped``) and tells the client which fields
@@ -322,6 +323,8 @@ def typed(msg: dict[str, Any]) -> list[Dropped]:
     objects) whose values are not of their spec type, in place (the objects changed are
     copied, never changed); returns those dropped (none for a clean message)."""
     dropped: list[Dropped] = []
+    if "sentAt" in msg and (why := date(msg["sentAt"])) is not None:  # the warehouse's sent_at
+        dropped.append(Dropped("sentAt", why, _as_sent(msg.pop("sentAt"))))
     kind = msg.get("type")
     props = msg.get("properties")
     if kind == "track" and props:
