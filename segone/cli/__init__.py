@@ -783,6 +783,7 @@ def repair(
         list[str] | None,
         typer.Option(
             "--person",
+            metavar="ID",
             help="An identifier of the person to repair (e.g. user_id:u-1001); repeatable. "
             "Default: everyone with stored events.",
         ),

@@ -619,7 +619,10 @@ def safe_view(
     except Exception as exc:  # any odd value: read the checked documents
         from segone.live import checked
 
-        log.error("a stored profile document could not be read as it is (%s)", type(exc).__name__)
+        log.error(
+            "a stored profile document held an odd value (%s); segone repair fixes it",
+            type(exc).__name__,
+        )
         try:
             return view(checked.published(published), checked.person(doc), now, **kw)
         except Exception as again:  # a bug in view: still show the person

@@ -195,7 +195,10 @@ class Engine:
         try:
             return self._profile_of(pid, live, published, identifiers, journey, now)
         except Exception as exc:  # a stored value of the wrong type: read the checked documents
-            log.error("a person's documents could not be read as they are (%s)", type(exc).__name__)
+            log.error(
+                "a person's documents held an odd value (%s); segone repair fixes them",
+                type(exc).__name__,
+            )
             live = checked.person(live) or {}
             published = checked.published(published) or {}
             return self._profile_of(pid, live, published, identifiers, journey, now)
@@ -376,7 +379,8 @@ class Engine:
                 raise
             except Exception as exc:  # a stored value of the wrong type: the checked documents
                 log.error(
-                    "a person's documents could not be read as they are (%s)", type(exc).__name__
+                    "a person's documents held an odd value (%s); segone repair fixes them",
+                    type(exc).__name__,
                 )
                 d = run(checked.person(live), checked.published(published))
             planned = None
