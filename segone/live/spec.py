@@ -270,13 +270,19 @@ def _check(
 ) -> dict[str, Any]:
     """``doc`` without its fields of the wrong type (a copy only when one is dropped)."""
     out = doc
+    nested = checks is TRAITS
     for key, v in doc.items():
         check = checks.get(key)
         if check is None:
             continue
+        t = type(v)  # the common cases without a call: text, and amounts in range
+        if check is text and (t is str or t is int or t is float):
+            continue
+        if check is amount and (t is int or t is float) and -MAX_AMOUNT <= v <= MAX_AMOUNT:
+            continue
         reason = check(v)
         if reason is None:
-            sub = _NESTED.get(key) if checks is TRAITS else None
+            sub = _NESTED.get(key) if nested else None
             if sub is not None and isinstance(v, dict):
                 inner = _check(v, sub, f"{where}{key}.", dropped)
                 if inner is not v:
@@ -305,13 +311,18 @@ def _products(props: dict[str, Any], dropped: list[Dropped]) -> dict[str, Any]:
     kept: list[Any] = []
     changed = False
     for i, p in enumerate(products):
-        where = f"properties.products[{i}]"
-        if not isinstance(p, dict):
+        if type(p) is not dict:
+            where = f"properties.products[{i}]"
             dropped.append(Dropped(where, "must be an object", _as_sent(p)))
             changed = True
             continue
-        q = _check(p, PRODUCT, where + ".", dropped)
-        changed = changed or q is not p
+        mine: list[Dropped] = []
+        q = _check(p, PRODUCT, "", mine)
+        if q is not p:  # (the path is spelt out only for what was dropped)
+            changed = True
+            dropped += [
+                Dropped(f"properties.products[{i}].{d.field}", d.reason, d.sent) for d in mine
+            ]
         kept.append(q)
     if not changed:
         return props
