@@ -8,10 +8,12 @@ messages and batches). After each person's events their profile is read and a de
 for: a person the server accepted an event for must stay readable.
 
 Used by tests/test_api_fuzz.py (a few hundred requests) and runnable on its own against the
-real ``segone serve`` (a fresh project in a temporary directory, or ``--url`` of a running
-server with its keys)::
+real ``segone serve`` (a fresh project in a temporary directory; a copy of a built project with
+``--project``, e.g. one ``segone demo --no-serve`` made, and ``--known N`` of the people it
+published; or ``--url`` of a running server with its keys), from the repository's root (the
+server runs the ``segone`` that ``python -c`` imports there)::
 
-    .venv/bin/python tests/segment_fuzz.py [--seed 20] [--people 100] [--url URL ...]
+    .venv/bin/python tests/segment_fuzz.py [--seed 20] [--people 100] [--project DIR --known 50]
 
 It prints the requests sent, the answers >= 500 (by endpoint and the values that caused them)
 and the people left unreadable.
