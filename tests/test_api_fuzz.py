@@ -245,21 +245,28 @@ def test_a_document_an_older_version_wrote_is_still_read_and_repaired(server: Se
     doc["traits"] = {"city": "Lyon"}
     with server.store.write() as tx:
         tx.put_docs("person", {pid: doc})
-    # read, decided for and updated all the same
+    # read, decided for, merged with another person and updated all the same
     assert server.profile(f"user_id:{uid}").status_code == 200
     assert server.decide(f"user_id:{uid}").status_code == 200
+    other = f"anon-{uid}"
+    r = server.send("/v1/page", {"anonymousId": other, "name": "Home"})
+    assert r.status_code == 200, r.text
+    r = server.send("/v1/alias", {"userId": uid, "previousId": other})
+    assert r.status_code == 200, r.text
+    prof = server.profile(f"anonymous_id:{other}")
+    assert prof.status_code == 200 and prof.json()["person_id"] == pid
     r = server.send("/v1/track", {"userId": uid, "event": "Product Viewed", "properties": {}})
     assert r.status_code == 200, r.text
     prof = server.profile(f"user_id:{uid}")
     assert prof.status_code == 200 and prof.json()["profile"]["events"] >= 1
     # `segone repair` re-derives the document from the stored events
     done = repair(server.store, server.settings, [f"user_id:{uid}"])
-    assert done.people == 1 and done.events == 2 and done.changed == 1
+    assert done.people == 1 and done.events == 4 and done.changed == 1
     fixed = json.loads(server.stored("SELECT doc FROM docs WHERE kind = 'person' AND key = ?", pid))
-    assert fixed["agg"]["revenue"] == 0.0 and fixed["agg"]["n"]["events"] == 2
+    assert fixed["agg"]["revenue"] == 0.0 and fixed["agg"]["n"]["events"] == 4
     assert fixed["agg"]["n"]["orders"] == 0 and fixed["agg"]["aff"] == {}
     p = server.profile(f"user_id:{uid}").json()["profile"]
-    assert p["events"] == 2 and p["orders"] == 0
+    assert p["events"] == 4 and p["orders"] == 0
 
 
 # -- the state machine -----------------------------------------------------------------------------

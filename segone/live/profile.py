@@ -272,7 +272,20 @@ def _insert(doc: dict[str, Any], records: list[dict[str, Any]]) -> None:
 
 def merge_docs(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any]:
     """One document from two people's (``a`` the one kept): sums added, events interleaved by
-    time, the latest value of each trait (an order recorded for both would count twice)."""
+    time, the latest value of each trait (an order recorded for both would count twice). A
+    document with a value of the wrong type (an older version's) is merged checked."""
+    try:
+        return _merge_docs(a, b)
+    except Exception as exc:  # an odd stored value: merge the checked documents
+        from segone.live import checked
+
+        log.error(
+            "a stored profile document held an odd value (%s) when merged", type(exc).__name__
+        )
+        return _merge_docs(checked.person(a), checked.person(b))
+
+
+def _merge_docs(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any]:
     a, b = _doc(a), _doc(b)
     if a is None or b is None:
         out = a if b is None else b
