@@ -9,6 +9,7 @@ import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -167,6 +168,16 @@ class ServerSettings:
     max_batch_bytes: int = 500 * 1024
     frequency_cap_per_day: int = 3
     channels: tuple[str, ...] = ("email", "sms", "push")
+    # event times taken as sent: from this instant to this many days after receipt; others
+    # (a device clock at 1970 or 2099) are replaced by the time received, the original kept
+    earliest_timestamp: str = "2000-01-01T00:00:00+00:00"
+    timestamp_future_days: float = 1.0
+
+    def earliest(self) -> datetime:
+        """``earliest_timestamp`` as an aware time (UTC when it names no offset)."""
+        t = datetime.fromisoformat(self.earliest_timestamp.strip())
+        return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
     # where the writes run: "process" (a writer process beside the server: the per-event work
     # gets a core of its own) or "thread" (one process; for embedding and one-core hosts)
     writer: str = "process"
@@ -209,6 +220,15 @@ def _server_settings(data: dict[str, Any], source: str) -> ServerSettings:
                     f"{source}: server.{k}: {v!r} is not a {type(default).__name__}"
                 ) from None
     s = ServerSettings(**out)
+    try:
+        s.earliest()
+    except ValueError:
+        raise ConfigError(
+            f"{source}: server.earliest_timestamp must be an ISO-8601 date or time, "
+            f"not {s.earliest_timestamp!r}"
+        ) from None
+    if not s.timestamp_future_days >= 0:
+        raise ConfigError(f"{source}: server.timestamp_future_days must be >= 0")
     if s.writer not in ("process", "thread"):
         raise ConfigError(
             f'{source}: server.writer must be "process" or "thread", not {s.writer!r}'

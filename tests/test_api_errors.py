@@ -115,7 +115,13 @@ def assert_still_serving(server: Server) -> None:
     msg = track("after-error")
     r = server.http.post("/v1/track", json=msg, headers=basic(WRITE_KEY))
     assert r.status_code == 200, r.text
-    assert r.json() == {"success": True, "accepted": 1, "duplicates": 0, "rejected": []}
+    assert r.json() == {
+        "success": True,
+        "accepted": 1,
+        "duplicates": 0,
+        "rejected": [],
+        "dropped": [],
+    }
     with server.store.read() as tx:
         assert tx.seen([msg["messageId"]]) == {msg["messageId"]}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -130,3 +130,117 @@ def test_gzip_deflate_and_multi_member() -> None:
     with pytest.raises(ApiError) as e:
         decompress(gzip.compress(body) + b"junk", "gzip", 10_000)
     assert (e.value.status, e.value.code) == (400, "invalid_encoding")
+
+
+def test_spec_fields_of_the_wrong_type_are_dropped_and_named() -> None:
+    p = parse(
+        {
+            "batch": [
+                {"type": "track", "userId": "u", "event": "E", "properties": {"total": "NaN"}},
+                {"type": "track", "userId": ["bad"], "event": "E"},
+                {
+                    "type": "track",
+                    "userId": "u",
+                    "event": "Order Completed",
+                    "properties": {
+                        "order_id": {"id": 1},
+                        "revenue": "12.50",
+                        "total": 1e300,
+                        "tax": True,
+                        "shipping": "1_000",
+                        "currency": ["USD"],
+                        "custom": {"kept": "as sent"},
+                        "products": [{"price": "inf", "quantity": -1, "sku": 7}, 3],
+                    },
+                },
+                {
+                    "type": "identify",
+                    "userId": "u",
+                    "traits": {"email": {}, "address": {"city": ["x"], "street": "1 Rd"}},
+                    "context": {"traits": {"birthday": "not a date", "age": 41}},
+                },
+                {
+                    "type": "page",
+                    "userId": "u",
+                    "properties": {"path": {}, "keywords": "x"},
+                    "sentAt": "yesterday",
+                },
+            ]
+        }
+    )
+    # a custom event's own "total" is not a spec field, but "revenue"/"value" are everywhere
+    custom, order, ident, page = p.messages
+    assert custom["properties"] == {"total": "NaN"} and "_dropped" not in custom
+    props = order["properties"]
+    assert props == {
+        "revenue": "12.50",
+        "custom": {"kept": "as sent"},
+        "products": [{"sku": 7}],
+    }
+    assert order["_dropped"]["properties.total"] == {
+        "reason": "is out of range (-9.0072e+15 to 9.0072e+15); dropped",
+        "sent": "1e+300",
+    }
+    assert ident["traits"] == {"address": {"street": "1 Rd"}, "age": 41}
+    assert ident["context"]["traits"] == {"age": 41}
+    assert page["properties"] == {} and "sentAt" not in page
+    dropped = {(d["index"], d["field"]) for d in p.dropped()}
+    assert dropped == {
+        (2, "properties.order_id"),
+        (2, "properties.total"),
+        (2, "properties.tax"),
+        (2, "properties.shipping"),
+        (2, "properties.currency"),
+        (2, "properties.products[0].price"),
+        (2, "properties.products[0].quantity"),
+        (2, "properties.products[1]"),
+        (3, "traits.email"),
+        (3, "traits.address.city"),
+        (3, "traits.birthday"),
+        (3, "context.traits.birthday"),
+        (4, "properties.path"),
+        (4, "properties.keywords"),
+        (4, "sentAt"),
+    }
+    assert all(d["code"] == "dropped_field" for d in p.dropped())
+    assert [r.index for r in p.rejected] == [1]
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        ("2000-01-01T00:00:00Z", True),
+        ("1999-12-31T23:59:59Z", False),
+        ("2026-03-02T11:59:59+00:00", True),  # NOW + 1 day, less a second
+        ("2026-03-02T12:00:01+00:00", False),
+        ("9999-12-31T23:59:59.999999+00:00", False),
+        ("0001-01-01T00:00:00+14:00", False),  # before the calendar in UTC
+    ],
+)
+def test_event_times_outside_the_window_become_the_time_received(sent: str, kept: bool) -> None:
+    for key in ("timestamp", "originalTimestamp"):
+        (m,) = parse({"userId": "u", "event": "E", key: sent}, "track").messages
+        if kept:
+            assert m["timestamp"] == datetime.fromisoformat(sent).isoformat()
+            assert "_dropped" not in m
+        else:
+            assert m["timestamp"] == m["receivedAt"] == NOW.isoformat()
+            assert m["originalTimestamp"] == sent
+            assert m["_dropped"][key]["sent"] == orjson.dumps(sent).decode()
+
+
+def test_the_window_is_configurable() -> None:
+    limits = Limits(
+        earliest_timestamp=datetime(1970, 1, 1, tzinfo=UTC),
+        timestamp_future=timedelta(days=3650),
+    )
+    for sent in ("1970-01-01T00:00:00Z", "2035-01-01T00:00:00Z"):
+        body = json.dumps({"userId": "u", "event": "E", "timestamp": sent}).encode()
+        (m,) = parse_request(body, {}, "track", limits, NOW).messages
+        assert m["timestamp"] == datetime.fromisoformat(sent).isoformat()
+    p = parse(
+        {"batch": [{"type": "alias", "userId": "u", "previousId": "a", "timestamp": "1900-01-01"}]}
+    )
+    [d] = p.dropped()
+    assert (d["code"], d["field"], d["index"]) == ("timestamp_replaced", "timestamp", 0)
+    assert "2000-01-01 to 1 day after receipt" in d["message"]

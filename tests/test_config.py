@@ -29,6 +29,8 @@ def test_defaults_and_env_override(tmp_path, monkeypatch):
         ("[ingest]\nchunk_rows = 'many'\n", "invalid literal"),
         ("[ingest.mapping]\norders = 'x'\n", "canonical column"),
         ("[server]\nwriter = 'fork'\n", 'server.writer must be "process" or "thread"'),
+        ("[server]\nearliest_timestamp = 'last year'\n", "earliest_timestamp must be an ISO"),
+        ("[server]\ntimestamp_future_days = -1\n", "timestamp_future_days must be >= 0"),
     ],
 )
 def test_bad_settings_are_clear_errors(tmp_path, text, message):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -128,7 +128,12 @@ def create_app(settings: Settings, engine: Engine, *, freeze_gc: bool = False) -
     garbage collector's view (``segone.online.writer.freeze_gc``; process-wide, so for a
     process that only serves, as ``segone serve``)."""
     server = settings.server
-    limits = Limits(int(server.max_message_bytes), int(server.max_batch_bytes))
+    limits = Limits(
+        int(server.max_message_bytes),
+        int(server.max_batch_bytes),
+        server.earliest(),
+        timedelta(days=server.timestamp_future_days),
+    )
     auth = Auth.from_settings(server)
 
     @asynccontextmanager
@@ -186,6 +191,7 @@ def create_app(settings: Settings, engine: Engine, *, freeze_gc: bool = False) -
                 "accepted": result["accepted"],
                 "duplicates": result["duplicates"],
                 "rejected": [r.as_detail() for r in parsed.rejected],
+                "dropped": parsed.dropped(),
             }
         )
 
@@ -220,6 +226,9 @@ def create_app(settings: Settings, engine: Engine, *, freeze_gc: bool = False) -
                     if endpoint == "batch"
                     else ""
                 )
+                + ' Spec fields of the wrong type (`"total": "NaN"`, a price of 1e300, '
+                '`"revenue": {}`) are dropped and listed in `dropped`; a timestamp outside '
+                "the accepted window is replaced by the time received."
             ),
             tags=["tracking"],
             response_model=schemas.IngestResponse,

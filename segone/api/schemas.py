@@ -143,9 +143,23 @@ class IngestResponse(BaseModel):
     rejected: list[ErrorDetail] = Field(
         default_factory=list, description="invalid messages of a batch (kept in quarantine)"
     )
+    dropped: list[ErrorDetail] = Field(
+        default_factory=list,
+        description=(
+            "fields of accepted messages that were not of their spec type, dropped (their "
+            "values kept with the stored message under `_dropped`), and timestamps outside "
+            "the accepted window, replaced by the time received"
+        ),
+    )
     model_config = ConfigDict(
         json_schema_extra={
-            "example": {"success": True, "accepted": 19, "duplicates": 0, "rejected": []}
+            "example": {
+                "success": True,
+                "accepted": 19,
+                "duplicates": 0,
+                "rejected": [],
+                "dropped": [],
+            }
         }
     )
 

@@ -7,6 +7,13 @@ message of a batch are returned as ``Rejection``s so the rest of the batch is st
 
 Sizes follow Segment: at most ``max_message_bytes`` per message (measured on its compact JSON)
 and ``max_batch_bytes`` per request (measured on the decompressed body).
+
+Values are typed at the door (``segone.live.spec``): a spec field of the wrong type (``"total":
+"NaN"``, a price of 1e300, ``"revenue": {}``) is dropped from the stored message, its value kept
+beside it under ``_dropped`` and the client told in ``dropped``. A timestamp outside the
+accepted window (``[server] earliest_timestamp`` to ``timestamp_future_days`` after receipt)
+is replaced by the time received, the original kept as ``originalTimestamp``, as Segment does
+with a device clock it cannot trust.
 """
 
 from __future__ import annotations
@@ -15,26 +22,33 @@ import uuid
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
 from segone.api.errors import ApiError, detail
 from segone.ingest.segment import MAX_MESSAGE_BYTES
+from segone.live.spec import DROPPED_KEY, in_window, typed
 
 TYPES = ("identify", "track", "page", "screen", "group", "alias")
 MAX_BATCH_BYTES = 500 * 1024
 # gzip of JSON is smaller than the JSON; the slack covers incompressible bodies' gzip overhead
 COMPRESSED_SLACK = 64 * 1024
 # keys that never reach the store: the credential, and what normalize rewrites
-_DROP = ("writeKey", "write_key")
+_DROP = ("writeKey", "write_key", DROPPED_KEY)
+EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+_TIMES = ("timestamp", "originalTimestamp")
 
 
 @dataclass(frozen=True)
 class Limits:
+    """What the door accepts: sizes, and the window of event times taken as sent."""
+
     max_message_bytes: int = MAX_MESSAGE_BYTES
     max_batch_bytes: int = MAX_BATCH_BYTES
+    earliest_timestamp: datetime = EARLIEST_TIMESTAMP
+    timestamp_future: timedelta = timedelta(days=1)
 
     @property
     def max_body_bytes(self) -> int:
@@ -63,6 +77,19 @@ class Parsed:
     messages: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     write_key: str | None = None
+    # index in the request of an accepted message, where it differs from its place in messages
+    indexes: dict[int, int] = field(default_factory=dict)
+
+    def dropped(self) -> list[dict[str, Any]]:
+        """The fields dropped from the accepted messages (by message index in the request and
+        field; never the values), as ``details`` entries."""
+        out = []
+        for i, m in enumerate(self.messages):
+            for name, d in (m.get(DROPPED_KEY) or {}).items():
+                at = self.indexes.get(i, i)
+                code = "timestamp_replaced" if name in _TIMES else "dropped_field"
+                out.append(detail(code, f"message {at}: {name} {d['reason']}", at, name))
+        return out
 
 
 def too_large(limit: int) -> ApiError:
@@ -156,18 +183,50 @@ def _obj(msg: Mapping[str, Any], key: str, where: str = "") -> dict[str, Any]:
     return v
 
 
-def parse_timestamp(value: Any, key: str = "timestamp") -> str:
-    """ISO-8601 text with an offset (a value without one is taken as UTC)."""
+def parse_timestamp(value: Any, key: str = "timestamp") -> datetime | None:
+    """An aware time from ISO-8601 text (a value without an offset is taken as UTC); None for
+    a readable one that is no instant of the calendar (``0001-01-01T00:00:00+14:00``)."""
     if not isinstance(value, str):
         raise _Invalid("invalid_field", f"{key} must be an ISO-8601 string", key)
     try:
         dt = datetime.fromisoformat(value.strip())
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        dt.astimezone(UTC)  # out-of-range instants fail here, not later in the store
-    except (ValueError, OverflowError):
+    except ValueError:
         raise _Invalid("invalid_timestamp", f"{key} is not an ISO-8601 timestamp", key) from None
-    return dt.isoformat()
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    try:
+        dt.astimezone(UTC)  # out-of-range instants fail here, not later in the store
+    except OverflowError:
+        return None
+    return dt
+
+
+def _event_time(
+    msg: dict[str, Any], out: dict[str, Any], received_at: str, now: datetime, limits: Limits
+) -> None:
+    """``out["timestamp"]``: the message's time when it is within the window, else the time
+    received (the original kept as ``originalTimestamp`` and under ``_dropped``)."""
+    key = "timestamp" if msg.get("timestamp") is not None else "originalTimestamp"
+    raw = msg.get(key)
+    if raw is None:
+        out["timestamp"] = received_at
+        return
+    dt = parse_timestamp(raw, key)
+    if dt is not None and in_window(dt, now, limits.earliest_timestamp, limits.timestamp_future):
+        out["timestamp"] = dt.isoformat()
+        return
+    out["timestamp"] = received_at
+    out.setdefault("originalTimestamp", raw)
+    reason = (
+        f"is outside the accepted window ({limits.earliest_timestamp.date().isoformat()} to "
+        f"{_days(limits.timestamp_future)} after receipt); the time received is used"
+    )
+    out.setdefault(DROPPED_KEY, {})[key] = {"reason": reason, "sent": orjson.dumps(raw).decode()}
+
+
+def _days(d: timedelta) -> str:
+    n = d.total_seconds() / 86_400
+    return f"{n:g} day" + ("" if n == 1 else "s")
 
 
 def normalize(
@@ -176,8 +235,11 @@ def normalize(
     expected_type: str | None = None,
     limits: Limits = Limits(),
     batch_context: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """One validated message in the engine's shape; raises ``_Invalid`` (see ``validate``)."""
+    """One validated message in the engine's shape; raises ``_Invalid`` (see ``validate``).
+    Fields of the wrong spec type are dropped (``segone.live.spec``), listed under
+    ``_dropped`` with why and the value as sent."""
     if not isinstance(msg, dict):
         raise _Invalid("not_an_object", "the message must be a JSON object")
     try:
@@ -254,12 +316,12 @@ def normalize(
     else:
         raise _Invalid("invalid_field", "messageId must be a string", "messageId")
 
-    if msg.get("timestamp") is not None:
-        out["timestamp"] = parse_timestamp(msg["timestamp"])
-    elif msg.get("originalTimestamp") is not None:
-        out["timestamp"] = parse_timestamp(msg["originalTimestamp"], "originalTimestamp")
-    else:
-        out["timestamp"] = received_at
+    dropped = typed(out)
+    if dropped:
+        out[DROPPED_KEY] = {
+            d.field: {"reason": f"{d.reason}; dropped", "sent": d.sent} for d in dropped
+        }
+    _event_time(msg, out, received_at, now or datetime.fromisoformat(received_at), limits)
     out["receivedAt"] = received_at
     return out
 
@@ -274,19 +336,21 @@ def _write_key(doc: Mapping[str, Any]) -> str | None:
     return key if isinstance(key, str) else None
 
 
-def parse_single(doc: Any, kind: str, limits: Limits, received_at: str) -> Parsed:
+def parse_single(
+    doc: Any, kind: str, limits: Limits, received_at: str, now: datetime | None = None
+) -> Parsed:
     """The body of ``/v1/{kind}``: one message; an invalid one raises a 400 naming the field."""
     if not isinstance(doc, dict):
         raise ApiError(400, "the body must be a JSON object", "invalid_message")
     try:
-        msg = normalize(doc, received_at, kind, limits)
+        msg = normalize(doc, received_at, kind, limits, None, now)
     except _Invalid as exc:
         rej = _reject(0, exc, doc)
         raise ApiError(400, rej.message, "invalid_message", [rej.as_detail()]) from None
     return Parsed([msg], [], _write_key(doc))
 
 
-def parse_batch(doc: Any, limits: Limits, received_at: str) -> Parsed:
+def parse_batch(doc: Any, limits: Limits, received_at: str, now: datetime | None = None) -> Parsed:
     """The body of ``/v1/batch``: valid messages kept, invalid ones rejected by index.
 
     Raises a 400 when the body is not ``{"batch": [...]}`` or no message in it is valid.
@@ -302,9 +366,13 @@ def parse_batch(doc: Any, limits: Limits, received_at: str) -> Parsed:
     parsed = Parsed(write_key=_write_key(doc))
     for i, msg in enumerate(doc["batch"]):
         try:
-            parsed.messages.append(normalize(msg, received_at, None, limits, batch_context))
+            out = normalize(msg, received_at, None, limits, batch_context, now)
         except _Invalid as exc:
             parsed.rejected.append(_reject(i, exc, msg))
+        else:
+            parsed.messages.append(out)
+            if DROPPED_KEY in out:
+                parsed.indexes[len(parsed.messages) - 1] = i
     if not parsed.messages:
         raise ApiError(
             400,
@@ -327,12 +395,13 @@ def parse_doc(
     now: datetime | None = None,
 ) -> Parsed:
     """A decoded tracking body (``endpoint`` is batch or a message type) -> ``Parsed``."""
-    received_at = (now or datetime.now(UTC)).astimezone(UTC).isoformat()
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    received_at = now.isoformat()
     if endpoint == "batch":
-        return parse_batch(doc, limits, received_at)
+        return parse_batch(doc, limits, received_at, now)
     if endpoint not in TYPES:
         raise ValueError(f"unknown endpoint {endpoint!r}")
-    return parse_single(doc, endpoint, limits, received_at)
+    return parse_single(doc, endpoint, limits, received_at, now)
 
 
 def parse_request(

@@ -951,6 +951,36 @@ def dead_letters(
 
 
 @app.command()
+def repair(
+    project: ProjectOpt = Path("."),
+    person: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--person",
+            metavar="ID",
+            help="An identifier of the person to repair (e.g. user_id:u-1001); repeatable. "
+            "Default: everyone with stored events.",
+        ),
+    ] = None,
+) -> None:
+    """Re-derive live profiles from the events in the online store, typed as the server types
+    them today (a running server can stay up)."""
+    from segone.online.repair import repair as run_repair
+    from segone.online.sync import open_online
+
+    with _user_errors():
+        proj = Project.open(project)
+        store = open_online(proj.settings)
+        if store is None:
+            raise SegoneError("this project has no online store yet (run `segone serve`)")
+        try:
+            done = run_repair(store, proj.settings, person or ())
+        finally:
+            store.close()
+    console.print(done.summary())
+
+
+@app.command()
 def serve(
     project: ProjectOpt = Path("."),
     host: Annotated[str | None, typer.Option(help="Address to listen on ([server] host).")] = None,

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from segone.live.spec import MAX_AMOUNT, MAX_QUANTITY
 from segone.live.values import TRIM, clean, plain, text
 from segone.models.taste import VIEW_EVENTS
 
@@ -54,6 +55,7 @@ MAX_DEVICES = 100
 MAX_TERMS = 100
 MAX_PRICING = 200
 MAX_CATEGORIES = 200
+MAX_EXPONENT = 400.0  # 2 ** 400 ~ 2.6e120: times any amount and quantity, still finite
 
 
 def iso(t: datetime) -> str:
@@ -112,15 +114,21 @@ def category_level(path: str, level: int | None = 2) -> str:
 
 
 def _num(v: Any) -> float | None:
+    """A number of at most ``MAX_AMOUNT`` (the door drops others; an older document's may
+    still hold them), else None."""
     if isinstance(v, bool) or not isinstance(v, int | float):
         if isinstance(v, str):
             try:
                 f = float(v)
             except ValueError:
                 return None
-            return f if math.isfinite(f) else None
+            return f if math.isfinite(f) and abs(f) <= MAX_AMOUNT else None
         return None
-    return float(v) if math.isfinite(v) else None
+    try:
+        f = float(v)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) and abs(f) <= MAX_AMOUNT else None
 
 
 def order_of(msg: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -136,11 +144,12 @@ def order_of(msg: Mapping[str, Any]) -> dict[str, Any] | None:
     props = msg.get("properties")
     props = props if isinstance(props, dict) else {}
     lines: list[dict[str, Any]] = []
-    for p in props.get("products") or []:
+    products = props.get("products")
+    for p in products if isinstance(products, list) else ():
         if not isinstance(p, dict):
             continue
         qty = _num(p.get("quantity"))
-        q = int(qty) if qty is not None and qty >= 1 else 1
+        q = int(min(qty, MAX_QUANTITY)) if qty is not None and qty >= 1 else 1
         lines.append(
             {
                 "product_id": plain(text(p.get("product_id") or p.get("sku"))),
@@ -266,7 +275,7 @@ def _add_order(a: dict[str, Any], order: Mapping[str, Any], ts: str) -> None:
     a["first_order_at"] = a["last_order_at"] = ts
     t = parse_ts(ts)
     assert t is not None
-    scale = 2.0 ** ((t - REF).total_seconds() / 86_400.0 / AFFINITY_HALF_LIFE_DAYS)
+    scale = 2.0 ** _exponent(t)
     cats: set[str] = set()
     for ln in order.get("lines", []):
         q = int(ln["quantity"])
@@ -283,6 +292,14 @@ def _add_order(a: dict[str, Any], order: Mapping[str, Any], ts: str) -> None:
             a["taste"][lvl] = a["taste"].get(lvl, 0.0) + 1.0
             n["taste_signals"] += 1
     a["categories_bought"] = sorted(cats)
+
+
+def _exponent(t: datetime) -> float:
+    """The exponent of a purchase's weight, within +-``MAX_EXPONENT``: the accepted window of
+    event times is well inside, and beyond it 2 ** x would overflow (or reach infinity times
+    an amount)."""
+    x = (t - REF).total_seconds() / 86_400.0 / AFFINITY_HALF_LIFE_DAYS
+    return min(max(x, -MAX_EXPONENT), MAX_EXPONENT)
 
 
 def _lo(x: str | None, y: str | None) -> str | None:

@@ -37,6 +37,7 @@ published person's live part approximate (the oldest are folded together).
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 import operator
 from collections.abc import Collection, Mapping, Sequence
@@ -59,6 +60,8 @@ from segone.live.aggregate import (
 from segone.live.stage import judge
 from segone.live.values import plain, text, traits_of
 from segone.segments.lifecycle import LifecycleSettings
+
+log = logging.getLogger(__name__)
 
 MAX_EVENTS = 500
 MAX_RECENT_CATEGORIES = 20
@@ -269,7 +272,20 @@ def _insert(doc: dict[str, Any], records: list[dict[str, Any]]) -> None:
 
 def merge_docs(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any]:
     """One document from two people's (``a`` the one kept): sums added, events interleaved by
-    time, the latest value of each trait (an order recorded for both would count twice)."""
+    time, the latest value of each trait (an order recorded for both would count twice). A
+    document with a value of the wrong type (an older version's) is merged checked."""
+    try:
+        return _merge_docs(a, b)
+    except Exception as exc:  # an odd stored value: merge the checked documents
+        from segone.live import checked
+
+        log.error(
+            "a stored profile document held an odd value (%s) when merged", type(exc).__name__
+        )
+        return _merge_docs(checked.person(a), checked.person(b))
+
+
+def _merge_docs(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any]:
     a, b = _doc(a), _doc(b)
     if a is None or b is None:
         out = a if b is None else b
@@ -599,6 +615,32 @@ def view(
             p, lifecycle, median_gap_days, now, fitted=not n["orders"]
         )
     return p
+
+
+def safe_view(
+    published: Mapping[str, Any] | None,
+    doc: Mapping[str, Any] | None,
+    now: datetime,
+    **kw: Any,
+) -> dict[str, Any]:
+    """``view``, whatever the stored documents hold: when reading them as they are fails (a
+    value of the wrong type, from an older version or a bug), they are read again with every
+    value checked (``segone.live.checked``), and as a last resort the person is shown from
+    their identifiers alone. Logs which happened, never the values."""
+    try:
+        return view(published, doc, now, **kw)
+    except Exception as exc:  # any odd value: read the checked documents
+        from segone.live import checked
+
+        log.error(
+            "a stored profile document held an odd value (%s); segone repair fixes it",
+            type(exc).__name__,
+        )
+        try:
+            return view(checked.published(published), checked.person(doc), now, **kw)
+        except Exception as again:  # a bug in view: still show the person
+            log.error("a checked profile document could not be read (%s)", type(again).__name__)
+            return view(None, None, now, **kw)
 
 
 def _orders(

@@ -181,7 +181,7 @@ class Engine:
         return await asyncio.to_thread(self._profile, identifier)
 
     def _profile(self, identifier: str) -> dict[str, Any] | None:
-        from segone.live.profile import view
+        from segone.live import checked
 
         now = self.clock()
         with self.store.read() as tx:
@@ -192,8 +192,30 @@ class Engine:
             published = tx.get_docs("published", [pid]).get(pid) or {}
             identifiers = tx.identifiers_of(pid)
             journey = tx.journey(pid, 50)
+        try:
+            return self._profile_of(pid, live, published, identifiers, journey, now)
+        except Exception as exc:  # a stored value of the wrong type: read the checked documents
+            log.error(
+                "a person's documents held an odd value (%s); segone repair fixes them",
+                type(exc).__name__,
+            )
+            live = checked.person(live) or {}
+            published = checked.published(published) or {}
+            return self._profile_of(pid, live, published, identifiers, journey, now)
+
+    def _profile_of(
+        self,
+        pid: str,
+        live: dict[str, Any],
+        published: dict[str, Any],
+        identifiers: list[str],
+        journey: list[dict[str, Any]],
+        now: datetime,
+    ) -> dict[str, Any]:
+        from segone.live.profile import safe_view
+
         rt = live.get("rt") or {}
-        p = view(
+        p = safe_view(
             published or None,
             live or None,
             now,
@@ -302,8 +324,9 @@ class Engine:
     def _decide(
         self, body: Mapping[str, Any], rt: Runtime
     ) -> tuple[dict[str, Any], tuple[Any, ...], Callable[[], None]]:
-        from segone.decisions import apply_channel_delta, decide, decision_keys
-        from segone.live.profile import view
+        from segone.decisions import DecisionError, apply_channel_delta, decide, decision_keys
+        from segone.live import checked
+        from segone.live.profile import safe_view
 
         now = self.clock()
         identifier = str(body["identifier"])
@@ -321,32 +344,45 @@ class Engine:
                 channel = self._planned.get(pid) or tx.get_docs("channel", [pid]).get(pid)
                 identifiers = tx.identifiers_of(pid)
                 supp = tx.get_docs("suppression", identifiers)
-            person_view = view(
-                published,
-                live,
-                now,
-                person_id=pid,
-                identifiers=identifiers,
-                lifecycle=self.settings.lifecycle,
-                median_gap_days=rt.median_gap_days,
-            )
-            # what they bought since the last build is not offered again either
-            person_view["products_bought"] = _bought_live(live)
-            ds = rt.decision_settings
-            stats = tx.get_stats(decision_keys(person_view, body, rt.items, ds, published))
-            with self._rng_lock:
-                d = decide(
-                    person_view,
+
+            def run(live: Any, published: Any) -> Any:
+                person_view = safe_view(
                     published,
-                    body,
-                    rt.items,
-                    stats,
-                    channel,
-                    ds,
+                    live,
                     now,
-                    self._np_rng,
-                    suppressions=supp,
+                    person_id=pid,
+                    identifiers=identifiers,
+                    lifecycle=self.settings.lifecycle,
+                    median_gap_days=rt.median_gap_days,
                 )
+                # what they bought since the last build is not offered again either
+                person_view["products_bought"] = _bought_live(live)
+                ds = rt.decision_settings
+                stats = tx.get_stats(decision_keys(person_view, body, rt.items, ds, published))
+                with self._rng_lock:
+                    return decide(
+                        person_view,
+                        published,
+                        body,
+                        rt.items,
+                        stats,
+                        channel,
+                        ds,
+                        now,
+                        self._np_rng,
+                        suppressions=supp,
+                    )
+
+            try:
+                d = run(live, published)
+            except DecisionError:  # the request's fault: answered 400
+                raise
+            except Exception as exc:  # a stored value of the wrong type: the checked documents
+                log.error(
+                    "a person's documents held an odd value (%s); segone repair fixes them",
+                    type(exc).__name__,
+                )
+                d = run(checked.person(live), checked.published(published))
             planned = None
             if d.channel_delta and pid is not None:
                 planned = apply_channel_delta(channel, d.channel_delta, now)

@@ -219,6 +219,22 @@ class Tx:
         )
         return [_unjson(r[0]) for r in rows]
 
+    def person_events(self, person_id: str) -> list[tuple[int, str, dict[str, Any]]]:
+        """All stored events of one person in order: (seq, received_at, message)."""
+        rows = self._rows(
+            "SELECT seq, received_at, payload FROM events WHERE person_id = ? ORDER BY seq",
+            (person_id,),
+        )
+        return [(int(s), r, _unjson(m)) for s, r, m in rows]
+
+    def people(self) -> list[str]:
+        """Every person with a stored event or a live document, in order."""
+        rows = self._rows(
+            "SELECT person_id FROM events UNION SELECT key FROM docs WHERE kind = 'person' "
+            "ORDER BY 1"
+        )
+        return [r[0] for r in rows]
+
     def count(self, table: str) -> int:
         if table not in _TABLE_NAMES:
             raise ValueError(f"unknown online table {table!r}")

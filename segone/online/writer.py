@@ -154,7 +154,7 @@ class Writer:
         """``ingest`` of several requests ((now, messages[, rejected]) each) in turn, as one
         unit: the group's duplicates are looked up at once, and each person's documents are
         read in one query."""
-        from segone.live import identity, person
+        from segone.live import identity
 
         rows = [r for req in requests if len(req) > 2 for r in req[2]]
         if rows:
@@ -182,17 +182,7 @@ class Writer:
                     continue
                 accepted += 1
                 docs = tx.docs_of(pid, ("published", "person"))
-                u = person.update(
-                    docs.get("published"),
-                    docs.get("person"),
-                    msg,
-                    seq,
-                    now,
-                    person_id=pid,
-                    catalogue=rt.catalogue,
-                    lifecycle=s.lifecycle,
-                    median_gap_days=rt.median_gap_days,
-                )
+                u = self._update(docs.get("published"), docs.get("person"), msg, seq, now, pid, rt)
                 tx.put_docs("person", {pid: u.doc}, now)
                 for t in u.transitions:
                     payload = t.payload()
@@ -201,6 +191,51 @@ class Writer:
                         tx.enqueue(pid, t.kind, payload, now)
             out.append({"accepted": accepted, "duplicates": duplicates})
         return out
+
+    def _update(
+        self,
+        published: dict[str, Any] | None,
+        doc: dict[str, Any] | None,
+        msg: Mapping[str, Any],
+        seq: int,
+        now: datetime,
+        pid: str,
+        rt: Runtime,
+    ) -> Any:
+        """``segone.live.person.update``; when the stored documents hold a value of the wrong
+        type (an older version's), again on the checked documents; should that fail too (a
+        bug), the event stays stored and the person's document checked but without it
+        (``segone repair`` re-derives it): an accepted event never fails its request."""
+        from segone.live import checked, person
+
+        def update(published: Any, doc: Any) -> person.Update:
+            return person.update(
+                published,
+                doc,
+                msg,
+                seq,
+                now,
+                person_id=pid,
+                catalogue=rt.catalogue,
+                lifecycle=self.settings.lifecycle,
+                median_gap_days=rt.median_gap_days,
+            )
+
+        try:
+            return update(published, doc)
+        except Exception as exc:  # a stored value of the wrong type: the checked documents
+            log.error("a live profile could not be updated as stored (%s)", type(exc).__name__)
+            pub, mine = checked.published(published), checked.person(doc)
+            try:
+                return update(pub, mine)
+            except Exception as again:  # a bug: keep the event, not its effect on the profile
+                log.error(
+                    "a live profile could not be updated (%s); run segone repair",
+                    type(again).__name__,
+                )
+                from segone.live.profile import new_doc
+
+                return person.Update(mine or new_doc(), {})
 
     def quarantine(self, tx: Tx, rows: Sequence[Mapping[str, Any]]) -> None:
         tx.quarantine(rows)
