@@ -51,6 +51,35 @@ def person_records(wh: Warehouse, settings: IdentitySettings, as_of: ir.Value | 
     )
 
 
+#: Evidence (log2 Bayes factor) a field needs to count as agreeing: a likelihood ratio of 2.
+#: Below it, two known values do not agree, whatever level of the comparison they fell in (on
+#: the generated store "this first name resembles the other record's surname" weighs 0.3 bits
+#: between two different first names).
+AGREE_BITS = 1.0
+
+
+def household_guard(pairs: pd.DataFrame) -> pd.Series:
+    """Which matched pairs look like two members of one household (True: do not merge).
+
+    Family members share a surname, an address, a city and a postcode, and the model can be
+    sure of a match on those alone. What tells them apart is personal: a pair is held back when
+    both records have a first name and the names do not agree, unless both have a birth date
+    and it agrees (a nickname or a badly mistyped name on the same birthday is the same person).
+
+    Only disagreement blocks. A missing first name or birth date (``mw_*`` NaN, see
+    :meth:`ProbabilisticMatcher.predict`) is no evidence either way, so records that lack a
+    field are matched on the others; FEBRL duplicates often lack the first name.
+    """
+    none = pd.Series(False, index=pairs.index)
+    if "mw_first_name" not in pairs.columns:
+        return none
+    first = pairs["mw_first_name"]
+    names_disagree = first.notna() & (first < AGREE_BITS)
+    birth = pairs["mw_birth_date"] if "mw_birth_date" in pairs.columns else None
+    birth_agrees = none if birth is None else birth.notna() & (birth >= AGREE_BITS)
+    return names_disagree & ~birth_agrees
+
+
 def probabilistic_edges(
     wh: Warehouse, settings: IdentitySettings, as_of: ir.Value | None
 ) -> tuple[ibis.Table | None, int]:
@@ -70,11 +99,8 @@ def probabilistic_edges(
         pairs = pd.DataFrame(
             columns=["unique_id_l", "unique_id_r", "match_probability", "match_weight"]
         )
-    # Family members share a surname and an address: the model can be sure of a match on those
-    # alone. A merge also needs the first names to agree and birth dates not to disagree.
-    for col, floor in (("mw_first_name", 0.0), ("mw_birth_date", -1e-9)):
-        if col in pairs.columns and len(pairs):
-            pairs = pairs[pairs[col].isna() | (pairs[col] > floor)]
+    if len(pairs):
+        pairs = pairs[~household_guard(pairs)]
     evidence_cols = [c for c in pairs.columns if c.startswith("mw_")]
     evidence = (
         [
