@@ -62,22 +62,27 @@ def household_guard(pairs: pd.DataFrame) -> pd.Series:
     """Which matched pairs look like two members of one household (True: do not merge).
 
     Family members share a surname, an address, a city and a postcode, and the model can be
-    sure of a match on those alone. What tells them apart is personal: a pair is held back when
-    both records have a first name and the names do not agree, unless both have a birth date
-    and it agrees (a nickname or a badly mistyped name on the same birthday is the same person).
+    sure of a match on those alone. What tells them apart is personal: the first name and the
+    birth date. A pair is held back when one of the two *disagrees* (both records have it and
+    its evidence is under :data:`AGREE_BITS`) and the other does not agree. A nickname or a
+    badly mistyped first name on the same birthday, or a mistyped birth date under the same
+    first name, is still the same person.
 
-    Only disagreement blocks. A missing first name or birth date (``mw_*`` NaN, see
+    Only disagreement blocks: a missing first name or birth date (``mw_*`` NaN, see
     :meth:`ProbabilisticMatcher.predict`) is no evidence either way, so records that lack a
-    field are matched on the others; FEBRL duplicates often lack the first name.
+    field are matched on the others (FEBRL duplicates often lack the first name).
     """
     none = pd.Series(False, index=pairs.index)
-    if "mw_first_name" not in pairs.columns:
-        return none
-    first = pairs["mw_first_name"]
-    names_disagree = first.notna() & (first < AGREE_BITS)
-    birth = pairs["mw_birth_date"] if "mw_birth_date" in pairs.columns else None
-    birth_agrees = none if birth is None else birth.notna() & (birth >= AGREE_BITS)
-    return names_disagree & ~birth_agrees
+
+    def evidence(col: str) -> tuple[pd.Series, pd.Series]:
+        if col not in pairs.columns:
+            return none, none
+        mw = pairs[col]
+        return mw.notna() & (mw < AGREE_BITS), mw >= AGREE_BITS
+
+    name_differs, name_agrees = evidence("mw_first_name")
+    birth_differs, birth_agrees = evidence("mw_birth_date")
+    return (name_differs & ~birth_agrees) | (birth_differs & ~name_agrees)
 
 
 def probabilistic_edges(

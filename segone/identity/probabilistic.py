@@ -26,7 +26,8 @@ How the model is fitted, with no labels:
 
 Every predicted pair carries the evidence of each field, ``mw_<field>``: the log2 Bayes factor
 (match weight) that field contributed, term-frequency adjustment included, or NaN where either
-record lacks the field. Together with the prior, the fields present add up to ``match_weight``; ``match_probability = 2**w / (1 + 2**w)``.
+record lacks the field. Together with the prior, the fields present add up to
+``match_weight``; ``match_probability = 2**w / (1 + 2**w)``.
 """
 
 from __future__ import annotations
@@ -532,8 +533,8 @@ class ProbabilisticMatcher:
 
         Columns: ``unique_id_l, unique_id_r, match_probability, match_weight`` and, for each
         compared field, ``mw_<field>`` (its log2 Bayes factor, term frequency included; NaN when
-        either side is null: a missing value is no evidence, and is kept apart from a 0). One row per unordered pair, ``unique_id_l < unique_id_r``, sorted
-        by descending probability.
+        either side is null: a missing value is no evidence, and is kept apart from a 0). One
+        row per unordered pair, ``unique_id_l < unique_id_r``, sorted by descending probability.
         """
         self._check_fitted()
         with _session() as (con, db_api):
