@@ -81,7 +81,7 @@ def run_build(n: int, threshold: float) -> dict[str, Any]:
     """
     raw, links = load_febrl(n)
     dob = raw["date_of_birth"]
-    compact = dob.str.fullmatch(r"\d{8}").fillna(False).astype(bool)
+    compact = dob.fillna("").str.fullmatch(r"\d{8}")
     raw = raw.assign(
         date_of_birth=dob.where(~compact, dob.str[:4] + "-" + dob.str[4:6] + "-" + dob.str[6:8])
     )
