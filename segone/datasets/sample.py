@@ -681,7 +681,7 @@ class _Gen:
         )
         self.sink.csv("customers_shop.csv", shop)
         name = self._names(P, s)
-        ids = (
+        ids: tuple[np.ndarray, ...] = (
             _tok("u", P["user_id"][s]),
             _tok("e", P["email"][s]),
             _tok("p", P["phone"][s], shop["phone"].is_valid().to_numpy(zero_copy_only=False)),
