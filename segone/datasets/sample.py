@@ -109,7 +109,7 @@ def _abbreviate(address: str) -> str:
 def _tok(kind: str, values: np.ndarray, shown: np.ndarray | None = None) -> np.ndarray:
     """``kind:value`` identity tokens of records (None where the record does not show it)."""
     values = np.asarray(values, dtype=object)
-    present = np.array([v is not None for v in values], dtype=bool)
+    present = _shown(values)
     if shown is not None:
         present &= np.asarray(shown, dtype=bool)
     out = np.full(len(values), None, dtype=object)
@@ -118,7 +118,7 @@ def _tok(kind: str, values: np.ndarray, shown: np.ndarray | None = None) -> np.n
 
 
 def _shown(column: np.ndarray) -> np.ndarray:
-    return np.array([v is not None for v in column], dtype=bool)
+    return np.asarray(pd.notna(column), dtype=bool)
 
 
 def _link_groups(
