@@ -54,7 +54,12 @@ def person_records(wh: Warehouse, settings: IdentitySettings, as_of: ir.Value | 
 #: Evidence (log2 Bayes factor) a field needs to count as agreeing: a likelihood ratio of 2.
 #: Below it, two known values do not agree, whatever level of the comparison they fell in (on
 #: the generated store "this first name resembles the other record's surname" weighs 0.3 bits
-#: between two different first names).
+#: between two different first names). Calibrated on the generator's household trap (20,000
+#: people, seed 0): the matcher accepts 1,404 pairs of relatives at 0.9; the guard holds back
+#: all of them, 7 other false pairs (same surname and postcode) and 33 of 14,925 true pairs,
+#: most of which share an identifier anyway. At 0 bits 4 pairs of relatives get through; at
+#: 0.5 bits none, and 14 true pairs are held back. FEBRL's models have no level between 0 and
+#: 2.2 bits on first names or birth dates, so the choice does not move FEBRL's figures.
 AGREE_BITS = 1.0
 
 
