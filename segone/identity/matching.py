@@ -58,8 +58,8 @@ def person_records(wh: Warehouse, settings: IdentitySettings, as_of: ir.Value | 
 #: people, seed 0): the matcher accepts 1,404 pairs of relatives at 0.9; the guard holds back
 #: all of them, 7 other false pairs (same surname and postcode) and 33 of 14,925 true pairs,
 #: most of which share an identifier anyway. At 0 bits 4 pairs of relatives get through; at
-#: 0.5 bits none, and 14 true pairs are held back. FEBRL's models have no level between 0 and
-#: 2.2 bits on first names or birth dates, so the choice does not move FEBRL's figures.
+#: 0.5 bits none, and 14 true pairs are held back. FEBRL1's model has no level between 0 and
+#: 2.2 bits on first names or birth dates: there, any threshold in that range is the same.
 AGREE_BITS = 1.0
 
 
