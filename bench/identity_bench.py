@@ -112,7 +112,7 @@ def main() -> None:
         ("one scan of the identifiers", secs, rss, f"{n_ids:,} identifier rows, {n_nodes:,} nodes")
     )
     secs, rss, out = run_measured([py, "-c", RESOLVE, str(db), "0"])
-    customers, _nodes, rounds, _ = map(int, out.split())
+    customers, _nodes, rounds, _ = map(int, out.strip().splitlines()[-1].split())
     rows.append(("segone identity build", secs, rss, f"{customers:,} customers, {rounds} rounds"))
     secs, rss, out = run_measured([py, "-c", PROFILES, str(db)])
     rows.append(("segone profile build", secs, rss, f"{int(out):,} profiles"))
@@ -141,7 +141,8 @@ def main() -> None:
     )
     if a.probabilistic:
         secs, rss, out = run_measured([py, "-c", RESOLVE, str(db), "1"])
-        customers, _nodes, rounds, matched = map(int, out.split())
+        # the last line: DuckDB may draw a progress bar on stdout during the long queries
+        customers, _nodes, rounds, matched = map(int, out.strip().splitlines()[-1].split())
         print(
             f"| segone identity build + probabilistic matching (as `segone build`) | {secs:.1f} "
             f"| {rss:,.0f} | {customers:,} customers, {rounds} rounds, {matched:,} matched "
