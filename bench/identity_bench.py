@@ -6,10 +6,13 @@ Takes a warehouse that already holds ingested data (e.g. the one bench/ingest_be
 its work directory), copies it, and measures, each in its own process (wall time, peak RSS):
   * one scan: reading every identifier of every record (the input of the graph), as the unit;
   * segone: deterministic identity resolution (label propagation in DuckDB);
+  * with --probabilistic: resolution as `segone build` does it, with Splink matching and the
+    household guard (the truth, when given, is then scored on this one);
   * segone: the profile build on top of it;
   * baseline: networkx.connected_components on the same edges, exported once to Parquet.
 Checks that both find the same number of components, and scores identity against the ground
-truth when --truth is given.
+truth when --truth is given: people split and customers mixed, and, when the truth marks which
+records are linkable in principle, the people split among their linkable records.
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ import sys
 from segone.identity import IdentitySettings, resolve
 from segone.store.duckdb import DuckDBWarehouse
 with DuckDBWarehouse(sys.argv[1], memory_limit="8GB") as wh:
-    r = resolve(wh, IdentitySettings(probabilistic=False))
-    print(r.customers, r.nodes, r.rounds)
+    r = resolve(wh, IdentitySettings(probabilistic=sys.argv[2] == "1"))
+    print(r.customers, r.nodes, r.rounds, r.probabilistic_pairs)
 """
 
 PROFILES = """
@@ -90,6 +93,12 @@ def main() -> None:
     )
     ap.add_argument("warehouse", type=Path)
     ap.add_argument("--truth", type=Path)
+    ap.add_argument(
+        "--probabilistic",
+        action="store_true",
+        help="also time resolve with probabilistic matching (the build's default); the truth is "
+        "then scored on that resolve",
+    )
     ap.add_argument("--workdir", type=Path, default=Path("bench/out/identity"))
     a = ap.parse_args()
     a.workdir.mkdir(parents=True, exist_ok=True)
@@ -102,8 +111,8 @@ def main() -> None:
     rows.append(
         ("one scan of the identifiers", secs, rss, f"{n_ids:,} identifier rows, {n_nodes:,} nodes")
     )
-    secs, rss, out = run_measured([py, "-c", RESOLVE, str(db)])
-    customers, _nodes, rounds = map(int, out.split())
+    secs, rss, out = run_measured([py, "-c", RESOLVE, str(db), "0"])
+    customers, _nodes, rounds, _ = map(int, out.strip().splitlines()[-1].split())
     rows.append(("segone identity build", secs, rss, f"{customers:,} customers, {rounds} rounds"))
     secs, rss, out = run_measured([py, "-c", PROFILES, str(db)])
     rows.append(("segone profile build", secs, rss, f"{int(out):,} profiles"))
@@ -130,12 +139,30 @@ def main() -> None:
         f"segone/networkx time = {rows[1][1] / rows[4][1]:.2f}; same component count: "
         f"{'yes' if comps == customers else f'NO ({comps} vs {customers})'}"
     )
+    if a.probabilistic:
+        secs, rss, out = run_measured([py, "-c", RESOLVE, str(db), "1"])
+        # the last line: DuckDB may draw a progress bar on stdout during the long queries
+        customers, _nodes, rounds, matched = map(int, out.strip().splitlines()[-1].split())
+        print(
+            f"| segone identity build + probabilistic matching (as `segone build`) | {secs:.1f} "
+            f"| {rss:,.0f} | {customers:,} customers, {rounds} rounds, {matched:,} matched "
+            f"pairs kept by the household guard |\n\nwith matching = {secs / scan:.1f} x one scan"
+        )
     if a.truth:
         from segone.datasets.truth import identity_scores
         from segone.store.duckdb import DuckDBWarehouse
 
         with DuckDBWarehouse(db) as wh:
-            print(json.dumps(identity_scores(wh, a.truth), indent=1))
+            scores = identity_scores(wh, a.truth)
+        print(json.dumps(scores, indent=1))
+        if "linkable_split_rate" in scores:
+            print(
+                f"people split over several ids: {scores['split_rate']:.2%} of all people; "
+                f"{scores['linkable_split_rate']:.2%} of the people whose records can be linked "
+                f"in principle (a linkable group spread over several ids); "
+                f"{scores['split_by_design_rate']:.2%} hold records no resolver could join; "
+                f"customers mixing two people: {scores['mixed_rate']:.2%}"
+            )
 
 
 if __name__ == "__main__":

@@ -130,7 +130,10 @@ def run_demo(
     console.print(f"   {built.summary()}", highlight=False, soft_wrap=True)
     console.print(
         f"   against the truth: {scores['people']:,} real people -> {scores['customers']:,} "
-        f"customers; {scores['split_rate']:.1%} of people still split over several ids, "
+        f"customers; {scores['split_rate']:.1%} of people still split over several ids "
+        f"({scores['linkable_split_rate']:.1%} of those whose records could be linked at all: "
+        f"{scores['split_by_design_rate']:.1%} of people hold records that share nothing, such "
+        "as anonymous browsing never tied to a login), "
         f"{scores['mixed_rate']:.2%} of customers mix two people (family e-mails and kiosk "
         "devices were refused as links)",
         highlight=False,

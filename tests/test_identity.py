@@ -180,6 +180,11 @@ def test_generated_store_identity_against_ground_truth(small_sample, tmp_path):
     assert scores["records_scored"] >= 0.99 * scores["records_in_truth"]
     assert scores["mixed_rate"] < 0.005, json.dumps(scores)
     assert scores["customers"] < 2 * scores["people"]
+    # most of the split is by design (records that share nothing with the rest of a person);
+    # among the records that could be linked, almost no one is split
+    assert scores["linkable_people"] > 0.8 * scores["people"], json.dumps(scores)
+    assert scores["linkable_split_rate"] < 0.05, json.dumps(scores)
+    assert scores["split_by_design_rate"] > 0.5 * scores["split_rate"], json.dumps(scores)
 
 
 def test_split_gives_the_smaller_part_a_new_unique_id(wh, tmp_path):

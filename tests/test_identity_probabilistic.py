@@ -76,7 +76,7 @@ def test_febrl1_clusters(
 
 
 def test_every_pair_carries_per_field_evidence(
-    fitted: ProbabilisticMatcher, pairs: pd.DataFrame
+    fitted: ProbabilisticMatcher, pairs: pd.DataFrame, febrl1: tuple[pd.DataFrame, pd.MultiIndex]
 ) -> None:
     fields = ["first_name", "last_name", "birth_date", "address", "city", "postcode"]
     assert fitted.compared_columns_ == fields
@@ -89,8 +89,16 @@ def test_every_pair_carries_per_field_evidence(
     ]
     assert len(pairs) > 0
     mw = pairs[[f"mw_{f}" for f in fields]]
-    assert mw.notna().all().all()
-    # the evidence adds up: prior weight + per-field weights = match weight
+    # a field missing on either side is missing evidence (NaN), on every field and only there
+    records = febrl1[0].set_index("unique_id")
+    for f in fields:
+        missing = (
+            records[f].reindex(pairs["unique_id_l"]).isna().to_numpy()
+            | records[f].reindex(pairs["unique_id_r"]).isna().to_numpy()
+        )
+        assert (pairs[f"mw_{f}"].isna().to_numpy() == missing).all(), f
+    assert mw["mw_first_name"].isna().any()  # FEBRL1 duplicates lacking a first name are found
+    # the evidence adds up: prior weight + per-field weights present = match weight
     p = fitted.probability_two_random_records_match_
     prior = math.log2(p / (1 - p))
     assert ((prior + mw.sum(axis=1)) - pairs["match_weight"]).abs().max() < 1e-6
@@ -159,7 +167,7 @@ def test_missing_and_empty_columns_are_tolerated(
     assert scores["recall"] >= 0.7, scores
     # a fitted column missing at predict time counts as null (no evidence either way)
     fewer = matcher.predict(partial.drop(columns=["postcode"]))
-    assert (fewer["mw_postcode"] == 0).all()
+    assert fewer["mw_postcode"].isna().all()
     assert len(fewer) < len(out)
 
 
@@ -178,7 +186,8 @@ def test_all_person_columns_and_extra_identifiers() -> None:
     assert matcher.compared_columns_ == fields
     out = matcher.predict(records)
     assert [c for c in out.columns if c.startswith("mw_")] == [f"mw_{f}" for f in fields]
-    assert out[[f"mw_{f}" for f in fields]].notna().all().all()
+    # the identifiers are present on every record: evidence on every pair
+    assert out[["mw_phone", "mw_member_no"]].notna().all().all()
     scores = pairwise_scores(out, links)
     assert scores["precision"] >= 0.98, scores
     assert scores["recall"] >= 0.98, scores
@@ -251,3 +260,8 @@ def test_cluster_scores_count_splits_and_mixes() -> None:
     assert perfect["f1"] == 1.0 and perfect["entities_exact"] == 1.0
     # a record missing from the prediction is a singleton there
     assert cluster_scores({"a": 1}, {"a": 1, "b": 1})["fn"] == 1
+    # ... each one on its own, however many are missing (or have no cluster id)
+    s = cluster_scores({"a": "x", "b": "x", "c": None}, {c: 1 for c in "abcdef"})
+    assert (s["tp"], s["fp"], s["n_clusters"]) == (1, 0, 5), s
+    s = cluster_scores({c: 1 for c in "abcdef"}, {"a": 1})
+    assert (s["tp"], s["fp"], s["n_entities"]) == (0, 15, 6), s

@@ -83,6 +83,28 @@ def test_people_have_one_to_four_identities_and_traps(small_sample):
     assert crm["Mobile"].dropna().str.contains(r"[().\- ]").any()
 
 
+def test_truth_marks_which_records_are_linkable(small_sample):
+    out, _ = small_sample
+    rec = pd.read_parquet(out / "truth" / "records.parquet")
+    people = pd.read_parquet(out / "truth" / "people.parquet").set_index("person_id")
+    # a group never holds two people, however many share a family e-mail or a kiosk
+    assert (rec.groupby("link_group").person_id.nunique() == 1).all()
+    # a rejected record links nothing
+    size = rec.groupby("link_group").size()
+    assert (rec[rec.rejected].link_group.map(size) == 1).all()
+    shown = rec[~rec.rejected]
+    groups = shown.groupby("person_id").link_group.nunique()
+    # most people can be joined into one customer; some hold records that share nothing
+    assert 0.5 < (groups == 1).mean() < 0.95, groups.value_counts()
+    # a person's customer records all show the name and the postcode: always one group
+    cust = shown[shown.table == "customers"].groupby("person_id").link_group.nunique()
+    assert (cust == 1).all()
+    # a social-only person's posts share the handle (one group), and nothing else of theirs
+    social_only = people.index[people.has_social & (people.n_identities == 1)]
+    posts = shown[(shown.table == "interactions") & shown.person_id.isin(social_only)]
+    assert len(posts) and (posts.groupby("person_id").link_group.nunique() == 1).all()
+
+
 def test_buy_till_you_die_and_life_events(small_sample):
     out, _ = small_sample
     people = pd.read_parquet(out / "truth" / "people.parquet")

@@ -22,10 +22,13 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from faker.providers.person.en_US import Provider as PersonProvider
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from segone.datasets import vocab
 
@@ -101,6 +104,47 @@ def _abbreviate(address: str) -> str:
         if address.endswith(full):
             return address[: -len(full)] + abbr + "."
     return address
+
+
+def _tok(kind: str, values: np.ndarray, shown: np.ndarray | None = None) -> np.ndarray:
+    """``kind:value`` identity tokens of records (None where the record does not show it)."""
+    values = np.asarray(values, dtype=object)
+    present = _shown(values)
+    if shown is not None:
+        present &= np.asarray(shown, dtype=bool)
+    out = np.full(len(values), None, dtype=object)
+    out[present] = np.char.add(kind + ":", values[present].astype(str)).astype(object)
+    return out
+
+
+def _shown(column: np.ndarray) -> np.ndarray:
+    return np.asarray(pd.notna(column), dtype=bool)
+
+
+def _link_groups(
+    person: np.ndarray, rejected: np.ndarray, rows: np.ndarray, tokens: np.ndarray
+) -> np.ndarray:
+    """Each record's group of the records of its person it could be linked with, in principle.
+
+    Two records are linkable when they show the same true identifier (an e-mail, however it is
+    written; a phone; a user id, cookie, CRM id, loyalty card, handle) or the same name and one
+    more field (postcode, street address, city or birth date; typos do not count against it).
+    An identifier shown by two people (a family e-mail, a kiosk) links nothing. Groups are the
+    connected components of that relation; a rejected record is a group of its own.
+    """
+    n = len(person)
+    keep = ~rejected[rows]
+    rows, tokens = rows[keep], tokens[keep]
+    codes, uniques = pd.factorize(tokens)
+    owners = pd.DataFrame({"t": codes, "p": person[rows]}).drop_duplicates()
+    shared = owners.t.value_counts()
+    private = ~np.isin(codes, shared.index[shared > 1].to_numpy())
+    rows, codes = rows[private], codes[private]
+    graph = coo_matrix(
+        (np.ones(len(rows), dtype=np.int8), (rows, n + codes)), shape=(n + len(uniques),) * 2
+    )
+    _, labels = connected_components(graph, directed=False)
+    return labels[:n].astype(np.int64)
 
 
 def _hex_ids(rng: np.random.Generator, n: int, nbytes: int) -> np.ndarray:
@@ -217,6 +261,9 @@ class _Gen:
         self.sink = sink
         self.catalog = catalog
         self.offsets = offsets
+        # identity tokens of the records shown, (record numbers, tokens), for the truth
+        self._tokens: list[tuple[np.ndarray, np.ndarray]] = []
+        self._n_records = 0
 
     # -- people and identities ---------------------------------------------------------------
     def people(self) -> dict[str, np.ndarray]:
@@ -501,7 +548,14 @@ class _Gen:
         counts["orders"] = int(n_orders - len(bad_orders))
         counts["order_lines"] = int(len(l_order) - n_lines[bad_orders].sum())
         counts["quarantine_orders"] = int(n_lines[bad_orders].sum())
-        records.append(self._rec("orders", order_id, o_person, bad_order_mask))
+        ids = (
+            _tok("u", P["user_id"][o_person], is_web),
+            _tok("e", P["email"][o_person], is_web),
+            _tok("c", P["crm_id"][o_person], is_phone),
+            _tok("l", P["loyalty_id"][o_person], is_store),
+            _tok("p", P["phone"][o_person], _shown(cols["Phone"][np.cumsum(n_lines) - n_lines])),
+        )
+        records.append(self._rec("orders", order_id, o_person, bad_order_mask, ids=ids))
 
         # customers from three sources
         counts.update(self._customers(P, B, data, records, o_person, churned))
@@ -531,8 +585,14 @@ class _Gen:
         person: np.ndarray,
         bad: np.ndarray | None = None,
         source: str | None = None,
+        ids: tuple[np.ndarray, ...] = (),
     ) -> pa.Table:
+        """The truth of records shown; ``ids`` are their identity tokens (see _link_groups)."""
         n = len(key)
+        for tok in ids:
+            at = np.flatnonzero(_shown(tok))
+            self._tokens.append((self._n_records + at, tok[at]))
+        self._n_records += n
         return pa.table(
             {
                 "table": pa.array([table] * n, pa.string()),
@@ -542,6 +602,14 @@ class _Gen:
                 "rejected": pa.array(bad if bad is not None else np.zeros(n, bool)),
             }
         )
+
+    @staticmethod
+    def _names(P: dict[str, np.ndarray], who: np.ndarray) -> np.ndarray:
+        """``first|last|`` of the true names, to join with another field (a name-match token)."""
+        return np.char.add(
+            np.char.add(np.char.add(P["first"][who].astype(str), "|"), P["last"][who].astype(str)),
+            "|",
+        ).astype(object)
 
     def _email_variant(self, email: np.ndarray, rate: float) -> np.ndarray:
         rng = self.rng
@@ -612,7 +680,17 @@ class _Gen:
             }
         )
         self.sink.csv("customers_shop.csv", shop)
-        records.append(self._rec("customers", P["user_id"][s], s, source="customers_shop"))
+        name = self._names(P, s)
+        ids: tuple[np.ndarray, ...] = (
+            _tok("u", P["user_id"][s]),
+            _tok("e", P["email"][s]),
+            _tok("p", P["phone"][s], shop["phone"].is_valid().to_numpy(zero_copy_only=False)),
+            _tok("h", P["handle"][s], shop["instagram"].is_valid().to_numpy(zero_copy_only=False)),
+            _tok("np", name + P["postcode"][s]),
+            _tok("na", name + P["address"][s]),
+            _tok("nc", name + P["city"][s]),
+        )
+        records.append(self._rec("customers", P["user_id"][s], s, source="customers_shop", ids=ids))
         counts["customers_shop"] = len(s)
         # CRM contacts: typos, variants, stages
         c = np.flatnonzero(has[:, 1])
@@ -661,7 +739,25 @@ class _Gen:
             }
         )
         self.sink.csv("customers_crm.csv", crm)
-        records.append(self._rec("customers", P["crm_id"][c], c, bad, source="customers_crm"))
+        name = self._names(P, c)
+        valid = {k: crm[k].is_valid().to_numpy(zero_copy_only=False) for k in crm.column_names}
+        ids = (
+            _tok("c", P["crm_id"][c]),
+            _tok("e", P["email"][c], valid["Email"]),
+            _tok("p", P["phone"][c], valid["Mobile"]),
+            _tok("h", P["handle"][c], valid["Twitter"]),
+            _tok("np", name + P["postcode"][c]),
+            _tok("na", name + P["address"][c]),
+            _tok("nc", name + P["city"][c]),
+            _tok(
+                "nd",
+                name + np.datetime_as_string(P["birth"][c]).astype(object),
+                valid["Date of Birth"],
+            ),
+        )
+        records.append(
+            self._rec("customers", P["crm_id"][c], c, bad, source="customers_crm", ids=ids)
+        )
         counts["customers_crm"] = int(len(c) - bad.sum())
         counts["quarantine_customers"] = int(bad.sum())
         # loyalty cards signed up in store: full name in one field, phone, postcode, birth date
@@ -691,7 +787,17 @@ class _Gen:
             }
         )
         self.sink.csv("customers_loyalty.csv", loyalty)
-        records.append(self._rec("customers", P["loyalty_id"][lo], lo, source="customers_loyalty"))
+        name = self._names(P, lo)
+        valid = {k: loyalty[k].is_valid().to_numpy(zero_copy_only=False) for k in ("phone", "dob")}
+        ids = (
+            _tok("l", P["loyalty_id"][lo]),
+            _tok("p", P["phone"][lo], valid["phone"]),
+            _tok("np", name + P["postcode"][lo]),
+            _tok("nd", name + np.datetime_as_string(P["birth"][lo]).astype(object), valid["dob"]),
+        )
+        records.append(
+            self._rec("customers", P["loyalty_id"][lo], lo, source="customers_loyalty", ids=ids)
+        )
         counts["customers_loyalty"] = len(lo)
         return counts
 
@@ -893,7 +999,8 @@ class _Gen:
         part = data / f"events.part{self.block}.jsonl"
         self._write_segment_jsonl(tbl, part)
         self.sink.append_file("events.jsonl", part)
-        records.append(self._rec("events", ev["message_id"], persons, bad))
+        ids = (_tok("u", ev["user_id"]), _tok("d", ev["anonymous_id"]), _tok("e", ev["email"]))
+        records.append(self._rec("events", ev["message_id"], persons, bad, ids=ids))
         shared = np.isin(ev["anonymous_id"], kiosks)
         self.sink.parquet(
             "shared_devices", pa.table({"anonymous_id": pa.array(kiosks, pa.string())})
@@ -1081,7 +1188,8 @@ class _Gen:
             }
         )
         self.sink.csv("interactions.csv", tbl)
-        records.append(self._rec("interactions", iid, it["person"], bad))
+        ids = (_tok("h", it["handle"]), _tok("e", it["email"]), _tok("u", it["user"]))
+        records.append(self._rec("interactions", iid, it["person"], bad, ids=ids))
         self.sink.parquet(
             "interaction_sentiment",
             pa.table(
@@ -1177,7 +1285,20 @@ class _Gen:
                 )
             )
         self.sink.parquet("segments", pa.concat_tables(segs))
-        self.sink.parquet("records", pa.concat_tables(records))
+        shown = pa.concat_tables(records)
+        rows = np.concatenate([r for r, _ in self._tokens]) if self._tokens else np.zeros(0, int)
+        tokens = (
+            np.concatenate([t for _, t in self._tokens]) if self._tokens else np.zeros(0, object)
+        )
+        groups = _link_groups(
+            shown["person_id"].to_numpy(),
+            shown["rejected"].to_numpy(zero_copy_only=False),
+            rows,
+            tokens,
+        )
+        # unique across blocks: a block holds far fewer than 2**32 records
+        shown = shown.append_column("link_group", pa.array((self.block << 32) + groups, pa.int64()))
+        self.sink.parquet("records", shown)
 
 
 def generate_sample(

@@ -18,13 +18,22 @@ def identity_scores(wh: Warehouse, truth_dir: str | Path) -> dict[str, Any]:
 
     ``split_rate``: share of true people whose records landed under more than one customer_id.
     ``mixed_rate``: share of customer_ids holding records of more than one true person.
+
+    With a truth that marks which of a person's records are linkable in principle
+    (``link_group``: they share a true identifier, or a name and one more field), also the
+    split a perfect resolver could avoid: ``linkable_split_rate``, the share of the people with
+    linkable records (a group of 2+) that have such a group spread over several customer_ids;
+    and ``split_by_design_rate``, the share of people whose records fall in several groups
+    (anonymous browsing never tied to a login, a social handle nothing else carries), which
+    no resolver could join.
     """
     truth = pq.read_table(Path(truth_dir) / "records.parquet").to_pandas()
     truth = truth[~truth.rejected]
     src = truth.source.fillna("")
     truth["record_key"] = truth.key.where(src == "", src + ":" + truth.key)
+    grouped = "link_group" in truth.columns
     truth = truth.rename(columns={"table": "record_table"})[
-        ["record_table", "record_key", "person_id"]
+        ["record_table", "record_key", "person_id", *(["link_group"] if grouped else [])]
     ]
     t = wh.stage("_segone_truth", pa.Table.from_pandas(truth, preserve_index=False), append=False)
     j = wh.table("record_customers").join(t, ["record_table", "record_key"])
@@ -35,6 +44,29 @@ def identity_scores(wh: Warehouse, truth_dir: str | Path) -> dict[str, Any]:
     customers = int(wh.execute(per_customer.count()))
     mixed = int(wh.execute(per_customer.filter(per_customer.n > 1).count()))
     matched = int(wh.execute(j.count()))
+    ceiling: dict[str, Any] = {}
+    if grouped:
+        g = j.group_by(["person_id", "link_group"]).agg(n=j.count(), c=j.customer_id.nunique())
+        per = g.group_by("person_id").agg(
+            groups=g.count(),
+            linkable=(g.n >= 2).cast("int64").sum(),
+            split=((g.n >= 2) & (g.c > 1)).cast("int64").sum(),
+        )
+        row = wh.execute(
+            per.aggregate(
+                linkable=(per.linkable > 0).cast("int64").sum(),
+                split=(per.split > 0).cast("int64").sum(),
+                by_design=(per.groups > 1).cast("int64").sum(),
+            )
+        ).iloc[0]
+        linkable, lsplit = int(row["linkable"]), int(row["split"])
+        ceiling = {
+            "linkable_people": linkable,
+            "linkable_split_people": lsplit,
+            "linkable_split_rate": lsplit / linkable if linkable else 0.0,
+            "split_by_design_people": int(row["by_design"]),
+            "split_by_design_rate": int(row["by_design"]) / people if people else 0.0,
+        }
     wh.drop_staging("_segone_truth")
     return {
         "people": people,
@@ -45,7 +77,7 @@ def identity_scores(wh: Warehouse, truth_dir: str | Path) -> dict[str, Any]:
         "split_rate": split / people if people else 0.0,
         "mixed_customers": mixed,
         "mixed_rate": mixed / customers if customers else 0.0,
-    }
+    } | ceiling
 
 
 def _prf(pred: Any, true: Any) -> dict[str, float]:

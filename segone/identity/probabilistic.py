@@ -25,8 +25,9 @@ How the model is fitted, with no labels:
   every block that does not fix it.
 
 Every predicted pair carries the evidence of each field, ``mw_<field>``: the log2 Bayes factor
-(match weight) that field contributed, term-frequency adjustment included. Together with the
-prior they add up to ``match_weight``; ``match_probability = 2**w / (1 + 2**w)``.
+(match weight) that field contributed, term-frequency adjustment included, or NaN where either
+record lacks the field. Together with the prior, the fields present add up to
+``match_weight``; ``match_probability = 2**w / (1 + 2**w)``.
 """
 
 from __future__ import annotations
@@ -531,9 +532,9 @@ class ProbabilisticMatcher:
         """Candidate duplicate pairs in ``records`` with ``match_probability >= threshold``.
 
         Columns: ``unique_id_l, unique_id_r, match_probability, match_weight`` and, for each
-        compared field, ``mw_<field>`` (its log2 Bayes factor, term frequency included; 0 when
-        either side is null). One row per unordered pair, ``unique_id_l < unique_id_r``, sorted
-        by descending probability.
+        compared field, ``mw_<field>`` (its log2 Bayes factor, term frequency included; NaN when
+        either side is null: a missing value is no evidence, and is kept apart from a 0). One
+        row per unordered pair, ``unique_id_l < unique_id_r``, sorted by descending probability.
         """
         self._check_fitted()
         with _session() as (con, db_api):
@@ -574,9 +575,11 @@ class ProbabilisticMatcher:
         self, con: duckdb.DuckDBPyConnection, db_api: DuckDBAPI, records: pd.DataFrame | pa.Table
     ) -> Linker:
         _load_clean(con, records, self.compared_columns_, "__segone_records_clean")
-        return Linker(
-            db_api.register("__segone_records_clean"), deepcopy(self.settings_), log_level=None
-        )
+        settings = deepcopy(self.settings_)
+        # the comparison level of each field (gamma_*) comes with the matching columns; it is
+        # what tells a missing value (level -1) from a value that weighs nothing
+        settings["retain_matching_columns"] = True
+        return Linker(db_api.register("__segone_records_clean"), settings, log_level=None)
 
     def _evidence_frame(self, raw: pd.DataFrame) -> pd.DataFrame:
         out = pd.DataFrame(
@@ -592,7 +595,10 @@ class ProbabilisticMatcher:
             tf = f"mw_tf_adj_{col}"
             if tf in raw.columns:
                 mw = mw + raw[tf].astype("float64").fillna(0.0)
-            out[f"mw_{col}"] = mw
+            # Missing on either side (Splink's null level, gamma -1) is missing evidence, not
+            # evidence of weight 0: a guard must be able to tell "no first name" from "first
+            # names that neither agree nor disagree".
+            out[f"mw_{col}"] = mw.where(raw[f"gamma_{col}"].astype("int64") != -1)
         # Splink puts the lower id on the left already; sort so that output order is stable
         out = out.sort_values(
             ["match_probability", "unique_id_l", "unique_id_r"], ascending=[False, True, True]
@@ -702,11 +708,24 @@ def pairwise_scores(predicted_pairs: PairsLike, true_pairs: PairsLike) -> dict[s
 
 
 def _labels(clusters: pd.DataFrame | Mapping[Any, Any]) -> pd.Series:
+    """``unique_id`` (text) -> cluster label (text); a null cluster id counts as missing."""
     if isinstance(clusters, pd.DataFrame):
         s = pd.Series(clusters["cluster_id"].to_numpy(), index=clusters[ID].astype(str))
     else:
-        s = pd.Series({str(k): v for k, v in clusters.items()})
-    return s.astype(str)
+        s = pd.Series({str(k): v for k, v in clusters.items()}, dtype=object)
+    return s[s.notna()].astype(str)
+
+
+def _codes(labels: pd.Series, ids: pd.Index) -> pd.Series:
+    """Integer cluster codes over ``ids``: one code per label, a code of its own per missing id.
+
+    Integers, not marker strings: pandas hashes text only up to a NUL character, so marker
+    labels such as ``"\\x00p:" + id`` all fell into one group.
+    """
+    codes, _ = pd.factorize(labels.reindex(ids), use_na_sentinel=True)
+    missing = codes < 0
+    codes[missing] = codes.max(initial=-1) + 1 + pd.RangeIndex(int(missing.sum())).to_numpy()
+    return pd.Series(codes, index=ids)
 
 
 def _pairs_within(sizes: pd.Series) -> int:
@@ -730,10 +749,8 @@ def cluster_scores(
     pred = _labels(clusters)
     true = _labels(true_clusters)
     ids = pred.index.union(true.index)
-    # singletons for the missing: a label no real cluster can have
-    pred = pred.reindex(ids).fillna(pd.Series("\x00p:" + ids, index=ids))
-    true = true.reindex(ids).fillna(pd.Series("\x00t:" + ids, index=ids))
-    frame = pd.DataFrame({"p": pred.to_numpy(), "t": true.to_numpy()})
+    # a record missing on one side (or with a null cluster id) is a singleton there
+    frame = pd.DataFrame({"p": _codes(pred, ids).to_numpy(), "t": _codes(true, ids).to_numpy()})
     joint = frame.groupby(["p", "t"]).size()
     tp = _pairs_within(joint)
     pred_sizes = frame.groupby("p").size()
