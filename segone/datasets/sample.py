@@ -712,7 +712,11 @@ class _Gen:
         bad = rng.random(len(c)) < self.cfg.bad_row_rate * 2
         kinds = rng.integers(0, 2, len(c))
         crm_id[bad & (kinds == 0)] = None
-        dob[bad & (kinds == 1)] = "1975-13-45"
+        # an unreadable birth date is an optional field's problem: the record loads without it
+        # (and the quarantine records the field); a record without an id is rejected
+        dob_bad = bad & (kinds == 1)
+        dob[dob_bad] = "1975-13-45"
+        rejected = bad & (kinds == 0)
         crm = pa.table(
             {
                 "Contact ID": crm_id,
@@ -752,13 +756,13 @@ class _Gen:
             _tok(
                 "nd",
                 name + np.datetime_as_string(P["birth"][c]).astype(object),
-                valid["Date of Birth"],
+                valid["Date of Birth"] & ~dob_bad,
             ),
         )
         records.append(
-            self._rec("customers", P["crm_id"][c], c, bad, source="customers_crm", ids=ids)
+            self._rec("customers", P["crm_id"][c], c, rejected, source="customers_crm", ids=ids)
         )
-        counts["customers_crm"] = int(len(c) - bad.sum())
+        counts["customers_crm"] = int(len(c) - rejected.sum())
         counts["quarantine_customers"] = int(bad.sum())
         # loyalty cards signed up in store: full name in one field, phone, postcode, birth date
         lo = np.flatnonzero(has[:, 2])
@@ -1189,7 +1193,8 @@ class _Gen:
         )
         self.sink.csv("interactions.csv", tbl)
         ids = (_tok("h", it["handle"]), _tok("e", it["email"]), _tok("u", it["user"]))
-        records.append(self._rec("interactions", iid, it["person"], bad, ids=ids))
+        # a rating out of range is dropped and recorded; the review itself loads
+        records.append(self._rec("interactions", iid, it["person"], None, ids=ids))
         self.sink.parquet(
             "interaction_sentiment",
             pa.table(
@@ -1200,7 +1205,7 @@ class _Gen:
                 }
             ),
         )
-        return {"interactions": int(total - bad.sum()), "quarantine_interactions": int(bad.sum())}
+        return {"interactions": int(total), "quarantine_interactions": int(bad.sum())}
 
     def _truth(
         self,
