@@ -293,9 +293,12 @@ def read_batch(project: Path) -> tuple[dict[str, str], dict[str, str]]:
     )
     a = a.sort_values(["customer_id", "share"], ascending=[True, False])
     top = a.drop_duplicates("customer_id")
-    taste = {who.get(c, c): cat.split(" > ")[-1] for c, cat in zip(top.customer_id, top.category)}
+    taste = {
+        who.get(c, c): cat.split(" > ")[-1]
+        for c, cat in zip(top.customer_id, top.category, strict=True)
+    }
     r1 = r[r["rank"] == 1]
-    nextp = {who.get(c, c): p for c, p in zip(r1.customer_id, r1.product_id)}
+    nextp = {who.get(c, c): p for c, p in zip(r1.customer_id, r1.product_id, strict=True)}
     return taste, nextp
 
 
@@ -414,7 +417,7 @@ def main() -> None:
         probs = d[pcols].to_numpy() if have else None
         rows.append((label, d.top.map(code).fillna(-1).to_numpy(), probs))
 
-    print(f"\n| method | top-1 accuracy | log loss |\n|---|---|---|")
+    print("\n| method | top-1 accuracy | log loss |\n|---|---|---|")
     for label, top, p in rows:
         acc = float(np.mean(top == y))
         if p is not None and p.shape[0] == 1:

@@ -3,7 +3,9 @@ category codes as arrays, and the counter keys per (placement, group) cached.
 
 Catalogue documents (online store kind ``"catalogue"``, key item id) may carry ``name``,
 ``category`` (``A > B > C``), ``popularity`` (any non-negative scale, e.g. buyers in the last
-90 days), ``suppressed: true`` or ``active: false`` (never shown). Build a
+90 days), ``suppressed: true`` or ``active: false`` (never shown), ``price`` and
+``usual_price``, ``feature``/``promotion`` and ``display`` flags, and what the last build
+learned (``preference_prior``, ``repurchase``, ``buy_again``: ``segone.models.preference``). Build a
 :class:`CatalogueIndex` when the catalogue changes and pass it to ``decide`` in place of the
 documents: ranking the whole catalogue then costs array operations, not a loop over documents.
 """
@@ -24,8 +26,21 @@ _KEY_CACHE = 256  # (placement, group) pairs whose keys are kept; beyond it the 
 
 def popularity(doc: Mapping[str, Any]) -> float:
     """A document's ``popularity`` (NaN when missing or not a non-negative number)."""
-    v = doc.get("popularity")
+    return _nonneg(doc, "popularity")
+
+
+def _nonneg(doc: Mapping[str, Any], key: str) -> float:
+    v = doc.get(key)
     return float(v) if (type(v) is float or type(v) is int) and v >= 0 else nan
+
+
+def _usual(doc: Mapping[str, Any]) -> float:
+    v = _nonneg(doc, "usual_price")
+    return _nonneg(doc, "price") if v != v else v
+
+
+def _flag(doc: Mapping[str, Any], *keys: str) -> bool:
+    return any(doc.get(k) is True or doc.get(k) == 1 for k in keys)
 
 
 class CatalogueIndex(Mapping[str, Mapping[str, Any]]):
@@ -51,6 +66,31 @@ class CatalogueIndex(Mapping[str, Mapping[str, Any]]):
         )
         #: the category of each code (None or a non-string for items without one)
         self.categories: list[Any] = list(codes)
+        #: the preference model's pseudo-count of each item (NaN: not in the last fit)
+        self.preference_prior: NDArray[np.float64] = np.fromiter(
+            (_nonneg(d, "preference_prior") for d in values), np.float64, n
+        )
+        #: whether an item its owner may buy again is offered to them (learned ``buy_again``;
+        #: None where the last fit did not see the item)
+        self.buy_again: list[bool | None] = [
+            d["buy_again"] if isinstance(d.get("buy_again"), bool) else None for d in values
+        ]
+        #: price now and usual price (NaN when unknown), feature ad / promotion and display flags
+        self.price: NDArray[np.float64] = np.fromiter(
+            (_nonneg(d, "price") for d in values), np.float64, n
+        )
+        self.usual_price: NDArray[np.float64] = np.fromiter(map(_usual, values), np.float64, n)
+        self.feature: NDArray[np.bool_] = np.fromiter(
+            (_flag(d, "feature", "promotion") for d in values), np.bool_, n
+        )
+        self.display: NDArray[np.bool_] = np.fromiter(
+            (_flag(d, "display") for d in values), np.bool_, n
+        )
+        #: each item's ``name`` (None when the catalogue has none)
+        self.names: list[str | None] = [
+            d["name"] if isinstance(d.get("name"), str) and d["name"].strip() else None
+            for d in values
+        ]
         self._escaped = [escape(i) for i in self.ids]
         self._keys: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
 
@@ -62,6 +102,10 @@ class CatalogueIndex(Mapping[str, Mapping[str, Any]]):
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def label(self, k: int) -> str:
+        """What reasons call item ``k``: its name, else its id."""
+        return self.names[k] or self.ids[k]
 
     def keys_for_all(self, placement: str, group: str) -> tuple[list[str], list[str]]:
         """(global keys, group keys) of every item, aligned with ``ids`` (cached)."""

@@ -259,6 +259,7 @@ def publish(wh: Warehouse, store: OnlineStore, settings: Settings) -> SyncResult
         tastes = _grouped(
             wh, a.filter(a._r < 5).select("customer_id", "category", "affinity", "share")
         )
+    prefs = _preferences(wh, tables)
     recent = _rule_events(wh, settings, now)
     owned: dict[str, list[dict[str, Any]]] = {}
     if "order_lines" in tables:
@@ -279,6 +280,7 @@ def publish(wh: Warehouse, store: OnlineStore, settings: Settings) -> SyncResult
                 "recommendations": recs.get(cid, []),
                 "tastes": tastes.get(cid, []),
                 "owned": [o["product_id"] for o in owned.get(cid, [])][:500],
+                "preferences": prefs.get(cid, {}),
                 "_events": recent.get(cid, []),
                 "_cursor": cursor,
                 "_published_at": now.isoformat(),
@@ -319,6 +321,7 @@ def publish(wh: Warehouse, store: OnlineStore, settings: Settings) -> SyncResult
             p.select("product_id", "name", "category", "price", "brand")
         ).to_pylist()
         pop = _popularity(wh)
+        item_params = _item_params(wh, tables)
         with store.write() as tx:
             tx.delete_docs("catalogue")
             tx.put_docs(
@@ -327,6 +330,7 @@ def publish(wh: Warehouse, store: OnlineStore, settings: Settings) -> SyncResult
                     str(it["product_id"]): {
                         **{k: _plain(v) for k, v in it.items()},
                         "popularity": pop.get(str(it["product_id"]), 0.0),
+                        **item_params.get(str(it["product_id"]), {}),
                     }
                     for it in items
                     if it["product_id"] is not None
@@ -379,6 +383,32 @@ def _rule_events(
     )
     ev = ev.filter(ev._r < 200).select("customer_id", "name", ts="timestamp")
     return _grouped(wh, ev)
+
+
+def _preferences(wh: Warehouse, tables: set[str]) -> dict[str, dict[str, float]]:
+    """Each person's item preference weights (``item_preferences``), their 200 strongest."""
+    if "item_preferences" not in tables:
+        return {}
+    t = wh.table("item_preferences")
+    t = t.mutate(_r=ibis.row_number().over(group_by="customer_id", order_by=ibis.desc(t.weight)))
+    out: dict[str, dict[str, float]] = {}
+    for r in wh.to_arrow(
+        t.filter(t._r < 200).select("customer_id", "product_id", "weight")
+    ).to_pylist():
+        out.setdefault(r["customer_id"], {})[str(r["product_id"])] = float(r["weight"])
+    return out
+
+
+def _item_params(wh: Warehouse, tables: set[str]) -> dict[str, dict[str, Any]]:
+    """Per item, what ``decide`` needs of the last preference fit: ``preference_prior``,
+    ``repurchase``, ``buy_again`` (``segone.models.preference``)."""
+    from segone.models.registry import latest_model
+
+    if "models" not in tables or "item_preferences" not in tables:
+        return {}
+    m = latest_model(wh, "preferences")
+    got = (m.params.get("item_params") if m is not None else None) or {}
+    return {str(k): dict(v) for k, v in got.items() if isinstance(v, dict)}
 
 
 def _popularity(wh: Warehouse) -> dict[str, float]:
