@@ -13,6 +13,7 @@ documents: ranking the whole catalogue then costs array operations, not a loop o
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from functools import cached_property
 from math import nan
 from typing import Any
 
@@ -51,6 +52,7 @@ class CatalogueIndex(Mapping[str, Mapping[str, Any]]):
         self.ids: list[str] = list(self._docs)
         self.pos: dict[str, int] = {i: k for k, i in enumerate(self.ids)}
         values = list(self._docs.values())
+        self._values = values
         n = len(values)
         self.popularity: NDArray[np.float64] = np.fromiter(map(popularity, values), np.float64, n)
         known = self.popularity[~np.isnan(self.popularity)]
@@ -66,31 +68,6 @@ class CatalogueIndex(Mapping[str, Mapping[str, Any]]):
         )
         #: the category of each code (None or a non-string for items without one)
         self.categories: list[Any] = list(codes)
-        #: the preference model's pseudo-count of each item (NaN: not in the last fit)
-        self.preference_prior: NDArray[np.float64] = np.fromiter(
-            (_nonneg(d, "preference_prior") for d in values), np.float64, n
-        )
-        #: whether an item its owner may buy again is offered to them (learned ``buy_again``;
-        #: None where the last fit did not see the item)
-        self.buy_again: list[bool | None] = [
-            d["buy_again"] if isinstance(d.get("buy_again"), bool) else None for d in values
-        ]
-        #: price now and usual price (NaN when unknown), feature ad / promotion and display flags
-        self.price: NDArray[np.float64] = np.fromiter(
-            (_nonneg(d, "price") for d in values), np.float64, n
-        )
-        self.usual_price: NDArray[np.float64] = np.fromiter(map(_usual, values), np.float64, n)
-        self.feature: NDArray[np.bool_] = np.fromiter(
-            (_flag(d, "feature", "promotion") for d in values), np.bool_, n
-        )
-        self.display: NDArray[np.bool_] = np.fromiter(
-            (_flag(d, "display") for d in values), np.bool_, n
-        )
-        #: each item's ``name`` (None when the catalogue has none)
-        self.names: list[str | None] = [
-            d["name"] if isinstance(d.get("name"), str) and d["name"].strip() else None
-            for d in values
-        ]
         self._escaped = [escape(i) for i in self.ids]
         self._keys: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
 
@@ -102,6 +79,51 @@ class CatalogueIndex(Mapping[str, Mapping[str, Any]]):
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    # what only some decisions need (the preference model, offers, reasons) is computed on
+    # first use: a request's candidate list builds an index per request
+    @cached_property
+    def preference_prior(self) -> NDArray[np.float64]:
+        """The preference model's pseudo-count of each item (NaN: not in the last fit)."""
+        return np.fromiter(
+            (_nonneg(d, "preference_prior") for d in self._values), np.float64, len(self.ids)
+        )
+
+    @cached_property
+    def buy_again(self) -> NDArray[np.bool_]:
+        """Whether an item its owner may buy again is offered to them (the last fit's
+        ``buy_again``; False where it did not see the item)."""
+        return np.fromiter((d.get("buy_again") is True for d in self._values), np.bool_, len(self))
+
+    @cached_property
+    def price(self) -> NDArray[np.float64]:
+        """Price now (NaN when unknown)."""
+        return np.fromiter((_nonneg(d, "price") for d in self._values), np.float64, len(self))
+
+    @cached_property
+    def usual_price(self) -> NDArray[np.float64]:
+        """Usual price: ``usual_price``, else ``price`` (NaN when unknown)."""
+        return np.fromiter(map(_usual, self._values), np.float64, len(self))
+
+    @cached_property
+    def feature(self) -> NDArray[np.bool_]:
+        """A feature ad or promotion flag (``feature`` or ``promotion`` true)."""
+        return np.fromiter(
+            (_flag(d, "feature", "promotion") for d in self._values), np.bool_, len(self)
+        )
+
+    @cached_property
+    def display(self) -> NDArray[np.bool_]:
+        """An in-store display flag."""
+        return np.fromiter((_flag(d, "display") for d in self._values), np.bool_, len(self))
+
+    @cached_property
+    def names(self) -> list[str | None]:
+        """Each item's ``name`` (None when the catalogue has none)."""
+        return [
+            d["name"] if isinstance(d.get("name"), str) and d["name"].strip() else None
+            for d in self._values
+        ]
 
     def label(self, k: int) -> str:
         """What reasons call item ``k``: its name, else its id."""

@@ -154,11 +154,10 @@ def decide(
     dropped = by_context | by_suppression
     bought = _bought(view, published) if ctx.exclude_bought is not False else set()
     by_purchase = _mask(idx, bought) & ~dropped
-    if ctx.exclude_bought is None:
+    if ctx.exclude_bought is None and by_purchase.any():
         # learned per item: what people buy again (food, ink) is offered again, what they
         # do not (durables) is not; items the last build did not see are left out
-        again = np.fromiter((b is True for b in idx.buy_again), np.bool_, len(idx))
-        by_purchase &= ~again
+        by_purchase &= ~idx.buy_again
     keep = np.flatnonzero(~(dropped | by_purchase))
     kept = keep.tolist()
     items = [idx.ids[k] for k in kept]
