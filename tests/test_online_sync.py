@@ -60,6 +60,45 @@ def test_publish_serves_batch_profiles_by_any_identifier(project: Project) -> No
     store.close()
 
 
+def test_the_build_publishes_the_preference_model_decide_ranks_with(project: Project) -> None:
+    from segone.models.registry import latest_model
+
+    store = open_online(project.settings)
+    assert store is not None
+    with project.warehouse(read_only=True) as wh:
+        prefs = wh.execute(wh.table("item_preferences"))
+        model = latest_model(wh, "preferences")
+        email = wh.execute(wh.table("customer_map").filter(lambda t: t.id_type == "email"))
+    assert model is not None and model.params["concentration"] > 0
+    assert len(prefs) > 0 and ((prefs.probability > 0) & (prefs.probability < 1)).all()
+    reachable = prefs[prefs.customer_id.isin(email.customer_id)]
+    cid = str(reachable.customer_id.iloc[0])
+    mine = prefs[prefs.customer_id == cid]
+    with store.read() as tx:
+        doc = tx.get_docs("published", [cid])[cid]
+        cat = tx.all_docs("catalogue")
+    assert doc["preferences"] == pytest.approx(dict(zip(mine.product_id, mine.weight, strict=True)))
+    learned = [d for d in cat.values() if "preference_prior" in d]
+    assert learned and all(isinstance(d["buy_again"], bool) for d in learned)
+    # the server ranks this person's candidates with it: probabilities over the candidates
+    who = email[email.customer_id == cid].node
+    engine = Engine(store, project.settings)
+    items = list(cat)[:5] + list(mine.product_id)[:1]
+    body = {"identifier": who.iloc[0], "placement": "t", "candidates": items, "limit": 6}
+
+    async def ask() -> dict:
+        await engine.start()
+        try:
+            return await engine.decide(body)
+        finally:
+            await engine.stop()
+
+    got = asyncio.run(ask())
+    probs = [i["probability"] for i in got["items"]]
+    assert probs and all(p is not None and p > 0 for p in probs)
+    store.close()
+
+
 def test_server_events_and_erasures_reach_the_warehouse(project: Project) -> None:
     """One rebuild: the server's events (an order among them) are loaded and come back
     published; a person erased through the API is erased from the warehouse too."""
