@@ -6,7 +6,7 @@ Dirichlet-multinomial over the catalogue.
 * **Everyone** (the prior): item ``i`` has a pseudo-count ``a_i``; ``A = sum a_i``. The ``a_i``
   are fitted by maximum marginal likelihood of every person's (weighted) purchase counts under
   the Dirichlet-multinomial (Minka's fixed point), so ``A`` — how much a person's own history
-  counts against everyone's — is learned from the data, not chosen: in a market where people
+  counts against everyone's — is learned from the data: in a market where people
   stick to their brand ``A`` comes out small and a few purchases dominate; where they wander it
   comes out large.
 * **The person**: each purchase occasion (an order line that kept a unit) adds a weight
@@ -14,8 +14,11 @@ Dirichlet-multinomial over the catalogue.
   purchase (a person who pauses keeps their tastes) and ``rhythm`` the person's own median days
   between orders (shrunk toward everyone's median for people with few gaps), so the half-life
   ``H`` is counted in the person's own purchase cycles. ``H`` is chosen from a grid by how well
-  it predicts every repeat buyer's latest order from the ones before it (the prior refitted for
-  each ``H``), which also makes the probabilities calibrated on the data's own next purchases.
+  it predicts every repeat buyer's latest orders (their last fifth, at least one) from the
+  ones before them, the prior refitted for each ``H``.
+* **How much everyone weighs**, at last: the fitted pseudo-counts times a factor from
+  ``SCALES``, chosen with ``H`` on the same held-out orders (the marginal likelihood of
+  recency-weighted counts is a guide to ``A``; the held-out next choices are the test).
 * **Probability** that the person's next choice among candidates ``C`` is ``i``:
   ``(w_i + a_i) / sum_{j in C} (w_j + a_j)``; never 0 (every ``a_i > 0``).
 * **Buy again**: per item, the share of its buyers with a later order who bought it again
@@ -51,6 +54,8 @@ from segone.store.base import Warehouse
 _DAY = 86_400.0
 #: half-lives tried, in the person's own purchase cycles (inf: no decay)
 HALF_LIVES: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, math.inf)
+#: factors tried on the fitted pseudo-counts (how much everyone's shares weigh)
+SCALES: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 PREFERENCES_SCHEMA = pa.schema(
     [
         ("customer_id", pa.string()),
@@ -129,8 +134,10 @@ class ItemPreferences(BaseEstimator):
         min_repurchase: float = 0.1,
         repurchase_prior: float = 5.0,
         max_iter: int = 500,
+        validation_share: float = 0.2,
     ) -> None:
         self.half_lives = half_lives
+        self.validation_share = validation_share
         self.min_repurchase = min_repurchase
         self.repurchase_prior = repurchase_prior
         self.max_iter = max_iter
@@ -138,6 +145,8 @@ class ItemPreferences(BaseEstimator):
     def _validate(self) -> None:
         if not self.half_lives or any(not h > 0 for h in self.half_lives):
             raise PreferenceError("ItemPreferences: half_lives must be > 0 (math.inf: no decay)")
+        if not 0 < self.validation_share < 1:
+            raise PreferenceError("ItemPreferences: validation_share must be within (0, 1)")
         if not 0 <= self.min_repurchase <= 1:
             raise PreferenceError("ItemPreferences: min_repurchase must be within [0, 1]")
         if not self.repurchase_prior > 0 or self.max_iter < 1:
@@ -190,27 +199,34 @@ class ItemPreferences(BaseEstimator):
         np.maximum.at(last, c, t)
         self.last_ = last
 
-        # the half-life: predict each repeat buyer's latest order from the ones before it
+        # the half-life: predict each repeat buyer's latest orders (their last fifth, at
+        # least one) from the ones before them
         order_t = pd.DataFrame({"c": c, "t": t})
-        latest = order_t.groupby("c").t.transform("max").to_numpy()
         n_orders = order_t.groupby("c").t.transform("nunique").to_numpy()
-        held = (t == latest) & (n_orders >= 2)
+        rank = order_t.groupby("c").t.rank(method="dense", ascending=False).to_numpy()
+        n_held = np.maximum(1, np.round(self.validation_share * n_orders))
+        held = (rank <= n_held) & (n_orders >= 2)
         before = ~held & np.isin(c, np.unique(c[held]))
         prev_last = np.full(nc, -np.inf)
         np.maximum.at(prev_last, c[before], t[before])
         ref = np.where(np.isfinite(prev_last), prev_last, last)
         train = ~held
-        scores: dict[float, float] = {}
+        scores: dict[tuple[float, float], float] = {}
         for h in self.half_lives:
             # the prior is fitted on everyone's history up to their own held-out order
             wt = self._weights(t[train] - ref[c[train]], c[train], h)
             a = dirichlet_mle(c[train], i[train], wt, nc, ni, max_iter=self.max_iter)
             wb = self._weights(t[before] - ref[c[before]], c[before], h)
-            scores[h] = self._heldout_loss(c[before], i[before], wb, c[held], i[held], a, nc)
+            for f in SCALES:
+                scores[(h, f)] = self._heldout_loss(
+                    c[before], i[before], wb, c[held], i[held], a * f, nc
+                )
         self.validation_log_loss_ = scores
-        self.half_life_cycles_ = min(scores, key=lambda k: (scores[k], -k))
+        self.half_life_cycles_, self.prior_scale_ = min(
+            scores, key=lambda k: (scores[k], -k[0], abs(math.log(k[1])))
+        )
         w = self._weights(t - last[c], c, self.half_life_cycles_)
-        self.prior_ = dirichlet_mle(c, i, w, nc, ni, max_iter=self.max_iter)
+        self.prior_ = self.prior_scale_ * dirichlet_mle(c, i, w, nc, ni, max_iter=self.max_iter)
         self.concentration_ = float(self.prior_.sum())
         agg = pd.DataFrame({"c": c, "i": i, "w": w}).groupby(["c", "i"], sort=True).w.sum()
         self.pairs_ = agg.reset_index()
@@ -334,6 +350,7 @@ class ItemPreferences(BaseEstimator):
             "half_life_cycles": None
             if math.isinf(self.half_life_cycles_)
             else self.half_life_cycles_,
+            "prior_scale": self.prior_scale_,
             "median_rhythm_days": float(np.median(self.rhythm_days_)),
             "min_repurchase": self.min_repurchase,
             "items": len(self.items_),
@@ -368,8 +385,8 @@ def build_preferences(wh: Warehouse, when: datetime) -> tuple[int | None, str]:
         rows=len(model.customers_),
         metrics={
             "validation_log_loss": {
-                ("inf" if math.isinf(k) else str(k)): v
-                for k, v in model.validation_log_loss_.items()
+                f"half_life={'inf' if math.isinf(h) else h},scale={f}": v
+                for (h, f), v in model.validation_log_loss_.items()
             },
             "occasions": model.n_occasions_,
         },
