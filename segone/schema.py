@@ -364,23 +364,6 @@ TABLES.update(
             _c("source", "string", "cooccurrence, als, segment_popular or popular."),
             _c("as_of", TS, "Time the recommendation is as of, UTC."),
         ],
-        "item_preferences": [
-            _c("customer_id", "string", "The person."),
-            _c("product_id", "string", "A product they bought."),
-            _c(
-                "weight",
-                "float64",
-                "Their occasions of it, each halved every `half_life_cycles` of their own "
-                "purchase cycles before their latest purchase.",
-            ),
-            _c(
-                "probability",
-                "float64",
-                "Probability that their next choice in the whole catalogue is this product "
-                "(weight plus everyone's pseudo-count, over their total plus everyone's).",
-            ),
-            _c("as_of", TS, "Time the preferences are as of, UTC."),
-        ],
         "category_affinity": [
             _c("customer_id", "string", "The person."),
             _c(

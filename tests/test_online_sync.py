@@ -13,6 +13,8 @@ import pytest
 from segone.datasets import SAMPLE_FILES, generate_sample
 from segone.datasets.sample import SAMPLE_TOML
 from segone.ingest import ingest_file
+from segone.models.nextproducts import purchase_lines
+from segone.models.preference import ItemPreferences
 from segone.online.engine import Engine
 from segone.online.sync import build_project, open_online, order_rows
 from segone.project import Project
@@ -66,18 +68,24 @@ def test_the_build_publishes_the_preference_model_decide_ranks_with(project: Pro
     store = open_online(project.settings)
     assert store is not None
     with project.warehouse(read_only=True) as wh:
-        prefs = wh.execute(wh.table("item_preferences"))
         model = latest_model(wh, "preferences")
         email = wh.execute(wh.table("customer_map").filter(lambda t: t.id_type == "email"))
-    assert model is not None and model.params["concentration"] > 0
-    assert len(prefs) > 0 and ((prefs.probability > 0) & (prefs.probability < 1)).all()
+        assert model is not None and model.params["concentration"] > 0
+        fitted = ItemPreferences().fit(
+            wh, purchase_lines(wh, as_of=model.window_end), as_of=model.window_end
+        )
+    prefs = fitted.table().to_pandas()
     reachable = prefs[prefs.customer_id.isin(email.customer_id)]
     cid = str(reachable.customer_id.iloc[0])
     mine = prefs[prefs.customer_id == cid]
     with store.read() as tx:
         doc = tx.get_docs("published", [cid])[cid]
         cat = tx.all_docs("catalogue")
+    # what was published is what the fit weighs (recomputed from the orders at publish)
     assert doc["preferences"] == pytest.approx(dict(zip(mine.product_id, mine.weight, strict=True)))
+    assert cat[str(mine.product_id.iloc[0])]["preference_prior"] == pytest.approx(
+        float(fitted.prior_[list(fitted.items_).index(mine.product_id.iloc[0])])
+    )
     learned = [d for d in cat.values() if "preference_prior" in d]
     assert learned and all(isinstance(d["buy_again"], bool) for d in learned)
     # the server ranks this person's candidates with it: probabilities over the candidates

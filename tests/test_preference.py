@@ -231,3 +231,23 @@ def test_several_items_in_one_order_are_one_occasion_each() -> None:
     t = m.table().to_pandas().set_index(["customer_id", "product_id"])
     assert t.loc[("a", "x"), "weight"] > t.loc[("a", "y"), "weight"] > 0
     assert set(t.index) == {("a", "x"), ("a", "y"), ("b", "x"), ("b", "z"), ("c", "y")}
+
+
+def test_without_repeat_buyers_there_is_no_decay_and_the_fitted_prior() -> None:
+    df = pd.DataFrame(
+        {"customer_id": ["a", "b", "c", "d"], "product_id": ["x", "x", "y", "z"], "t": [0.0] * 4}
+    )
+    m = ItemPreferences().fit_frame(df)
+    assert math.isinf(m.half_life_cycles_) and m.prior_scale_ == 1.0
+    assert m.validation_log_loss_ == {}
+    assert min(m.probabilities("a").values()) > 0
+
+
+def test_person_weights_are_the_fits_weights() -> None:
+    from segone.models.preference import person_weights
+
+    df = _occasions_fixed(np.random.default_rng(4), np.array([1.0, 0.5, 0.5]), 60, 8)
+    m = ItemPreferences().fit_frame(df)
+    got = person_weights(df, m.half_life_cycles_).set_index(["customer_id", "product_id"])
+    want = m.table().to_pandas().set_index(["customer_id", "product_id"])
+    assert got.weight.sort_index().to_numpy() == pytest.approx(want.weight.sort_index().to_numpy())

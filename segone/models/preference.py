@@ -27,8 +27,9 @@ Dirichlet-multinomial over the catalogue.
   again to people who own them unless a decision asks for it; replenishment items are.
 
 ``ItemPreferences().fit(wh, purchase_lines(wh, as_of=t), as_of=t)``; ``table()`` gives one row
-per (customer, item bought) for the ``item_preferences`` table; ``params()`` what the online
-store needs (the prior and repurchase share of every item).
+per (customer, item bought) with its weight and probability; ``item_params()`` and ``params()``
+what the online store needs (the prior and repurchase share of every item), and
+:func:`person_weights` each person's weights from their orders and the fitted half-life.
 """
 
 from __future__ import annotations
@@ -157,14 +158,7 @@ class ItemPreferences(BaseEstimator):
         """Learn from ``lines`` (columns of ``nextproducts.purchase_lines``) up to ``as_of``;
         categories come from the lines' products (``products``, else the order line)."""
         when = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
-        ln = lines.filter(lines.ts <= ibis.literal(when, type=TS))
-        kept = ln.quantity - ln.returned_quantity.fill_null(0)
-        per = ln.group_by(["customer_id", "order_id", "product_id"]).aggregate(
-            kept=kept.sum(), ts=ln.ts.min()
-        )
-        df = wh.to_arrow(per.filter(per.kept > 0)).to_pandas()
-        ts = pd.to_datetime(df.ts, utc=True)
-        df["t"] = (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+        df = occasions(wh, lines, when)
         cats: dict[str, str] = {}
         if "products" in wh.tables():
             p = wh.table("products")
@@ -172,7 +166,7 @@ class ItemPreferences(BaseEstimator):
                 p.filter(p.category.notnull()).select("product_id", "category")
             ).to_pandas()
             cats = dict(zip(pc.product_id.astype(str), pc.category.astype(str), strict=True))
-        return self.fit_frame(df[["customer_id", "product_id", "t"]], categories=cats, as_of=when)
+        return self.fit_frame(df, categories=cats, as_of=when)
 
     def fit_frame(
         self,
@@ -212,7 +206,7 @@ class ItemPreferences(BaseEstimator):
         ref = np.where(np.isfinite(prev_last), prev_last, last)
         train = ~held
         scores: dict[tuple[float, float], float] = {}
-        for h in self.half_lives:
+        for h in self.half_lives if held.any() else ():
             # the prior is fitted on everyone's history up to their own held-out order
             wt = self._weights(t[train] - ref[c[train]], c[train], h)
             a = dirichlet_mle(c[train], i[train], wt, nc, ni, max_iter=self.max_iter)
@@ -222,8 +216,11 @@ class ItemPreferences(BaseEstimator):
                     c[before], i[before], wb, c[held], i[held], a * f, nc
                 )
         self.validation_log_loss_ = scores
-        self.half_life_cycles_, self.prior_scale_ = min(
-            scores, key=lambda k: (scores[k], -k[0], abs(math.log(k[1])))
+        # without a repeat buyer there is nothing to validate on: no decay, the fitted prior
+        self.half_life_cycles_, self.prior_scale_ = (
+            min(scores, key=lambda k: (scores[k], -k[0], abs(math.log(k[1]))))
+            if held.any()
+            else (math.inf, 1.0)
         )
         w = self._weights(t - last[c], c, self.half_life_cycles_)
         self.prior_ = self.prior_scale_ * dirichlet_mle(c, i, w, nc, ni, max_iter=self.max_iter)
@@ -312,7 +309,7 @@ class ItemPreferences(BaseEstimator):
         return dict(zip(cand, (p / p.sum()).tolist(), strict=True))
 
     def table(self) -> pa.Table:
-        """``item_preferences``: customer_id, product_id, weight (recency-weighted occasions),
+        """One row per (customer, item bought): weight (recency-weighted occasions),
         probability (of being the next choice among the whole catalogue)."""
         self._check()
         pr = self.pairs_
@@ -359,7 +356,9 @@ class ItemPreferences(BaseEstimator):
 
 
 def build_preferences(wh: Warehouse, when: datetime) -> tuple[int | None, str]:
-    """Fit as of ``when``, replace ``item_preferences`` and record the fit in ``models``.
+    """Fit as of ``when`` and record the fit in ``models`` (what ``publish`` reads: no table
+    keyed by the person is kept, so an erasure leaves nothing of them behind; their weights
+    are recomputed from their orders when the build publishes).
 
     Returns the fit's version in ``models`` (None when there is nothing to learn from) and a
     note for the build.
@@ -371,12 +370,7 @@ def build_preferences(wh: Warehouse, when: datetime) -> tuple[int | None, str]:
     try:
         model.fit(wh, purchase_lines(wh, as_of=when), as_of=when)
     except PreferenceError as exc:
-        wh.replace("item_preferences", wh.table("item_preferences").limit(0))
         return None, f"no item preferences ({exc})"
-    t = wh.stage("_segone_prefs", model.table(), append=False)
-    with wh.transaction():
-        wh.replace("item_preferences", t.mutate(as_of=ibis.literal(when, type=TS)))
-    wh.drop_staging("_segone_prefs")
     version = save_model(
         wh,
         "preferences",
@@ -392,3 +386,39 @@ def build_preferences(wh: Warehouse, when: datetime) -> tuple[int | None, str]:
         },
     )
     return version, ""
+
+
+def occasions(wh: Warehouse, lines: ibis.Table, as_of: datetime) -> pd.DataFrame:
+    """``customer_id, product_id, t`` (epoch seconds): one row per item an order kept, up to
+    ``as_of`` (``lines``: columns of ``nextproducts.purchase_lines``)."""
+    ln = lines.filter(lines.ts <= ibis.literal(as_of, type=TS))
+    kept = ln.quantity - ln.returned_quantity.fill_null(0)
+    per = ln.group_by(["customer_id", "order_id", "product_id"]).aggregate(
+        kept=kept.sum(), ts=ln.ts.min()
+    )
+    df = wh.to_arrow(per.filter(per.kept > 0)).to_pandas()
+    ts = pd.to_datetime(df.ts, utc=True)
+    df["t"] = (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    return df[["customer_id", "product_id", "t"]]
+
+
+def person_weights(df: pd.DataFrame, half_life_cycles: float | None) -> pd.DataFrame:
+    """``customer_id, product_id, weight`` from :func:`occasions`, as ``ItemPreferences``
+    weighs them with that half-life (None: no decay)."""
+    if df.empty:
+        return pd.DataFrame({"customer_id": [], "product_id": [], "weight": []})
+    c, customers = pd.factorize(df.customer_id.astype(str), sort=True)
+    t = df.t.to_numpy(float) / _DAY
+    c = np.asarray(c, np.intp)
+    last = np.full(len(customers), -np.inf)
+    np.maximum.at(last, c, t)
+    if half_life_cycles is None or math.isinf(half_life_cycles):
+        w = np.ones(len(t))
+    else:
+        rhythm = rhythms(c, t, len(customers))
+        w = 0.5 ** (-(t - last[c]) / (half_life_cycles * rhythm[c]))
+    out = pd.DataFrame(
+        {"customer_id": np.asarray(customers)[c], "product_id": df.product_id.astype(str), "w": w}
+    )
+    g = out.groupby(["customer_id", "product_id"], sort=True).w.sum().rename("weight")
+    return g.reset_index()

@@ -386,16 +386,26 @@ def _rule_events(
 
 
 def _preferences(wh: Warehouse, tables: set[str]) -> dict[str, dict[str, float]]:
-    """Each person's item preference weights (``item_preferences``), their 200 strongest."""
-    if "item_preferences" not in tables:
+    """Each person's item preference weights as of the last preference fit (their 200
+    strongest), from their orders: ``segone.models.preference.person_weights``."""
+    from segone.models.nextproducts import purchase_lines
+    from segone.models.preference import occasions, person_weights
+    from segone.models.registry import latest_model
+
+    if "models" not in tables or "order_lines" not in tables:
         return {}
-    t = wh.table("item_preferences")
-    t = t.mutate(_r=ibis.row_number().over(group_by="customer_id", order_by=ibis.desc(t.weight)))
+    m = latest_model(wh, "preferences")
+    if m is None:
+        return {}
+    when = m.window_end if m.window_end.tzinfo else m.window_end.replace(tzinfo=UTC)
+    w = person_weights(
+        occasions(wh, purchase_lines(wh, as_of=when), when), m.params.get("half_life_cycles")
+    )
+    w = w.sort_values(["customer_id", "weight"], ascending=[True, False])
+    w = w[w.groupby("customer_id").cumcount() < 200]
     out: dict[str, dict[str, float]] = {}
-    for r in wh.to_arrow(
-        t.filter(t._r < 200).select("customer_id", "product_id", "weight")
-    ).to_pylist():
-        out.setdefault(r["customer_id"], {})[str(r["product_id"])] = float(r["weight"])
+    for cid, pid, x in zip(w.customer_id, w.product_id, w.weight, strict=True):
+        out.setdefault(str(cid), {})[str(pid)] = float(x)
     return out
 
 
@@ -404,7 +414,7 @@ def _item_params(wh: Warehouse, tables: set[str]) -> dict[str, dict[str, Any]]:
     ``repurchase``, ``buy_again`` (``segone.models.preference``)."""
     from segone.models.registry import latest_model
 
-    if "models" not in tables or "item_preferences" not in tables:
+    if "models" not in tables:
         return {}
     m = latest_model(wh, "preferences")
     got = (m.params.get("item_params") if m is not None else None) or {}
