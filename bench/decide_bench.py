@@ -8,7 +8,9 @@ channel history and counters for every item (as after some traffic), and picks a
 ranks the same number of items given in the request out of a 520-item catalogue (the demo's
 size). Prints the median and p99 wall time per call over ``--calls`` calls (after a warm-up),
 the mean CPU time per call, and the same for ``decision_keys()``, which the Engine calls first
-to know which counters to load.
+to know which counters to load. ``--preferences`` publishes a preference model for the person
+(their weights for 20 items, every item's prior and buy-again flag), the path ``decide`` then
+takes.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import numpy as np
 from segone.decisions import CatalogueIndex, DecisionSettings, decide, decision_keys
 
 
-def _setup(n: int, seed: int, listed: bool) -> tuple[dict, dict, dict, CatalogueIndex, dict, dict]:
+def _setup(
+    n: int, seed: int, listed: bool, prefs: bool = False
+) -> tuple[dict, dict, dict, CatalogueIndex, dict, dict]:
     r = np.random.default_rng(seed)
     cats = ["Home > Kitchen", "Home > Garden", "Sports > Running", "Books > Fiction"]
     catalogue = {
@@ -49,6 +53,12 @@ def _setup(n: int, seed: int, listed: bool) -> tuple[dict, dict, dict, Catalogue
             for p, s in zip(ids[3:13], np.linspace(1, 0.1, 10), strict=True)
         ]
     }
+    if prefs:  # a published preference model: every item's prior, the person's weights
+        for doc in catalogue.values():
+            doc["preference_prior"] = float(r.gamma(0.5, 0.01))
+            doc["buy_again"] = bool(r.random() < 0.5)
+            doc["price"] = float(r.integers(5, 100))
+        published["preferences"] = {p: float(r.random() * 3) for p in ids[:20]}
     context: dict = {"placement": "home", "limit": 10}
     if listed:
         context["candidates"] = ids
@@ -82,6 +92,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--preferences",
+        action="store_true",
+        help="publish a preference model (segone.models.preference) for the person and items",
+    )
     args = ap.parse_args()
     settings = DecisionSettings()
     now = datetime(2024, 5, 1, 12, tzinfo=UTC)
@@ -89,7 +104,9 @@ def main() -> None:
     head = ("candidates", "from", "step", "median ms", "p99 ms", "cpu ms")
     print("{:>10} {:<10} {:<14} {:>10} {:>8} {:>8}".format(*head))
     for n, listed in ((50, False), (50, True), (500, False), (500, True)):
-        view, published, context, catalogue, stats, channel_doc = _setup(n, args.seed, listed)
+        view, published, context, catalogue, stats, channel_doc = _setup(
+            n, args.seed, listed, args.preferences
+        )
 
         def one(
             view: dict = view,

@@ -13,6 +13,8 @@ import pytest
 from segone.datasets import SAMPLE_FILES, generate_sample
 from segone.datasets.sample import SAMPLE_TOML
 from segone.ingest import ingest_file
+from segone.models.nextproducts import purchase_lines
+from segone.models.preference import ItemPreferences
 from segone.online.engine import Engine
 from segone.online.sync import build_project, open_online, order_rows
 from segone.project import Project
@@ -57,6 +59,51 @@ def test_publish_serves_batch_profiles_by_any_identifier(project: Project) -> No
         assert len(tx.all_docs("published")) == n_profiles
         assert tx.all_docs("catalogue")
     assert doc["customer_id"] == customer and "segments" in doc and "_cursor" in doc
+    store.close()
+
+
+def test_the_build_publishes_the_preference_model_decide_ranks_with(project: Project) -> None:
+    from segone.models.registry import latest_model
+
+    store = open_online(project.settings)
+    assert store is not None
+    with project.warehouse(read_only=True) as wh:
+        model = latest_model(wh, "preferences")
+        email = wh.execute(wh.table("customer_map").filter(lambda t: t.id_type == "email"))
+        assert model is not None and model.params["concentration"] > 0
+        fitted = ItemPreferences().fit(
+            wh, purchase_lines(wh, as_of=model.window_end), as_of=model.window_end
+        )
+    prefs = fitted.table().to_pandas()
+    reachable = prefs[prefs.customer_id.isin(email.customer_id)]
+    cid = str(reachable.customer_id.iloc[0])
+    mine = prefs[prefs.customer_id == cid]
+    with store.read() as tx:
+        doc = tx.get_docs("published", [cid])[cid]
+        cat = tx.all_docs("catalogue")
+    # what was published is what the fit weighs (recomputed from the orders at publish)
+    assert doc["preferences"] == pytest.approx(dict(zip(mine.product_id, mine.weight, strict=True)))
+    assert cat[str(mine.product_id.iloc[0])]["preference_prior"] == pytest.approx(
+        float(fitted.prior_[list(fitted.items_).index(mine.product_id.iloc[0])])
+    )
+    learned = [d for d in cat.values() if "preference_prior" in d]
+    assert learned and all(isinstance(d["buy_again"], bool) for d in learned)
+    # the server ranks this person's candidates with it: probabilities over the candidates
+    who = email[email.customer_id == cid].node
+    engine = Engine(store, project.settings)
+    items = list(cat)[:5] + list(mine.product_id)[:1]
+    body = {"identifier": who.iloc[0], "placement": "t", "candidates": items, "limit": 6}
+
+    async def ask() -> dict:
+        await engine.start()
+        try:
+            return await engine.decide(body)
+        finally:
+            await engine.stop()
+
+    got = asyncio.run(ask())
+    probs = [i["probability"] for i in got["items"]]
+    assert probs and all(p is not None and p > 0 for p in probs)
     store.close()
 
 

@@ -3,7 +3,9 @@ category codes as arrays, and the counter keys per (placement, group) cached.
 
 Catalogue documents (online store kind ``"catalogue"``, key item id) may carry ``name``,
 ``category`` (``A > B > C``), ``popularity`` (any non-negative scale, e.g. buyers in the last
-90 days), ``suppressed: true`` or ``active: false`` (never shown). Build a
+90 days), ``suppressed: true`` or ``active: false`` (never shown), ``price`` and
+``usual_price``, ``feature``/``promotion`` and ``display`` flags, and what the last build
+learned (``preference_prior``, ``repurchase``, ``buy_again``: ``segone.models.preference``). Build a
 :class:`CatalogueIndex` when the catalogue changes and pass it to ``decide`` in place of the
 documents: ranking the whole catalogue then costs array operations, not a loop over documents.
 """
@@ -11,6 +13,7 @@ documents: ranking the whole catalogue then costs array operations, not a loop o
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from functools import cached_property
 from math import nan
 from typing import Any
 
@@ -24,8 +27,21 @@ _KEY_CACHE = 256  # (placement, group) pairs whose keys are kept; beyond it the 
 
 def popularity(doc: Mapping[str, Any]) -> float:
     """A document's ``popularity`` (NaN when missing or not a non-negative number)."""
-    v = doc.get("popularity")
+    return _nonneg(doc, "popularity")
+
+
+def _nonneg(doc: Mapping[str, Any], key: str) -> float:
+    v = doc.get(key)
     return float(v) if (type(v) is float or type(v) is int) and v >= 0 else nan
+
+
+def _usual(doc: Mapping[str, Any]) -> float:
+    v = _nonneg(doc, "usual_price")
+    return _nonneg(doc, "price") if v != v else v
+
+
+def _flag(doc: Mapping[str, Any], *keys: str) -> bool:
+    return any(doc.get(k) is True or doc.get(k) == 1 for k in keys)
 
 
 class CatalogueIndex(Mapping[str, Mapping[str, Any]]):
@@ -36,6 +52,7 @@ class CatalogueIndex(Mapping[str, Mapping[str, Any]]):
         self.ids: list[str] = list(self._docs)
         self.pos: dict[str, int] = {i: k for k, i in enumerate(self.ids)}
         values = list(self._docs.values())
+        self._values = values
         n = len(values)
         self.popularity: NDArray[np.float64] = np.fromiter(map(popularity, values), np.float64, n)
         known = self.popularity[~np.isnan(self.popularity)]
@@ -62,6 +79,55 @@ class CatalogueIndex(Mapping[str, Mapping[str, Any]]):
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    # what only some decisions need (the preference model, offers, reasons) is computed on
+    # first use: a request's candidate list builds an index per request
+    @cached_property
+    def preference_prior(self) -> NDArray[np.float64]:
+        """The preference model's pseudo-count of each item (NaN: not in the last fit)."""
+        return np.fromiter(
+            (_nonneg(d, "preference_prior") for d in self._values), np.float64, len(self.ids)
+        )
+
+    @cached_property
+    def buy_again(self) -> NDArray[np.bool_]:
+        """Whether an item its owner may buy again is offered to them (the last fit's
+        ``buy_again``; False where it did not see the item)."""
+        return np.fromiter((d.get("buy_again") is True for d in self._values), np.bool_, len(self))
+
+    @cached_property
+    def price(self) -> NDArray[np.float64]:
+        """Price now (NaN when unknown)."""
+        return np.fromiter((_nonneg(d, "price") for d in self._values), np.float64, len(self))
+
+    @cached_property
+    def usual_price(self) -> NDArray[np.float64]:
+        """Usual price: ``usual_price``, else ``price`` (NaN when unknown)."""
+        return np.fromiter(map(_usual, self._values), np.float64, len(self))
+
+    @cached_property
+    def feature(self) -> NDArray[np.bool_]:
+        """A feature ad or promotion flag (``feature`` or ``promotion`` true)."""
+        return np.fromiter(
+            (_flag(d, "feature", "promotion") for d in self._values), np.bool_, len(self)
+        )
+
+    @cached_property
+    def display(self) -> NDArray[np.bool_]:
+        """An in-store display flag."""
+        return np.fromiter((_flag(d, "display") for d in self._values), np.bool_, len(self))
+
+    @cached_property
+    def names(self) -> list[str | None]:
+        """Each item's ``name`` (None when the catalogue has none)."""
+        return [
+            d["name"] if isinstance(d.get("name"), str) and d["name"].strip() else None
+            for d in self._values
+        ]
+
+    def label(self, k: int) -> str:
+        """What reasons call item ``k``: its name, else its id."""
+        return self.names[k] or self.ids[k]
 
     def keys_for_all(self, placement: str, group: str) -> tuple[list[str], list[str]]:
         """(global keys, group keys) of every item, aligned with ``ids`` (cached)."""

@@ -24,7 +24,9 @@ class Context:
     offers: dict[str, dict[str, Any]]
     limit: int
     exclude: frozenset[str]
-    exclude_bought: bool
+    #: True: leave out every item the person bought; False: none; None (not given, and the
+    #: setting is None): what the last build learned per item (``buy_again``)
+    exclude_bought: bool | None
     follow_up: bool
 
 
@@ -42,9 +44,16 @@ def _required(value: Any, name: str) -> str:
     return text
 
 
-def _flag(ctx: Mapping[str, Any], name: str, default: bool) -> bool:
+def _flag(ctx: Mapping[str, Any], name: str, default: bool | None) -> bool:
     v = ctx.get(name, default)
     if not isinstance(v, bool):
+        raise DecisionError(f"{name} must be true or false")
+    return v
+
+
+def _maybe(ctx: Mapping[str, Any], name: str, default: bool | None) -> bool | None:
+    v = ctx.get(name, default)
+    if v is not None and not isinstance(v, bool):
         raise DecisionError(f"{name} must be true or false")
     return v
 
@@ -85,7 +94,7 @@ def parse_context(context: Mapping[str, Any], settings: DecisionSettings) -> Con
         offers=offers,
         limit=limit,
         exclude=frozenset(exclude),
-        exclude_bought=_flag(context, "exclude_bought", settings.exclude_bought),
+        exclude_bought=_maybe(context, "exclude_bought", settings.exclude_bought),
         follow_up=_flag(context, "follow_up", True),
     )
 

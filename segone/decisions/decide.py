@@ -73,7 +73,9 @@ class Decision:
                 {
                     "id": r.item,
                     "position": r.position,
+                    "name": r.name,
                     "score": r.score,
+                    "probability": r.probability,
                     "propensity": r.propensity,
                     "reasons": r.reasons,
                 }
@@ -150,8 +152,12 @@ def decide(
     by_context = _mask(idx, ctx.exclude)
     by_suppression = (idx.blocked | _mask(idx, blocked_items)) & ~by_context
     dropped = by_context | by_suppression
-    bought = _bought(view, published) if ctx.exclude_bought else set()
+    bought = _bought(view, published) if ctx.exclude_bought is not False else set()
     by_purchase = _mask(idx, bought) & ~dropped
+    if ctx.exclude_bought is None and by_purchase.any():
+        # learned per item: what people buy again (food, ink) is offered again, what they
+        # do not (durables) is not; items the last build did not see are left out
+        by_purchase &= ~idx.buy_again
     keep = np.flatnonzero(~(dropped | by_purchase))
     kept = keep.tolist()
     items = [idx.ids[k] for k in kept]
@@ -160,7 +166,7 @@ def decide(
     prm = s.policy
     ranking = thompson(
         items,
-        priors(idx, keep, view, recs, prm),
+        priors(idx, keep, view, recs, prm, published),
         stats,
         slots=ctx.limit,
         rng=rng,
@@ -213,6 +219,7 @@ def decide(
             {
                 "item": r.item,
                 "position": r.position,
+                "probability": r.probability,
                 "propensity": r.propensity,
                 "position_propensity": r.position_propensity,
                 "score": r.score,

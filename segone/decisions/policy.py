@@ -78,6 +78,17 @@ class PolicyParams:
     individual_weight: float = 3.0
     #: an item in a category holding all of the person's taste is multiplied by 1 + this
     taste_weight: float = 1.0
+    #: with a published preference model, a recommended item is multiplied by 1 + this times
+    #: its recommendation score relative to the person's best (the model ranks; the
+    #: recommender only nudges what the person has never bought)
+    recommendation_weight: float = 0.5
+    #: a price ``x`` times the item's usual price multiplies its odds by ``x ** this``: the
+    #: mean of 1,851 published brand-choice price elasticities (Bijmolt, van Heerde & Pieters,
+    #: Journal of Marketing Research 42(2), 2005: -2.62), not fitted to any one data set
+    price_elasticity: float = -2.62
+    #: log odds added by a feature ad or promotion flag, and by an in-store display flag
+    feature_log_odds: float = 0.5
+    display_log_odds: float = 0.5
     #: trials before a group's counts are cited as a reason ("popular with at_risk customers")
     min_evidence: float = 30.0
     #: joint posterior draws per decision; propensities are multiples of 1 / n_draws (so an
@@ -112,6 +123,11 @@ class Ranked:
     #: probability that the policy shows it at exactly this position
     position_propensity: float
     reasons: list[str] = field(default_factory=list)
+    #: the person's probability of choosing it among the candidates (None: no preference
+    #: model was published for them)
+    probability: float | None = None
+    #: its catalogue name (None: the catalogue has none)
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +150,10 @@ class PriorArrays:
     lift: NDArray[np.float64]
     #: candidate index -> its prior reasons; called for the shown items only
     reasons: Callable[[int], Sequence[str]] = lambda _: ()
+    #: the person's choice probability of each candidate (``segone.models.preference``)
+    probability: NDArray[np.float64] | None = None
+    #: candidate index -> its name (None: no name in the catalogue)
+    name: Callable[[int], str | None] = lambda _: None
 
     @classmethod
     def of(cls, candidates: Sequence[str], priors: Mapping[str, Prior], base_rate: float) -> Self:
@@ -313,6 +333,7 @@ def thompson(
     score_l = score[shown].tolist()
     sampled = (-draws[j, shown_l]).tolist()
     prop = p_shown[shown].tolist()
+    chosen = pa.probability[shown].tolist() if pa.probability is not None else [None] * len(shown)
     pos_prop = (at[shown_l * slots + np.arange(slots)] / d).tolist()
     who = "visitors" if group == UNKNOWN_GROUP else f"{group} customers"
     ranked: list[Ranked] = []
@@ -335,6 +356,8 @@ def thompson(
                 propensity=prop[pos],
                 position_propensity=pos_prop[pos],
                 reasons=reasons,
+                probability=chosen[pos],
+                name=pa.name(i),
             )
         )
     return Ranking(ranked, items, p_shown, d, j)

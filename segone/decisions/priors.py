@@ -1,5 +1,21 @@
 """Which candidates a decision ranks, and each one's prior for this person.
 
+With a published preference model (the person's ``preferences`` weights and the catalogue's
+``preference_prior``, ``segone.models.preference``), the model ranks:
+
+* the person's probability of choosing candidate ``i`` is ``p_i`` proportional to
+  ``(w_i + a_i) x (price_i / usual_i) ** price_elasticity x exp(feature_log_odds x feature_i +
+  display_log_odds x display_i)`` over the candidates (``w``: their recency-weighted purchases,
+  ``a``: everyone's pseudo-counts; price and flags from the offer objects of the request, else
+  the catalogue); everyone's ``q_i`` is the same without ``w``;
+* rate: ``base_rate x n x q_i`` (an average candidate responds at the base rate, a more
+  chosen one more), so the counters learn each item's response at the placement;
+* lift: ``p_i / q_i`` (how much more this person chooses it than everyone), times
+  ``1 + recommendation_weight x score / best score`` for an item in their published
+  recommendations; with no feedback yet the score is ``base_rate x n x p_i``.
+
+Without one (no build yet, or a person the build did not see):
+
 * rate: the item's popularity relative to the most popular candidate, ``base_rate x (0.5 +
   relative popularity)`` (the base rate when popularity is unknown); items in the top quarter
   of that range and above the median candidate are cited as "bestseller";
@@ -36,7 +52,13 @@ def candidate_index(
         docs: dict[str, Mapping[str, Any]] = {}
         for i in ctx.candidates:
             doc = catalogue.get(i) or {}
-            docs[i] = {**doc, **ctx.offers[i]} if i in ctx.offers else doc
+            if i in ctx.offers:
+                offer = ctx.offers[i]
+                # an offer's price is compared with the catalogue's (the item's usual price)
+                usual = doc.get("usual_price", doc.get("price"))
+                docs[i] = {**doc, **({"usual_price": usual} if usual is not None else {}), **offer}
+            else:
+                docs[i] = doc
         return CatalogueIndex(docs)
     idx = catalogue if isinstance(catalogue, CatalogueIndex) else CatalogueIndex(catalogue)
     if len(idx) <= settings.max_candidates:
@@ -73,14 +95,121 @@ def _taste(cat: Any, aff: Mapping[str, float]) -> tuple[float, str | None]:
     return share, (f"matches your taste ({key})" if share >= 0.2 else None)
 
 
+def _named(reason: str, idx: CatalogueIndex) -> str:
+    """``because you bought P1, P2`` with the products' names when the catalogue has them."""
+    head = "because you bought "
+    if not reason.startswith(head):
+        return reason
+    ids = reason[len(head) :].split(", ")
+    names = [idx.label(k) if (k := idx.pos.get(i)) is not None else i for i in ids]
+    return head + ", ".join(names)
+
+
+def _weights(published: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    w = (published or {}).get("preferences")
+    return w if isinstance(w, Mapping) and w else None
+
+
+def _rec_lift(
+    idx: CatalogueIndex,
+    keep: NDArray[np.intp],
+    recs: Sequence[Mapping[str, Any]],
+    weight: float,
+) -> tuple[NDArray[np.float64], dict[int, str]]:
+    """``1 + weight x score / best`` for recommended candidates, and their reasons."""
+    n = len(keep)
+    lift = np.ones(n)
+    rec_why: dict[int, str] = {}
+    if not recs:
+        return lift, rec_why
+    at = np.full(len(idx), -1, dtype=np.intp)
+    at[keep] = np.arange(n)
+    scores = [_number(r.get("score")) for r in recs]
+    best = max((x for x in scores if x is not None and x > 0), default=0.0)
+    for k, (r, sc) in enumerate(zip(recs, scores, strict=True)):
+        c = idx.pos.get(r["product_id"])
+        if c is None or at[c] < 0 or int(at[c]) in rec_why:
+            continue
+        # scores compare within one person only: relative to their best, else by rank
+        share = max(sc, 0.0) / best if best > 0 and sc is not None else 1.0 - k / len(recs)
+        lift[at[c]] += weight * share
+        why = r.get("reason")
+        rec_why[int(at[c])] = (
+            _named(why, idx) if isinstance(why, str) and why else "recommended for you"
+        )
+    return lift, rec_why
+
+
+def _preferred(
+    idx: CatalogueIndex,
+    keep: NDArray[np.intp],
+    weights: Mapping[str, Any],
+    recs: Sequence[Mapping[str, Any]],
+    prm: PolicyParams,
+) -> PriorArrays:
+    """Priors from the preference model (see the module docstring)."""
+    n = len(keep)
+    a = idx.preference_prior[keep]
+    known = a[~np.isnan(a)]
+    # an item the last fit did not see gets the smallest pseudo-count it gave
+    a = np.where(np.isnan(a), float(known.min()) if len(known) else 1.0, a)
+    w = np.fromiter(
+        (max(_number(weights.get(i)) or 0.0, 0.0) for i in (idx.ids[k] for k in keep.tolist())),
+        np.float64,
+        n,
+    )
+    price, usual = idx.price[keep], idx.usual_price[keep]
+    ratio = np.where((price > 0) & (usual > 0), price / np.where(usual > 0, usual, 1.0), 1.0)
+    feat, disp = idx.feature[keep], idx.display[keep]
+    ctx = prm.price_elasticity * np.log(ratio) + prm.feature_log_odds * feat
+    ctx = ctx + prm.display_log_odds * disp
+    ctx -= ctx.max() if n else 0.0
+    odds = np.exp(ctx)
+    p = (w + a) * odds
+    p /= p.sum()
+    q = a * odds
+    q /= q.sum()
+    rate = np.clip(prm.base_rate * n * q, 1e-4, 0.9)
+    lift, rec_why = _rec_lift(idx, keep, recs, prm.recommendation_weight)
+    lift *= p / q
+    total_w = float(w.sum())
+
+    def reasons(k: int) -> list[str]:
+        out: list[str] = []
+        if w[k] > 0 and total_w > 0:
+            share = w[k] / total_w
+            out.append(
+                f"your usual choice ({share:.0%} of your recent purchases)"
+                if share >= 0.5
+                else f"you bought {idx.label(int(keep[k]))} before"
+            )
+        if ratio[k] <= 0.97:
+            out.append(f"{1 - ratio[k]:.0%} below its usual price")
+        if feat[k]:
+            out.append("on promotion")
+        if disp[k]:
+            out.append("on display")
+        if k in rec_why:
+            out.append(rec_why[k])
+        if not out and q[k] >= 1.5 / n:
+            out.append(f"chosen by many ({q[k]:.0%} of choices among these)")
+        return out
+
+    return PriorArrays(rate, lift, reasons, p, lambda k: idx.names[keep[k]])
+
+
 def priors(
     idx: CatalogueIndex,
     keep: NDArray[np.intp],
     view: Mapping[str, Any],
     recs: Sequence[Mapping[str, Any]],
     prm: PolicyParams,
+    published: Mapping[str, Any] | None = None,
 ) -> PriorArrays:
     """The priors of the candidates ``idx.ids[keep]``, aligned with ``keep``."""
+    weights = _weights(published)
+    if weights is not None and len(keep) and not np.isnan(idx.preference_prior[keep]).all():
+        return _preferred(idx, keep, weights, recs, prm)
     n = len(keep)
     pop = idx.popularity[keep]
     top = idx.popularity_top
@@ -88,22 +217,7 @@ def priors(
     # a bestseller: in the top quarter of the popularity range and above the median candidate
     star = (rel >= 0.75) & (pop > idx.popularity_median)
     rate = np.where(np.isnan(rel), prm.base_rate, prm.base_rate * (0.5 + rel))
-    lift = np.ones(n)
-    rec_why: dict[int, str] = {}
-    if recs:
-        at = np.full(len(idx), -1, dtype=np.intp)
-        at[keep] = np.arange(n)
-        scores = [_number(r.get("score")) for r in recs]
-        best = max((x for x in scores if x is not None and x > 0), default=0.0)
-        for k, (r, sc) in enumerate(zip(recs, scores, strict=True)):
-            c = idx.pos.get(r["product_id"])
-            if c is None or at[c] < 0 or int(at[c]) in rec_why:
-                continue
-            # scores compare within one person only: relative to their best, else by rank
-            share = max(sc, 0.0) / best if best > 0 and sc is not None else 1.0 - k / len(recs)
-            lift[at[c]] += prm.individual_weight * share
-            why = r.get("reason")
-            rec_why[int(at[c])] = why if isinstance(why, str) and why else "recommended for you"
+    lift, rec_why = _rec_lift(idx, keep, recs, prm.individual_weight)
     codes = idx.category_codes[keep]
     taste_why: list[str | None] = [None] * len(idx.categories)
     aff = _affinity(view)
@@ -121,4 +235,4 @@ def priors(
             out.append("bestseller")
         return out
 
-    return PriorArrays(rate, lift, reasons)
+    return PriorArrays(rate, lift, reasons, name=lambda k: idx.names[keep[k]])

@@ -25,8 +25,10 @@ class DecisionSettings:
     max_candidates: int = 1000
     #: profile column whose value is the context group ("group leverage")
     group_field: str = "lifecycle_stage"
-    #: leave out items the person bought unless the context says ``"exclude_bought": false``
-    exclude_bought: bool = True
+    #: items the person bought: True leaves them all out, False none; None (the default)
+    #: leaves out those the last build found people rarely buy again (``buy_again``), and all
+    #: of them when no build has learned it. A decision's ``exclude_bought`` overrides it.
+    exclude_bought: bool | None = None
     #: channel response rate assumed before any response is counted (email: p_email_click)
     channel_prior_rate: float = 0.05
     #: pseudo-count of a person's channel prior (their own responses outweigh it after ~10)

@@ -259,6 +259,7 @@ def publish(wh: Warehouse, store: OnlineStore, settings: Settings) -> SyncResult
         tastes = _grouped(
             wh, a.filter(a._r < 5).select("customer_id", "category", "affinity", "share")
         )
+    prefs = _preferences(wh, tables)
     recent = _rule_events(wh, settings, now)
     owned: dict[str, list[dict[str, Any]]] = {}
     if "order_lines" in tables:
@@ -279,6 +280,7 @@ def publish(wh: Warehouse, store: OnlineStore, settings: Settings) -> SyncResult
                 "recommendations": recs.get(cid, []),
                 "tastes": tastes.get(cid, []),
                 "owned": [o["product_id"] for o in owned.get(cid, [])][:500],
+                "preferences": prefs.get(cid, {}),
                 "_events": recent.get(cid, []),
                 "_cursor": cursor,
                 "_published_at": now.isoformat(),
@@ -319,6 +321,7 @@ def publish(wh: Warehouse, store: OnlineStore, settings: Settings) -> SyncResult
             p.select("product_id", "name", "category", "price", "brand")
         ).to_pylist()
         pop = _popularity(wh)
+        item_params = _item_params(wh, tables)
         with store.write() as tx:
             tx.delete_docs("catalogue")
             tx.put_docs(
@@ -327,6 +330,7 @@ def publish(wh: Warehouse, store: OnlineStore, settings: Settings) -> SyncResult
                     str(it["product_id"]): {
                         **{k: _plain(v) for k, v in it.items()},
                         "popularity": pop.get(str(it["product_id"]), 0.0),
+                        **item_params.get(str(it["product_id"]), {}),
                     }
                     for it in items
                     if it["product_id"] is not None
@@ -379,6 +383,42 @@ def _rule_events(
     )
     ev = ev.filter(ev._r < 200).select("customer_id", "name", ts="timestamp")
     return _grouped(wh, ev)
+
+
+def _preferences(wh: Warehouse, tables: set[str]) -> dict[str, dict[str, float]]:
+    """Each person's item preference weights as of the last preference fit (their 200
+    strongest), from their orders: ``segone.models.preference.person_weights``."""
+    from segone.models.nextproducts import purchase_lines
+    from segone.models.preference import occasions, person_weights
+    from segone.models.registry import latest_model
+
+    if "models" not in tables or "order_lines" not in tables:
+        return {}
+    m = latest_model(wh, "preferences")
+    if m is None:
+        return {}
+    when = m.window_end if m.window_end.tzinfo else m.window_end.replace(tzinfo=UTC)
+    w = person_weights(
+        occasions(wh, purchase_lines(wh, as_of=when), when), m.params.get("half_life_cycles")
+    )
+    w = w.sort_values(["customer_id", "weight"], ascending=[True, False])
+    w = w[w.groupby("customer_id").cumcount() < 200]
+    out: dict[str, dict[str, float]] = {}
+    for cid, pid, x in zip(w.customer_id, w.product_id, w.weight, strict=True):
+        out.setdefault(str(cid), {})[str(pid)] = float(x)
+    return out
+
+
+def _item_params(wh: Warehouse, tables: set[str]) -> dict[str, dict[str, Any]]:
+    """Per item, what ``decide`` needs of the last preference fit: ``preference_prior``,
+    ``repurchase``, ``buy_again`` (``segone.models.preference``)."""
+    from segone.models.registry import latest_model
+
+    if "models" not in tables:
+        return {}
+    m = latest_model(wh, "preferences")
+    got = (m.params.get("item_params") if m is not None else None) or {}
+    return {str(k): dict(v) for k, v in got.items() if isinstance(v, dict)}
 
 
 def _popularity(wh: Warehouse) -> dict[str, float]:

@@ -22,6 +22,7 @@ from segone.models.pipeline import (
     tastes,
     transactions,
 )
+from segone.models.preference import build_preferences
 from segone.models.registry import save_model
 from segone.models.settings import ModelSettings
 from segone.profiles import features as F
@@ -230,6 +231,11 @@ def predictions(
     wh.drop_staging("_segone_churn")
     if ms.recommendations > 0:
         recommend(wh, when, ms, report)
+    version, note = build_preferences(wh, when)
+    if version is not None:
+        report.fitted["preferences"] = version
+    else:
+        report.notes.append(note)
     shifts = tastes(wh, when, ms)
     if shifts:
         report.notes.append(f"{shifts:,} taste shifts")

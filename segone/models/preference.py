@@ -1,0 +1,424 @@
+"""Per-person item preferences: what each person will choose next, shrunk toward everyone.
+
+One model at the core of ``/v1/decide`` (and of nothing else that disagrees with it): a
+Dirichlet-multinomial over the catalogue.
+
+* **Everyone** (the prior): item ``i`` has a pseudo-count ``a_i``; ``A = sum a_i``. The ``a_i``
+  are fitted by maximum marginal likelihood of every person's (weighted) purchase counts under
+  the Dirichlet-multinomial (Minka's fixed point), so ``A`` — how much a person's own history
+  counts against everyone's — is learned from the data: in a market where people
+  stick to their brand ``A`` comes out small and a few purchases dominate; where they wander it
+  comes out large.
+* **The person**: each purchase occasion (an order line that kept a unit) adds a weight
+  ``0.5 ** (age / (H x rhythm))`` to its item, ``age`` in days before the person's latest
+  purchase (a person who pauses keeps their tastes) and ``rhythm`` the person's own median days
+  between orders (shrunk toward everyone's median for people with few gaps), so the half-life
+  ``H`` is counted in the person's own purchase cycles. ``H`` is chosen from a grid by how well
+  it predicts every repeat buyer's latest orders (their last fifth, at least one) from the
+  ones before them, the prior refitted for each ``H``.
+* **How much everyone weighs**, at last: the fitted pseudo-counts times a factor from
+  ``SCALES``, chosen with ``H`` on the same held-out orders (the marginal likelihood of
+  recency-weighted counts is a guide to ``A``; the held-out next choices are the test).
+* **Probability** that the person's next choice among candidates ``C`` is ``i``:
+  ``(w_i + a_i) / sum_{j in C} (w_j + a_j)``; never 0 (every ``a_i > 0``).
+* **Buy again**: per item, the share of its buyers with a later order who bought it again
+  (``repurchase``), shrunk to its category's share and that to everyone's with 5 pseudo-buyers.
+  Items whose repurchase share is below ``min_repurchase`` (durable goods) are not offered
+  again to people who own them unless a decision asks for it; replenishment items are.
+
+``ItemPreferences().fit(wh, purchase_lines(wh, as_of=t), as_of=t)``; ``table()`` gives one row
+per (customer, item bought) with its weight and probability; ``item_params()`` and ``params()``
+what the online store needs (the prior and repurchase share of every item), and
+:func:`person_weights` each person's weights from their orders and the fitted half-life.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import ibis
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import scipy.sparse as sp
+from numpy.typing import NDArray
+from scipy.special import digamma
+from sklearn.base import BaseEstimator
+
+from segone.exceptions import ModelInputError, NotFittedError
+from segone.schema import TS
+from segone.store.base import Warehouse
+
+_DAY = 86_400.0
+#: half-lives tried, in the person's own purchase cycles (inf: no decay)
+HALF_LIVES: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, math.inf)
+#: factors tried on the fitted pseudo-counts (how much everyone's shares weigh)
+SCALES: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+PREFERENCES_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("product_id", pa.string()),
+        ("weight", pa.float64()),
+        ("probability", pa.float64()),
+    ]
+)
+
+
+class PreferenceError(ModelInputError):
+    """A hyperparameter or an input of the preference model is invalid."""
+
+
+def dirichlet_mle(
+    rows: NDArray[np.intp],
+    cols: NDArray[np.intp],
+    w: NDArray[np.float64],
+    n_rows: int,
+    n_items: int,
+    *,
+    max_iter: int = 500,
+    tol: float = 1e-7,
+) -> NDArray[np.float64]:
+    """Pseudo-counts ``a`` maximising the Dirichlet-multinomial likelihood of the (possibly
+    fractional) counts ``w`` at (rows, cols) (Minka 2000, fixed point; the entries that are 0
+    add nothing to the numerator, so sparse data costs its non-zeros)."""
+    m = sp.coo_matrix((w, (rows, cols)), shape=(n_rows, n_items)).tocsr()
+    m.sum_duplicates()
+    m.eliminate_zeros()
+    coo = m.tocoo()
+    rows, cols, w = coo.row, coo.col, coo.data
+    totals = np.asarray(m.sum(axis=1)).ravel()
+    share = np.bincount(cols, weights=w / totals[rows], minlength=n_items)
+    totals = totals[totals > 0]
+    a = (share + 1e-3 * share.sum() / n_items) / max(len(totals), 1)  # mean share, A = 1
+    for _ in range(max_iter):
+        big_a = a.sum()
+        den = float((digamma(totals + big_a) - digamma(big_a)).sum())
+        num = np.bincount(cols, weights=digamma(w + a[cols]) - digamma(a[cols]), minlength=n_items)
+        new = a * num / den
+        # an item nobody chose keeps a small pseudo-count: no probability is ever 0
+        new = np.maximum(new, 1e-6 * new.sum() / n_items + 1e-12)
+        if np.max(np.abs(new - a) / a) < tol:
+            a = new
+            break
+        a = new
+    return np.asarray(a)
+
+
+def rhythms(
+    cust: NDArray[np.intp], ts: NDArray[np.float64], n_cust: int, prior_gaps: float = 2.0
+) -> NDArray[np.float64]:
+    """Each person's median days between orders, shrunk (on the log scale) toward everyone's
+    median with ``prior_gaps`` pseudo-gaps; everyone's median for people with one order."""
+    df = pd.DataFrame({"c": cust, "t": ts}).drop_duplicates().sort_values(["c", "t"])
+    df["gap"] = df.groupby("c").t.diff()
+    g = df[df.gap > 0].groupby("c").gap
+    med = g.median()
+    n = g.size()
+    pop = float(np.median(med)) if len(med) else 30.0
+    out = np.full(n_cust, pop)
+    if len(med):
+        lg = (n * np.log(med) + prior_gaps * math.log(pop)) / (n + prior_gaps)
+        out[med.index.to_numpy()] = np.exp(lg.to_numpy())
+    return np.maximum(out, 1e-3)
+
+
+class ItemPreferences(BaseEstimator):
+    """Person x item choice probabilities shrunk toward everyone's (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        half_lives: Sequence[float] = HALF_LIVES,
+        min_repurchase: float = 0.1,
+        repurchase_prior: float = 5.0,
+        max_iter: int = 500,
+        validation_share: float = 0.2,
+    ) -> None:
+        self.half_lives = half_lives
+        self.validation_share = validation_share
+        self.min_repurchase = min_repurchase
+        self.repurchase_prior = repurchase_prior
+        self.max_iter = max_iter
+
+    def _validate(self) -> None:
+        if not self.half_lives or any(not h > 0 for h in self.half_lives):
+            raise PreferenceError("ItemPreferences: half_lives must be > 0 (math.inf: no decay)")
+        if not 0 < self.validation_share < 1:
+            raise PreferenceError("ItemPreferences: validation_share must be within (0, 1)")
+        if not 0 <= self.min_repurchase <= 1:
+            raise PreferenceError("ItemPreferences: min_repurchase must be within [0, 1]")
+        if not self.repurchase_prior > 0 or self.max_iter < 1:
+            raise PreferenceError("ItemPreferences: repurchase_prior > 0 and max_iter >= 1")
+
+    # -- fitting ---------------------------------------------------------------------------
+    def fit(self, wh: Warehouse, lines: ibis.Table, *, as_of: datetime) -> ItemPreferences:
+        """Learn from ``lines`` (columns of ``nextproducts.purchase_lines``) up to ``as_of``;
+        categories come from the lines' products (``products``, else the order line)."""
+        when = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
+        df = occasions(wh, lines, when)
+        cats: dict[str, str] = {}
+        if "products" in wh.tables():
+            p = wh.table("products")
+            pc = wh.to_arrow(
+                p.filter(p.category.notnull()).select("product_id", "category")
+            ).to_pandas()
+            cats = dict(zip(pc.product_id.astype(str), pc.category.astype(str), strict=True))
+        return self.fit_frame(df, categories=cats, as_of=when)
+
+    def fit_frame(
+        self,
+        df: pd.DataFrame,
+        *,
+        categories: dict[str, str] | None = None,
+        as_of: datetime | None = None,
+    ) -> ItemPreferences:
+        """Learn from occasions: ``customer_id, product_id, t`` (epoch seconds), one row per
+        item chosen in an order."""
+        self._validate()
+        if df.empty:
+            raise PreferenceError("ItemPreferences: no purchases to learn from")
+        cust_codes, customers = pd.factorize(df.customer_id.astype(str), sort=True)
+        item_codes, items = pd.factorize(df.product_id.astype(str), sort=True)
+        c = np.asarray(cust_codes, np.intp)
+        i = np.asarray(item_codes, np.intp)
+        t = df.t.to_numpy(float) / _DAY
+        nc, ni = len(customers), len(items)
+        self.customers_ = np.asarray(customers, dtype=object)
+        self.items_ = np.asarray(items, dtype=object)
+        self.rhythm_days_ = rhythms(c, t, nc)
+        last = np.full(nc, -np.inf)
+        np.maximum.at(last, c, t)
+        self.last_ = last
+
+        # the half-life: predict each repeat buyer's latest orders (their last fifth, at
+        # least one) from the ones before them
+        order_t = pd.DataFrame({"c": c, "t": t})
+        n_orders = order_t.groupby("c").t.transform("nunique").to_numpy()
+        rank = order_t.groupby("c").t.rank(method="dense", ascending=False).to_numpy()
+        n_held = np.maximum(1, np.round(self.validation_share * n_orders))
+        held = (rank <= n_held) & (n_orders >= 2)
+        before = ~held & np.isin(c, np.unique(c[held]))
+        prev_last = np.full(nc, -np.inf)
+        np.maximum.at(prev_last, c[before], t[before])
+        ref = np.where(np.isfinite(prev_last), prev_last, last)
+        train = ~held
+        scores: dict[tuple[float, float], float] = {}
+        for h in self.half_lives if held.any() else ():
+            # the prior is fitted on everyone's history up to their own held-out order
+            wt = self._weights(t[train] - ref[c[train]], c[train], h)
+            a = dirichlet_mle(c[train], i[train], wt, nc, ni, max_iter=self.max_iter)
+            wb = self._weights(t[before] - ref[c[before]], c[before], h)
+            for f in SCALES:
+                scores[(h, f)] = self._heldout_loss(
+                    c[before], i[before], wb, c[held], i[held], a * f, nc
+                )
+        self.validation_log_loss_ = scores
+        # without a repeat buyer there is nothing to validate on: no decay, the fitted prior
+        self.half_life_cycles_, self.prior_scale_ = (
+            min(scores, key=lambda k: (scores[k], -k[0], abs(math.log(k[1]))))
+            if held.any()
+            else (math.inf, 1.0)
+        )
+        w = self._weights(t - last[c], c, self.half_life_cycles_)
+        self.prior_ = self.prior_scale_ * dirichlet_mle(c, i, w, nc, ni, max_iter=self.max_iter)
+        self.concentration_ = float(self.prior_.sum())
+        agg = pd.DataFrame({"c": c, "i": i, "w": w}).groupby(["c", "i"], sort=True).w.sum()
+        self.pairs_ = agg.reset_index()
+        self.totals_ = np.bincount(self.pairs_.c, weights=self.pairs_.w, minlength=nc)
+        self.repurchase_ = self._repurchase(c, i, t, categories or {})
+        self.n_occasions_ = len(df)
+        self.as_of_ = as_of
+        return self
+
+    def _weights(
+        self, age: NDArray[np.float64], c: NDArray[np.intp], h: float
+    ) -> NDArray[np.float64]:
+        """``0.5 ** (days before the reference / (h x the person's rhythm))`` (age <= 0)."""
+        if math.isinf(h):
+            return np.ones(len(age))
+        return np.asarray(0.5 ** (-age / (h * self.rhythm_days_[c])))
+
+    def _heldout_loss(
+        self,
+        cb: NDArray[np.intp],
+        ib: NDArray[np.intp],
+        wb: NDArray[np.float64],
+        ch: NDArray[np.intp],
+        ih: NDArray[np.intp],
+        a: NDArray[np.float64],
+        nc: int,
+    ) -> float:
+        own = pd.Series(wb).groupby([cb, ib]).sum()
+        tot = np.bincount(cb, weights=wb, minlength=nc)
+        got = own.reindex(pd.MultiIndex.from_arrays([ch, ih])).fillna(0.0).to_numpy()
+        p = (got + a[ih]) / (tot[ch] + a.sum())
+        return float(-np.log(p).mean())
+
+    def _repurchase(
+        self,
+        c: NDArray[np.intp],
+        i: NDArray[np.intp],
+        t: NDArray[np.float64],
+        categories: dict[str, str],
+    ) -> NDArray[np.float64]:
+        d = pd.DataFrame({"c": c, "i": i, "t": t})
+        first = d.groupby(["c", "i"]).t.min().rename("first").reset_index()
+        times = d.groupby(["c", "i"]).t.nunique().rename("orders").reset_index()
+        first = first.merge(times, on=["c", "i"])
+        first["opp"] = first["first"] < self.last_[first.c.to_numpy()]
+        first["again"] = first.orders >= 2
+        g = first[first.opp].groupby("i").agg(n=("again", "size"), k=("again", "sum"))
+        ni = len(self.items_)
+        n = np.zeros(ni)
+        k = np.zeros(ni)
+        n[g.index.to_numpy()] = g.n.to_numpy()
+        k[g.index.to_numpy()] = g.k.to_numpy()
+        s = self.repurchase_prior
+        glob = (k.sum() + 0.5) / (n.sum() + 1.0)
+        cat = np.array([categories.get(str(x), "") for x in self.items_], dtype=object)
+        codes, _ = pd.factorize(cat)
+        cn = np.bincount(codes, weights=n)
+        ck = np.bincount(codes, weights=k)
+        cat_rate = (ck + s * glob) / (cn + s)
+        return np.asarray((k + s * cat_rate[codes]) / (n + s))
+
+    # -- results ---------------------------------------------------------------------------
+    def _check(self) -> None:
+        if not hasattr(self, "prior_"):
+            raise NotFittedError("ItemPreferences is not fitted: call fit() first")
+
+    def probabilities(
+        self, customer: str, candidates: Sequence[str] | None = None
+    ) -> dict[str, float]:
+        """The person's next-choice probability of each candidate (default every item)."""
+        self._check()
+        pos = {x: k for k, x in enumerate(self.items_)}
+        cand = list(self.items_) if candidates is None else list(candidates)
+        a_floor = float(self.prior_.min())
+        a = np.array([self.prior_[pos[x]] if x in pos else a_floor for x in cand])
+        own = np.zeros(len(cand))
+        k = np.searchsorted(self.customers_, customer)
+        if k < len(self.customers_) and self.customers_[k] == customer:
+            rows = self.pairs_[self.pairs_.c == k]
+            mine = dict(zip(self.items_[rows.i.to_numpy()], rows.w, strict=True))
+            own = np.array([mine.get(x, 0.0) for x in cand])
+        p = own + a
+        return dict(zip(cand, (p / p.sum()).tolist(), strict=True))
+
+    def table(self) -> pa.Table:
+        """One row per (customer, item bought): weight (recency-weighted occasions),
+        probability (of being the next choice among the whole catalogue)."""
+        self._check()
+        pr = self.pairs_
+        p = (pr.w.to_numpy() + self.prior_[pr.i.to_numpy()]) / (
+            self.totals_[pr.c.to_numpy()] + self.concentration_
+        )
+        return pa.table(
+            {
+                "customer_id": pa.array(self.customers_[pr.c.to_numpy()].astype(str)),
+                "product_id": pa.array(self.items_[pr.i.to_numpy()].astype(str)),
+                "weight": pa.array(pr.w.to_numpy(float)),
+                "probability": pa.array(p),
+            },
+            schema=PREFERENCES_SCHEMA,
+        )
+
+    def item_params(self) -> dict[str, dict[str, float]]:
+        """Per item: ``preference_prior`` (``a_i``), ``repurchase`` (share of buyers who buy
+        it again) and ``buy_again`` (whether it is offered again to people who own it)."""
+        self._check()
+        return {
+            str(x): {
+                "preference_prior": float(a),
+                "repurchase": float(r),
+                "buy_again": bool(r >= self.min_repurchase),
+            }
+            for x, a, r in zip(self.items_, self.prior_, self.repurchase_, strict=True)
+        }
+
+    def params(self) -> dict[str, Any]:
+        """What is saved with the fit (``models``) and published (``preference_model``)."""
+        self._check()
+        return {
+            "concentration": self.concentration_,
+            "half_life_cycles": None
+            if math.isinf(self.half_life_cycles_)
+            else self.half_life_cycles_,
+            "prior_scale": self.prior_scale_,
+            "median_rhythm_days": float(np.median(self.rhythm_days_)),
+            "min_repurchase": self.min_repurchase,
+            "items": len(self.items_),
+            "prior_floor": float(self.prior_.min()),
+        }
+
+
+def build_preferences(wh: Warehouse, when: datetime) -> tuple[int | None, str]:
+    """Fit as of ``when`` and record the fit in ``models`` (what ``publish`` reads: no table
+    keyed by the person is kept, so an erasure leaves nothing of them behind; their weights
+    are recomputed from their orders when the build publishes).
+
+    Returns the fit's version in ``models`` (None when there is nothing to learn from) and a
+    note for the build.
+    """
+    from segone.models.nextproducts import purchase_lines
+    from segone.models.registry import save_model
+
+    model = ItemPreferences()
+    try:
+        model.fit(wh, purchase_lines(wh, as_of=when), as_of=when)
+    except PreferenceError as exc:
+        return None, f"no item preferences ({exc})"
+    version = save_model(
+        wh,
+        "preferences",
+        {**model.params(), "item_params": model.item_params()},
+        window_end=when,
+        rows=len(model.customers_),
+        metrics={
+            "validation_log_loss": {
+                f"half_life={'inf' if math.isinf(h) else h},scale={f}": v
+                for (h, f), v in model.validation_log_loss_.items()
+            },
+            "occasions": model.n_occasions_,
+        },
+    )
+    return version, ""
+
+
+def occasions(wh: Warehouse, lines: ibis.Table, as_of: datetime) -> pd.DataFrame:
+    """``customer_id, product_id, t`` (epoch seconds): one row per item an order kept, up to
+    ``as_of`` (``lines``: columns of ``nextproducts.purchase_lines``)."""
+    ln = lines.filter(lines.ts <= ibis.literal(as_of, type=TS))
+    kept = ln.quantity - ln.returned_quantity.fill_null(0)
+    per = ln.group_by(["customer_id", "order_id", "product_id"]).aggregate(
+        kept=kept.sum(), ts=ln.ts.min()
+    )
+    df = wh.to_arrow(per.filter(per.kept > 0)).to_pandas()
+    ts = pd.to_datetime(df.ts, utc=True)
+    df["t"] = (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    return df[["customer_id", "product_id", "t"]]
+
+
+def person_weights(df: pd.DataFrame, half_life_cycles: float | None) -> pd.DataFrame:
+    """``customer_id, product_id, weight`` from :func:`occasions`, as ``ItemPreferences``
+    weighs them with that half-life (None: no decay)."""
+    if df.empty:
+        return pd.DataFrame({"customer_id": [], "product_id": [], "weight": []})
+    c, customers = pd.factorize(df.customer_id.astype(str), sort=True)
+    t = df.t.to_numpy(float) / _DAY
+    c = np.asarray(c, np.intp)
+    last = np.full(len(customers), -np.inf)
+    np.maximum.at(last, c, t)
+    if half_life_cycles is None or math.isinf(half_life_cycles):
+        w = np.ones(len(t))
+    else:
+        rhythm = rhythms(c, t, len(customers))
+        w = 0.5 ** (-(t - last[c]) / (half_life_cycles * rhythm[c]))
+    out = pd.DataFrame(
+        {"customer_id": np.asarray(customers)[c], "product_id": df.product_id.astype(str), "w": w}
+    )
+    g = out.groupby(["customer_id", "product_id"], sort=True).w.sum().rename("weight")
+    return g.reset_index()
