@@ -84,16 +84,19 @@ class ChurnModel:
         classes = set(np.unique(y).tolist())
         if not classes <= {0, 1} or len(classes) < 2:
             raise ModelInputError("churn labels must be 0/1 and contain both outcomes")
-        # a feature nobody has (no web events in an orders-only shop) carries nothing and
-        # breaks the histogram binning: only features with some value are used
+        # a feature with one value for everybody (no web events in an orders-only shop: page
+        # views 0 or null for all) carries nothing about this project and only adds noise:
+        # only features whose values differ between buyers are used
         self.features_: list[str] = [
             c
             for c in self.features
-            if c in X.columns and pd.to_numeric(X[c], errors="coerce").notna().any()
+            if c in X.columns
+            and pd.to_numeric(X[c], errors="coerce").astype("float64").nunique(dropna=False) > 1
         ]
         if not self.features_:
             raise ModelInputError(
-                f"none of the churn features is present; expected some of {list(self.features)}"
+                "no churn feature varies between the buyers; expected some of "
+                f"{list(self.features)}"
             )
         self.estimator_ = HistGradientBoostingClassifier(
             max_iter=self.max_iter,
@@ -106,8 +109,10 @@ class ChurnModel:
         return self
 
     def _matrix(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
+        # rounded: the warehouse's float sums can differ in their last bits with the order it
+        # read the rows in, and a histogram bin edge must not depend on that
         cols = [
-            pd.to_numeric(X[c], errors="coerce").astype("float64")
+            pd.to_numeric(X[c], errors="coerce").astype("float64").round(9)
             if c in X.columns
             else pd.Series(np.nan, index=X.index)
             for c in self.features_
