@@ -15,11 +15,15 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
+from threadpoolctl import threadpool_limits
 
 from segone.exceptions import ModelInputError, NotFittedError
 
 #: Fewest buyers (as of one horizon back) the model is trained on.
 MIN_BUYERS = 50
+
+#: Below this many rows a fit or a prediction runs on one thread.
+SMALL_FIT = 20_000
 
 #: Profile columns the model uses when they are present (numbers and flags only).
 FEATURES: tuple[str, ...] = (
@@ -81,6 +85,11 @@ class ChurnModel:
             raise ModelInputError(
                 f"churn: at least {MIN_BUYERS} labelled buyers are needed, got {len(y)}"
             )
+        if "customer_id" in X.columns:
+            # rows in an order fixed by the data, not by how the warehouse happened to return
+            # them: early stopping (on from 10,000 rows) holds out rows by position
+            order = np.argsort(X["customer_id"].astype(str).to_numpy(), kind="stable")
+            X, y = X.iloc[order], y[order]
         classes = set(np.unique(y).tolist())
         if not classes <= {0, 1} or len(classes) < 2:
             raise ModelInputError("churn labels must be 0/1 and contain both outcomes")
@@ -98,13 +107,16 @@ class ChurnModel:
                 "no churn feature varies between the buyers; expected some of "
                 f"{list(self.features)}"
             )
-        self.estimator_ = HistGradientBoostingClassifier(
-            max_iter=self.max_iter,
-            learning_rate=self.learning_rate,
-            max_leaf_nodes=self.max_leaf_nodes,
-            min_samples_leaf=self.min_samples_leaf,
-            random_state=self.random_state,
-        ).fit(self._matrix(X), y.astype(int))
+        # OpenMP threads cost far more than they save on a few thousand rows (and, on a busy
+        # machine, stall the fit): one thread below SMALL_FIT rows
+        with threadpool_limits(1 if len(y) < SMALL_FIT else None, user_api="openmp"):
+            self.estimator_ = HistGradientBoostingClassifier(
+                max_iter=self.max_iter,
+                learning_rate=self.learning_rate,
+                max_leaf_nodes=self.max_leaf_nodes,
+                min_samples_leaf=self.min_samples_leaf,
+                random_state=self.random_state,
+            ).fit(self._matrix(X), y.astype(int))
         self.base_rate_ = float(np.mean(y))
         return self
 
@@ -123,7 +135,9 @@ class ChurnModel:
         """Probability of churn over the horizon, one per row."""
         if not hasattr(self, "estimator_"):
             raise NotFittedError("ChurnModel is not fitted yet: call fit() first")
-        return np.asarray(self.estimator_.predict_proba(self._matrix(X))[:, 1], dtype=np.float64)
+        with threadpool_limits(1 if len(X) < SMALL_FIT else None, user_api="openmp"):
+            p = self.estimator_.predict_proba(self._matrix(X))[:, 1]
+        return np.asarray(p, dtype=np.float64)
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {
