@@ -85,11 +85,6 @@ class ChurnModel:
             raise ModelInputError(
                 f"churn: at least {MIN_BUYERS} labelled buyers are needed, got {len(y)}"
             )
-        if "customer_id" in X.columns:
-            # rows in an order fixed by the data, not by how the warehouse happened to return
-            # them: early stopping (on from 10,000 rows) holds out rows by position
-            order = np.argsort(X["customer_id"].astype(str).to_numpy(), kind="stable")
-            X, y = X.iloc[order], y[order]
         classes = set(np.unique(y).tolist())
         if not classes <= {0, 1} or len(classes) < 2:
             raise ModelInputError("churn labels must be 0/1 and contain both outcomes")
@@ -107,6 +102,13 @@ class ChurnModel:
                 "no churn feature varies between the buyers; expected some of "
                 f"{list(self.features)}"
             )
+        # rows in an order fixed by their values, not by how the warehouse happened to return
+        # them nor by the customer ids (salted with the project's secret): early stopping (on
+        # from 10,000 rows) holds out rows by position. Rows equal in every value are
+        # interchangeable, so ties need no further key.
+        M, target = self._matrix(X), y.astype(int)
+        order = np.lexsort([target, *M.T[::-1]])
+        M, target = M[order], target[order]
         # OpenMP threads cost far more than they save on a few thousand rows (and, on a busy
         # machine, stall the fit): one thread below SMALL_FIT rows
         with threadpool_limits(1 if len(y) < SMALL_FIT else None, user_api="openmp"):
@@ -116,7 +118,7 @@ class ChurnModel:
                 max_leaf_nodes=self.max_leaf_nodes,
                 min_samples_leaf=self.min_samples_leaf,
                 random_state=self.random_state,
-            ).fit(self._matrix(X), y.astype(int))
+            ).fit(M, target)
         self.base_rate_ = float(np.mean(y))
         return self
 

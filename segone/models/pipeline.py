@@ -351,9 +351,15 @@ def churn_baseline(frame: pd.DataFrame) -> npt.NDArray[np.float64]:
 
 def labelled_buyers(wh: Warehouse, profiles: pd.DataFrame, t: datetime, days: int) -> pd.DataFrame:
     """The buyers among ``profiles`` (as of ``t``) with ``churned``: no order in
-    ``(t, t + days]``; sorted by customer id, so that a fit sees them in an order fixed by the
-    data (gradient boosting's early stopping holds out rows by position)."""
-    buyers = profiles[profiles.orders > 0].sort_values("customer_id", ignore_index=True)
+    ``(t, t + days]``; sorted by their values, so that the held-out half of ``churn_scores``
+    is the same whatever the row order or the project's secret."""
+    buyers = profiles[profiles.orders > 0]
+    # in an order fixed by the values (not by the ids, which are salted with the project's
+    # secret); the last bits of the warehouse's float sums must not matter either
+    keys = [c for c in buyers.columns if c != "customer_id"]
+    rounded = buyers[keys].apply(lambda c: c.round(9) if c.dtype.kind == "f" else c)
+    order = rounded.assign(_id=buyers.customer_id).sort_values([*keys, "_id"]).index
+    buyers = buyers.loc[order].reset_index(drop=True)
     came_back = set(wh.execute(churn_labels(wh, t, t + timedelta(days=days))).customer_id)
     return buyers.assign(churned=~buyers.customer_id.isin(came_back))
 
