@@ -480,7 +480,7 @@ def models(
             for k, v in shown.items()
             if not isinstance(v, dict | list)
         )
-        tbl.add_row(r.name, str(r.version), f"{r.window_end:%Y-%m-%d}", f"{r.rows:,}", text)
+        tbl.add_row(r.name, str(r.version), _when(r.window_end), f"{r.rows:,}", text)
     console.print(tbl)
 
 
@@ -540,8 +540,8 @@ def _print_profile(p: dict[str, Any]) -> None:
         ids.add_row(
             r.id_type,
             r.node.split(":", 1)[1],
-            f"{r.first_seen:%Y-%m-%d}",
-            f"{r.last_seen:%Y-%m-%d}",
+            _when(r.first_seen),
+            _when(r.last_seen),
         )
     console.print(ids)
     if len(p["journey"]):
@@ -549,8 +549,8 @@ def _print_profile(p: dict[str, Any]) -> None:
         for c in ("segment", "entered", "left"):
             j.add_column(c)
         for r in p["journey"].itertuples():
-            left = "" if _missing(r.exited_at) else f"{r.exited_at:%Y-%m-%d}"
-            j.add_row(r.segment, f"{r.entered_at:%Y-%m-%d}", left)
+            left = _when(r.exited_at)
+            j.add_row(r.segment, _when(r.entered_at), left)
         console.print(j)
     if len(p["transitions"]):
         mv = Table(title="moves (lifecycle, segments, taste shifts)", title_justify="left")
@@ -558,7 +558,7 @@ def _print_profile(p: dict[str, Any]) -> None:
             mv.add_column(c)
         for r in p["transitions"].itertuples():
             mv.add_row(
-                f"{r.at:%Y-%m-%d}",
+                _when(r.at),
                 str(r.kind),
                 "" if _missing(r.from_segment) else str(r.from_segment),
                 "" if _missing(r.to_segment) else str(r.to_segment),
@@ -576,7 +576,7 @@ def _print_profile(p: dict[str, Any]) -> None:
     for c in ("when", "kind", "what"):
         tl.add_column(c)
     for r in p["timeline"].itertuples():
-        tl.add_row(f"{r.ts:%Y-%m-%d %H:%M}", str(r.kind), str(r.what))
+        tl.add_row(_when(r.ts, "%Y-%m-%d %H:%M"), str(r.kind), str(r.what))
     console.print(tl)
 
 
@@ -589,6 +589,12 @@ def _missing(v: Any) -> bool:
         return bool(v != v) or str(v) == "NaT"  # NaN and NaT are not equal to themselves
     except (TypeError, ValueError):
         return False
+
+
+def _when(v: Any, fmt: str = "%Y-%m-%d") -> str:
+    """A date or time as text; empty when there is none (a record without a date, such as a
+    Shopify customer export, has NaT)."""
+    return "" if _missing(v) else format(v, fmt)
 
 
 def _fmt(v: Any) -> str:

@@ -858,6 +858,39 @@ def customer_lifetime_value(
     """
     names = ("frequency", "recency", "T", "monetary_value")
     x, tx, age, m = _from_frame(frequency, (recency, T, monetary_value), names)
+    purchases = discounted_expected_purchases(
+        transaction_model,
+        x,
+        tx,
+        age,
+        months=months,
+        monthly_discount_rate=monthly_discount_rate,
+        unit_days=unit_days,
+        periods_per_month=periods_per_month,
+        continuous=continuous,
+    )
+    return np.asarray(spend_model.conditional_expected_average_profit(x, m) * purchases)
+
+
+def discounted_expected_purchases(
+    transaction_model: BetaGeo | ParetoNBD,
+    frequency: Columns,
+    recency: npt.ArrayLike | None = None,
+    T: npt.ArrayLike | None = None,
+    *,
+    months: int = 12,
+    monthly_discount_rate: float = 0.01,
+    unit_days: float = 7.0,
+    periods_per_month: float | None = None,
+    continuous: bool = False,
+) -> FloatArray:
+    """Each customer's expected purchases over the next ``months`` months, discounted as in
+    ``customer_lifetime_value`` (which multiplies them by the expected spend per purchase).
+
+    Kept apart so a caller can price the purchases with a spend of its own choosing, e.g. the
+    population mean for customers the spend model was not fitted on.
+    """
+    x, tx, age = _from_frame(frequency, (recency, T), ("frequency", "recency", "T"))
     if int(months) != months or months < 1:
         raise ModelInputError(f"months must be a positive integer, got {months}")
     if not monthly_discount_rate > -1:
@@ -867,7 +900,6 @@ def customer_lifetime_value(
     per_month = 365.25 / 12 / unit_days if periods_per_month is None else periods_per_month
     if not per_month > 0:
         raise ModelInputError(f"periods_per_month must be positive, got {per_month}")
-    spend = spend_model.conditional_expected_average_profit(x, m)
 
     def expected(month: float) -> FloatArray:
         return transaction_model.conditional_expected_number_of_purchases_up_to_time(
@@ -881,7 +913,7 @@ def customer_lifetime_value(
             now = expected(float(i))
             total += (now - before) / (1 + monthly_discount_rate) ** i
             before = now
-        return np.asarray(spend * total)
+        return total
     # integral of e^(-d u) dE(u) over [0, H] = e^(-d H) E(H) + d * integral of e^(-d u) E(u) du
     rate = float(np.log1p(monthly_discount_rate))
     nodes, wts = np.polynomial.legendre.leggauss(8)
@@ -889,7 +921,7 @@ def customer_lifetime_value(
         for node, wt in zip((nodes + 1) / 2 + i, wts / 2, strict=True):
             total += rate * wt * np.exp(-rate * node) * expected(float(node))
     total += np.exp(-rate * months) * expected(float(months))
-    return np.asarray(spend * total)
+    return total
 
 
 _MODELS: dict[str, type[_Model]] = {m.__name__: m for m in (BetaGeo, ParetoNBD, GammaGamma)}

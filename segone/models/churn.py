@@ -15,11 +15,15 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from segone.exceptions import ModelInputError, NotFittedError
 
 #: Fewest buyers (as of one horizon back) the model is trained on.
 MIN_BUYERS = 50
+
+#: Below this many rows a fit or a prediction runs on one thread.
+SMALL_FIT = 20_000
 
 #: Profile columns the model uses when they are present (numbers and flags only).
 FEATURES: tuple[str, ...] = (
@@ -84,30 +88,45 @@ class ChurnModel:
         classes = set(np.unique(y).tolist())
         if not classes <= {0, 1} or len(classes) < 2:
             raise ModelInputError("churn labels must be 0/1 and contain both outcomes")
-        # a feature nobody has (no web events in an orders-only shop) carries nothing and
-        # breaks the histogram binning: only features with some value are used
+        # a feature with one value for everybody (no web events in an orders-only shop: page
+        # views 0 or null for all) carries nothing about this project and only adds noise:
+        # only features whose values differ between buyers are used
         self.features_: list[str] = [
             c
             for c in self.features
-            if c in X.columns and pd.to_numeric(X[c], errors="coerce").notna().any()
+            if c in X.columns
+            and pd.to_numeric(X[c], errors="coerce").astype("float64").nunique(dropna=False) > 1
         ]
         if not self.features_:
             raise ModelInputError(
-                f"none of the churn features is present; expected some of {list(self.features)}"
+                "no churn feature varies between the buyers; expected some of "
+                f"{list(self.features)}"
             )
-        self.estimator_ = HistGradientBoostingClassifier(
-            max_iter=self.max_iter,
-            learning_rate=self.learning_rate,
-            max_leaf_nodes=self.max_leaf_nodes,
-            min_samples_leaf=self.min_samples_leaf,
-            random_state=self.random_state,
-        ).fit(self._matrix(X), y.astype(int))
+        # rows in an order fixed by their values, not by how the warehouse happened to return
+        # them nor by the customer ids (salted with the project's secret): early stopping (on
+        # from 10,000 rows) holds out rows by position. Rows equal in every value are
+        # interchangeable, so ties need no further key.
+        M, target = self._matrix(X), y.astype(int)
+        order = np.lexsort([target, *M.T[::-1]])
+        M, target = M[order], target[order]
+        # OpenMP threads cost far more than they save on a few thousand rows (and, on a busy
+        # machine, stall the fit): one thread below SMALL_FIT rows
+        with threadpool_limits(1 if len(y) < SMALL_FIT else None, user_api="openmp"):
+            self.estimator_ = HistGradientBoostingClassifier(
+                max_iter=self.max_iter,
+                learning_rate=self.learning_rate,
+                max_leaf_nodes=self.max_leaf_nodes,
+                min_samples_leaf=self.min_samples_leaf,
+                random_state=self.random_state,
+            ).fit(M, target)
         self.base_rate_ = float(np.mean(y))
         return self
 
     def _matrix(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
+        # rounded: the warehouse's float sums can differ in their last bits with the order it
+        # read the rows in, and a histogram bin edge must not depend on that
         cols = [
-            pd.to_numeric(X[c], errors="coerce").astype("float64")
+            pd.to_numeric(X[c], errors="coerce").astype("float64").round(9)
             if c in X.columns
             else pd.Series(np.nan, index=X.index)
             for c in self.features_
@@ -118,7 +137,9 @@ class ChurnModel:
         """Probability of churn over the horizon, one per row."""
         if not hasattr(self, "estimator_"):
             raise NotFittedError("ChurnModel is not fitted yet: call fit() first")
-        return np.asarray(self.estimator_.predict_proba(self._matrix(X))[:, 1], dtype=np.float64)
+        with threadpool_limits(1 if len(X) < SMALL_FIT else None, user_api="openmp"):
+            p = self.estimator_.predict_proba(self._matrix(X))[:, 1]
+        return np.asarray(p, dtype=np.float64)
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {

@@ -10,8 +10,11 @@
 
 Every fit is recorded in ``models`` with its version and the data window it saw; with
 ``refit_after_days > 0`` a build reuses a fit whose data ends less than that many days earlier.
-A model that cannot be fitted (too few buyers, no repeat purchases) leaves its scores null and
-says why in the returned notes; it never fails the build.
+A model that cannot be fitted or scored on the data (too few buyers, no repeat purchases, a fit
+that does not converge) is skipped: its scores stay null, the report names the model and the
+reason (``ScoreReport.skipped``), the rest of the build goes on, and it adds no version to
+``models``. Fits are only written to ``models`` once the whole build has succeeded
+(``ScoreReport.save``), so a build that fails leaves no versions behind either.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 import ibis
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
@@ -31,7 +35,7 @@ from segone.models.btyd import (
     BetaGeo,
     GammaGamma,
     ParetoNBD,
-    customer_lifetime_value,
+    discounted_expected_purchases,
     model_from_dict,
 )
 from segone.models.churn import ChurnModel
@@ -59,19 +63,84 @@ SCORE_COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class Fit:
+    """One model fit to record in ``models`` (or, with ``version`` set, a saved fit reused)."""
+
+    name: str
+    params: dict[str, Any]
+    window_end: datetime
+    window_start: datetime | None = None
+    rows: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    version: int | None = None
+
+
 @dataclass
 class ScoreReport:
-    """What was fitted or reused, and why anything was left out."""
+    """What was fitted or reused, which models were skipped and why, and other notes.
+
+    New fits wait in ``pending`` until ``save``: a build records its fits only once it has
+    used them all, so a model that fails, or a build that fails, adds no version.
+    """
 
     fitted: dict[str, int] = field(default_factory=dict)  # model name -> version used
     reused: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # model name -> reason
+    pending: list[Fit] = field(default_factory=list, repr=False)
+
+    def use(self, fit: Fit | None) -> None:
+        """Count a fit as used: a reused one by its version, a new one to be saved."""
+        if fit is None:  # snapshots of the past keep no fit
+            return
+        if fit.version is not None:
+            self.fitted[fit.name] = fit.version
+            self.reused.append(fit.name)
+        else:
+            self.pending.append(fit)
+
+    def skip(self, model: str, problem: BaseException | str, consequence: str) -> None:
+        """Record that ``model`` was not used, why, and what the build does without it."""
+        reason = _reason(problem)
+        self.skipped[model] = reason
+        self.notes.append(f"warning: {model} skipped ({reason}); {consequence}")
+
+    def save(self, wh: Warehouse) -> None:
+        """Append the pending fits to ``models`` (one new version each)."""
+        for f in self.pending:
+            self.fitted[f.name] = save_model(
+                wh,
+                f.name,
+                f.params,
+                window_end=f.window_end,
+                window_start=f.window_start,
+                rows=f.rows,
+                metrics=f.metrics,
+            )
+        self.pending.clear()
 
     def summary(self) -> str:
         used = ", ".join(
             f"{k} v{v}{' (reused)' if k in self.reused else ''}" for k, v in self.fitted.items()
         )
-        return "; ".join([s for s in [used and f"models: {used}", *self.notes] if s])
+        waiting = ", ".join(f.name for f in self.pending)
+        return "; ".join(
+            [
+                s
+                for s in [used and f"models: {used}", waiting and f"fitted: {waiting}", *self.notes]
+                if s
+            ]
+        )
+
+
+def _reason(problem: BaseException | str) -> str:
+    """A model failure in words: our own input errors as they are, anything else with its
+    type (a library's ``ValueError`` alone rarely says which step failed)."""
+    if isinstance(problem, str):
+        return problem
+    text = str(problem).strip() or "no message"
+    return text if isinstance(problem, ModelInputError) else f"{type(problem).__name__}: {text}"
 
 
 def transactions(wh: Warehouse, as_of: datetime) -> ibis.Table:
@@ -106,11 +175,11 @@ def _fit_or_reuse(
     name: str,
     as_of: datetime,
     s: ModelSettings,
-    report: ScoreReport,
     fit: Any,
     rows: int,
     record: bool = True,
-) -> Any:
+) -> tuple[Any, Fit | None]:
+    """The model and its ``Fit`` (for ``ScoreReport.use`` once the model has been used)."""
     saved = latest_model(wh, name)
     if (
         saved is not None
@@ -118,22 +187,16 @@ def _fit_or_reuse(
         and saved.window_end <= as_of
         and as_of - saved.window_end < timedelta(days=s.refit_after_days)
     ):
-        report.fitted[name] = saved.version
-        report.reused.append(name)
-        return model_from_dict(saved.params)
+        return model_from_dict(saved.params), Fit(
+            name, saved.params, saved.window_end, version=saved.version
+        )
     model = fit()
-    d = model.to_dict()
     if not record:  # snapshots of the past: the fit is used once and not kept
-        return model
-    report.fitted[name] = save_model(
-        wh,
-        name,
-        d,
-        window_end=as_of,
-        rows=rows,
-        metrics={"log_likelihood": d.get("log_likelihood")},
+        return model, None
+    d = model.to_dict()
+    return model, Fit(
+        name, d, as_of, rows=rows, metrics={"log_likelihood": d.get("log_likelihood")}
     )
-    return model
 
 
 def btyd_scores(
@@ -163,53 +226,48 @@ def btyd_scores(
         )
     cls = TRANSACTION_MODELS[kind]
     try:
-        bg = _fit_or_reuse(
-            wh,
-            kind,
-            as_of,
-            s,
-            report,
-            lambda: cls().fit(x, tx, age),
-            len(x),
-            record,
+        bg, used = _fit_or_reuse(wh, kind, as_of, s, lambda: cls().fit(x, tx, age), len(x), record)
+        p_alive = bg.conditional_probability_alive(x, tx, age)
+        expected = bg.conditional_expected_number_of_purchases_up_to_time(
+            float(s.horizon_days), x, tx, age
         )
-    except (ModelInputError, ValueError, ArithmeticError) as exc:
-        report.notes.append(f"{kind} not fitted ({exc}); P(alive) and CLV left empty")
+        monthly = (1 + s.annual_discount_rate) ** (1 / 12) - 1
+        purchases = discounted_expected_purchases(
+            bg, x, tx, age, months=s.clv_months, monthly_discount_rate=monthly, unit_days=1.0
+        )
+    except Exception as exc:  # a model must never fail the build
+        report.skip(kind, exc, "P(alive), expected purchases and CLV left empty")
         return out
-    out["p_alive"] = bg.conditional_probability_alive(x, tx, age)
-    out["expected_purchases"] = bg.conditional_expected_number_of_purchases_up_to_time(
-        float(s.horizon_days), x, tx, age
-    )
-    rep = (x > 0) & (m > 0)
+    report.use(used)
+    out["p_alive"] = p_alive
+    out["expected_purchases"] = expected
+    # Gamma-Gamma is fitted, as in lifetimes, on repeat buyers whose mean repeat spend is
+    # positive: a repeat bought for nothing (a free item, a missing amount) says nothing about
+    # the spend distribution and would make the likelihood undefined. Everyone else is priced
+    # at the population mean spend the fit implies.
+    rep = (x > 0) & np.isfinite(m) & (m > 0)
     try:
-        gg = _fit_or_reuse(
+        gg, used = _fit_or_reuse(
             wh,
             "gamma_gamma",
             as_of,
             s,
-            report,
             lambda: GammaGamma().fit(x[rep], m[rep]),
             int(rep.sum()),
             record,
         )
-    except (ModelInputError, ValueError, ArithmeticError) as exc:
-        report.notes.append(f"Gamma-Gamma not fitted ({exc}); order value and CLV left empty")
+        q = gg.params_["q"]
+        if not q > 1:
+            raise ModelInputError(
+                f"the fit gives q = {q:.3g} <= 1, so the population mean spend is infinite"
+            )
+        spend = gg.conditional_expected_average_profit(np.where(rep, x, 0.0), np.where(rep, m, 0.0))
+    except Exception as exc:  # a model must never fail the build
+        report.skip("gamma_gamma", exc, "expected order value and CLV left empty")
         return out
-    m_safe = np.where(rep, m, 0.0)
-    x_safe = np.where(rep, x, 0.0)  # a repeat with zero spend counts as no evidence of spend
-    out["expected_order_value"] = gg.conditional_expected_average_profit(x_safe, m_safe)
-    monthly = (1 + s.annual_discount_rate) ** (1 / 12) - 1
-    out["clv"] = customer_lifetime_value(
-        bg,
-        gg,
-        x,
-        tx,
-        age,
-        m_safe,
-        months=s.clv_months,
-        monthly_discount_rate=monthly,
-        unit_days=1.0,
-    )
+    report.use(used)
+    out["expected_order_value"] = spend
+    out["clv"] = spend * purchases
     return out
 
 
@@ -256,7 +314,11 @@ def customer_scores(
     ``record=False`` (snapshots of the past) fits afresh and keeps no model in ``models``.
     """
     btyd = btyd_scores(wh, as_of, s, report, record)
-    clicks = email_click_scores(wh, as_of)
+    try:
+        clicks = email_click_scores(wh, as_of)
+    except Exception as exc:  # a model must never fail the build
+        report.skip("email_click", exc, "e-mail click probability left empty")
+        clicks = pd.DataFrame({"customer_id": pd.Series([], dtype=str), "p_email_click": []})
     out = btyd.merge(clicks, on="customer_id", how="outer")
     for c in SCORE_COLUMNS:
         out[c] = out[c].astype("float64")
@@ -276,41 +338,145 @@ def churn_labels(wh: Warehouse, start: datetime, end: datetime) -> ibis.Table:
     )
 
 
+def churn_baseline(frame: pd.DataFrame) -> npt.NDArray[np.float64]:
+    """The buy-till-you-die churn probability: P(no purchase in the horizon) taken as
+    exp(-expected purchases in it), NaN where the transaction model gave none."""
+    if "expected_purchases" not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return np.asarray(
+        np.exp(-pd.to_numeric(frame.expected_purchases, errors="coerce").to_numpy(float)),
+        dtype=np.float64,
+    )
+
+
+def labelled_buyers(wh: Warehouse, profiles: pd.DataFrame, t: datetime, days: int) -> pd.DataFrame:
+    """The buyers among ``profiles`` (as of ``t``) with ``churned``: no order in
+    ``(t, t + days]``; sorted by their values, so that the held-out half of ``churn_scores``
+    is the same whatever the row order or the project's secret."""
+    buyers = profiles[profiles.orders > 0]
+    # in an order fixed by the values (not by the ids, which are salted with the project's
+    # secret); the last bits of the warehouse's float sums must not matter either
+    keys = [c for c in buyers.columns if c != "customer_id"]
+    rounded = buyers[keys].apply(lambda c: c.round(9) if c.dtype.kind == "f" else c)
+    order = rounded.assign(_id=buyers.customer_id).sort_values([*keys, "_id"]).index
+    buyers = buyers.loc[order].reset_index(drop=True)
+    came_back = set(wh.execute(churn_labels(wh, t, t + timedelta(days=days))).customer_id)
+    return buyers.assign(churned=~buyers.customer_id.isin(came_back))
+
+
+def _scores(y: npt.NDArray[np.bool_], p: npt.NDArray[np.float64]) -> dict[str, float] | None:
+    """AUC and log loss of ``p`` for ``y`` (None when they cannot be computed)."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    ok = np.isfinite(p)
+    if not ok.all() or len(set(y.tolist())) < 2:
+        return None
+    q = np.clip(p, 1e-6, 1 - 1e-6)
+    return {
+        "auc": float(roc_auc_score(y, q)),
+        "log_loss": float(log_loss(y, q, labels=[False, True])),
+    }
+
+
 def churn_scores(
     wh: Warehouse,
     as_of: datetime,
     s: ModelSettings,
     report: ScoreReport,
-    train_profiles: pd.DataFrame,
+    train: pd.DataFrame,
     profiles: pd.DataFrame,
+    earlier: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """customer_id, churn_probability for buyers: fitted on ``train_profiles`` (as of
-    ``as_of - horizon``) labelled by whether each buyer ordered again before ``as_of``."""
-    t0 = as_of - timedelta(days=s.horizon_days)
-    buyers = train_profiles[train_profiles.orders > 0]
-    came_back = set(wh.execute(churn_labels(wh, t0, as_of)).customer_id)
-    y = ~buyers.customer_id.isin(came_back).to_numpy()
-    target = profiles[profiles.orders > 0]
-    out = pd.DataFrame({"customer_id": target.customer_id})
+    """customer_id, churn_probability (no order in the next ``horizon_days``) for the buyers in
+    ``profiles``.
+
+    ``train`` is ``labelled_buyers`` as of ``as_of - horizon``; ``earlier`` the same one
+    horizon before that, when the history reaches back that far. Gradient boosting is checked
+    against its buy-till-you-die baseline (``churn_baseline``) on a time split: trained on
+    ``earlier``, both are scored on ``train``'s outcomes. The one with the lower log loss is
+    kept (the model record says which, with both figures); the gradient boosting used is then
+    refitted on ``train``. Without ``earlier`` the split is by buyer (every other one held out).
+    """
+    h = s.horizon_days
+    baseline = f"exp(-expected purchases in {h} days) from {s.transaction_model}"
+    target = profiles[profiles.orders > 0].sort_values("customer_id", ignore_index=True)
+    out = pd.DataFrame({"customer_id": target.customer_id, "churn_probability": np.nan})
+    base_now = churn_baseline(target)
+    t0 = as_of - timedelta(days=h)
+    y = train.churned.to_numpy(bool)
     try:
-        model = ChurnModel().fit(buyers, y)
+        model = ChurnModel().fit(train, y)
     except ModelInputError as exc:
-        report.notes.append(f"churn model not fitted ({exc}); churn = 1 - P(order) from BG/NBD")
-        if "expected_purchases" in target.columns:
-            out["churn_probability"] = np.exp(-target.expected_purchases.to_numpy(float))
-        else:
-            out["churn_probability"] = np.nan
+        report.skip("churn", exc, f"churn_probability = {baseline} instead")
+        out["churn_probability"] = base_now
         return out
-    report.fitted["churn"] = save_model(
-        wh,
-        "churn",
-        {"features": model.features_, "base_rate": model.base_rate_, "params": model.get_params()},
-        window_start=t0,
-        window_end=as_of,
-        rows=len(buyers),
-        metrics={"train_churn_rate": model.base_rate_},
+    splits = [
+        (
+            train.iloc[0::2],
+            train.iloc[1::2],
+            f"every other buyer held out (no time split over {h} days: too little history)",
+        )
+    ]
+    if earlier is not None:
+        splits.insert(
+            0,
+            (
+                earlier,
+                train,
+                f"time split: trained on the buyers of {t0 - timedelta(days=h):%Y-%m-%d}, "
+                f"validated on those of {t0:%Y-%m-%d}",
+            ),
+        )
+    gb = bt = None
+    split = ""
+    for fit_on, check_on, how in splits:
+        check_y = check_on.churned.to_numpy(bool)
+        try:
+            trial = ChurnModel().fit(fit_on, fit_on.churned.to_numpy(bool))
+        except ModelInputError:
+            continue
+        gb = _scores(check_y, trial.predict_proba(check_on))
+        bt = _scores(check_y, churn_baseline(check_on))
+        if gb is not None:
+            split = how
+            break
+    if gb is None:
+        chosen, why = "gradient_boosting", "not validated: too few buyers or outcomes to hold out"
+    elif bt is None:
+        chosen, why = "gradient_boosting", f"no {s.transaction_model} baseline to compare with"
+    else:
+        chosen = "gradient_boosting" if gb["log_loss"] <= bt["log_loss"] else "btyd_baseline"
+        why = (
+            f"log loss {gb['log_loss']:.4f} (AUC {gb['auc']:.3f}) against the baseline's "
+            f"{bt['log_loss']:.4f} (AUC {bt['auc']:.3f}), {split}"
+        )
+    used = "gradient boosting" if chosen == "gradient_boosting" else baseline
+    report.notes.append(f"churn over {h} days: {used} kept ({why})")
+    report.use(
+        Fit(
+            "churn",
+            {
+                "chosen": chosen,
+                "baseline": baseline,
+                "horizon_days": h,
+                "features": model.features_,
+                "base_rate": model.base_rate_,
+                "params": model.get_params(),
+            },
+            window_start=t0,
+            window_end=as_of,
+            rows=len(train),
+            metrics={
+                "train_churn_rate": model.base_rate_,
+                "validation": split,
+                "gradient_boosting": gb,
+                "baseline": bt,
+            },
+        )
     )
-    out["churn_probability"] = model.predict_proba(target)
+    out["churn_probability"] = (
+        model.predict_proba(target) if chosen == "gradient_boosting" else base_now
+    )
     return out
 
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ibis
 import numpy as np
@@ -51,6 +51,9 @@ from sklearn.base import BaseEstimator
 from segone.exceptions import ModelInputError, NotFittedError
 from segone.schema import TS
 from segone.store.base import Warehouse
+
+if TYPE_CHECKING:
+    from segone.models.pipeline import Fit
 
 _DAY = 86_400.0
 #: half-lives tried, in the person's own purchase cycles (inf: no decay)
@@ -355,24 +358,22 @@ class ItemPreferences(BaseEstimator):
         }
 
 
-def build_preferences(wh: Warehouse, when: datetime) -> tuple[int | None, str]:
-    """Fit as of ``when`` and record the fit in ``models`` (what ``publish`` reads: no table
-    keyed by the person is kept, so an erasure leaves nothing of them behind; their weights
-    are recomputed from their orders when the build publishes).
+def build_preferences(wh: Warehouse, when: datetime) -> tuple[Fit | None, str]:
+    """Fit as of ``when``; the build records the fit in ``models`` once it succeeds (what
+    ``publish`` reads: no table keyed by the person is kept, so an erasure leaves nothing of
+    them behind; their weights are recomputed from their orders when the build publishes).
 
-    Returns the fit's version in ``models`` (None when there is nothing to learn from) and a
-    note for the build.
+    Returns the fit (None when there is nothing to learn from) and a note for the build.
     """
     from segone.models.nextproducts import purchase_lines
-    from segone.models.registry import save_model
+    from segone.models.pipeline import Fit
 
     model = ItemPreferences()
     try:
         model.fit(wh, purchase_lines(wh, as_of=when), as_of=when)
     except PreferenceError as exc:
         return None, f"no item preferences ({exc})"
-    version = save_model(
-        wh,
+    fit = Fit(
         "preferences",
         {**model.params(), "item_params": model.item_params()},
         window_end=when,
@@ -385,7 +386,7 @@ def build_preferences(wh: Warehouse, when: datetime) -> tuple[int | None, str]:
             "occasions": model.n_occasions_,
         },
     )
-    return version, ""
+    return fit, ""
 
 
 def occasions(wh: Warehouse, lines: ibis.Table, as_of: datetime) -> pd.DataFrame:

@@ -15,15 +15,17 @@ from segone.identity.graph import known_by
 from segone.models.churn import MIN_BUYERS, PROFILE_COLUMNS
 from segone.models.nextproducts import NextProducts, NextProductsError, purchase_lines
 from segone.models.pipeline import (
+    Fit,
     ScoreReport,
+    churn_baseline,
     churn_scores,
     customer_scores,
+    labelled_buyers,
     stage_frame,
     tastes,
     transactions,
 )
 from segone.models.preference import build_preferences
-from segone.models.registry import save_model
 from segone.models.settings import ModelSettings
 from segone.profiles import features as F
 from segone.profiles.sentiment import score_interactions
@@ -177,6 +179,8 @@ def build(
         assert scores is not None
         predictions(wh, when, ms, report, scores, half_life_days, country, stages)
         wh.drop_staging("_segone_scores")
+    # only now, with every output written: a build that fails on the way keeps no fit
+    report.save(wh)
     return BuildResult(when, ident, wh.count("profiles"), report)
 
 
@@ -194,23 +198,16 @@ def predictions(
     cols = PROFILE_COLUMNS
     prof = wh.table("profiles")
     now = wh.execute(prof.select(*[c for c in cols if c in prof.columns]))
-    churn = pd.DataFrame({"customer_id": pd.Series([], dtype=str), "churn_probability": []})
+    none = pd.DataFrame({"customer_id": pd.Series([], dtype=str), "churn_probability": []})
+    churn = none
     if ms.churn and (now.orders > 0).any():
-        t0 = when - timedelta(days=ms.horizon_days)
-        buyers_t0 = int(wh.execute(transactions(wh, t0).customer_id.nunique()))
-        if buyers_t0 >= MIN_BUYERS:
-            past = ScoreReport()
-            past_scores = stage_frame(
-                wh, "_segone_scores_t0", customer_scores(wh, t0, ms, past, record=False)
-            )
-            past_prof = profiles_expr(
-                wh, ibis.literal(t0, type=TS), half_life_days, country, stages, past_scores
-            )
-            train = wh.execute(past_prof.select(*[c for c in cols if c in past_prof.columns]))
+        try:
+            churn = _churn(wh, when, ms, report, now, half_life_days, country, stages)
+        except Exception as exc:  # a model must never fail the build
+            report.skip("churn", exc, "churn probability left empty")
+            churn = none
+        finally:
             wh.drop_staging("_segone_scores_t0")
-        else:  # too few to train on: the model refuses, and the profiles of t0 are not needed
-            train = now.iloc[:0]
-        churn = churn_scores(wh, when, ms, report, train, now)
     ch = stage_frame(wh, "_segone_churn", churn.astype({"churn_probability": "float64"}))
     out = scores.left_join(ch, "customer_id").drop("customer_id_right")
     out = out.mutate(as_of=ibis.literal(when, type=TS))
@@ -230,15 +227,79 @@ def predictions(
     wh.drop_staging("_segone_profiles")
     wh.drop_staging("_segone_churn")
     if ms.recommendations > 0:
-        recommend(wh, when, ms, report)
-    version, note = build_preferences(wh, when)
-    if version is not None:
-        report.fitted["preferences"] = version
+        try:
+            recommend(wh, when, ms, report)
+        except Exception as exc:  # a model must never fail the build
+            report.skip("next_products", exc, "recommendations left empty")
+            wh.replace("recommendations", wh.table("recommendations").limit(0))
+        finally:
+            wh.drop_staging("_segone_recs")
+    try:
+        fit, note = build_preferences(wh, when)
+    except Exception as exc:  # a model must never fail the build
+        report.skip("preferences", exc, "decisions rank without item preferences")
     else:
-        report.notes.append(note)
-    shifts = tastes(wh, when, ms)
+        if fit is not None:
+            report.use(fit)
+        else:
+            report.notes.append(note)
+    try:
+        shifts = tastes(wh, when, ms)
+    except Exception as exc:  # a model must never fail the build
+        report.skip("tastes", exc, "category affinity and taste shifts not updated")
+        shifts = 0
+    finally:
+        wh.drop_staging("_segone_taste_shifts")
     if shifts:
         report.notes.append(f"{shifts:,} taste shifts")
+
+
+def _churn(
+    wh: Warehouse,
+    when: datetime,
+    ms: ModelSettings,
+    report: ScoreReport,
+    now: pd.DataFrame,
+    half_life_days: float,
+    country: str,
+    stages: LifecycleSettings | None,
+) -> pd.DataFrame:
+    """Churn scores of the buyers in ``now``: trained on the profiles of one horizon back,
+    checked on a time split against the profiles of two horizons back when there are enough."""
+    cols = PROFILE_COLUMNS
+    h = ms.horizon_days
+
+    def snapshot(t: datetime) -> pd.DataFrame | None:
+        """The buyers as of ``t`` labelled by ``(t, t + h]``; None when too few to train on."""
+        if int(wh.execute(transactions(wh, t).customer_id.nunique())) < MIN_BUYERS:
+            return None
+        past_scores = stage_frame(
+            wh, "_segone_scores_t0", customer_scores(wh, t, ms, ScoreReport(), record=False)
+        )
+        past_prof = profiles_expr(
+            wh, ibis.literal(t, type=TS), half_life_days, country, stages, past_scores
+        )
+        frame = wh.execute(past_prof.select(*[c for c in cols if c in past_prof.columns]))
+        wh.drop_staging("_segone_scores_t0")
+        return labelled_buyers(wh, frame, t, h)
+
+    t0 = when - timedelta(days=h)
+    train = snapshot(t0)
+    if train is None:
+        n = int(wh.execute(transactions(wh, t0).customer_id.nunique()))
+        report.skip(
+            "churn",
+            f"{n} buyers up to {t0:%Y-%m-%d}, one {h}-day horizon back, and training needs "
+            f"{MIN_BUYERS}: the history is too short for this horizon",
+            f"churn_probability = exp(-expected purchases in {h} days) from "
+            f"{ms.transaction_model} instead",
+        )
+        target = now[now.orders > 0]
+        return pd.DataFrame(
+            {"customer_id": target.customer_id, "churn_probability": churn_baseline(target)}
+        )
+    earlier = snapshot(t0 - timedelta(days=h))
+    return churn_scores(wh, when, ms, report, train, now, earlier)
 
 
 def recommend(wh: Warehouse, when: datetime, ms: ModelSettings, report: ScoreReport) -> None:
@@ -261,11 +322,12 @@ def recommend(wh: Warehouse, when: datetime, ms: ModelSettings, report: ScoreRep
     with wh.transaction():
         wh.replace("recommendations", t.mutate(as_of=ibis.literal(when, type=TS)))
     wh.drop_staging("_segone_recs")
-    report.fitted["next_products"] = save_model(
-        wh,
-        "next_products",
-        {"params": {k: v for k, v in model.get_params().items() if k != "segment_column"}},
-        window_end=when,
-        rows=len(model.customers_),
-        metrics={"items": len(model.items_), "rules": model.rules_.num_rows},
+    report.use(
+        Fit(
+            "next_products",
+            {"params": {k: v for k, v in model.get_params().items() if k != "segment_column"}},
+            window_end=when,
+            rows=len(model.customers_),
+            metrics={"items": len(model.items_), "rules": model.rules_.num_rows},
+        )
     )
