@@ -314,7 +314,7 @@ def create_app(settings: Settings, engine: Engine, *, freeze_gc: bool = False) -
     @app.delete(
         "/v1/profiles/{identifier:path}",
         tags=["profiles"],
-        summary="Erase the person with this identifier from every online table",
+        summary="Erase the person with this identifier from the online store and the warehouse",
         response_model=schemas.Document,
         responses=_errors(401, 403, 404),
         openapi_extra=profile_doc,
@@ -325,6 +325,18 @@ def create_app(settings: Settings, engine: Engine, *, freeze_gc: bool = False) -
         if doc is None:
             raise ApiError(404, "no profile has this identifier", "profile_not_found")
         return _json(doc)
+
+    @app.get(
+        "/v1/erasures",
+        tags=["profiles"],
+        summary="The audit of every erasure: when, through which route, rows removed (no PII)",
+        response_model=schemas.Document,
+        responses=_errors(401, 403),
+        openapi_extra=profile_doc,
+    )
+    async def get_erasures(request: Request) -> Response:
+        auth.require_admin(request.headers.get("authorization"))
+        return _json({"erasures": await engine.erasures()})
 
     @app.put(
         "/v1/suppressions/{identifier:path}",

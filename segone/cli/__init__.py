@@ -425,6 +425,12 @@ def build(
     with _user_errors():
         proj = Project.open(project)
         r, pub = build_project(proj, as_of=_parse_when(as_of), online=online, status=err.status)
+        if pub is not None and pub.erased:
+            from segone.identity.erase import compact_warehouse
+
+            # erasures asked through the API: their bytes leave the warehouse file too
+            with err.status("rewriting the warehouse file"):
+                compact_warehouse(proj.settings.warehouse_path)
     console.print(r.summary(), highlight=False, soft_wrap=True)
     if pub is not None:
         console.print(pub.summary(), highlight=False, soft_wrap=True)
@@ -589,39 +595,93 @@ def _fmt(v: Any) -> str:
 @app.command()
 def erase(
     identifier: Annotated[
-        str, typer.Argument(help="Any identifier of the person, or their customer id.")
+        str,
+        typer.Argument(help="Any identifier of the person (any spelling), or their customer id."),
     ],
     project: ProjectOpt = Path("."),
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     all_matches: Annotated[
         bool, typer.Option("--all", help="Erase every customer the identifier matches.")
     ] = False,
+    compact: Annotated[
+        bool,
+        typer.Option(
+            "--compact/--no-compact",
+            help="Rewrite the warehouse file afterwards so the deleted rows' bytes leave it.",
+        ),
+    ] = True,
 ) -> None:
-    """Erase a person everywhere (right to be forgotten); their data is refused if loaded again."""
-    from segone.identity.erase import erase as run_erase
-    from segone.profiles.lookup import find_customers
+    """Erase a person everywhere (right to be forgotten): the warehouse and the online store,
+    by every identifier of theirs; their data is refused if loaded or sent again."""
+    from segone.identity.erase import compact_warehouse, erase_everywhere, find_people
+    from segone.online.sync import open_online
 
     with _user_errors():
         proj = Project.open(project)
-        with proj.warehouse() as wh:
-            wh.ensure_tables()
-            ids = find_customers(wh, identifier, proj.settings.identity.default_country_code)
-            if not ids:
-                raise SegoneError(
-                    f"no customer has the identifier {identifier!r} "
-                    "(run `segone build` after loading)"
+        store = open_online(proj.settings)
+        try:
+            with proj.warehouse() as wh:
+                customers, people = find_people(wh, store, identifier, proj.settings)
+                if not customers and not people:
+                    raise SegoneError(
+                        f"no customer or live profile has the identifier {identifier!r} "
+                        "(run `segone build` after loading)"
+                    )
+                n = max(len(customers), 1)
+                if not yes and not typer.confirm(
+                    f"Erase {n} customer(s) and all their records, in the warehouse and the "
+                    "online store?"
+                ):
+                    raise typer.Exit(1)
+                r = erase_everywhere(
+                    proj.settings, wh, store, identifier, route="cli", all_matches=all_matches
                 )
-            if len(ids) > 1 and not all_matches:
-                raise SegoneError(
-                    f"{identifier!r} identifies {len(ids)} different customers ({', '.join(ids)}); "
-                    "erase one by its customer id, or all of them with --all"
-                )
-            if not yes and not typer.confirm(
-                f"Erase {len(ids)} customer(s) and all their records?"
-            ):
-                raise typer.Exit(1)
-            r = run_erase(wh, ids, proj.settings.identity)
+        finally:
+            if store is not None:
+                store.close()
+        if compact:
+            with err.status("rewriting the warehouse file"):
+                compact_warehouse(proj.settings.warehouse_path)
     console.print(r.summary(), highlight=False, soft_wrap=True)
+
+
+@app.command()
+def erasures(
+    project: ProjectOpt = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """Every erasure: when, through which route, how many people and rows (no personal data)."""
+    import json
+
+    from segone.identity.erase import erasure_audit
+    from segone.online.sync import open_online
+
+    with _user_errors():
+        proj = Project.open(project)
+        store = open_online(proj.settings)
+        try:
+            with proj.warehouse(read_only=True) as wh:
+                audit = erasure_audit(wh, store)
+        finally:
+            if store is not None:
+                store.close()
+    if as_json:
+        for e in audit:
+            print(json.dumps(e, sort_keys=True))
+        return
+    t = Table(title="erasures", title_justify="left")
+    for c in ("erasure", "at", "route", "people", "rows removed"):
+        t.add_column(c)
+    for e in audit:
+        rows = e["rows_removed"]
+        t.add_row(
+            e["erasure_id"],
+            str(e["at"])[:19],
+            e["route"],
+            str(e["people"]),
+            f"{sum(rows.values()):,}",
+        )
+    console.print(t)
 
 
 def _catalogue(proj: Project, wh: Any, extra: list[Path] | None = None) -> Any:
