@@ -186,6 +186,7 @@ def create_app(settings: Settings, engine: Engine, *, freeze_gc: bool = False) -
                 "accepted": result["accepted"],
                 "duplicates": result["duplicates"],
                 "rejected": [r.as_detail() for r in parsed.rejected],
+                **({"refused_erased": n} if (n := result.get("refused_erased")) else {}),
             }
         )
 
