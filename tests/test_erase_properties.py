@@ -146,7 +146,7 @@ def test_an_erased_person_leaves_no_trace_and_no_one_else_loses_anything(
                 for i, p in enumerate(ppl)
             ],
         )
-        wh = DuckDBWarehouse(root / "warehouse.duckdb")
+        wh = DuckDBWarehouse(":memory:")
         store = OnlineStore.open(s.server.online_url)
         try:
             wh.ensure_tables()

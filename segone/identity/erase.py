@@ -409,8 +409,8 @@ def erase_everywhere(
         with store.read() as tx:
             # a published customer is an online person under the same id
             people = sorted({*people, *(c for c in customers if tx.identifiers_of(c))})
-            for p in people:
-                online_nodes += tx.identifiers_of(p)
+            for person in people:
+                online_nodes += tx.identifiers_of(person)
     erasure_id = uuid.uuid4().hex
     if wh is not None:
         if online_nodes:

@@ -176,7 +176,7 @@ class Writer:
         rt = self.runtime()
         seen = tx.seen([m["messageId"] for req in requests for m in req[1]])
         s = self.settings
-        out = []
+        out: list[dict[str, int]] = []
         for req in requests:
             now, messages = req[0], req[1]
             accepted = duplicates = 0
@@ -228,15 +228,18 @@ class Writer:
 
         s = self.settings.identity
         cc = s.default_country_code
-        ids_msg = [[identifiers_of(m, s) for m in req[1]] for req in requests]
-        ids_rej = [
+        ids_msg: list[list[list[str]]] = [
+            [identifiers_of(m, s) for m in req[1]] for req in requests
+        ]
+        ids_rej: list[list[set[str]]] = [
             [
                 text_identifiers(_text(r.get("message")), cc)
                 for r in (req[2] if len(req) > 2 else ())
             ]
             for req in requests
         ]
-        nodes = {n for group in (*ids_msg, *ids_rej) for ids in group for n in ids}
+        nodes = {n for group in ids_msg for ids in group for n in ids}
+        nodes |= {n for group in ids_rej for ids in group for n in ids}
         by_hash = identifier_hashes(nodes, salts)
         gone_nodes = {by_hash[h] for h in tx.erased_among(sorted(by_hash))}
         if not gone_nodes:
