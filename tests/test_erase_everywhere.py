@@ -358,3 +358,37 @@ def test_the_audit_says_who_asked_how_without_personal_data(scenario: dict[str, 
     text = json.dumps(api) + scenario["erasures_cli"] + json.dumps(scenario["api_answer"])
     assert not [n for n in (*JANE, *BOB) if n in text.lower()]
     assert "erasure" in scenario["cli_output"] and "online" in scenario["cli_output"]
+
+
+def test_readmission_is_explicit_and_audited(scenario: dict[str, Any]) -> None:
+    # runs last: it changes the project
+    proj, tmp = scenario["proj"], scenario["tmp"]
+    jsonl(
+        tmp / "back.jsonl",
+        [
+            {
+                "type": "identify",
+                "userId": "u-jane-2",
+                "traits": {"email": "JaneDoe@gmail.com"},
+                "timestamp": "2025-01-01T00:00:00Z",
+                "messageId": "back1",
+            }
+        ],
+    )
+    out = cli("ingest", "events", str(tmp / "back.jsonl"), "-p", str(proj))
+    assert "refused 1 of erased people" in out
+    r = runner.invoke(
+        app, ["readmit", "email:jane.doe@googlemail.com", "-p", str(proj)], input="n\n"
+    )
+    assert r.exit_code == 1
+    out = cli("readmit", "email:jane.doe@googlemail.com", "-p", str(proj), "--yes")
+    assert "refusal(s) lifted" in out
+    out = cli("ingest", "events", str(tmp / "back.jsonl"), "-p", str(proj))
+    assert "refused" not in out
+    routes = [
+        json.loads(x)["route"] for x in cli("erasures", "-p", str(proj), "--json").splitlines()
+    ]
+    assert sorted(routes) == ["api", "cli", "readmit (cli)"]
+    # Bob stays erased
+    r = runner.invoke(app, ["readmit", "email:nobody@x.com", "-p", str(proj), "--yes"])
+    assert r.exit_code == 2 and "not erased" in r.output

@@ -646,6 +646,36 @@ def erase(
 
 
 @app.command()
+def readmit(
+    identifier: Annotated[
+        str, typer.Argument(help="The erased identifier to accept again, e.g. email:jane@x.com.")
+    ],
+    project: ProjectOpt = Path("."),
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Accept an erased identifier again (the person signed up anew, with consent); audited.
+    Nothing erased comes back: only new records and messages carrying it are accepted."""
+    from segone.identity.erase import readmit as run_readmit
+    from segone.online.sync import open_online
+
+    with _user_errors():
+        proj = Project.open(project)
+        if not yes and not typer.confirm(
+            "Accept this identifier again in files and live messages?"
+        ):
+            raise typer.Exit(1)
+        store = open_online(proj.settings)
+        try:
+            with proj.warehouse() as wh:
+                r = run_readmit(proj.settings, wh, store, identifier, route="cli")
+        finally:
+            if store is not None:
+                store.close()
+    n = sum(r.rows_removed.values())
+    console.print(f"readmission {r.erasure_id}: {n} refusal(s) lifted", highlight=False)
+
+
+@app.command()
 def erasures(
     project: ProjectOpt = Path("."),
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
@@ -1014,7 +1044,28 @@ def serve(
                 "[yellow]no write keys configured:[/] every ingestion request will be refused "
                 "(set [server] write_keys or SEGONE_WRITE_KEYS)"
             )
+        _share_erasures(proj, online_url)
         run_server(proj.settings, host, port, online_url)
+
+
+def _share_erasures(proj: Project, online_url: str | None) -> None:
+    """Before serving: the online store learns who was erased in the warehouse (and since when
+    it last met it), so their live messages are refused from the first request."""
+    from segone.exceptions import StoreError
+    from segone.identity.erase import share_erasures
+    from segone.online.store import OnlineStore
+
+    s = proj.settings
+    if not s.warehouse_path.exists():
+        return
+    try:
+        with proj.warehouse() as wh:
+            if not wh.count("erased_identifiers"):
+                return
+            with OnlineStore.open(online_url or s.server.online_url, root=s.root) as store:
+                share_erasures(wh, store)
+    except StoreError as exc:  # a build holds the warehouse: the next build shares them
+        err.print(f"[yellow]erasures not shared with the online store yet:[/] {exc}")
 
 
 @app.command()

@@ -472,9 +472,12 @@ def apply_queued(wh: Warehouse, store: OnlineStore, settings: Settings) -> int:
         pending = tx.erasures()
         online_salts = tx.erasure_salts()
         ids_of = dict(tx.erased_hashes())
+    if pending or wh.count("erased_identifiers") or ids_of:
+        # people erased in the warehouse alone (the online store did not exist then) are
+        # refused live from now on too
+        share_erasures(wh, store)
     if not pending:
         return 0
-    share_erasures(wh, store)
     queued = {v[len("sha256:") :] for _, v in pending if v.startswith("sha256:")}
     erased = 0
     by_erasure: dict[str, set[str]] = {}
@@ -523,6 +526,55 @@ def apply_queued(wh: Warehouse, store: OnlineStore, settings: Settings) -> int:
     with store.write() as tx:
         tx.erasures_done([i for i, _ in pending])
     return erased
+
+
+def readmit(
+    settings: Settings,
+    wh: Warehouse | None,
+    store: OnlineStore | None,
+    identifier: str,
+    *,
+    route: str = "library",
+) -> ErasureResult:
+    """Allow an erased identifier back (the person signed up again, with consent): its hashes
+    leave ``erased_identifiers`` in both stores, and the audit gets a line of its own. Nothing
+    erased comes back; only new records and messages carrying it are accepted again. Never a
+    side effect of anything else: this is the one way."""
+    from segone.live.identity import candidates
+
+    if route not in ROUTES:
+        raise ValueError(f"route must be one of {ROUTES}")
+    nodes = candidates(identifier, settings.identity)
+    if not nodes:
+        raise NotFoundError(f"{identifier!r} is not an identifier")
+    salts: list[str] = []
+    if wh is not None:
+        salts += erasure_salts(wh)
+    if store is not None:
+        with store.read() as tx:
+            salts += tx.erasure_salts()
+    hashes = sorted(identifier_hashes(nodes, set(salts)))
+    readmission = uuid.uuid4().hex
+    removed = {"erased_identifiers": 0}
+    if wh is not None:
+        keys = wh.stage("_segone_readmit", pa.table({"node_hash": hashes}), append=False)
+        removed["erased_identifiers"] += wh.delete_matching(
+            "erased_identifiers", keys, ["node_hash"]
+        )
+        wh.drop_staging("_segone_readmit")
+    if store is not None:
+        with store.write() as tx:
+            n = tx.remove_erased(hashes)
+            tx.log_erasure(
+                readmission, datetime.now(UTC), f"readmit ({route})", 0, {"erased_identifiers": n}
+            )
+        removed["online_erased_identifiers"] = n
+    if not any(removed.values()):
+        raise NotFoundError(f"{identifier!r} is not erased")
+    if wh is not None:
+        wh.add_column("erasures", "route", "VARCHAR")
+        _audit(wh, readmission, 0, removed, f"readmit ({route})")
+    return ErasureResult(readmission, 0, removed)
 
 
 def compact_warehouse(path: Path) -> bool:

@@ -611,6 +611,11 @@ class Tx:
         )
         return {r[0] for r in rows}
 
+    def remove_erased(self, hashes: Sequence[str]) -> int:
+        """Readmit: these hashes are no longer refused (``segone readmit``)."""
+        self._write()
+        return self._delete_in("erased_identifiers", "node_hash", list(hashes))
+
     def any_erased(self) -> bool:
         return bool(self._rows("SELECT 1 FROM erased_identifiers LIMIT 1"))
 
