@@ -59,6 +59,16 @@ def _walk(obj: Any, out: set[str]) -> None:
 def text_identifiers(text: str, default_country_code: str = "1") -> set[str]:
     """The normalised identifiers (``type:value``) a raw text may carry: every e-mail-shaped and
     phone-shaped token, and the user / anonymous ids of a JSON message."""
+    out = contact_identifiers(text, default_country_code)
+    if "{" in text:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            _walk(orjson.loads(text), out)
+    return out
+
+
+def contact_identifiers(text: str, default_country_code: str = "1") -> set[str]:
+    """Every e-mail-shaped and phone-shaped token of a text, normalised (``email:...``,
+    ``phone:+1...``): a message naming someone outside its traits names them all the same."""
     from segone.live.identity import norm_email, norm_phone
 
     out: set[str] = set()
@@ -70,9 +80,6 @@ def text_identifiers(text: str, default_country_code: str = "1") -> set[str]:
         p = norm_phone(m.strip(" -.()/"), default_country_code)
         if p:
             out.add("phone:" + p)
-    if "{" in text:
-        with contextlib.suppress(orjson.JSONDecodeError):
-            _walk(orjson.loads(text), out)
     return out
 
 

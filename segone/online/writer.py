@@ -223,13 +223,19 @@ class Writer:
         salts = tx.erasure_salts()
         if not salts or not tx.any_erased():
             return list(requests), [0] * len(requests)
-        from segone.identity.traces import identifier_hashes, text_identifiers
+        from segone.identity.traces import (
+            contact_identifiers,
+            identifier_hashes,
+            text_identifiers,
+        )
         from segone.live.identity import identifiers_of
 
         s = self.settings.identity
         cc = s.default_country_code
-        ids_msg: list[list[list[str]]] = [
-            [identifiers_of(m, s) for m in req[1]] for req in requests
+        # the identifiers it stitches on, and any e-mail or phone anywhere else in it
+        ids_msg: list[list[set[str]]] = [
+            [set(identifiers_of(m, s)) | contact_identifiers(_text(m), cc) for m in req[1]]
+            for req in requests
         ]
         ids_rej: list[list[set[str]]] = [
             [
@@ -247,7 +253,7 @@ class Writer:
         kept: list[Sequence[Any]] = []
         refused: list[int] = []
         for req, im, ir in zip(requests, ids_msg, ids_rej, strict=True):
-            msgs = [m for m, ids in zip(req[1], im, strict=True) if not gone_nodes & set(ids)]
+            msgs = [m for m, ids in zip(req[1], im, strict=True) if not gone_nodes & ids]
             rej = [
                 r
                 for r, ids in zip(req[2] if len(req) > 2 else (), ir, strict=True)
