@@ -223,6 +223,13 @@ def erase(
         parts = c.record_key.split(":")
         ck = c.select(source=parts[0], source_id=c.record_key.substr(parts[0].length() + 1))
         removed["customers"] = wh.delete_matching("customers", ck, ["source", "source_id"])
+        # probabilistic match pairs name customer records by ``source:source_id``
+        im = wh.table("identity_matches")
+        mine = c.select(uid=c.record_key)
+        pairs = im.filter(im.unique_id_l.isin(mine.uid) | im.unique_id_r.isin(mine.uid))
+        removed["identity_matches"] = wh.delete_matching(
+            "identity_matches", pairs, ["unique_id_l", "unique_id_r"]
+        )
         removed["quarantine"] = _delete_quarantine_mentioning(
             wh, Mentions(node_list, settings.default_country_code)
         )
