@@ -513,7 +513,7 @@ def apply_queued(wh: Warehouse, store: OnlineStore, settings: Settings) -> int:
         if people:
             r = erase(wh, people, settings.identity, route="api")
             erased += r.customers
-            erase_online(store, r, settings, route="api")
+            erase_online(store, r, settings, people, route="api")
     for erasure_id, nodes in by_erasure.items():
         cm = wh.table("customer_map")
         customers = sorted(
@@ -528,8 +528,9 @@ def apply_queued(wh: Warehouse, store: OnlineStore, settings: Settings) -> int:
             route="api",
         )
         erased += r.customers
-        # identifiers only the warehouse knew (a CRM phone) go from the online store too
-        erase_online(store, r, settings, route="api")
+        # identifiers only the warehouse knew (a CRM phone), and the customers' published
+        # documents, go from the online store too
+        erase_online(store, r, settings, customers, route="api")
     with store.write() as tx:
         tx.erasures_done([i for i, _ in pending])
     return erased
