@@ -399,6 +399,7 @@ TABLES.update(
             _c("at", TS, "When it was carried out, UTC."),
             _c("customers", "int64", "How many customer ids were erased."),
             _c("rows_removed", "string", "Rows removed per table (JSON); no personal data."),
+            _c("route", "string", "Who asked, through which door: cli, api or library."),
         ],
         "erased_identifiers": [
             _c(
@@ -409,8 +410,13 @@ TABLES.update(
             _c("erasure_id", "string", "The erasure that added it."),
         ],
         "project_secrets": [
-            _c("name", "string", "Secret name (identity_salt)."),
-            _c("value", "string", "Random value generated in this warehouse; never leaves it."),
+            _c("name", "string", "Secret name (identity_salt, erasure_salt)."),
+            _c(
+                "value",
+                "string",
+                "Random value generated in this warehouse; an erasure_salt also goes to the "
+                "project's online store, which hashes erased identifiers with it.",
+            ),
         ],
     }
 )

@@ -176,3 +176,20 @@ def test_cli_erase_refuses_an_ambiguous_identifier(tmp_path):
     assert r.exit_code == 0
     r = runner.invoke(app, ["profile", "user_id:4242", "-p", str(proj)])
     assert r.exit_code == 0
+
+
+def test_probabilistic_match_pairs_of_an_erased_record_go_with_it(wh, tmp_path):
+    import ibis
+    import pyarrow as pa
+
+    from segone.identity.resolve import resolve
+
+    write(tmp_path / "crm.csv", "id,first_name,email\nC1,Jane,jane@x.com\nC2,Bob,bob@x.com\n")
+    ingest_file(wh, "customers", tmp_path / "crm.csv", source="crm")
+    resolve(wh)
+    pairs = {"unique_id_l": ["crm:C1", "crm:C2"], "unique_id_r": ["crm:C9", "crm:C8"]}
+    pairs |= {"match_probability": [0.95] * 2, "match_weight": [5.0] * 2, "evidence": ["{}"] * 2}
+    wh.insert("identity_matches", ibis.memtable(pa.table(pairs)))
+    r = erase(wh, find_customers(wh, "jane@x.com"))
+    assert r.rows_removed["identity_matches"] == 1
+    assert wh.execute(wh.table("identity_matches").unique_id_l).tolist() == ["crm:C2"]

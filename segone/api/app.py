@@ -192,6 +192,7 @@ def create_app(settings: Settings, engine: Engine, *, freeze_gc: bool = False) -
                 "duplicates": result["duplicates"],
                 "rejected": [r.as_detail() for r in parsed.rejected],
                 "dropped": parsed.dropped(),
+                **({"refused_erased": n} if (n := result.get("refused_erased")) else {}),
             }
         )
 
@@ -323,7 +324,7 @@ def create_app(settings: Settings, engine: Engine, *, freeze_gc: bool = False) -
     @app.delete(
         "/v1/profiles/{identifier:path}",
         tags=["profiles"],
-        summary="Erase the person with this identifier from every online table",
+        summary="Erase the person with this identifier from the online store and the warehouse",
         response_model=schemas.Document,
         responses=_errors(401, 403, 404),
         openapi_extra=profile_doc,
@@ -334,6 +335,18 @@ def create_app(settings: Settings, engine: Engine, *, freeze_gc: bool = False) -
         if doc is None:
             raise ApiError(404, "no profile has this identifier", "profile_not_found")
         return _json(doc)
+
+    @app.get(
+        "/v1/erasures",
+        tags=["profiles"],
+        summary="The audit of every erasure: when, through which route, rows removed (no PII)",
+        response_model=schemas.Document,
+        responses=_errors(401, 403),
+        openapi_extra=profile_doc,
+    )
+    async def get_erasures(request: Request) -> Response:
+        auth.require_admin(request.headers.get("authorization"))
+        return _json({"erasures": await engine.erasures()})
 
     @app.put(
         "/v1/suppressions/{identifier:path}",

@@ -28,6 +28,7 @@ KNOWN_PATHS = frozenset(
         "/openapi.json",
         "/v1/decide",
         "/v1/feedback",
+        "/v1/erasures",
         *(f"/v1/{t}" for t in ("identify", "track", "page", "screen", "group", "alias", "batch")),
     }
 )

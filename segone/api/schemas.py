@@ -140,6 +140,11 @@ class IngestResponse(BaseModel):
     success: bool = True
     accepted: int = Field(description="new messages stored")
     duplicates: int = Field(description="messages whose messageId was already stored")
+    refused_erased: int | None = Field(
+        default=None,
+        description="messages (and rejected ones) of erased people, dropped unstored; "
+        "present only when there were any",
+    )
     rejected: list[ErrorDetail] = Field(
         default_factory=list, description="invalid messages of a batch (kept in quarantine)"
     )

@@ -444,6 +444,12 @@ def build(
     with _user_errors():
         proj = Project.open(project)
         r, pub = build_project(proj, as_of=_parse_when(as_of), online=online, status=err.status)
+        if pub is not None and pub.erased:
+            from segone.identity.erase import compact_warehouse
+
+            # erasures asked through the API: their bytes leave the warehouse file too
+            with err.status("rewriting the warehouse file"):
+                compact_warehouse(proj.settings.warehouse_path)
     console.print(r.summary(), highlight=False, soft_wrap=True)
     if pub is not None:
         console.print(pub.summary(), highlight=False, soft_wrap=True)
@@ -614,39 +620,123 @@ def _fmt(v: Any) -> str:
 @app.command()
 def erase(
     identifier: Annotated[
-        str, typer.Argument(help="Any identifier of the person, or their customer id.")
+        str,
+        typer.Argument(help="Any identifier of the person (any spelling), or their customer id."),
     ],
     project: ProjectOpt = Path("."),
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     all_matches: Annotated[
         bool, typer.Option("--all", help="Erase every customer the identifier matches.")
     ] = False,
+    compact: Annotated[
+        bool,
+        typer.Option(
+            "--compact/--no-compact",
+            help="Rewrite the warehouse file afterwards so the deleted rows' bytes leave it.",
+        ),
+    ] = True,
 ) -> None:
-    """Erase a person everywhere (right to be forgotten); their data is refused if loaded again."""
-    from segone.identity.erase import erase as run_erase
-    from segone.profiles.lookup import find_customers
+    """Erase a person everywhere (right to be forgotten): the warehouse and the online store,
+    by every identifier of theirs; their data is refused if loaded or sent again."""
+    from segone.identity.erase import compact_warehouse, erase_everywhere, find_people
+    from segone.online.sync import open_online
 
     with _user_errors():
         proj = Project.open(project)
-        with proj.warehouse() as wh:
-            wh.ensure_tables()
-            ids = find_customers(wh, identifier, proj.settings.identity.default_country_code)
-            if not ids:
-                raise SegoneError(
-                    f"no customer has the identifier {identifier!r} "
-                    "(run `segone build` after loading)"
+        store = open_online(proj.settings)
+        try:
+            with proj.warehouse() as wh:
+                customers, people = find_people(wh, store, identifier, proj.settings)
+                if not customers and not people:
+                    raise SegoneError(
+                        f"no customer or live profile has the identifier {identifier!r} "
+                        "(run `segone build` after loading)"
+                    )
+                n = max(len(customers), 1)
+                if not yes and not typer.confirm(
+                    f"Erase {n} customer(s) and all their records, in the warehouse and the "
+                    "online store?"
+                ):
+                    raise typer.Exit(1)
+                r = erase_everywhere(
+                    proj.settings, wh, store, identifier, route="cli", all_matches=all_matches
                 )
-            if len(ids) > 1 and not all_matches:
-                raise SegoneError(
-                    f"{identifier!r} identifies {len(ids)} different customers ({', '.join(ids)}); "
-                    "erase one by its customer id, or all of them with --all"
-                )
-            if not yes and not typer.confirm(
-                f"Erase {len(ids)} customer(s) and all their records?"
-            ):
-                raise typer.Exit(1)
-            r = run_erase(wh, ids, proj.settings.identity)
+        finally:
+            if store is not None:
+                store.close()
+        if compact:
+            with err.status("rewriting the warehouse file"):
+                compact_warehouse(proj.settings.warehouse_path)
     console.print(r.summary(), highlight=False, soft_wrap=True)
+
+
+@app.command()
+def readmit(
+    identifier: Annotated[
+        str, typer.Argument(help="The erased identifier to accept again, e.g. email:jane@x.com.")
+    ],
+    project: ProjectOpt = Path("."),
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Accept an erased identifier again (the person signed up anew, with consent); audited.
+    Nothing erased comes back: only new records and messages carrying it are accepted."""
+    from segone.identity.erase import readmit as run_readmit
+    from segone.online.sync import open_online
+
+    with _user_errors():
+        proj = Project.open(project)
+        if not yes and not typer.confirm(
+            "Accept this identifier again in files and live messages?"
+        ):
+            raise typer.Exit(1)
+        store = open_online(proj.settings)
+        try:
+            with proj.warehouse() as wh:
+                r = run_readmit(proj.settings, wh, store, identifier, route="cli")
+        finally:
+            if store is not None:
+                store.close()
+    n = sum(r.rows_removed.values())
+    console.print(f"readmission {r.erasure_id}: {n} refusal(s) lifted", highlight=False)
+
+
+@app.command()
+def erasures(
+    project: ProjectOpt = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """Every erasure: when, through which route, how many people and rows (no personal data)."""
+    import json
+
+    from segone.identity.erase import erasure_audit
+    from segone.online.sync import open_online
+
+    with _user_errors():
+        proj = Project.open(project)
+        store = open_online(proj.settings)
+        try:
+            with proj.warehouse(read_only=True) as wh:
+                audit = erasure_audit(wh, store)
+        finally:
+            if store is not None:
+                store.close()
+    if as_json:
+        for e in audit:
+            print(json.dumps(e, sort_keys=True))
+        return
+    t = Table(title="erasures", title_justify="left")
+    for c in ("erasure", "at", "route", "people", "rows removed"):
+        t.add_column(c)
+    for e in audit:
+        rows = e["rows_removed"]
+        t.add_row(
+            e["erasure_id"],
+            str(e["at"])[:19],
+            e["route"],
+            str(e["people"]),
+            f"{sum(rows.values()):,}",
+        )
+    console.print(t)
 
 
 def _catalogue(proj: Project, wh: Any, extra: list[Path] | None = None) -> Any:
@@ -1009,7 +1099,28 @@ def serve(
                 "[yellow]no write keys configured:[/] every ingestion request will be refused "
                 "(set [server] write_keys or SEGONE_WRITE_KEYS)"
             )
+        _share_erasures(proj, online_url)
         run_server(proj.settings, host, port, online_url)
+
+
+def _share_erasures(proj: Project, online_url: str | None) -> None:
+    """Before serving: the online store learns who was erased in the warehouse (and since when
+    it last met it), so their live messages are refused from the first request."""
+    from segone.exceptions import StoreError
+    from segone.identity.erase import share_erasures
+    from segone.online.store import OnlineStore
+
+    s = proj.settings
+    if not s.warehouse_path.exists():
+        return
+    try:
+        with proj.warehouse() as wh:
+            if not wh.count("erased_identifiers"):
+                return
+            with OnlineStore.open(online_url or s.server.online_url, root=s.root) as store:
+                share_erasures(wh, store)
+    except StoreError as exc:  # a build holds the warehouse: the next build shares them
+        err.print(f"[yellow]erasures not shared with the online store yet:[/] {exc}")
 
 
 @app.command()

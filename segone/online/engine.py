@@ -16,6 +16,7 @@ they need, calls them, and writes what they return.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import threading
@@ -29,7 +30,7 @@ import numpy as np
 
 from segone.config import Settings
 from segone.exceptions import SegoneError
-from segone.online.store import OnlineStore
+from segone.online.store import OnlineStore, OnlineStoreError
 from segone.online.writer import (
     WRITERS,
     GroupCommitter,
@@ -236,8 +237,21 @@ class Engine:
         }
 
     async def erase(self, identifier: str) -> dict[str, Any] | None:
-        result = await self.committer.submit("erase", identifier)
+        result = await self.committer.submit("erase", identifier, self.clock())
+        if result is not None:
+            # the deleted rows' old page images leave the WAL (secure_delete zeroed the pages)
+            with contextlib.suppress(OnlineStoreError):
+                await asyncio.to_thread(self.store.scrub)
         return None if result is None else dict(result)
+
+    async def erasures(self) -> list[dict[str, Any]]:
+        """The audit of every erasure (no personal data)."""
+
+        def read() -> list[dict[str, Any]]:
+            with self.store.read() as tx:
+                return tx.erasure_log()
+
+        return await asyncio.to_thread(read)
 
     # -- suppression lists -----------------------------------------------------------------------
     def _suppression_key(self, identifier: str) -> str:

@@ -104,6 +104,11 @@ CREATE TABLE IF NOT EXISTS quarantine (
     id {serial}, received_at TEXT NOT NULL, reason TEXT NOT NULL, message TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS erasures (
     id {serial}, identifier TEXT NOT NULL, requested_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS erased_identifiers (
+    node_hash TEXT PRIMARY KEY, erasure_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS erasure_log (
+    erasure_id TEXT PRIMARY KEY, at TEXT NOT NULL, route TEXT NOT NULL, people INTEGER NOT NULL,
+    rows_removed TEXT NOT NULL);
 """
 
 
@@ -515,15 +520,44 @@ class Tx:
         return [{"id": int(i), "received_at": t, "reason": r, "message": m} for i, t, r, m in rows]
 
     def erase_person(self, person_id: str, *, request_warehouse: bool = True) -> dict[str, int]:
-        """Delete one person from every online table. Their identifiers are queued in
-        ``erasures`` for the warehouse (applied and removed by the next ``segone build``)."""
+        """Delete one person from every online table (``erase_people`` without identifiers
+        beyond theirs, quarantined messages matched by ``traces.Mentions`` with the default
+        country code). Queues nothing: ``segone.identity.erase`` records and queues erasures."""
+        from segone.identity.traces import Mentions
+
+        nodes = self.identifiers_of(person_id)
+        return self.erase_people([person_id], nodes, Mentions(nodes))
+
+    def people_of(self, identifiers: Sequence[str]) -> set[str]:
+        """The people holding any of ``identifiers`` (``"type:value"``, normalised)."""
+        return set(self.lookup(identifiers).values())
+
+    def erase_people(
+        self,
+        person_ids: Sequence[str],
+        identifiers: Sequence[str],
+        mentions: Any = None,
+    ) -> dict[str, int]:
+        """Delete people and every row carrying one of their ``identifiers`` from every online
+        table: events, identities, documents (theirs and suppressions keyed by their
+        identifiers), journey, outbox, dead letters, decisions (also those logged for them as
+        an unknown identifier) and their feedback. ``mentions(text) -> bool`` says whether a
+        quarantined message (raw text, no person id) is theirs; every quarantined message is
+        read once for that (the quarantine holds rejected messages only, so it stays small)."""
+        import hashlib
+
         self._write()
-        identifiers = self.identifiers_of(person_id)
+        people = sorted(set(person_ids))
         counts: dict[str, int] = {}
+        unknown = [
+            "unknown:" + hashlib.sha256(v.encode()).hexdigest()[:16]
+            for i in identifiers
+            for v in (i, i.split(":", 1)[-1])
+        ]
         decisions = [
             r[0]
-            for r in self._rows(
-                "SELECT decision_id FROM decisions WHERE person_id = ?", (person_id,)
+            for r in self._in(
+                "SELECT decision_id FROM decisions WHERE person_id IN ({in})", [*people, *unknown]
             )
         ]
         n = 0
@@ -533,32 +567,123 @@ class Tx:
             n += self._exec(f"DELETE FROM feedback WHERE decision_id IN ({marks})", chunk).rowcount
         counts["feedback"] = n
         for table in ("events", "identities", "journey", "outbox", "dead_letters", "decisions"):
-            counts[table] = self._exec(
-                f"DELETE FROM {table} WHERE person_id = ?", (person_id,)
-            ).rowcount
+            counts[table] = self._delete_in(table, "person_id", people)
+        counts["decisions"] += self._delete_in("decisions", "person_id", unknown)
+        counts["identities"] += self._delete_in("identities", "identifier", list(identifiers))
         counts["docs"] = 0
         for kind in DOC_KINDS_OF_PERSON:
-            cur = self._exec("DELETE FROM docs WHERE kind = ? AND key = ?", (kind, person_id))
-            counts["docs"] += cur.rowcount
-        # rejected messages carry no person id: remove those that mention one of their values
+            counts["docs"] += self._delete_in("docs", "key", people, kind)
+        counts["docs"] += self._delete_in("docs", "key", list(identifiers), "suppression")
         q = 0
-        for ident in identifiers:
-            value = ident.split(":", 1)[1]
-            if len(value) >= 4:
-                like = (
-                    "%" + value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-                )
-                q += self._exec(
-                    "DELETE FROM quarantine WHERE message LIKE ? ESCAPE '\\'", (like,)
-                ).rowcount
+        if mentions is not None:
+            hit = [i for i, m in self._rows("SELECT id, message FROM quarantine") if mentions(m)]
+            q = self._delete_in("quarantine", "id", hit)
         counts["quarantine"] = q
-        if request_warehouse:
-            now = ts_text(datetime.now(UTC))
-            self._many(
-                "INSERT INTO erasures (identifier, requested_at) VALUES (?, ?)",
-                [(i, now) for i in identifiers],
-            )
         return counts
+
+    def _delete_in(self, table: str, column: str, values: Sequence[Any], kind: str = "") -> int:
+        n = 0
+        values = list(dict.fromkeys(values))
+        for i in range(0, len(values), 500):
+            chunk = values[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"DELETE FROM {table} WHERE {column} IN ({marks})"
+            if kind:
+                sql += " AND kind = ?"
+            n += self._exec(sql, (*chunk, *([kind] if kind else []))).rowcount
+        return n
+
+    # -- erased identifiers: salted hashes only ----------------------------------------------------
+    def erasure_salts(self) -> list[str]:
+        """The salts erased identifiers are hashed with here (usually one; see
+        ``segone.identity.erase``)."""
+        raw = self.get_meta("erasure_salts")
+        return list(_unjson(raw)) if raw else []
+
+    def add_erasure_salts(self, salts: Sequence[str]) -> list[str]:
+        have = self.erasure_salts()
+        new = [s for s in salts if s not in have]
+        if new:
+            self.set_meta("erasure_salts", _json([*have, *new]))
+        return [*have, *new]
+
+    def add_erased(self, hashes: Iterable[str], erasure_id: str) -> int:
+        self._write()
+        before = self.count("erased_identifiers")
+        self._many(
+            "INSERT INTO erased_identifiers (node_hash, erasure_id) VALUES (?, ?) "
+            "ON CONFLICT (node_hash) DO NOTHING",
+            [(h, erasure_id) for h in dict.fromkeys(hashes)],
+        )
+        return self.count("erased_identifiers") - before
+
+    def erased_among(self, hashes: Sequence[str]) -> set[str]:
+        rows = self._in(
+            "SELECT node_hash FROM erased_identifiers WHERE node_hash IN ({in})", hashes
+        )
+        return {r[0] for r in rows}
+
+    def remove_erased(self, hashes: Sequence[str]) -> int:
+        """Readmit: these hashes are no longer refused (``segone readmit``)."""
+        self._write()
+        return self._delete_in("erased_identifiers", "node_hash", list(hashes))
+
+    def any_erased(self) -> bool:
+        return bool(self._rows("SELECT 1 FROM erased_identifiers LIMIT 1"))
+
+    def erased_hashes(self) -> list[tuple[str, str]]:
+        return [
+            (h, e) for h, e in self._rows("SELECT node_hash, erasure_id FROM erased_identifiers")
+        ]
+
+    def log_erasure(
+        self, erasure_id: str, at: datetime, route: str, people: int, rows: Mapping[str, int]
+    ) -> None:
+        """The audit line of an erasure: when, through which route, how many rows; no personal
+        data. An erasure logged again (the warehouse's part, later) adds its counts."""
+        self._write()
+        got = self._rows(
+            "SELECT rows_removed, people FROM erasure_log WHERE erasure_id = ?", (erasure_id,)
+        )
+        if got:
+            merged = dict(_unjson(got[0][0]))
+            for k, v in rows.items():
+                merged[k] = merged.get(k, 0) + int(v)
+            self._exec(
+                "UPDATE erasure_log SET rows_removed = ?, people = ? WHERE erasure_id = ?",
+                (_json(merged), max(int(got[0][1]), people), erasure_id),
+            )
+            return
+        self._exec(
+            "INSERT INTO erasure_log (erasure_id, at, route, people, rows_removed) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (erasure_id, ts_text(at), route, people, _json(dict(rows))),
+        )
+
+    def erasure_log(self, limit: int = 1000) -> list[dict[str, Any]]:
+        rows = self._rows(
+            "SELECT erasure_id, at, route, people, rows_removed FROM erasure_log "
+            "ORDER BY at DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            {"erasure_id": e, "at": a, "route": r, "people": int(p), "rows_removed": _unjson(d)}
+            for e, a, r, p, d in rows
+        ]
+
+    def count_refused(self, n: int) -> None:
+        """Messages of erased people dropped by the API (a counter; nothing of them is kept)."""
+        if n:
+            self.set_meta("refused_erased", str(int(self.get_meta("refused_erased") or 0) + n))
+
+    def queue_erasure(self, hashes: Sequence[str], now: datetime) -> None:
+        """Erased identifiers' hashes (``sha256:<hex>``) for the next ``segone build`` to erase
+        from the warehouse: the server never holds the warehouse, and never keeps plain text."""
+        self._write()
+        self._many(
+            "INSERT INTO erasures (identifier, requested_at) VALUES (?, ?)",
+            [("sha256:" + h, ts_text(now)) for h in hashes],
+        )
 
     def erasures(self) -> list[tuple[int, str]]:
         return [
@@ -584,6 +709,8 @@ _TABLE_NAMES = [
     "stats",
     "quarantine",
     "erasures",
+    "erased_identifiers",
+    "erasure_log",
 ]
 
 
@@ -706,6 +833,27 @@ class OnlineStore:
             conn = self._checkpointer = self._new()
         with _unavailable():
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def scrub(self) -> bool:
+        """After an erasure: copy the WAL into the database file and truncate it, so deleted
+        rows' old page images leave the WAL too (SQLite: ``secure_delete`` has already zeroed
+        them in the pages). True when done; False when a reader kept the WAL from being reset
+        (its frames are then overwritten as the WAL starts over, after the next checkpoint).
+        PostgreSQL keeps dead tuples until ``VACUUM`` (see docs/server.md)."""
+        if self.dialect is not SQLITE:
+            return False
+        conn = self._new()
+        try:
+            with _unavailable():
+                # a TRUNCATE checkpoint holds off writers while it waits for readers: briefly
+                conn.execute("PRAGMA busy_timeout=1000")
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            return not busy
+        finally:
+            with self._open_lock:
+                if conn in self._all:
+                    self._all.remove(conn)
+            conn.close()
 
     def wal_size(self) -> int:
         """Bytes in the SQLite WAL file (0 if there is none)."""
@@ -842,6 +990,8 @@ def _sqlite_connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout=30000")
     # statement journals (one per savepoint'ed statement) in memory, not as files in /var/tmp
     conn.execute("PRAGMA temp_store=MEMORY")
+    # a deleted row's bytes are overwritten with zeros, not left in free space (erasure)
+    conn.execute("PRAGMA secure_delete=ON")
     # isolation_level=None leaves transactions to us; sqlite3's commit()/rollback() still work
     return conn
 

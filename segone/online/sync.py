@@ -80,22 +80,10 @@ def open_online(settings: Settings, *, create: bool = False) -> OnlineStore | No
 
 # -- 1. erasures ---------------------------------------------------------------------------------
 def apply_erasures(wh: Warehouse, store: OnlineStore, settings: Settings) -> int:
-    from segone.identity.erase import erase
-    from segone.profiles.lookup import find_customers
+    """Erasures asked through the API, in the warehouse (``segone.identity.erase``)."""
+    from segone.identity.erase import apply_queued
 
-    with store.read() as tx:
-        pending = tx.erasures()
-    if not pending:
-        return 0
-    people: set[str] = set()
-    if "customer_map" in wh.tables():
-        for _, identifier in pending:
-            people.update(find_customers(wh, identifier, settings.identity.default_country_code))
-    if people:
-        erase(wh, sorted(people), settings.identity)
-    with store.write() as tx:
-        tx.erasures_done([i for i, _ in pending])
-    return len(people)
+    return apply_queued(wh, store, settings)
 
 
 # -- 2. pickup -----------------------------------------------------------------------------------

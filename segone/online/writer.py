@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -109,6 +109,17 @@ def person_of(tx: Tx, identifier: str, settings: Settings) -> str | None:
     return people[0] if people else None
 
 
+def _counts(accepted: int, duplicates: int, refused: int) -> dict[str, int]:
+    out = {"accepted": accepted, "duplicates": duplicates}
+    if refused:
+        out["refused_erased"] = refused
+    return out
+
+
+def _text(message: Any) -> str:
+    return message if isinstance(message, str) else orjson.dumps(message, default=str).decode()
+
+
 class Writer:
     """The operations that write the online store; ``call(tx, name, args)`` runs one."""
 
@@ -156,15 +167,16 @@ class Writer:
         read in one query."""
         from segone.live import identity
 
+        requests, refused = self._refuse_erased(tx, requests)
         rows = [r for req in requests if len(req) > 2 for r in req[2]]
         if rows:
             tx.quarantine(rows)
         if not any(req[1] for req in requests):
-            return [{"accepted": 0, "duplicates": 0} for _ in requests]
+            return [_counts(0, 0, n) for n in refused]
         rt = self.runtime()
         seen = tx.seen([m["messageId"] for req in requests for m in req[1]])
         s = self.settings
-        out = []
+        out: list[dict[str, int]] = []
         for req in requests:
             now, messages = req[0], req[1]
             accepted = duplicates = 0
@@ -189,7 +201,7 @@ class Writer:
                     tx.add_journey(pid, now, t.kind, payload)
                     if s.server.webhook_url:
                         tx.enqueue(pid, t.kind, payload, now)
-            out.append({"accepted": accepted, "duplicates": duplicates})
+            out.append(_counts(accepted, duplicates, refused[len(out)]))
         return out
 
     def _update(
@@ -237,14 +249,85 @@ class Writer:
 
                 return person.Update(mine or new_doc(), {})
 
+    def _refuse_erased(
+        self, tx: Tx, requests: Sequence[Sequence[Any]]
+    ) -> tuple[list[Sequence[Any]], list[int]]:
+        """Messages (and rejected rows) carrying an erased identifier's hash are dropped before
+        anything of them is stored, and counted (``refused_erased`` in ``meta``): an erased
+        person does not come back through the API, as they do not through a file."""
+        salts = tx.erasure_salts()
+        if not salts or not tx.any_erased():
+            return list(requests), [0] * len(requests)
+        from segone.identity.traces import (
+            contact_identifiers,
+            identifier_hashes,
+            text_identifiers,
+        )
+        from segone.live.identity import identifiers_of
+
+        s = self.settings.identity
+        cc = s.default_country_code
+        # the identifiers it stitches on, and any e-mail or phone anywhere else in it
+        ids_msg: list[list[set[str]]] = [
+            [set(identifiers_of(m, s)) | contact_identifiers(_text(m), cc) for m in req[1]]
+            for req in requests
+        ]
+        ids_rej: list[list[set[str]]] = [
+            [
+                text_identifiers(_text(r.get("message")), cc)
+                for r in (req[2] if len(req) > 2 else ())
+            ]
+            for req in requests
+        ]
+        nodes = {n for group in ids_msg for ids in group for n in ids}
+        nodes |= {n for group in ids_rej for ids in group for n in ids}
+        by_hash = identifier_hashes(nodes, salts)
+        gone_nodes = {by_hash[h] for h in tx.erased_among(sorted(by_hash))}
+        if not gone_nodes:
+            return list(requests), [0] * len(requests)
+        kept: list[Sequence[Any]] = []
+        refused: list[int] = []
+        for req, im, ir in zip(requests, ids_msg, ids_rej, strict=True):
+            msgs = [m for m, ids in zip(req[1], im, strict=True) if not gone_nodes & ids]
+            rej = [
+                r
+                for r, ids in zip(req[2] if len(req) > 2 else (), ir, strict=True)
+                if not gone_nodes & ids
+            ]
+            refused.append(
+                len(req[1]) - len(msgs) + (len(req[2]) if len(req) > 2 else 0) - len(rej)
+            )
+            kept.append((req[0], msgs, rej))
+        tx.count_refused(sum(refused))
+        return kept, refused
+
     def quarantine(self, tx: Tx, rows: Sequence[Mapping[str, Any]]) -> None:
         tx.quarantine(rows)
 
-    def erase(self, tx: Tx, identifier: str) -> dict[str, Any] | None:
+    def erase(self, tx: Tx, identifier: str, now: datetime | None = None) -> dict[str, Any] | None:
+        """``DELETE /v1/profiles``: the person, and every row carrying one of their identifiers,
+        from every online table; their identifiers' hashes refused from now on and queued for
+        the warehouse (the next ``segone build`` erases them there); an audit line."""
+        import secrets
+        import uuid
+
+        from segone.identity.traces import Mentions, identifier_hashes
+
         pid = person_of(tx, identifier, self.settings)
         if pid is None:
             return None
-        return {"person_id": pid, "deleted": tx.erase_person(pid)}
+        at = now or datetime.now(UTC)
+        nodes = tx.identifiers_of(pid)
+        salts = tx.erasure_salts() or tx.add_erasure_salts([secrets.token_hex(32)])
+        counts = tx.erase_people(
+            [pid], nodes, Mentions(nodes, self.settings.identity.default_country_code)
+        )
+        erasure_id = uuid.uuid4().hex
+        hashes = list(identifier_hashes(nodes, salts))
+        tx.add_erased(hashes, erasure_id)
+        tx.queue_erasure(hashes, at)
+        tx.log_erasure(erasure_id, at, "api", 1, {"online_" + k: v for k, v in counts.items()})
+        return {"erasure_id": erasure_id, "person_id": pid, "deleted": counts}
 
     def suppress(self, tx: Tx, key: str, doc: Mapping[str, Any]) -> None:
         tx.put_docs("suppression", {key: doc})

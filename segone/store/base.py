@@ -93,6 +93,14 @@ class Warehouse(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    def checkpoint(self) -> None:  # noqa: B027 - engines without a log have nothing to do
+        """Write what the engine holds in its log into the database file (after an erasure)."""
+
+    def add_column(self, table: str, name: str, sql_type: str) -> None:
+        """Add a nullable column to a table made by an older segone, if it lacks it."""
+        if name not in self.table(table).columns:
+            self.backend.raw_sql(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {sql_type}')
+
     def head(self, name: str, n: int = 5) -> pd.DataFrame:
         return self.execute(self.table(name).limit(n))
 

@@ -146,6 +146,9 @@ class DuckDBWarehouse(Warehouse):
             raise
         self._raw("COMMIT")
 
+    def checkpoint(self) -> None:
+        self._raw("CHECKPOINT")
+
     def close(self) -> None:
         self._con.disconnect()
 
