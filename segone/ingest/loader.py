@@ -173,8 +173,8 @@ def ingest_file(
     started = datetime.now(UTC)
     try:
         if dry_run:  # nothing is recorded: the file need only be readable, not hashed
-            with open(path, "rb") as f:
-                f.read(1)
+            with open(path, "rb") as fh:
+                fh.read(1)
             sha = ""
         else:
             sha = file_sha256(path)
