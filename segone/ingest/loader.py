@@ -259,8 +259,8 @@ def ingest_file(
                 present = {f for f, n in nonnull.items() if n}
             present_all |= present
             # parsing and checking in one pass over the slice (the engine shares the parsed
-            # values between the checks); the slice's checked rows are kept apart until its
-            # quarantine records are taken, so that validation runs once
+            # values between the checks), written once; the slice's rows are then told apart
+            # by their line numbers, which grow through the file from slice to slice
             part_expr = validate(
                 parse_stage(staged, spec, reader.extra_columns, reader.detected),
                 spec,
@@ -272,8 +272,12 @@ def ingest_file(
             if checked is None:
                 checked = part = wh.materialize(CHECKED, part_expr)
             else:
-                part = wh.materialize(PARSED, part_expr)
-                checked = wh.stage_expr(CHECKED, part, append=True)
+                first_line = wh.execute(staged[LINE].min())
+                checked = wh.stage_expr(CHECKED, part_expr, append=True)
+                if first_line is None or first_line != first_line:  # no rows (null, NaN)
+                    part = checked.limit(0)
+                else:
+                    part = checked.filter(checked[LINE] >= int(first_line))
             bad = part[PROBLEMS].notnull()
             if kind == "orders":  # every line of an order that may be held back
                 bad_ids = part.filter(bad & part.order_id.notnull()).select("order_id")
