@@ -511,6 +511,15 @@ _GROUP = {".": ", \u00a0'’\u202f", ",": ". \u00a0'’\u202f"}
 def number_value(s: ir.StringValue, decimal: str = ".") -> ir.FloatingValue:
     """The number written in ``s``: currency symbols/codes and thousands separators removed,
     ``decimal`` as the decimal mark. Null when ``s`` is not a number written that way."""
+    # fast path: plain digits (the bulk of most files) read as they are, with the same result
+    # (tests/test_ingest_fastpath.py); the rewriting only runs for the other values
+    return ibis.ifelse(
+        s.re_search(_PLAIN_NUMBER[decimal]), s.try_cast("float64"), rewritten_number(s, decimal)
+    )
+
+
+def rewritten_number(s: ir.StringValue, decimal: str = ".") -> ir.FloatingValue:
+    """:func:`number_value` for any text, by rewriting it into a form the engine reads."""
     t = s.re_replace(rf"^([+-]?)\s*{_CURRENCY}\s*", r"\1").re_replace(rf"\s*{_CURRENCY}$", "")
     t = t.re_replace(r"^([+-])\s+", r"\1")
     group = _GROUP[decimal]
@@ -523,9 +532,7 @@ def number_value(s: ir.StringValue, decimal: str = ".") -> ir.FloatingValue:
     value = ibis.ifelse(shaped, plain.try_cast("float64"), ibis.null("float64"))
     if decimal == ".":  # 1e3, .5 and other forms the engine reads
         value = value.fill_null(t.try_cast("float64"))
-    # fast path: plain digits (the bulk of most files) read as they are, with the same result;
-    # the rewriting above only runs for the other values
-    return ibis.ifelse(s.re_search(_PLAIN_NUMBER[decimal]), s.try_cast("float64"), value)
+    return value
 
 
 # numbers every rewrite of :func:`number_value` leaves as they are
