@@ -59,11 +59,14 @@ con.close()
 
 DRY_STEP = """
 import sys
+from segone.config import IngestSettings
 from segone.ingest import ingest_file
 from segone.store.duckdb import DuckDBWarehouse
 kind, path = sys.argv[1:3]
+settings = IngestSettings(mapping={"customers_loyalty": {"source_id": "card_number",
+                                                         "loyalty_id": "card_number"}})
 with DuckDBWarehouse(":memory:", threads=2, memory_limit="8GB") as wh:
-    r = ingest_file(wh, kind, path, dry_run=True)
+    r = ingest_file(wh, kind, path, settings=settings, dry_run=True)
 print(r.rows_read)
 """
 

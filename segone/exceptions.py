@@ -17,7 +17,10 @@
 
 from __future__ import annotations
 
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
 
 class SegoneError(Exception):
@@ -64,5 +67,23 @@ class ModelInputError(ModelError, ValueError):
     """The data given to a model is unusable (wrong shape, values, or too little of it)."""
 
 
-class NotFittedError(ModelError, _SklearnNotFittedError):
-    """A model was used before ``fit`` (also scikit-learn's NotFittedError)."""
+if TYPE_CHECKING:
+
+    class NotFittedError(ModelError, _SklearnNotFittedError):
+        """A model was used before ``fit`` (also scikit-learn's NotFittedError)."""
+
+
+def __getattr__(name: str) -> Any:
+    # NotFittedError is made on first use: importing scikit-learn takes over a second, which
+    # every command that never fits a model (ingest, profile, ...) would otherwise pay
+    if name != "NotFittedError":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from sklearn.exceptions import NotFittedError as sklearn_not_fitted
+
+    class NotFittedError(ModelError, sklearn_not_fitted):
+        """A model was used before ``fit`` (also scikit-learn's NotFittedError)."""
+
+    NotFittedError.__module__ = __name__
+    NotFittedError.__qualname__ = name
+    globals()[name] = NotFittedError
+    return NotFittedError

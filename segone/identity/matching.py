@@ -12,7 +12,6 @@ import pandas as pd
 import pyarrow as pa
 
 from segone.identity.graph import IdentitySettings, known_by
-from segone.identity.probabilistic import MatchingInputError, ProbabilisticMatcher
 from segone.store.base import Warehouse
 
 log = logging.getLogger(__name__)
@@ -98,6 +97,10 @@ def probabilistic_edges(
     Writes every accepted pair with per-field evidence to ``identity_matches``. Returns
     (edges or None, number of pairs); too little data to fit a model means no edges.
     """
+    # imported here: Splink and scikit-learn take seconds to import, which every command that
+    # only reaches this module through the configuration (ingest, profile, ...) would pay
+    from segone.identity.probabilistic import MatchingInputError, ProbabilisticMatcher
+
     records = wh.to_arrow(person_records(wh, settings, as_of))
     matcher = ProbabilisticMatcher(threshold=settings.match_threshold, random_state=0)
     try:

@@ -511,6 +511,15 @@ _GROUP = {".": ", \u00a0'’\u202f", ",": ". \u00a0'’\u202f"}
 def number_value(s: ir.StringValue, decimal: str = ".") -> ir.FloatingValue:
     """The number written in ``s``: currency symbols/codes and thousands separators removed,
     ``decimal`` as the decimal mark. Null when ``s`` is not a number written that way."""
+    # fast path: plain digits (the bulk of most files) read as they are, with the same result
+    # (tests/test_ingest_fastpath.py); the rewriting only runs for the other values
+    return ibis.ifelse(
+        s.re_search(_PLAIN_NUMBER[decimal]), s.try_cast("float64"), rewritten_number(s, decimal)
+    )
+
+
+def rewritten_number(s: ir.StringValue, decimal: str = ".") -> ir.FloatingValue:
+    """:func:`number_value` for any text, by rewriting it into a form the engine reads."""
     t = s.re_replace(rf"^([+-]?)\s*{_CURRENCY}\s*", r"\1").re_replace(rf"\s*{_CURRENCY}$", "")
     t = t.re_replace(r"^([+-])\s+", r"\1")
     group = _GROUP[decimal]
@@ -524,6 +533,12 @@ def number_value(s: ir.StringValue, decimal: str = ".") -> ir.FloatingValue:
     if decimal == ".":  # 1e3, .5 and other forms the engine reads
         value = value.fill_null(t.try_cast("float64"))
     return value
+
+
+# numbers every rewrite of :func:`number_value` leaves as they are
+_PLAIN_NUMBER = {".": r"^-?\d+(\.\d+)?$", ",": r"^-?\d+$"}
+# date-times every rewrite of :func:`datetime_text` leaves as they are (ISO 8601)
+ISO_DATETIME = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
 
 
 def datetime_text(s: ir.StringValue, order: str | None) -> ir.StringValue:

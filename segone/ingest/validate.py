@@ -69,6 +69,8 @@ def parse_value(
     if f.kind == "timestamp":
         as_num = s.try_cast("float64")
         return ibis.cases(
+            # fast path: ISO text, which every rewrite below leaves as it is
+            (s.re_search(formats.ISO_DATETIME), s.try_cast(TS)),
             (
                 s.re_search(r"^\d{9,10}(\.\d+)?$"),
                 (as_num * 1_000).cast("int64").as_timestamp("ms").cast(TS),
@@ -77,7 +79,11 @@ def parse_value(
             else_=formats.datetime_text(s, date_order).try_cast(TS),
         )
     if f.kind == "date":
-        return formats.datetime_text(s, date_order).try_cast("date")
+        return ibis.ifelse(
+            s.re_search(formats.ISO_DATETIME),
+            s.try_cast("date"),
+            formats.datetime_text(s, date_order).try_cast("date"),
+        )
     if f.kind == "bool":
         low = s.lower()
         return ibis.cases(
