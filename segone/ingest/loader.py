@@ -157,7 +157,7 @@ def ingest_file(
         else None
     )
     layout: dict[str, MapValue] = {}
-    fallbacks: dict[str, str] = {}
+    fallbacks: dict[str, tuple[str, ...]] = {}
     if chosen is not None:
         layout, fallbacks = chosen.mapping(chosen.header or header or [])
     # a mapping for this source wins over the one for the kind; --map options win over both,
@@ -203,7 +203,7 @@ def ingest_file(
     rules = RowRules.build(spec, chosen, fallbacks, reader.extra_columns, value_maps)
     for f in fallbacks:
         if f in result.mapping:
-            result.mapping[f] += " (else " + fallbacks[f].replace("\x1f", ", else ") + ")"
+            result.mapping[f] += " (else " + ", else ".join(fallbacks[f]) + ")"
     for f, v in given.items():
         if isinstance(v, Const):
             result.mapping[f] = f"always {v.value!r}"

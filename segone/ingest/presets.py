@@ -124,23 +124,25 @@ class Preset:
             builtin=builtin,
         )
 
-    def mapping(self, header: Iterable[str]) -> tuple[dict[str, MapValue], dict[str, str]]:
+    def mapping(
+        self, header: Iterable[str]
+    ) -> tuple[dict[str, MapValue], dict[str, tuple[str, ...]]]:
         """(explicit mapping for the reader, fallbacks) for a file with ``header``.
 
         Each field takes the first of its candidate columns that the file has; the other
-        candidates it has become fallbacks (``{field: "col2|col3"}`` as a list in ``RowRules``).
+        candidates it has become fallbacks (``{field: ("col2", "col3")}``), in order.
         """
         by_norm: dict[str, str] = {}
         for h in header:
             by_norm.setdefault(norm(h), h)
         explicit: dict[str, MapValue] = {}
-        fallbacks: dict[str, str] = {}
+        fallbacks: dict[str, tuple[str, ...]] = {}
         for f, cands in self.columns.items():
             present = [by_norm[norm(c)] for c in cands if norm(c) in by_norm]
             if present:
                 explicit[f] = present[0]
                 if len(present) > 1:
-                    fallbacks[f] = "\x1f".join(present[1:])
+                    fallbacks[f] = tuple(present[1:])
         for f, v in self.constants.items():
             explicit.setdefault(f, Const(v))
         if self.row_id:
@@ -235,7 +237,7 @@ class RowRules:
         cls,
         spec: KindSpec,
         preset: Preset | None,
-        fallbacks: Mapping[str, str],
+        fallbacks: Mapping[str, tuple[str, ...]],
         extra_columns: Mapping[str, str],
         value_maps: Mapping[str, Mapping[str, str]] | None,
     ) -> RowRules:
@@ -261,8 +263,7 @@ class RowRules:
         return cls(
             spec=spec,
             fallbacks={
-                f: [staged_of[c] for c in cols.split("\x1f") if c in staged_of]
-                for f, cols in fallbacks.items()
+                f: [staged_of[c] for c in cols if c in staged_of] for f, cols in fallbacks.items()
             },
             values=values,
             constants=dict(preset.constants) if preset else {},
