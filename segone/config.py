@@ -40,6 +40,9 @@ currency = "USD"
 max_field_chars = 65536
 # Rows read per chunk (memory use grows with it).
 chunk_rows = 200000
+# The engine's memory cap while a file loads (it spills to disk beyond it), so that a file of
+# any size loads within about this plus 1 GiB; lower than the warehouse's cap, which builds use.
+memory_limit = "1536MB"
 # A bad optional field (birth date, phone, postcode, consent, …) is dropped and recorded in
 # the quarantine while its row loads; true rejects the whole row instead.
 strict = false
@@ -249,6 +252,7 @@ class IngestSettings:
     currency: str = "USD"
     max_field_chars: int = 65536
     chunk_rows: int = 200_000
+    memory_limit: str = "1536MB"
     mapping: dict[str, dict[str, str]] = field(default_factory=dict)
     # true: a bad optional field (birth date, phone, …) rejects its whole row, as before 0.2
     strict: bool = False
@@ -431,6 +435,7 @@ class Settings:
                 currency=str(ing.pop("currency", "USD")),
                 max_field_chars=int(ing.pop("max_field_chars", 65536)),
                 chunk_rows=int(ing.pop("chunk_rows", 200_000)),
+                memory_limit=str(ing.pop("memory_limit", "1536MB")),
                 mapping={k: dict(v) for k, v in mapping.items()},
                 strict=strict,
                 presets=presets,

@@ -216,9 +216,18 @@ def ingest_file(
     generated = {f for f, v in given.items() if isinstance(v, Const | RowId)}
     rejects: list[Reject] = []
     wh.ensure_tables()
+    # the load's own memory cap: the engine spills staged slices to disk beyond it, so a file of
+    # any size loads in bounded memory (restored below, for the builds that share the handle)
+    try:
+        memory_before = wh.limit_memory(settings.memory_limit)
+    except StoreError:
+        raise ConfigError(
+            f"ingest.memory_limit {settings.memory_limit!r} is not a size (use e.g. 1536MB or 2GB)"
+        ) from None
     try:
         wh.set_timezone(tz)
     except StoreError:
+        wh.limit_memory(memory_before)
         raise ConfigError(
             f"unknown time zone {tz!r} (use an IANA name such as Europe/Paris)"
         ) from None
@@ -352,6 +361,7 @@ def ingest_file(
             )
     finally:
         wh.set_timezone("UTC")
+        wh.limit_memory(memory_before)
         wh.drop_staging(STAGE)
         wh.drop_staging(CHECKED)
         wh.drop_staging(FLAT)

@@ -76,6 +76,12 @@ class Warehouse(abc.ABC):
     def set_timezone(self, tz: str) -> None:
         """Time zone in which text timestamps without an offset are read."""
 
+    def limit_memory(self, limit: str | None) -> str | None:
+        """Set the engine's memory cap (``None``: leave it); returns the cap it replaced.
+
+        Engines without a per-session cap ignore it (the default)."""
+        return None
+
     @abc.abstractmethod
     def stage_expr(self, name: str, expr: ibis.Table, *, append: bool) -> ibis.Table:
         """Create (or append to) a temporary table from the rows of an expression."""

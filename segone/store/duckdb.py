@@ -31,6 +31,7 @@ class DuckDBWarehouse(Warehouse):
         read_only: bool = False,
     ) -> None:
         self.path = str(path)
+        self._memory_limit = memory_limit
         try:
             self._con = ibis.duckdb.connect(
                 self.path,
@@ -123,6 +124,14 @@ class DuckDBWarehouse(Warehouse):
 
     def set_timezone(self, tz: str) -> None:
         self._raw(f"SET TimeZone = '{tz.replace(chr(39), '')}'")
+
+    def limit_memory(self, limit: str | None) -> str | None:
+        # the cap as it was given, not as the engine prints it back (rounded: "2.7 GiB")
+        before = self._memory_limit
+        if limit is not None:
+            self._raw(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
+            self._memory_limit = limit
+        return before
 
     def stage_expr(self, name: str, expr: ibis.Table, *, append: bool) -> ibis.Table:
         if not append:

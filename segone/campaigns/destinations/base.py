@@ -50,7 +50,7 @@ class SyncReport:
 
 
 class Destination(Protocol):
-    """A place an audience is synced to (a file, a webhook, Mailchimp, Klaviyo, Meta, Google, SMS)."""
+    """Where an audience is synced to: a file, a webhook, Mailchimp, Klaviyo, Meta, Google, SMS."""
 
     name: str
 
