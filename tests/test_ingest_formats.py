@@ -54,6 +54,12 @@ TS_FORMATS = [
     ("%d.%m.%Y %H:%M:%S %z", formats.DMY),
     ("%Y%m%d%H%M%S", None),  # naive: read in the session zone (UTC here)
     ("%d-%m-%Y %H:%M", formats.DMY),
+    # month names, 12-hour clocks and two-digit years (as Python's %y: 00-68 are 20xx)
+    ("%b %d, %Y %I:%M %p", None),  # "May 05, 2024 06:34 PM"
+    ("%A, %B %d, %Y %I:%M:%S %p", None),
+    ("%d-%b-%y %H:%M:%S", None),  # "05-May-24 18:34:00"
+    ("%m/%d/%y %I:%M %p", formats.MDY),  # Excel, en-US
+    ("%d %B %Y %H:%M", None),
 ]
 
 
@@ -99,7 +105,16 @@ def test_timestamps_read_as_python_reads_them(con, rows, pattern_order):
 @given(
     st.lists(st.dates(min_value=date(1900, 1, 1), max_value=date(2100, 12, 31)), min_size=1),
     st.sampled_from(
-        [("%Y%m%d", None), ("%d/%m/%Y", formats.DMY), ("%m/%d/%Y", formats.MDY), ("%Y/%m/%d", None)]
+        [
+            ("%Y%m%d", None),
+            ("%d/%m/%Y", formats.DMY),
+            ("%m/%d/%Y", formats.MDY),
+            ("%Y/%m/%d", None),
+            ("%d-%b-%Y", None),
+            ("%B %d, %Y", None),
+            ("%m/%d/%y", formats.MDY),
+            ("%d.%m.%y", formats.DMY),
+        ]
     ),
 )
 def test_dates_read_as_python_reads_them(con, days, pattern_order):

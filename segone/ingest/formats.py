@@ -399,7 +399,8 @@ def split_first(text: str, delim: str) -> list[str]:
 
 # -- value formats from a sample ----------------------------------------------------------------
 SLASH_DATE = r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})"
-_SLASH = re.compile(SLASH_DATE)
+# a slash date as it votes on the day/month order: four- or two-digit year
+_SLASH = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4}|\d{2})(?:\D|$)")
 
 
 def parse_date_format(value: str) -> str:
@@ -541,15 +542,76 @@ _PLAIN_NUMBER = {".": r"^-?\d+(\.\d+)?$", ",": r"^-?\d+$"}
 ISO_DATETIME = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
 
 
+# English month names and abbreviations ("Sept." too), each rewritten to a tagged number
+_MONTHS = (
+    "jan(?:uary)?",
+    "feb(?:ruary)?",
+    "mar(?:ch)?",
+    "apr(?:il)?",
+    "may",
+    "june?",
+    "july?",
+    "aug(?:ust)?",
+    "sep(?:t(?:ember)?)?",
+    "oct(?:ober)?",
+    "nov(?:ember)?",
+    "dec(?:ember)?",
+)
+# a 12-hour clock: (before)(hour):(minutes[:seconds[.fraction]]) AM/PM (after)
+_CLOCK12 = r"^(.*?)(\d{1,2}):(\d{2}(?::\d{2}(?:\.\d+)?)?)\s*([AaPp])\.?[Mm]\.?(.*)$"
+
+
+def _named_months(t: ir.StringValue) -> ir.StringValue:
+    """``May 5, 2024``, ``Sunday, May 5th 2024``, ``5 May 2024``, ``05-May-24`` → ISO order."""
+    t = t.re_replace(r"(?i)^(mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+", "")
+    for i, name in enumerate(_MONTHS, start=1):
+        t = t.re_replace(rf"(?i)\b{name}\b\.?", f"M{i:02d}")
+    t = t.re_replace(r"^M(\d{2})\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{2,4})\b", r"\2/\1/\3")
+    t = t.re_replace(r"^(\d{1,2})(?:st|nd|rd|th)?[\s-]+M(\d{2})[\s,-]+(\d{2,4})\b", r"\1/\2/\3")
+    # now day/month/year, whatever the file's slash order: as DMY below
+    return t
+
+
+def _two_digit_years(t: ir.StringValue) -> ir.StringValue:
+    """``5/5/24`` → ``5/5/2024``, as Python's ``%y`` reads it (00–68: 20xx, 69–99: 19xx)."""
+    d = r"^(\d{1,2}[/.-]\d{1,2}[/.-])"
+    t = t.re_replace(d + r"([0-5]\d|6[0-8])(\s|T|$)", r"\120\2\3")  # RE2: \1, then "20"
+    return t.re_replace(d + r"(69|[7-9]\d)(\s|T|$)", r"\119\2\3")
+
+
+def _clock24(t: ir.StringValue) -> ir.StringValue:
+    """``6:34 PM`` → ``18:34``, ``12:05 am`` → ``00:05``."""
+    hour = t.re_extract(_CLOCK12, 2).cast("int64")
+    pm = t.re_extract(_CLOCK12, 4).upper() == "P"
+    h24 = (hour % 12 + ibis.ifelse(pm, 12, 0)).cast("string").lpad(2, "0")
+    rebuilt = (
+        t.re_extract(_CLOCK12, 1)
+        + h24
+        + ":"
+        + t.re_extract(_CLOCK12, 3)
+        + t.re_extract(_CLOCK12, 5)
+    )
+    return ibis.ifelse(t.re_search(_CLOCK12) & (hour <= 12), rebuilt, t)
+
+
 def datetime_text(s: ir.StringValue, order: str | None) -> ir.StringValue:
     """``s`` rewritten into the ISO form the engine casts: ``YYYYMMDD[HHMMSS]``, slash dates in
-    ``order`` (DMY/MDY), ``YYYY/MM/DD``, and a space before a ``-0500`` offset removed. Named
-    zones (``America/New_York``, ``EST``) and ``Z`` pass through to the engine's cast."""
-    t = s.re_replace(r"^(\d{4})(\d{2})(\d{2})$", r"\1-\2-\3")
+    ``order`` (DMY/MDY), ``YYYY/MM/DD``, two-digit years (as Python's ``%y``), English month
+    names (``May 5, 2024``, ``05-May-24``), 12-hour clocks (``6:34 PM``), and a space before a
+    ``-0500`` offset removed. Named zones (``America/New_York``, ``EST``) and ``Z`` pass
+    through to the engine's cast."""
+    named = s.re_search(r"(?i)[a-z]{3}") & s.re_search(r"(?i)\b(" + "|".join(_MONTHS) + r")\b")
+    t = ibis.ifelse(named, _named_months(s), s)
+    t = _two_digit_years(t)
+    t = ibis.ifelse(t.re_search(r"(?i)\d\s*[ap]\.?m\b"), _clock24(t), t)
+    t = t.re_replace(r"^(\d{4})(\d{2})(\d{2})$", r"\1-\2-\3")
     t = t.re_replace(r"^(\d{4})(\d{2})(\d{2})[T ]?(\d{2}):?(\d{2}):?(\d{2})", r"\1-\2-\3 \4:\5:\6")
     t = t.re_replace(r"^(\d{4})[/.](\d{1,2})[/.](\d{1,2})", r"\1-\2-\3")
-    if order == DMY:
-        t = t.re_replace(SLASH_DATE, r"\3-\2-\1")
-    elif order == MDY:
-        t = t.re_replace(SLASH_DATE, r"\3-\1-\2")
+    day_first = t.re_replace(SLASH_DATE, r"\3-\2-\1")
+    if order == MDY:
+        t = ibis.ifelse(named, day_first, t.re_replace(SLASH_DATE, r"\3-\1-\2"))
+    elif order == DMY:
+        t = day_first
+    else:  # no file order: only the dates written with a month name are known
+        t = ibis.ifelse(named, day_first, t)
     return t.re_replace(r"(\d)\s+([+-]\d{2}(?::?\d{2})?)$", r"\1\2")
