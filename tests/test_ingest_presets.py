@@ -154,6 +154,25 @@ def test_stripe_and_woocommerce(wh):
     o = wh.execute(wh.table("orders").order_by("order_id")).set_index("order_id")
     assert o.loc["4101", "status"] == "completed" and o.loc["4103", "status"] == "returned"
     assert o.loc["4101", "email"] == "Jane.Doe@example.com"
+    # line items packed in line_item_1, line_item_2: one line each, in order; a SKU-less item
+    # takes the shop's product id; price per unit from the line subtotal;
+    # discount = subtotal - total
+    lines = wh.execute(wh.table("order_lines").order_by(["order_id", "line_number"]))
+    got = {
+        (r.order_id, int(r.line_number)): (r.product_id, int(r.quantity), r.unit_price)
+        for r in lines.itertuples()
+    }
+    assert got == {
+        ("4101", 1): ("HD-1", 1, 20.0),
+        ("4101", 2): ("41", 3, 5.0),  # no SKU: the shop's product id
+        ("4102", 1): ("BN-2", 1, 25.0),
+        ("4103", 1): ("CP-1", 1, 15.0),
+    }
+    disc = lines.set_index(["order_id", "line_number"])["line_discount"]
+    assert disc.loc[("4102", 1)] == pytest.approx(5.0) and disc.loc[("4101", 1)] == 0
+    q = wh.execute(wh.table("quarantine"))
+    # the held-back order: one quarantine row, not one per item
+    assert len(q[q.record.str.contains("4104")]) == 1
     assert load(wh, "woocommerce_customers.csv").loaded == 2
     assert load(wh, "stripe_unified_customers.csv").loaded == 2
 

@@ -209,6 +209,12 @@ def ingest_file(
             result.mapping[f] = f"always {v.value!r}"
         elif isinstance(v, RowId):
             result.mapping[f] = "derived from each row"
+    if rules.items is not None and rules.item_columns:
+        cells = ", ".join(reader.extra_columns.get(c, c) for c in rules.item_columns[:3])
+        for f in rules.items.line_fields():
+            result.mapping[f] = f"unpacked from each item in {cells}" + (
+                ", …" if len(rules.item_columns) > 3 else ""
+            )
     for f, pairs in rules.nest.items():
         names = ", ".join(k for k, _ in pairs[:4]) + (", …" if len(pairs) > 4 else "")
         result.mapping[f] = f"{len(pairs)} columns gathered ({names})"
@@ -298,6 +304,8 @@ def ingest_file(
             recs = staged.semi_join(bad_lines, LINE).select(
                 LINE, **{RECORD: record_json(staged, reader.extra_columns)}
             )
+            if rules.items is not None:  # the item rows of one file row share its line
+                recs = recs.distinct(on=LINE, keep="first")
             records = wh.stage_expr(RECORDS, recs, append=records is not None)
             if dry_run:
                 break
@@ -305,7 +313,9 @@ def ingest_file(
         present = present_all
         # values are parsed: from here on timestamps render (and hash) in UTC, whatever the zone
         wh.set_timezone("UTC")
-        result.rows_read = wh.count(CHECKED) + len(rejects)
+        # rows of the file: the item rows a packed row was unpacked into count once
+        read = wh.execute(checked[LINE].nunique()) if rules.items else wh.count(CHECKED)
+        result.rows_read = int(read) + len(rejects)
         if dry_run:
             _dry_run_report(wh, result, rejects)
             return result
@@ -379,7 +389,8 @@ def _dry_run_report(wh: Warehouse, result: LoadResult, rejects: list[Reject]) ->
     for r in rejects:
         codes[r.problems] = codes.get(r.problems, 0) + 1
     for col, reason, hard in ((PROBLEMS, REASON, True), (DROPPED, DROPPED_REASON, False)):
-        rows = checked.filter(checked[col].notnull())
+        # distinct: the item rows a packed row was unpacked into share its line and problems
+        rows = checked.filter(checked[col].notnull()).select(LINE, col, reason).distinct()
         n = int(wh.execute(rows.count()))
         if hard:
             result.rejected = n + len(rejects)
@@ -474,9 +485,10 @@ class _Ctx:
         seen = q.filter(q.source_file == self.path).select(
             "line", "problems", _rec=q.record.fill_null("").hexdigest("md5")
         )
+        # distinct: the item rows a packed row was unpacked into share its line and record
         rows = rows.select(
             line=rows[LINE], problems=rows[PROBLEMS], reason=rows[REASON], record=rows[RECORD]
-        )
+        ).distinct()
         fresh = (
             rows.mutate(_rec=rows.record.fill_null("").hexdigest("md5"))
             .anti_join(seen, ["line", "problems", "_rec"])

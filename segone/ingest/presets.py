@@ -31,6 +31,7 @@ from segone.ingest.kinds import KINDS, KindSpec, norm
 from segone.ingest.mapping import Const, MapValue, RowId, Unmapped
 
 _KEYS = {
+    "items",
     "tool",
     "kind",
     "doc",
@@ -44,6 +45,112 @@ _KEYS = {
     "header",
     "nest",
 }
+
+
+@dataclass(frozen=True)
+class PackedItems:
+    """Line items packed into cells of an order's one row, as WooCommerce's export plugins write
+    them: ``line_item_1 = "name:Hoodie|product_id:12|sku:HD-1|quantity:2|subtotal:40.00|
+    total:36.00"``, ``line_item_2 = …`` (or several items in one cell, split by ``item_sep``).
+
+    Each item becomes a line row of the order (its order fields copied, its line number the
+    item's place); ``fields`` maps a line field to the item keys that may hold it (the first
+    present wins); fields in ``per_unit`` hold a line total and are divided by the quantity;
+    ``discount`` is (before, after): the line discount is their difference.
+    """
+
+    columns: tuple[str, ...]  # column names or prefixes ending in "*"
+    fields: dict[str, tuple[str, ...]]
+    item_sep: str = ";"
+    pair_sep: str = "|"
+    kv_sep: str = ":"
+    per_unit: tuple[str, ...] = ()
+    discount: tuple[str, str] | None = None
+
+    @classmethod
+    def from_dict(cls, where: str, raw: Mapping[str, Any], spec: KindSpec) -> PackedItems:
+        known = {"columns", "fields", "item_sep", "pair_sep", "kv_sep", "per_unit", "discount"}
+        if not isinstance(raw, Mapping) or set(raw) - known:
+            raise MappingError(f"{where}: items takes the keys {sorted(known)}")
+        if spec.name != "orders":
+            raise MappingError(f"{where}: items only unpack order lines")
+
+        def names(v: Any) -> tuple[str, ...]:
+            v = [v] if isinstance(v, str) else v
+            if not isinstance(v, list) or not v or not all(isinstance(x, str) and x for x in v):
+                raise MappingError(f"{where}: items: expected a name or a list of names, got {v!r}")
+            return tuple(v)
+
+        fields = {str(f): names(v) for f, v in dict(raw.get("fields", {})).items()}
+        bad = [f for f in fields if f not in spec.line_fields]
+        if bad or not fields:
+            raise MappingError(
+                f"{where}: items.fields must name line fields ({', '.join(spec.line_fields)}); "
+                f"got {bad or 'none'}"
+            )
+        per_unit = names(raw["per_unit"]) if raw.get("per_unit") else ()
+        discount = names(raw["discount"]) if raw.get("discount") else None
+        if discount is not None and len(discount) != 2:
+            raise MappingError(f"{where}: items.discount is [key before discount, key after]")
+        return cls(
+            columns=names(raw.get("columns")),
+            fields=fields,
+            item_sep=str(raw.get("item_sep", ";")),
+            pair_sep=str(raw.get("pair_sep", "|")),
+            kv_sep=str(raw.get("kv_sep", ":")),
+            per_unit=per_unit,
+            discount=(discount[0], discount[1]) if discount else None,
+        )
+
+    def line_fields(self) -> tuple[str, ...]:
+        """The line fields the items fill (line numbers always; discounts when computed)."""
+        out = ("line_number", *self.fields)
+        return (*out, "line_discount") if self.discount else out
+
+    def matches(self, column: str) -> bool:
+        c = norm(column)
+        return any(
+            c.startswith(norm(p[:-1])) if p.endswith("*") else c == norm(p) for p in self.columns
+        )
+
+    def unpack(self, cells: Iterable[str | None]) -> list[dict[str, str | None]]:
+        """The line fields of every item in one row's packed cells, in order."""
+        out: list[dict[str, str | None]] = []
+        for cell in cells:
+            if not cell or not cell.strip():
+                continue
+            for text in cell.split(self.item_sep) if self.item_sep else [cell]:
+                kv: dict[str, str] = {}
+                for pair in text.split(self.pair_sep):
+                    k, sep, v = pair.partition(self.kv_sep)
+                    if sep:
+                        kv.setdefault(k.strip().lower(), v.strip())
+                if not kv:
+                    continue
+                line: dict[str, str | None] = {}
+                for f, keys in self.fields.items():
+                    line[f] = next((kv[k] for k in keys if kv.get(k)), None)
+                qty = _number(line.get("quantity"))
+                for f in self.per_unit:
+                    total = _number(line.get(f))
+                    line[f] = None if total is None or not qty else _plain(total / qty)
+                if self.discount:
+                    before, after = (_number(kv.get(k)) for k in self.discount)
+                    if before is not None and after is not None and "line_discount" not in line:
+                        line["line_discount"] = _plain(max(before - after, 0.0))
+                out.append(line)
+        return out
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _plain(x: float) -> str:
+    return f"{round(x, 6):.6f}".rstrip("0").rstrip(".")
 
 
 @dataclass(frozen=True)
@@ -63,6 +170,7 @@ class Preset:
     unquote: tuple[str, ...] = ()
     header: tuple[str, ...] = ()
     nest: dict[str, str] = field(default_factory=dict)  # column prefix ("*": any) -> json field
+    items: PackedItems | None = None
     builtin: bool = True
 
     @classmethod
@@ -107,6 +215,7 @@ class Preset:
         known(nest.values(), "nest")
         if any(spec.field(f).kind != "json" for f in nest.values()):
             raise MappingError(f"{where}: nest may only fill JSON fields (traits, properties, …)")
+        items = PackedItems.from_dict(where, raw["items"], spec) if raw.get("items") else None
         return cls(
             name=name,
             kind=kind,
@@ -121,6 +230,7 @@ class Preset:
             unquote=unquote,
             header=strings(raw["header"], "header") if raw.get("header") else (),
             nest=nest,
+            items=items,
             builtin=builtin,
         )
 
@@ -149,6 +259,9 @@ class Preset:
             explicit[self.row_id] = RowId()
         for f in set(self.nest.values()):
             explicit.setdefault(f, Const("{}"))  # built from the columns it nests
+        if self.items and any(self.items.matches(h) for h in by_norm.values()):
+            for f in self.items.line_fields():
+                explicit.setdefault(f, Const(""))  # unpacked from the item cells
         for f in KINDS[self.kind].names:  # only the preset's columns feed fields
             explicit.setdefault(f, Unmapped())
         return explicit, fallbacks
@@ -230,6 +343,8 @@ class RowRules:
     row_id: str | None = None
     unquote: tuple[str, ...] = ()
     nest: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # field -> (key, staged)
+    items: PackedItems | None = None
+    item_columns: list[str] = field(default_factory=list)  # staged columns holding packed items
     _carry: dict[str, Any] | None = None
 
     @classmethod
@@ -271,6 +386,12 @@ class RowRules:
             row_id=preset.row_id if preset else None,
             unquote=preset.unquote if preset else (),
             nest=nest,
+            items=preset.items if preset and preset.items else None,
+            item_columns=[
+                staged
+                for orig, staged in staged_of.items()
+                if preset and preset.items and preset.items.matches(orig)
+            ],
         )
 
     @property
@@ -283,6 +404,7 @@ class RowRules:
             or self.row_id
             or self.unquote
             or self.nest
+            or (self.items is not None and bool(self.item_columns))
         )
 
     def apply_all(self, tables: Iterator[Any]) -> Iterator[Any]:
@@ -292,6 +414,8 @@ class RowRules:
             yield chunk
 
     def apply(self, t: pa.Table) -> pa.Table:
+        if self.items is not None and self.item_columns:
+            t = self._unpack_items(t)
         # fill-down first: a continuation row takes its record's values before any fallback
         # (a Shopify image row is its product's, not a product named by its handle)
         if self.fill_down and self.fill_down in t.column_names:
@@ -326,6 +450,27 @@ class RowRules:
             t = _set(t, f, pc.coalesce(_text(t[f]), const) if f in t.column_names else const)
         if self.row_id:
             t = _set(t, self.row_id, self._row_ids(t))
+        return t
+
+    def _unpack_items(self, t: pa.Table) -> pa.Table:
+        """One row per packed line item (a row without items stays, with no line)."""
+        assert self.items is not None
+        cols = [c for c in self.item_columns if c in t.column_names]
+        if not cols or not t.num_rows:
+            return t
+        cells = zip(*[_text(t[c]).to_pylist() for c in cols], strict=True)
+        take: list[int] = []
+        lines: list[dict[str, str | None]] = []
+        for i, row in enumerate(cells):
+            items = self.items.unpack(row)
+            for n, line in enumerate(items or [{}], start=1):
+                take.append(i)
+                lines.append({"line_number": str(n), **line} if items else {})
+        t = t.take(pa.array(take, pa.int64()))
+        for f in self.items.line_fields():
+            given = _text(t[f]).to_pylist() if f in t.column_names else [None] * len(lines)
+            vals = [g if g not in (None, "") else line.get(f) for g, line in zip(given, lines, strict=True)]
+            t = _set(t, f, pa.array(vals, pa.string()))
         return t
 
     def _fill_down(self, t: pa.Table) -> pa.Table:
@@ -412,6 +557,7 @@ def presets_table(presets: Mapping[str, Preset]) -> list[dict[str, str]]:
 
 
 __all__ = [
+    "PackedItems",
     "Preset",
     "RowRules",
     "all_presets",
