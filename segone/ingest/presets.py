@@ -469,7 +469,10 @@ class RowRules:
         t = t.take(pa.array(take, pa.int64()))
         for f in self.items.line_fields():
             given = _text(t[f]).to_pylist() if f in t.column_names else [None] * len(lines)
-            vals = [g if g not in (None, "") else line.get(f) for g, line in zip(given, lines, strict=True)]
+            vals = [
+                g if g not in (None, "") else line.get(f)
+                for g, line in zip(given, lines, strict=True)
+            ]
             t = _set(t, f, pa.array(vals, pa.string()))
         return t
 
