@@ -2,7 +2,7 @@
 
 A signed request carries three headers::
 
-    webhook-id:        msg_...          the same on every retry of one message (receivers de-dupe on it)
+    webhook-id:        msg_...          the same on every retry of a message (receivers de-dupe)
     webhook-timestamp: 1614265330       unix seconds when this attempt was signed
     webhook-signature: v1,<base64>      HMAC-SHA256(key, f"{id}.{timestamp}.{body}")
 
@@ -95,9 +95,7 @@ def verify(
         expected = sign(secret, msg_id, sent, body)
     except ValueError:
         return False
-    return any(
-        hmac.compare_digest(expected, entry) for entry in (signature or "").split() if entry
-    )
+    return any(hmac.compare_digest(expected, entry) for entry in (signature or "").split() if entry)
 
 
 def verify_headers(

@@ -99,7 +99,9 @@ def test_fails_twice_then_delivers_signed(store):
         assert tx.count("outbox") == 0 and tx.dead_letters() == []
     headers, body = rx.requests[-1]
     assert headers[ID_HEADER] == f"msg_{oid}"
-    assert verify(SECRET, headers[ID_HEADER], headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])
+    assert verify(
+        SECRET, headers[ID_HEADER], headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER]
+    )
     doc = json.loads(body)
     assert doc == {
         "id": oid,

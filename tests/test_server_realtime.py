@@ -18,9 +18,9 @@ import pytest
 
 from segone.api import background_server, create_app
 from segone.config import Settings
-from segone.signing import verify_headers
 from segone.online.engine import Engine
 from segone.online.store import OnlineStore
+from segone.signing import verify_headers
 
 WRITE, DECIDE, ADMIN, SECRET = "wk-test", "dk-test", "adm-test", "hook-secret"
 

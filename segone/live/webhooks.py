@@ -35,9 +35,17 @@ from segone.live.aggregate import iso
 from segone.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify
 from segone.signing import headers as signed_headers
 
-__all__ = ["ID_HEADER", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "WebhookDispatcher", "sign", "verify"]
+__all__ = [
+    "ID_HEADER",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "WebhookDispatcher",
+    "sign",
+    "verify",
+]
 
 log = logging.getLogger("segone.webhooks")
+
 
 def message_id(row: dict[str, Any]) -> str:
     """The ``webhook-id`` of an outbox row: stable across retries, so receivers can de-dupe."""

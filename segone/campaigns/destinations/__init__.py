@@ -83,8 +83,22 @@ _KEYS: dict[str, set[str]] = {
 }
 KINDS = tuple(_KEYS)
 # the most a platform takes in one request, and the default batch
-_MAX_BATCH = {"webhook": 10_000, "mailchimp": 500, "klaviyo": 10_000, "meta": 10_000, "google": 10_000, "sms": 1}
-_DEFAULT_BATCH = {"webhook": 500, "mailchimp": 500, "klaviyo": 10_000, "meta": 10_000, "google": 10_000, "sms": 1}
+_MAX_BATCH = {
+    "webhook": 10_000,
+    "mailchimp": 500,
+    "klaviyo": 10_000,
+    "meta": 10_000,
+    "google": 10_000,
+    "sms": 1,
+}
+_DEFAULT_BATCH = {
+    "webhook": 500,
+    "mailchimp": 500,
+    "klaviyo": 10_000,
+    "meta": 10_000,
+    "google": 10_000,
+    "sms": 1,
+}
 
 
 def _did_you_mean(word: str, options: set[str] | tuple[str, ...]) -> str:
@@ -241,7 +255,9 @@ def open_destination(
     elif kind == "klaviyo":
         default_base = "https://a.klaviyo.com"
         connector = connectors.Klaviyo(
-            cfg.secret("api_key"), revision=cfg.need("revision", "2024-10-15"), default_country_code=cc
+            cfg.secret("api_key"),
+            revision=cfg.need("revision", "2024-10-15"),
+            default_country_code=cc,
         )
     elif kind == "meta":
         default_base = "https://graph.facebook.com"

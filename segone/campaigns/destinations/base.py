@@ -81,7 +81,7 @@ class SyncReport:
 
 
 class Destination(Protocol):
-    """A place an audience is synced to (a file, a webhook, Mailchimp, Klaviyo, Meta, Google, SMS)."""
+    """A place an audience is synced to (file, webhook, Mailchimp, Klaviyo, Meta, Google, SMS)."""
 
     name: str
 

@@ -77,7 +77,9 @@ class Mailchimp(Connector):
         refused_addresses = {str(e.get("email_address", "")).lower() for e in errors}
         codes = Counter(str(e.get("error_code") or "error") for e in errors)
         if codes:
-            http.report.errors.extend(f"mailchimp refused {n}: {c}" for c, n in sorted(codes.items()))
+            http.report.errors.extend(
+                f"mailchimp refused {n}: {c}" for c, n in sorted(codes.items())
+            )
         return {i.key for i in items if i.payload["email_address"] in refused_addresses}
 
     def remove(self, http: Http, items: Sequence[tuple[str, str]], list_id: str, rid: str) -> None:
@@ -121,7 +123,9 @@ class Klaviyo(Connector):
             attrs["phone_number"] = phone
         if member.fields:
             attrs["properties"] = dict(member.fields)
-        return Item(member.customer_id, {"type": "profile", "attributes": attrs}, member.customer_id)
+        return Item(
+            member.customer_id, {"type": "profile", "attributes": attrs}, member.customer_id
+        )
 
     def add(self, http: Http, items: Sequence[Item], list_id: str, rid: str) -> set[str]:
         body = {
@@ -231,7 +235,10 @@ class Google(Connector):
         self._job: str | None = None
 
     def headers(self) -> dict[str, str]:
-        h = {"Authorization": f"Bearer {self.access_token}", "developer-token": self.developer_token}
+        h = {
+            "Authorization": f"Bearer {self.access_token}",
+            "developer-token": self.developer_token,
+        }
         if self.login_customer_id:
             h["login-customer-id"] = self.login_customer_id
         return h

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from functools import partial
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -75,7 +76,7 @@ class HttpSettings:
     base_url: str
     timeout: float = 30.0
     batch_size: int = 500
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     random_state: int | None = None
 
 
@@ -119,7 +120,7 @@ class Http:
             last[:] = [resp]
             return resp.status_code, resp.headers, None
 
-        status, retries, error = retrying(attempt, self.policy, rng=self.rng, sleep=self.sleep)
+        _, retries, error = retrying(attempt, self.policy, rng=self.rng, sleep=self.sleep)
         self.report.retries += retries
         if error is not None:
             raise BatchFailed(f"{call.method} {error}")
@@ -219,16 +220,16 @@ class HttpDestination:
             headers=self.connector.headers(),
         ) as client:
             http = Http(client, self.settings.retry, report, rng=self._rng, sleep=self.sleep)
-            for batch in _chunks(removes, self.connector.remove_batch_size):
-                rid = request_id(self.name, list_id, epoch, "remove", [t for _, t in batch])
+            for gone in _chunks(removes, self.connector.remove_batch_size):
+                rid = request_id(self.name, list_id, epoch, "remove", [t for _, t in gone])
                 try:
-                    self.connector.remove(http, batch, list_id, rid)
+                    self.connector.remove(http, gone, list_id, rid)
                 except BatchFailed as exc:
-                    report.failed += len(batch)
-                    report.errors.append(f"remove batch of {len(batch)}: {exc}")
+                    report.failed += len(gone)
+                    report.errors.append(f"remove batch of {len(gone)}: {exc}")
                     continue
-                keys = [k for k, _ in batch]
-                commit(lambda keys=keys: self.state.removed(self.name, list_id, keys))
+                keys = [k for k, _ in gone]
+                commit(partial(self.state.removed, self.name, list_id, keys))
                 report.removed += sum(k not in replaced for k in keys)
             for batch in _chunks(adds, self.settings.batch_size):
                 rid = request_id(self.name, list_id, epoch, "add", [i.payload for i in batch])
@@ -239,7 +240,7 @@ class HttpDestination:
                     report.errors.append(f"add batch of {len(batch)}: {exc}")
                     continue
                 ok = [(i.key, Synced(i.digest, i.token)) for i in batch if i.key not in refused]
-                commit(lambda ok=ok: self.state.added(self.name, list_id, ok))
+                commit(partial(self.state.added, self.name, list_id, ok))
                 report.failed += len(refused)
                 report.added += sum(1 for k, _ in ok if k not in before)
                 report.updated += sum(1 for k, _ in ok if k in before)

@@ -54,7 +54,8 @@ def phone_digits(value: str, default_country_code: str | None = None) -> str | N
     ``+44 7700 900123`` and ``0044 7700 900123`` are international; ``07700 900123`` is national
     and takes ``default_country_code`` in place of its trunk 0.
     """
-    v = value.strip()
+    # "+44 (0)20 ..." writes the national trunk 0 in brackets: it is not dialled from abroad
+    v = value.strip().replace("(0)", "")
     if not v:
         return None
     international = v.startswith("+")

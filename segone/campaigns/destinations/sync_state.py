@@ -141,13 +141,8 @@ class SyncState:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                found.update(
-                    r[0]
-                    for r in db.execute(
-                        f"SELECT key FROM sent WHERE channel = ? AND list_id = ? AND key IN ({marks})",
-                        (channel, list_id, *chunk),
-                    )
-                )
+                sql = f"SELECT key FROM sent WHERE channel = ? AND list_id = ? AND key IN ({marks})"
+                found.update(r[0] for r in db.execute(sql, (channel, list_id, *chunk)))
         return found
 
     def mark_sent(self, channel: str, list_id: str, keys: Iterable[str]) -> None:
