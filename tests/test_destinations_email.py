@@ -75,7 +75,9 @@ def settings(port: int, **kw) -> SmtpSettings:
 
 def test_multipart_plain_and_html_with_one_click_unsubscribe(smtp):
     inbox, port = smtp
-    sender = SmtpSender(settings(port, rate_per_second=1000, unsubscribe_mailto="unsub@shop.example"))
+    sender = SmtpSender(
+        settings(port, rate_per_second=1000, unsubscribe_mailto="unsub@shop.example")
+    )
     report = sender.send(outgoing(3))
     assert (report.sent, report.failed) == (3, 0)
     assert len(inbox.messages) == 3
@@ -99,16 +101,33 @@ def test_multipart_plain_and_html_with_one_click_unsubscribe(smtp):
 
 
 def test_text_only_and_given_message_id():
-    e = OutgoingEmail("c1", "a@example.com", "S", "text", message_id="<m1@x>", unsubscribe_url="http://x/u")
+    e = OutgoingEmail(
+        "c1", "a@example.com", "S", "text", message_id="<m1@x>", unsubscribe_url="http://x/u"
+    )
     msg = build_message(e, SmtpSettings())
     assert msg.get_content_type() == "text/plain" and msg["Message-ID"] == "<m1@x>"
     assert msg["List-Unsubscribe"] == "<http://x/u>"
     assert msg["List-Unsubscribe-Post"] is None  # one-click needs https (RFC 8058)
 
 
+def test_non_ascii_subject_and_body_arrive_intact(smtp):
+    inbox, port = smtp
+    e = OutgoingEmail("c1", "a@example.com", "Café – 20 % für Sie", "Grüße, José", "<p>Grüße</p>")
+    assert SmtpSender(settings(port, rate_per_second=1000)).send([e]).sent == 1
+    (msg,) = inbox.messages
+    assert msg["Subject"] == "Café – 20 % für Sie"
+    plain, html = msg.iter_parts()
+    assert (
+        plain.get_content().strip() == "Grüße, José"
+        and html.get_content().strip() == "<p>Grüße</p>"
+    )
+
+
 def test_bad_messages_and_settings_are_clear_errors():
     with pytest.raises(DestinationError, match="no valid address"):
         build_message(OutgoingEmail("c1", "nobody", "S", "t"), SmtpSettings())
+    with pytest.raises(DestinationError, match="no valid address"):
+        build_message(OutgoingEmail("c1", "a@b.c\r\nBcc: x@y.z", "S", "t"), SmtpSettings())
     with pytest.raises(DestinationError, match="line break"):
         build_message(OutgoingEmail("c1", "a@b.c", "S\r\nBcc: x@y.z", "t"), SmtpSettings())
     with pytest.raises(DestinationError, match="rate_per_second"):
@@ -144,8 +163,10 @@ def test_a_refused_recipient_fails_only_its_message(smtp, caplog):
 
 def test_connections_are_reused_then_reopened(smtp):
     inbox, port = smtp
-    report = SmtpSender(settings(port, rate_per_second=1000, max_per_connection=4)).send(outgoing(10))
-    assert report.sent == 10 and report.connections == 3
+    report = SmtpSender(settings(port, rate_per_second=1000, max_per_connection=4)).send(
+        outgoing(10)
+    )
+    assert report.sent == 10 and report.connections == 3 and len(inbox.messages) == 10
 
 
 def test_dry_run_renders_and_sends_nothing(smtp):
@@ -162,10 +183,14 @@ def test_a_rerun_skips_what_was_sent(smtp, tmp_path):
     first = sender.send(outgoing(3), list_id="camp")
     second = sender.send(outgoing(5), list_id="camp")
     assert (first.sent, second.sent, second.skipped) == (3, 2, 3)
-    assert sorted(m["To"] for m in inbox.messages) == sorted(f"person{i}@example.com" for i in range(5))
+    assert sorted(m["To"] for m in inbox.messages) == sorted(
+        f"person{i}@example.com" for i in range(5)
+    )
 
 
 def test_unreachable_server_fails_every_message():
-    report = SmtpSender(settings(free_port(), rate_per_second=1000, max_attempts=2)).send(outgoing(2))
+    report = SmtpSender(settings(free_port(), rate_per_second=1000, max_attempts=2)).send(
+        outgoing(2)
+    )
     assert (report.sent, report.failed) == (0, 2)
     assert report.errors == ["ConnectionRefusedError: 2"]

@@ -55,7 +55,9 @@ def test_verify_rejects_any_change(msg_id, ts, body, sig):
 
 def test_replays_outside_the_tolerance_are_refused():
     kw = {"now": VECTOR_TS + 301}
-    assert not signing.verify(VECTOR_SECRET, VECTOR_ID, VECTOR_TS, VECTOR_BODY, VECTOR_SIGNATURE, **kw)
+    assert not signing.verify(
+        VECTOR_SECRET, VECTOR_ID, VECTOR_TS, VECTOR_BODY, VECTOR_SIGNATURE, **kw
+    )
     assert not signing.verify(
         VECTOR_SECRET, VECTOR_ID, VECTOR_TS, VECTOR_BODY, VECTOR_SIGNATURE, now=VECTOR_TS - 301
     )
@@ -75,7 +77,9 @@ def test_several_signatures_during_a_key_rotation():
     both = f"{signing.sign(other, VECTOR_ID, VECTOR_TS, VECTOR_BODY)} {VECTOR_SIGNATURE}"
     assert signing.verify(VECTOR_SECRET, VECTOR_ID, VECTOR_TS, VECTOR_BODY, both, now=VECTOR_TS)
     assert signing.verify(other, VECTOR_ID, VECTOR_TS, VECTOR_BODY, both, now=VECTOR_TS)
-    assert not signing.verify(signing.new_secret(), VECTOR_ID, VECTOR_TS, VECTOR_BODY, both, now=VECTOR_TS)
+    assert not signing.verify(
+        signing.new_secret(), VECTOR_ID, VECTOR_TS, VECTOR_BODY, both, now=VECTOR_TS
+    )
 
 
 def test_secrets():
@@ -90,7 +94,9 @@ def test_secrets():
     with pytest.raises(ValueError, match="empty"):
         signing.secret_key("")
     # a bad secret on the receiving side is a failed check, not a crash
-    assert not signing.verify("whsec_%%", VECTOR_ID, VECTOR_TS, VECTOR_BODY, VECTOR_SIGNATURE, now=VECTOR_TS)
+    assert not signing.verify(
+        "whsec_%%", VECTOR_ID, VECTOR_TS, VECTOR_BODY, VECTOR_SIGNATURE, now=VECTOR_TS
+    )
 
 
 def test_headers_sign_now():

@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from functools import partial
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx
