@@ -115,7 +115,7 @@ def build_message(email: OutgoingEmail, settings: SmtpSettings) -> Message:
         email.subject.encode("ascii")
         msg["Subject"] = email.subject
     except UnicodeEncodeError:
-        msg["Subject"] = Header(email.subject, "utf-8")
+        msg["Subject"] = Header(email.subject, "utf-8").encode()
     msg["Date"] = formatdate(localtime=False, usegmt=True)
     domain = settings.message_id_domain or settings.sender.rpartition("@")[2]
     msg["Message-ID"] = email.message_id or make_msgid(domain=domain)
