@@ -13,7 +13,7 @@ from email.message import EmailMessage
 import pytest
 from aiosmtpd.controller import Controller
 
-from segone.campaigns.destinations import DestinationError, OutgoingEmail, SyncState
+from segone.campaigns.destinations import DestinationError, OutgoingEmail, SyncState, open_sender
 from segone.campaigns.destinations.email import SmtpSender, SmtpSettings, build_message
 
 
@@ -194,3 +194,19 @@ def test_unreachable_server_fails_every_message():
     )
     assert (report.sent, report.failed) == (0, 2)
     assert report.errors == ["ConnectionRefusedError: 2"]
+
+
+def test_open_sender_from_a_config_mapping(smtp, tmp_path, monkeypatch):
+    inbox, port = smtp
+    monkeypatch.setenv("SEGONE_TEST_SMTP_PASSWORD", "pw")
+    with pytest.raises(DestinationError, match="did you mean 'rate_per_second'"):
+        open_sender({"sender": "a@b.c", "rate_per_secnd": 5})
+    with pytest.raises(DestinationError, match="sender is required"):
+        open_sender({"host": "127.0.0.1"})
+    sender = open_sender(
+        {"port": port, "sender": "news@shop.example", "rate_per_second": 500},
+        state_dir=tmp_path,
+    )
+    assert sender.send(outgoing(2), list_id="l").sent == 2
+    assert sender.send(outgoing(2), list_id="l").skipped == 2
+    assert len(inbox.messages) == 2

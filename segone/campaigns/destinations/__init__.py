@@ -21,6 +21,10 @@ Config keys (a mapping, e.g. a ``destinations:`` entry of a campaign YAML)::
     sms            base_url, api_key, sender (required), path ("/messages"), body,
                    default_country_code
 
+E-mail: ``open_sender(config, state_dir=...)`` takes host, port (25), sender, security
+(none|starttls|ssl), username, password, timeout, rate_per_second (10), max_per_connection,
+max_attempts, unsubscribe_mailto, message_id_domain.
+
 A secret written as ``env:NAME`` is read from the environment variable NAME, so campaign files
 can be committed without keys in them.
 """
@@ -32,7 +36,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segone.campaigns.destinations.base import (
     Destination,
@@ -43,6 +47,9 @@ from segone.campaigns.destinations.base import (
 )
 from segone.campaigns.destinations.sync_state import RetryPolicy, SyncState
 
+if TYPE_CHECKING:
+    from segone.campaigns.destinations.email import SmtpSender
+
 __all__ = [
     "KINDS",
     "Destination",
@@ -52,6 +59,7 @@ __all__ = [
     "SyncReport",
     "SyncState",
     "open_destination",
+    "open_sender",
 ]
 
 _HTTP_KEYS = {
@@ -81,6 +89,20 @@ _KEYS: dict[str, set[str]] = {
     },
     "sms": _HTTP_KEYS | {"api_key", "sender", "path", "body", "default_country_code"},
 }
+_SMTP_KEYS = {
+    "host",
+    "port",
+    "sender",
+    "security",
+    "username",
+    "password",
+    "timeout",
+    "rate_per_second",
+    "max_per_connection",
+    "max_attempts",
+    "unsubscribe_mailto",
+    "message_id_domain",
+}
 KINDS = tuple(_KEYS)
 # the most a platform takes in one request, and the default batch
 _MAX_BATCH = {
@@ -109,14 +131,15 @@ def _did_you_mean(word: str, options: set[str] | tuple[str, ...]) -> str:
 class _Config:
     """Typed reads of one destination's mapping, with errors that name the kind and key."""
 
-    def __init__(self, kind: str, raw: Mapping[str, Any]) -> None:
+    def __init__(self, kind: str, raw: Mapping[str, Any], known: set[str] | None = None) -> None:
         self.kind = kind
         self.raw = raw
+        known = _KEYS[kind] if known is None else known
         for key in raw:
-            if key not in _KEYS[kind]:
+            if key not in known:
                 raise DestinationError(
-                    f"{kind}: unknown key {key!r}{_did_you_mean(key, _KEYS[kind])}; "
-                    f"known: {', '.join(sorted(_KEYS[kind]))}"
+                    f"{kind}: unknown key {key!r}{_did_you_mean(key, known)}; "
+                    f"known: {', '.join(sorted(known))}"
                 )
 
     def text(self, key: str, default: str | None = None, *, required: bool = False) -> str | None:
@@ -277,3 +300,27 @@ def open_destination(
             default_country_code=cc,
         )
     return HttpDestination(name, connector, _http_settings(cfg, default_base), state, sleep=sleep)
+
+
+def open_sender(config: Mapping[str, Any], *, state_dir: Path | None = None) -> SmtpSender:
+    """An ``SmtpSender`` configured by ``config`` (keys in the module doc); with ``state_dir``
+    it records what it sent, so a re-run of a list never mails a person twice."""
+    from segone.campaigns.destinations.email import SmtpSender, SmtpSettings
+
+    cfg = _Config("smtp", config, _SMTP_KEYS)
+    password = cfg.secret("password") if config.get("password") else None
+    settings = SmtpSettings(
+        host=cfg.need("host", "127.0.0.1"),
+        port=int(cfg.number("port", 25)),
+        sender=cfg.need("sender"),
+        security=cfg.need("security", "none"),
+        username=cfg.text("username"),
+        password=password,
+        timeout=cfg.number("timeout", 30.0),
+        rate_per_second=cfg.number("rate_per_second", 10.0),
+        max_per_connection=int(cfg.number("max_per_connection", 1000)),
+        max_attempts=int(cfg.number("max_attempts", 3)),
+        unsubscribe_mailto=cfg.text("unsubscribe_mailto"),
+        message_id_domain=cfg.text("message_id_domain"),
+    )
+    return SmtpSender(settings, state=None if state_dir is None else SyncState(Path(state_dir)))
