@@ -14,15 +14,16 @@ the common denominator of upload tools) instead of the plain values.
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from segone.campaigns.destinations import normalise
 from segone.campaigns.destinations.base import DestinationError, Member, SyncReport
-from segone.campaigns.destinations.sync_state import Synced, SyncState, digest
+from segone.campaigns.destinations.sync_state import Synced, SyncState
 
 log = logging.getLogger("segone.destinations")
 
@@ -61,27 +62,35 @@ class FileDestination:
         self.hash_contacts = hash_contacts
         self.cc = default_country_code
 
-    def _value(self, m: Member, column: str) -> Any:
+    def _getter(self, column: str) -> Callable[[Member], Any]:
+        """How to read ``column`` from a member (chosen once per column, not per row)."""
         if column == "customer_id":
-            return m.customer_id
+            return lambda m: m.customer_id
         if column == "email":
-            return normalise.meta_email_hash(m.email) or None if self.hash_contacts else m.email
+            if self.hash_contacts:
+                return lambda m: normalise.meta_email_hash(m.email) or None
+            return lambda m: m.email
         if column == "phone":
             if self.hash_contacts:
-                return normalise.meta_phone_hash(m.phone, self.cc) or None
-            return m.phone
-        return m.fields.get(column)
+                return lambda m: normalise.meta_phone_hash(m.phone, self.cc) or None
+            return lambda m: m.phone
+        return lambda m: m.fields.get(column)
 
     def sync(self, members: Iterable[Member], *, list_id: str) -> SyncReport:
         report = SyncReport(destination=self.name)
         rows: list[tuple[Any, ...]] = []
         now: dict[str, str] = {}  # customer id -> digest of its row
         seen_fields: set[str] = set()
+        getters = [self._getter(c) for c in self.columns]
         for m in members:
-            seen_fields.update(m.fields)
-            row = tuple(self._value(m, c) for c in self.columns)
+            if m.fields:
+                seen_fields.update(m.fields)
+            row = tuple(g(m) for g in getters)
             rows.append(row)
-            now[m.customer_id] = digest(list(row))
+            # change detection only (not an idempotency key): a short hash of the row's text
+            now[m.customer_id] = hashlib.blake2b(
+                "\x1f".join(map(str, row)).encode(), digest_size=12
+            ).hexdigest()
         missing = [
             c for c in self.columns if c not in {"customer_id", "email", "phone"} | seen_fields
         ]
@@ -116,7 +125,10 @@ class FileDestination:
         gone = [k for k in before if k not in now]
         report.removed = len(gone)
         self.state.removed(self.name, list_id, gone)
-        self.state.added(self.name, list_id, [(k, Synced(d, k)) for k, d in now.items()])
+        changed = [
+            (k, Synced(d, k)) for k, d in now.items() if k not in before or before[k].digest != d
+        ]
+        self.state.added(self.name, list_id, changed)
         self.state.completed(self.name, list_id)
         report.requests = 1
         log.info(

@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS synced (
     destination TEXT NOT NULL, list_id TEXT NOT NULL, key TEXT NOT NULL,
     digest TEXT NOT NULL, token TEXT NOT NULL, synced_at TEXT NOT NULL,
     PRIMARY KEY (destination, list_id, key)
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS lists (
     destination TEXT NOT NULL, list_id TEXT NOT NULL, epoch INTEGER NOT NULL,
     last_sync_at TEXT, PRIMARY KEY (destination, list_id)
@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS lists (
 CREATE TABLE IF NOT EXISTS sent (
     channel TEXT NOT NULL, list_id TEXT NOT NULL, key TEXT NOT NULL, sent_at TEXT NOT NULL,
     PRIMARY KEY (channel, list_id, key)
-);
+) WITHOUT ROWID;
 """
 
 
@@ -78,11 +78,14 @@ class SyncState:
         self.path = state_dir / STATE_FILE
         # one short-lived connection per call: syncs may run from worker threads
         with self._connect() as db:
+            # WAL: a sync writing batch by batch does not block a report reading the state
+            db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         db = sqlite3.connect(self.path, timeout=30)
+        db.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps it consistent
         try:
             with db:
                 yield db
