@@ -508,3 +508,40 @@ def test_no_contact_data_in_logs(platform, tmp_path, caplog):
         assert sha(m.email.lower()) not in text
         assert md5(m.email.lower()) not in text
     assert "k3y-us6" not in text and "eaatoken" not in text and "smskey" not in text
+
+
+def test_people_sharing_an_address_are_one_entry_and_removing_one_keeps_it(platform, tmp_path):
+    dest = mailchimp(platform, tmp_path)
+    shared = [Member("a", email="Home@Example.com"), Member("b", email="home@example.com")]
+    r1 = dest.sync([*shared, *people(range(2))], list_id="L1")
+    assert (r1.added, r1.skipped) == (3, 1) and r1.ok
+    assert r1.warnings == ["1 member(s) share a contact point with another"]
+    assert platform.applied["home@example.com"] == 1
+    # "a" leaves; "b" still uses the address, so it must stay at Mailchimp
+    r2 = dest.sync([shared[1], *people(range(2))], list_id="L1")
+    assert r2.ok and md5("home@example.com") in platform.lists["L1"]
+    assert not any(r["path"] == "/3.0/batches" for r in platform.raw)
+    assert len(platform.lists["L1"]) == 3
+
+
+def test_a_changed_address_replaces_the_old_one(platform, tmp_path):
+    dest = mailchimp(platform, tmp_path)
+    dest.sync([Member("a", email="old@example.com")], list_id="L1")
+    r = dest.sync([Member("a", email="new@example.com")], list_id="L1")
+    assert (r.added, r.updated, r.removed) == (0, 1, 0)
+    assert set(platform.lists["L1"]) == {md5("new@example.com")}
+
+
+def test_field_values_that_are_not_json_go_as_text(platform, tmp_path):
+    from datetime import date
+    from decimal import Decimal
+
+    cfg = {"api_key": "pk_test", "base_url": platform.base_url, **FAST}
+    dest = open_destination("klaviyo", cfg, state_dir=tmp_path)
+    m = Member(
+        "a", email="a@example.com", fields={"since": date(2024, 5, 1), "clv": Decimal("12.50")}
+    )
+    assert dest.sync([m], list_id="L").ok
+    attrs = json.loads(platform.raw[0]["body"])["data"]["attributes"]["profiles"]["data"][0]
+    assert attrs["attributes"]["properties"] == {"since": "2024-05-01", "clv": "12.50"}
+    assert platform.raw[0]["headers"]["content-type"] == "application/vnd.api+json"

@@ -58,6 +58,8 @@ class SyncReport:
     updated: int = 0
     #: members the destination cannot hold (no e-mail for Mailchimp, no phone for SMS, ...)
     skipped: int = 0
+    #: things worth knowing that are not failures (people sharing one address, ...)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -77,6 +79,7 @@ class SyncReport:
             "requests": self.requests,
             "retries": self.retries,
             "errors": list(self.errors),
+            "warnings": list(self.warnings),
         }
 
 

@@ -16,6 +16,7 @@ requests add or remove a batch; this module does the rest the same way for all o
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -100,18 +101,25 @@ class Http:
 
     def __call__(self, call: Call, *, request_id: str) -> httpx.Response:
         last: list[httpx.Response] = []
+        # encoded here, not by httpx: field values may be dates or decimals (sent as text)
+        body = (
+            json.dumps(call.json, separators=(",", ":"), default=str).encode()
+            if call.json is not None
+            else call.content
+        )
 
         def attempt() -> tuple[int | None, Mapping[str, str], str | None]:
             headers = {"Idempotency-Key": request_id, **call.headers}
             if call.sign is not None:
                 headers.update(call.sign())
+            if body is not None and "content-type" not in self.client.headers:
+                headers.setdefault("Content-Type", "application/json")
             self.report.requests += 1
             try:
                 resp = self.client.request(
                     call.method,
                     call.path,
-                    json=call.json,
-                    content=call.content,
+                    content=body,
                     params=call.params,
                     headers=headers,
                 )
@@ -183,27 +191,49 @@ class HttpDestination:
 
     def sync(self, members: Iterable[Member], *, list_id: str) -> SyncReport:
         report = SyncReport(destination=self.name)
-        items: dict[str, Item] = {}
+        shaped: dict[str, Item] = {}
         for m in members:
             it = self.connector.item(m)
             if it is None:
                 report.skipped += 1
             else:
-                items[it.key] = it
+                shaped[it.key] = it
+        # two people sharing one contact point are one entry at the platform: the first by id
+        # holds it (sending both would be a duplicate, removing one would drop the other)
+        items: dict[str, Item] = {}
+        holders: dict[str, str] = {}
+        for key in sorted(shaped):
+            it = shaped[key]
+            if it.token in holders:
+                report.skipped += 1
+            else:
+                holders[it.token] = key
+                items[key] = it
+        if len(items) < len(shaped):
+            report.warnings.append(
+                f"{len(shaped) - len(items)} member(s) share a contact point with another"
+            )
         before = self.state.load(self.name, list_id)
         adds: list[Item] = []
         removes: list[tuple[str, str]] = [(k, s.token) for k, s in before.items() if k not in items]
+        # a token another member now holds stays at the platform: only the state forgets it
+        kept = [k for k, t in removes if t in holders]
+        removes = [(k, t) for k, t in removes if t not in holders]
         for key in sorted(items):
             it, old = items[key], before.get(key)
             if old is None:
                 adds.append(it)
             elif old.digest != it.digest:
                 adds.append(it)
-                if old.token != it.token:  # a new contact point: the old one leaves the list
+                if old.token != it.token and old.token not in holders:
+                    # a new contact point: the old one leaves the list
                     removes.append((key, old.token))
             else:
                 report.unchanged += 1
         removes.sort()
+        if kept:
+            self.state.removed(self.name, list_id, kept)
+            report.removed += len(kept)
         epoch = self.state.epoch(self.name, list_id)
         replaced = {k for k, _ in removes if k in items}
         pending: list[Callable[[], None]] = []
