@@ -12,15 +12,16 @@ and then closes the connection without answering (the response is lost on the wa
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import re
 import threading
+import time
 from collections import Counter, defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
-
-from segone import signing
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -160,7 +161,7 @@ class Platform:
                         }
                     )
                     continue
-                h = __import__("hashlib").md5(address.lower().encode()).hexdigest()
+                h = hashlib.md5(address.lower().encode()).hexdigest()
                 (updated if h in self.lists[m[1]] else new).append({"id": h})
                 self.lists[m[1]][h] = member
                 self.applied[address] += 1
@@ -288,7 +289,13 @@ class Platform:
         return {}
 
     def webhook(self, req: dict[str, Any]) -> Any:
-        if not signing.verify_headers(self.secret, req["headers"], req["body"]):
+        # checked by hand from the spec, not with segone.signing (which signed it)
+        h = req["headers"]
+        key = base64.b64decode(self.secret.removeprefix("whsec_"))
+        content = f"{h.get('webhook-id')}.{h.get('webhook-timestamp')}.".encode() + req["body"]
+        expected = "v1," + base64.b64encode(hmac.new(key, content, "sha256").digest()).decode()
+        fresh = abs(time.time() - int(h.get("webhook-timestamp") or 0)) < 300
+        if expected not in (h.get("webhook-signature") or "").split() or not fresh:
             raise Bad("webhook: bad Standard Webhooks signature")
         doc = self._json(req)
         for member in doc["members"]:

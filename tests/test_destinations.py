@@ -276,8 +276,9 @@ def test_meta_invalid_entries_are_reported(platform, tmp_path):
     assert report.errors == ["meta marked 2 entries invalid"]
 
 
-def google(platform, tmp_path):
+def google(platform, tmp_path, **extra):
     cfg = {
+        **extra,
         "access_token": "ya29.token",
         "developer_token": "devtok",
         "customer_id": "123-456-7890",
@@ -313,6 +314,17 @@ def test_google_customer_match_normalises_and_runs_one_job(platform, tmp_path):
     assert ops[1]["create"]["userIdentifiers"] == [{"hashedEmail": sha("jane.doe@example.com")}]
     report = dest.sync(members[:1], list_id="99")
     assert report.removed == 1 and len(platform.lists["99"]) == 1
+    assert (
+        "consent" not in json.loads(platform.raw[0]["body"])["job"]["customerMatchUserListMetadata"]
+    )
+
+
+def test_google_consent_is_sent_when_configured(platform, tmp_path):
+    google(platform, tmp_path, consent="GRANTED").sync([Member("a", email="a@b.co")], list_id="9")
+    meta = json.loads(platform.raw[0]["body"])["job"]["customerMatchUserListMetadata"]
+    assert meta["consent"] == {"adUserData": "GRANTED", "adPersonalization": "GRANTED"}
+    with pytest.raises(DestinationError, match="GRANTED or DENIED"):
+        google(platform, tmp_path, consent="yes")
 
 
 def test_google_failed_run_commits_nothing(platform, tmp_path):

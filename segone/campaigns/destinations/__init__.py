@@ -17,7 +17,8 @@ Config keys (a mapping, e.g. a ``destinations:`` entry of a campaign YAML)::
     klaviyo        api_key (required), revision ("2024-10-15"), default_country_code
     meta           access_token (required), api_version ("v21.0"), default_country_code
     google         access_token, customer_id, developer_token (required), login_customer_id,
-                   api_version ("v17"), default_country_code
+                   api_version ("v17"), default_country_code, consent (GRANTED|DENIED: the
+                   job's adUserData/adPersonalization consent, sent only when set)
     sms            base_url, api_key, sender (required), path ("/messages"), body,
                    default_country_code
 
@@ -86,6 +87,7 @@ _KEYS: dict[str, set[str]] = {
         "login_customer_id",
         "api_version",
         "default_country_code",
+        "consent",
     },
     "sms": _HTTP_KEYS | {"api_key", "sender", "path", "body", "default_country_code"},
 }
@@ -298,6 +300,7 @@ def open_destination(
             login_customer_id=cfg.text("login_customer_id"),
             version=cfg.need("api_version", "v17"),
             default_country_code=cc,
+            consent=cfg.text("consent"),
         )
     return HttpDestination(name, connector, _http_settings(cfg, default_base), state, sleep=sleep)
 

@@ -225,7 +225,11 @@ class Google(Connector):
         login_customer_id: str | None,
         version: str,
         default_country_code: str | None,
+        consent: str | None = None,
     ) -> None:
+        if consent not in {None, "GRANTED", "DENIED"}:
+            raise DestinationError("google: consent must be GRANTED or DENIED")
+        self.consent = consent
         self.access_token = access_token
         self.customer_id = customer_id
         self.developer_token = developer_token
@@ -257,12 +261,18 @@ class Google(Connector):
 
     def _job_name(self, http: Http, list_id: str, rid: str) -> str:
         if self._job is None:
+            metadata: dict[str, Any] = {
+                "userList": f"customers/{self.customer_id}/userLists/{list_id}"
+            }
+            if self.consent:  # the EU user consent Google asks for (ad user data, personalisation)
+                metadata["consent"] = {
+                    "adUserData": self.consent,
+                    "adPersonalization": self.consent,
+                }
             body = {
                 "job": {
                     "type": "CUSTOMER_MATCH_USER_LIST",
-                    "customerMatchUserListMetadata": {
-                        "userList": f"customers/{self.customer_id}/userLists/{list_id}"
-                    },
+                    "customerMatchUserListMetadata": metadata,
                 }
             }
             path = f"/{self.version}/customers/{self.customer_id}/offlineUserDataJobs:create"
