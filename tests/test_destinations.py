@@ -10,7 +10,7 @@ import logging
 import pyarrow.parquet as pq
 import pytest
 
-from segone.campaigns.destinations import DestinationError, Member, open_destination
+from segone.campaigns.destinations import DestinationError, Member, open_destination, sync_many
 from tests.platform_server import Platform
 
 FAST = {"backoff_seconds": 0.001, "max_backoff_seconds": 0.01, "random_state": 0}
@@ -557,3 +557,20 @@ def test_field_values_that_are_not_json_go_as_text(platform, tmp_path):
     attrs = json.loads(platform.raw[0]["body"])["data"]["attributes"]["profiles"]["data"][0]
     assert attrs["attributes"]["properties"] == {"since": "2024-05-01", "clv": "12.50"}
     assert platform.raw[0]["headers"]["content-type"] == "application/vnd.api+json"
+
+
+def test_sync_many_reports_per_destination_and_survives_a_broken_one(platform, tmp_path):
+    members = iter(people(range(4)))  # consumed once, shared by all
+    broken = open_destination(
+        "file",
+        {"path": str(tmp_path / "a.csv"), "columns": ["customer_id", "nope"]},
+        state_dir=tmp_path,
+    )
+    reports = sync_many(
+        [mailchimp(platform, tmp_path), broken, sms(platform, tmp_path, body="hi")],
+        members,
+        list_id="L1",
+    )
+    assert [r.destination for r in reports] == ["mailchimp", "file", "sms"]
+    assert reports[0].added == 4 and reports[2].added == 4
+    assert reports[1].failed == 4 and "nope" in reports[1].errors[0]

@@ -35,7 +35,7 @@ from __future__ import annotations
 import difflib
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,7 @@ __all__ = [
     "SyncState",
     "open_destination",
     "open_sender",
+    "sync_many",
 ]
 
 _HTTP_KEYS = {
@@ -327,3 +328,25 @@ def open_sender(config: Mapping[str, Any], *, state_dir: Path | None = None) -> 
         message_id_domain=cfg.text("message_id_domain"),
     )
     return SmtpSender(settings, state=None if state_dir is None else SyncState(Path(state_dir)))
+
+
+def sync_many(
+    destinations: Iterable[Destination], members: Iterable[Member], *, list_id: str
+) -> list[SyncReport]:
+    """Sync one audience to several destinations, one report each, in order.
+
+    A destination that raises (a column it cannot find, a bug) gets a report with the error
+    and every member counted as failed; the others still run — one broken connector must not
+    keep the audience from the rest.
+    """
+    people = list(members)
+    reports = []
+    for dest in destinations:
+        try:
+            reports.append(dest.sync(people, list_id=list_id))
+        except Exception as exc:
+            report = SyncReport(destination=dest.name, failed=len(people))
+            detail = str(exc) if isinstance(exc, DestinationError) else type(exc).__name__
+            report.errors.append(f"sync failed: {detail}")
+            reports.append(report)
+    return reports
