@@ -259,6 +259,9 @@ class Google(Connector):
             return None
         return Item(member.customer_id, ids, json.dumps(ids))
 
+    def begin(self) -> None:
+        self._job = None  # a job an aborted sync created never ran: start a new one
+
     def _job_name(self, http: Http, list_id: str, rid: str) -> str:
         if self._job is None:
             metadata: dict[str, Any] = {

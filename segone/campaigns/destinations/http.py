@@ -158,6 +158,9 @@ class Connector:
         """Remove one batch of (key, token)."""
         raise NotImplementedError
 
+    def begin(self) -> None:
+        """Before a sync's first request (forget anything a previous, aborted sync left)."""
+
     def finish(self, http: Http, list_id: str, rid: str) -> None:
         """After all batches (Google runs its job here)."""
 
@@ -250,6 +253,7 @@ class HttpDestination:
             headers=self.connector.headers(),
         ) as client:
             http = Http(client, self.settings.retry, report, rng=self._rng, sleep=self.sleep)
+            self.connector.begin()
             for gone in _chunks(removes, self.connector.remove_batch_size):
                 rid = request_id(self.name, list_id, epoch, "remove", [t for _, t in gone])
                 try:
