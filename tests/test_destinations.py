@@ -336,6 +336,9 @@ def test_google_failed_run_commits_nothing(platform, tmp_path):
     assert platform.lists["99"] == {}
     r2 = dest.sync(members, list_id="99")  # nothing was recorded: the whole list goes again
     assert r2.ok and r2.added == 1 and len(platform.lists["99"]) == 1
+    assert len(platform.jobs) == 2 and all(
+        j["ran"] == (n == 2) for n, j in enumerate(platform.jobs.values(), 1)
+    )
 
 
 def test_klaviyo_imports_profiles_and_removes_by_external_id(platform, tmp_path):

@@ -23,6 +23,7 @@ always configurable, so tests and proxies point them anywhere.
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -31,6 +32,7 @@ from segone import signing
 from segone.campaigns.destinations import normalise
 from segone.campaigns.destinations.base import DestinationError, Member
 from segone.campaigns.destinations.http import BatchFailed, Call, Connector, Http, Item
+from segone.campaigns.destinations.sync_state import digest
 
 
 def _json(resp: Any) -> Any:
@@ -279,7 +281,9 @@ class Google(Connector):
                 }
             }
             path = f"/{self.version}/customers/{self.customer_id}/offlineUserDataJobs:create"
-            resp = http(Call("POST", path, json=body), request_id=rid + "-create")
+            # a new job per sync (an unrun job does nothing), so a fresh key; the keys of the
+            # job's own requests below include its name
+            resp = http(Call("POST", path, json=body), request_id=uuid.uuid4().hex)
             name = _json(resp).get("resourceName")
             if not name:
                 raise BatchFailed("create job: no resourceName in the answer")
@@ -292,7 +296,8 @@ class Google(Connector):
             "enablePartialFailure": True,
             "operations": [{op: {"userIdentifiers": i}} for i in ids],
         }
-        resp = http(Call("POST", f"/{self.version}/{job}:addOperations", json=body), request_id=rid)
+        path = f"/{self.version}/{job}:addOperations"
+        resp = http(Call("POST", path, json=body), request_id=digest([rid, job])[:32])
         if _json(resp).get("partialFailureError"):
             http.report.errors.append("google reported a partial failure")
 
@@ -306,7 +311,8 @@ class Google(Connector):
     def finish(self, http: Http, list_id: str, rid: str) -> None:
         if self._job is not None:
             job, self._job = self._job, None
-            http(Call("POST", f"/{self.version}/{job}:run", json={}), request_id=rid)
+            path = f"/{self.version}/{job}:run"
+            http(Call("POST", path, json={}), request_id=digest([rid, job])[:32])
 
 
 class Webhook(Connector):
