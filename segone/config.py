@@ -123,8 +123,9 @@ admin_tokens = []
 # Bearer tokens for /v1/decide and /v1/feedback.
 decide_tokens = []
 # Triggers (segment entered/left, stage changed, taste shift) are POSTed here when set,
-# signed with HMAC-SHA256 of the webhook secret; failed deliveries are retried with back-off
-# and go to the dead-letter table after webhook_max_attempts.
+# signed per Standard Webhooks (webhook-signature: HMAC-SHA256 with the secret, whsec_<base64>
+# or any string); failed deliveries are retried with back-off and go to the dead-letter table
+# after webhook_max_attempts.
 webhook_url = ""
 webhook_secret = ""
 webhook_max_attempts = 5

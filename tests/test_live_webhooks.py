@@ -11,7 +11,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from segone.live.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookDispatcher, sign, verify
+from segone.live.webhooks import (
+    ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WebhookDispatcher,
+    sign,
+    verify,
+)
 from tests.test_live_identity import open_store
 
 SECRET = "s3cret"
@@ -91,7 +98,10 @@ def test_fails_twice_then_delivers_signed(store):
     with store.read() as tx:
         assert tx.count("outbox") == 0 and tx.dead_letters() == []
     headers, body = rx.requests[-1]
-    assert verify(SECRET, headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])
+    assert headers[ID_HEADER] == f"msg_{oid}"
+    assert verify(
+        SECRET, headers[ID_HEADER], headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER]
+    )
     doc = json.loads(body)
     assert doc == {
         "id": oid,
@@ -102,6 +112,7 @@ def test_fails_twice_then_delivers_signed(store):
     }
     # the same delivery each time (receivers de-duplicate on id)
     assert {json.loads(b)["id"] for _, b in rx.requests} == {oid}
+    assert {h[ID_HEADER] for h, _ in rx.requests} == {f"msg_{oid}"}
 
 
 def test_backoff_grows_exponentially_with_jitter(store):
@@ -182,14 +193,15 @@ def test_run_forever_delivers_until_stopped(store):
 def test_verify_rejects_forgeries_and_replays():
     body = b'{"id":1}'
     ts = str(int(time.time()))
-    good = sign(SECRET, ts, body)
-    assert good.startswith("sha256=") and len(good) == 7 + 64
-    assert verify(SECRET, ts, body, good)
-    assert verify(SECRET, ts, body.decode(), good)
-    assert not verify("other", ts, body, good)
-    assert not verify(SECRET, ts, b'{"id":2}', good)
-    assert not verify(SECRET, str(int(ts) + 1), body, good)
-    assert not verify(SECRET, "yesterday", body, good)
+    good = sign(SECRET, "msg_1", ts, body)
+    assert good.startswith("v1,") and len(good) == 3 + 44
+    assert verify(SECRET, "msg_1", ts, body, good)
+    assert verify(SECRET, "msg_1", ts, body.decode(), good)
+    assert not verify("other", "msg_1", ts, body, good)
+    assert not verify(SECRET, "msg_2", ts, body, good)
+    assert not verify(SECRET, "msg_1", ts, b'{"id":2}', good)
+    assert not verify(SECRET, "msg_1", str(int(ts) + 1), body, good)
+    assert not verify(SECRET, "msg_1", "yesterday", body, good)
     old = str(int(time.time()) - 3600)
-    assert not verify(SECRET, old, body, sign(SECRET, old, body))  # a replay
-    assert verify(SECRET, old, body, sign(SECRET, old, body), tolerance_s=7200)
+    assert not verify(SECRET, "msg_1", old, body, sign(SECRET, "msg_1", old, body))  # a replay
+    assert verify(SECRET, "msg_1", old, body, sign(SECRET, "msg_1", old, body), tolerance_s=7200)

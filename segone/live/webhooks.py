@@ -2,10 +2,11 @@
 
 Each due outbox row is POSTed as JSON ``{"id", "kind", "person_id", "payload", "created_at"}``
 (the payload names segments, stages and categories: no personal data beyond the person id)
-with two headers::
+signed per the Standard Webhooks spec (``segone.signing``)::
 
-    X-Segone-Timestamp: <unix seconds>
-    X-Segone-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>
+    webhook-id:        msg_<outbox id>   the same on every retry
+    webhook-timestamp: <unix seconds>
+    webhook-signature: v1,<base64 HMAC-SHA256(key, id + "." + timestamp + "." + body)>
 
 A 2xx answer marks the row delivered. Anything else (another status, a timeout, a refused
 connection) counts one attempt and schedules the next after ``backoff_seconds * 2 ** attempts``
@@ -13,60 +14,42 @@ connection) counts one attempt and schedules the next after ``backoff_seconds * 
 every retry at once); after ``max_attempts`` the row moves to the ``dead_letters`` table.
 Delivery is at least once: a receiver should ignore an ``id`` it has already processed.
 
-Receivers check a request with ``verify(secret, timestamp, body, signature)``: the signature
-must match the raw body and the timestamp must be within ``tolerance_s`` of their clock (which
-stops an old request from being replayed).
+Receivers check a request with ``segone.signing.verify_headers(secret, headers, body)`` (or
+any Standard Webhooks library): the signature must match the raw body and the timestamp must be
+within five minutes of their clock (which stops an old request from being replayed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import random
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
 from segone.live.aggregate import iso
+from segone.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify
+from segone.signing import headers as signed_headers
+
+__all__ = [
+    "ID_HEADER",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "WebhookDispatcher",
+    "sign",
+    "verify",
+]
 
 log = logging.getLogger("segone.webhooks")
 
-TIMESTAMP_HEADER = "X-Segone-Timestamp"
-SIGNATURE_HEADER = "X-Segone-Signature"
 
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """``sha256=<hex>``: HMAC-SHA256 of ``timestamp + "." + body`` keyed with ``secret``."""
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
-
-
-def verify(
-    secret: str,
-    timestamp: str,
-    body: bytes | str,
-    signature: str,
-    tolerance_s: float = 300,
-    *,
-    now: float | None = None,
-) -> bool:
-    """True when ``signature`` (the ``X-Segone-Signature`` header) signs ``body`` (the raw
-    request body) at ``timestamp`` (``X-Segone-Timestamp``) with ``secret``, and the timestamp
-    is within ``tolerance_s`` seconds of ``now`` (default: this machine's clock)."""
-    try:
-        sent = int(timestamp)
-    except (TypeError, ValueError):
-        return False
-    if abs((time.time() if now is None else now) - sent) > tolerance_s:
-        return False
-    raw = body.encode() if isinstance(body, str) else body
-    return hmac.compare_digest(sign(secret, timestamp, raw), signature or "")
+def message_id(row: dict[str, Any]) -> str:
+    """The ``webhook-id`` of an outbox row: stable across retries, so receivers can de-dupe."""
+    return f"msg_{row['id']}"
 
 
 def body_of(row: dict[str, Any]) -> bytes:
@@ -120,11 +103,9 @@ class WebhookDispatcher:
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.timeout)
         body = body_of(row)
-        stamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
-            TIMESTAMP_HEADER: stamp,
-            SIGNATURE_HEADER: sign(self.secret, stamp, body),
+            **signed_headers(self.secret, message_id(row), body),
         }
         try:
             resp = await self._client.post(self.url, content=body, headers=headers)

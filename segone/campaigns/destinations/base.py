@@ -11,6 +11,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from segone.exceptions import SegoneError
+
+
+class DestinationError(SegoneError, ValueError):
+    """A destination is misconfigured (unknown kind or key, missing secret, bad column), or a
+    member cannot be shaped for it. Failed requests do not raise: they go to the SyncReport."""
+
 
 @dataclass(frozen=True, slots=True)
 class Member:
@@ -47,10 +54,37 @@ class SyncReport:
     requests: int = 0
     retries: int = 0
     errors: list[str] = field(default_factory=list)
+    #: members changed since the last sync (a new field value or contact point) and re-sent
+    updated: int = 0
+    #: members the destination cannot hold (no e-mail for Mailchimp, no phone for SMS, ...)
+    skipped: int = 0
+    #: things worth knowing that are not failures (people sharing one address, ...)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed."""
+        return self.failed == 0 and not self.errors
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as plain JSON-able data (counts and error labels only)."""
+        return {
+            "destination": self.destination,
+            "added": self.added,
+            "updated": self.updated,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "requests": self.requests,
+            "retries": self.retries,
+            "errors": list(self.errors),
+            "warnings": list(self.warnings),
+        }
 
 
 class Destination(Protocol):
-    """Where an audience is synced to: a file, a webhook, Mailchimp, Klaviyo, Meta, Google, SMS."""
+    """A place an audience is synced to (file, webhook, Mailchimp, Klaviyo, Meta, Google, SMS)."""
 
     name: str
 
