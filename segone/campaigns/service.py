@@ -20,7 +20,7 @@ from segone.campaigns.campaign import (
     load_campaigns,
 )
 from segone.campaigns.holdouts import expected_shares
-from segone.campaigns.measure import CampaignReport, ensure_tables, measure
+from segone.campaigns.measure import CampaignReport, MeasureError, measure
 from segone.campaigns.run import Plan, RunResult, default_sender, plan, run
 from segone.project import Project
 from segone.store.base import Warehouse
@@ -83,11 +83,15 @@ def run_campaign(project: Project, name: str, *, at: datetime | None = None) -> 
         )
 
 
-def report(project: Project, name: str, *, run_id: str | None = None) -> CampaignReport:
+def report(
+    project: Project, name: str, *, run_id: str | None = None, read_only: bool = False
+) -> CampaignReport:
+    """The campaign's lift report (``read_only``: for the API, beside a running build)."""
     c = get_campaign(project.root, name)
     s: CampaignSettings = campaign_settings(project.root)
-    with project.warehouse() as wh:
-        ensure_tables(wh)
+    with project.warehouse(read_only=read_only) as wh:
+        if "campaign_assignments" not in wh.tables():
+            raise MeasureError(f"campaign {name!r} has no assignments yet: run it first")
         return measure(
             wh,
             c.name,
@@ -100,16 +104,21 @@ def report(project: Project, name: str, *, run_id: str | None = None) -> Campaig
         )
 
 
-def summary(project: Project) -> list[dict[str, Any]]:
+def summary(project: Project, *, read_only: bool = False) -> list[dict[str, Any]]:
     """One line per campaign: name, channel, arms, audience, runs so far."""
     found = campaigns(project)
     runs: dict[str, int] = {}
     if found:
-        with project.warehouse() as wh:
-            ensure_tables(wh)
+        with project.warehouse(read_only=read_only) as wh:
+            if "campaign_runs" not in wh.tables():  # never run: nothing to count
+                return _rows(found, runs)
             t = wh.table("campaign_runs")
             df = wh.execute(t.group_by("campaign").aggregate(n=t.count()))
             runs = {str(r.campaign): int(r.n) for r in df.itertuples(index=False)}
+    return _rows(found, runs)
+
+
+def _rows(found: Mapping[str, Campaign], runs: Mapping[str, int]) -> list[dict[str, Any]]:
     return [
         {
             "name": c.name,
