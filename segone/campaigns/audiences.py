@@ -191,13 +191,33 @@ def contacts(wh: Warehouse, id_type: str) -> ibis.Table:
     return best.select("customer_id", contact=best.node.substr(prefix))
 
 
+def scored_profiles(wh: Warehouse) -> ibis.Table:
+    """``profiles`` with the latest model scores: a score the profile lacks (null, or no
+    column) is taken from ``scores``, so a threshold on P(churn) works after any build."""
+    p = wh.table("profiles")
+    if "scores" not in wh.tables():
+        return p
+    s = wh.table("scores")
+    cols = [c for c in s.columns if c not in ("customer_id", "as_of")]
+    s = s.select("customer_id", *[s[c].name(f"_s_{c}") for c in cols])
+    j = p.left_join(s, p.customer_id == s.customer_id)
+    out = []
+    for c in p.columns:
+        if c in cols:
+            out.append(ibis.coalesce(j[c], j[f"_s_{c}"]).name(c))
+        else:
+            out.append(j[c])
+    out += [j[f"_s_{c}"].name(c) for c in cols if c not in p.columns]
+    return j.select(*out)
+
+
 def _segment_filter(
     wh: Warehouse, spec: AudienceSpec, catalogue: Catalogue | None, as_of: datetime
 ) -> tuple[ibis.Table, ir.BooleanValue]:
     """Profiles (with the event counts the rule needs) and the audience condition on them."""
     from segone.segments.rules import rule_from_obj
 
-    p = wh.table("profiles")
+    p = scored_profiles(wh)
     attrs = dict(p.schema().items())
     rules = []
     if spec.segment is not None:
@@ -231,7 +251,7 @@ def _segment_filter(
     for col, share in spec.top.items():
         if col not in attrs or not attrs[col].is_numeric():
             raise AudienceError(f"top share needs a numeric profile column; {col!r} is not one")
-        q = wh.execute(wh.table("profiles")[col].quantile(1 - share))
+        q = wh.execute(scored_profiles(wh)[col].quantile(1 - share))
         if q is None or q != q:  # no values: nobody is in the top
             cond = cond & ibis.literal(False)
         else:
@@ -314,14 +334,15 @@ def build_audience(
     ch = channel_spec(channel)
     caps = caps or Caps()
     p, cond = _segment_filter(wh, spec, catalogue, as_of)
-    attrs = dict(wh.table("profiles").schema().items())
+    attrs = dict(scored_profiles(wh).schema().items())
     missing = [f for f in fields if f not in attrs]
     if missing:
         raise AudienceError(f"unknown profile field(s) {missing}; see `segone profiles` columns")
     consent_col = next((c for c in ch.consent if c in attrs), None)
     base = p.filter(cond).select("customer_id", *dict.fromkeys(fields))
     if consent_col is not None:
-        pc = wh.table("profiles").select("customer_id", _consent=wh.table("profiles")[consent_col])
+        prof = wh.table("profiles")
+        pc = prof.select("customer_id", _consent=prof[consent_col])
         base = base.left_join(pc, "customer_id").drop("customer_id_right")
     else:
         base = base.mutate(_consent=ibis.literal(False))
@@ -360,7 +381,7 @@ def build_audience(
             g=s6.cast("int64").sum(),
         )
     ).iloc[0]
-    n = [int(row[k]) if row[k] == row[k] else 0 for k in "abcdefg"]
+    n = [0 if row[k] is None or row[k] != row[k] else int(row[k]) for k in "abcdefg"]
     contact_word = {"email": "e-mail", "sms": "phone", "phone": "phone", "social": "social handle"}
     steps = [
         Step("audience", f"in {spec.describe()}", n[0]),
