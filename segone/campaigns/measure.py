@@ -17,8 +17,11 @@ reduced to a few sums per (group, arm). The statistics then need nothing but tho
   group are fewer than needed to detect the observed effect with 80% power at 5%, the report
   says so and how many would be needed — looking before then is peeking.
 
-The control group of a campaign is everyone assigned to it and not contacted by it: its
-holdout plus the members of the global control group who were in its audience.
+The control group of an arm is the people assigned to the campaign and not contacted by it
+(its holdout plus the members of the global control group who were in its audience) from the
+same population as the arm: for arms drawn at random from the audience (mass, segment,
+one-to-one) all their held-out people together; for a triggered arm, the held-out people of
+that arm who had the trigger too.
 """
 
 from __future__ import annotations
@@ -218,6 +221,7 @@ class ArmReport:
     incremental_revenue_ci: Interval
     cuped_variance_reduction: float
     warning: str | None = None
+    control_people: int = 0
 
 
 @dataclass
@@ -302,6 +306,7 @@ def compare(arm: str, t: GroupSums, c: GroupSums, alpha: float = 0.05) -> ArmRep
         incremental_revenue_ci=(cu["low"] * t.n, cu["high"] * t.n),
         cuped_variance_reduction=cu.get("variance_reduction", 0.0),
         warning=warning,
+        control_people=c.n,
     )
 
 
@@ -422,17 +427,27 @@ def report_from_sums(
     window_days: int,
     runs: int = 1,
     alpha: float = 0.05,
+    pooled: Sequence[str] = (),
 ) -> CampaignReport:
+    """Each arm against held-out people of the same population: the arms in ``pooled`` (those
+    drawn at random from the same audience: every kind but ``triggered``) share all their
+    held-out people as one control; any other arm is compared with the held-out people of its
+    own arm label (a triggered arm keeps only people who had the trigger, in both groups)."""
     from segone.campaigns.holdouts import srm
 
     zero = GroupSums(0, 0)
+
+    def held(arm: str) -> GroupSums:
+        return sums.get((HOLDOUT, arm), zero) + sums.get((GLOBAL, arm), zero)
+
+    shared = zero
+    for arm in pooled:
+        shared = shared + held(arm)
     control = zero
     reports = []
     for arm in arms:
-        # each arm against the held-out people of the same arm label: the same population
-        # (a triggered arm keeps only people who had the trigger, in both groups)
-        c = sums.get((HOLDOUT, arm), zero) + sums.get((GLOBAL, arm), zero)
-        control = control + c
+        c = shared if arm in pooled else held(arm)
+        control = control + held(arm)
         reports.append(compare(arm, sums.get((TREATMENT, arm), zero), c, alpha))
     observed: dict[str, int] = {}
     for (g, _a), s in sums.items():
@@ -473,6 +488,7 @@ def measure(
     pre_days: int = 180,
     run_id: str | None = None,
     alpha: float = 0.05,
+    pooled: Sequence[str] = (),
 ) -> CampaignReport:
     """The report of ``campaign`` from its stored assignments (see the module docstring)."""
     ensure_tables(wh)
@@ -492,6 +508,7 @@ def measure(
         window_days=window_days,
         runs=runs,
         alpha=alpha,
+        pooled=pooled,
     )
 
 

@@ -101,7 +101,13 @@ def report(
             window_days=c.window_days,
             pre_days=c.pre_days,
             run_id=run_id,
+            pooled=pooled_arms(c),
         )
+
+
+def pooled_arms(c: Campaign) -> list[str]:
+    """Arms drawn at random from the whole audience share their held-out people as control."""
+    return [a.name for a in c.arms if a.kind != "triggered"]
 
 
 def summary(project: Project, *, read_only: bool = False) -> list[dict[str, Any]]:

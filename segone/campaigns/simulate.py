@@ -55,6 +55,7 @@ from segone.campaigns.campaign import Campaign, campaign_settings
 from segone.campaigns.holdouts import TREATMENT, expected_shares
 from segone.campaigns.measure import Conversion, ensure_tables, measure
 from segone.campaigns.run import Plan, plan, run
+from segone.campaigns.service import pooled_arms
 from segone.exceptions import SegoneError
 from segone.store.base import Warehouse
 
@@ -282,15 +283,8 @@ def run_ladder(
         ensure_tables(wh)
         if "scores" not in wh.tables() or wh.count("profiles") == 0:
             raise SimulationError("no profiles: run `segone build` first")
-        at_v = wh.execute(
-            wh.table("profiles")
-            .select(
-                t=ibis.coalesce(
-                    wh.table("profiles").last_seen_id, wh.table("profiles").last_order_at
-                )
-            )
-            .t.max()
-        )
+        # the send happens just after the build's as-of time: the truth knows nothing later
+        at_v = wh.execute(wh.table("scores").as_of.max())
         at = pd.Timestamp(at_v).to_pydatetime() + timedelta(seconds=1)
         cat = project_catalogue(project, wh)
         c = ladder_campaign(wh, cat, window_days=window_days)
@@ -343,6 +337,7 @@ def run_ladder(
             arms=[a.name for a in c.arms],
             expected=expected_shares(c.holdout, settings.holdouts.global_control),
             window_days=window_days,
+            pooled=pooled_arms(c),
         )
     arm_of = np.array([p.people[k].arm for k in ks])
     true_rates: dict[str, float] = {}

@@ -309,7 +309,10 @@ def ladder(
     console.print(res["funnel"], highlight=False, soft_wrap=True)
     print_report(res["report"])
     console.print(
-        "true (simulated) response rates per arm: "
-        + ", ".join(f"{k} {v:.2%}" for k, v in res["true_rates"].items()),
+        "truth (the response model's probabilities, not a draw): response rate of the treated "
+        + ", ".join(f"{k} {v:.2%}" for k, v in res["true_rates"].items())
+        + "; true lift "
+        + ", ".join(f"{k} {v:+.2%}" for k, v in res["true_lift"].items()),
         highlight=False,
+        soft_wrap=True,
     )
