@@ -279,11 +279,14 @@ def _suppressed_ids(wh: Warehouse, ch: ChannelSpec, suppressions: Mapping[str, A
     return j.select(j.customer_id).distinct().mutate(_sup=True)
 
 
-def _erased_ids(wh: Warehouse, online_hashes: Sequence[str]) -> ibis.Table:
-    """customer_ids any of whose identifiers is erased (warehouse or online store)."""
+def _erased_ids(
+    wh: Warehouse, online_hashes: Sequence[str], online_salts: Sequence[str] = ()
+) -> ibis.Table:
+    """customer_ids any of whose identifiers is erased (warehouse or online store), hashed
+    with every salt either store knows."""
     from segone.identity.erase import erasure_salts
 
-    salts = erasure_salts(wh)
+    salts = list(dict.fromkeys([*erasure_salts(wh), *online_salts]))
     e = wh.table("erased_identifiers").select("node_hash")
     extra = wh.stage(
         "_segone_aud_erased",
@@ -322,13 +325,15 @@ def build_audience(
     catalogue: Catalogue | None = None,
     suppressions: Mapping[str, Any] | None = None,
     online_erased: Sequence[str] = (),
+    online_salts: Sequence[str] = (),
     caps: Caps | None = None,
     fields: Sequence[str] = (),
 ) -> Audience:
     """Build the audience of ``spec`` on ``channel`` and count every step.
 
     ``suppressions``: the online store's suppression documents (identifier -> doc);
-    ``online_erased``: the online store's erased identifier hashes. ``fields``: profile columns
+    ``online_erased``: the online store's erased identifier hashes (``online_salts``: the
+    salts it hashed them with). ``fields``: profile columns
     to carry along (for messages and exports), nothing else is kept."""
     require_profiles(wh)
     ch = channel_spec(channel)
@@ -351,7 +356,7 @@ def build_audience(
     for extra in (
         _opted_out(wh, ch),
         _suppressed_ids(wh, ch, suppressions or {}),
-        _erased_ids(wh, online_erased),
+        _erased_ids(wh, online_erased, online_salts),
         _capped(wh, ch.name, caps, as_of),
     ):
         base = base.left_join(extra, "customer_id").drop("customer_id_right")

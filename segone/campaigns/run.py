@@ -204,11 +204,13 @@ def plan(
     catalogue: Catalogue | None = None,
     suppressions: Mapping[str, Any] | None = None,
     online_erased: Sequence[str] = (),
+    online_salts: Sequence[str] = (),
     only: str | None = None,
 ) -> Plan:
     """Everyone the run would assign and what each would get (writes nothing)."""
     s = settings or CampaignSettings()
-    internal = [f for f in _TIMING if f not in campaign.fields]
+    have = set(wh.table("profiles").columns) if "profiles" in wh.tables() else set()
+    internal = [f for f in _TIMING if f not in campaign.fields and f in have]
     aud = build_audience(
         wh,
         campaign.audience,
@@ -217,6 +219,7 @@ def plan(
         catalogue=catalogue,
         suppressions=suppressions,
         online_erased=online_erased,
+        online_salts=online_salts,
         caps=campaign.caps,
         fields=[*campaign.fields, *internal],
     )

@@ -30,6 +30,7 @@ from segone.store.base import Warehouse
 class OnlineState:
     suppressions: Mapping[str, Any]
     erased: Sequence[str]
+    salts: Sequence[str] = ()
 
 
 def online_state(project: Project) -> OnlineState:
@@ -40,7 +41,11 @@ def online_state(project: Project) -> OnlineState:
     if store is None:
         return OnlineState({}, [])
     with store, store.read() as tx:
-        return OnlineState(tx.all_docs("suppression"), [h for h, _ in tx.erased_hashes()])
+        return OnlineState(
+            tx.all_docs("suppression"),
+            [h for h, _ in tx.erased_hashes()],
+            tx.erasure_salts(),
+        )
 
 
 def _catalogue(project: Project, wh: Warehouse) -> Any:
@@ -63,14 +68,21 @@ def make_plan(
 ) -> Plan:
     c = get_campaign(project.root, name)
     state = online_state(project)
+    # the segment catalogue only when the campaign names segments (it needs built profiles)
+    needs = (
+        c.audience.segment is not None
+        or "segment" in repr(c.audience.rule)
+        or any(a.kind == "segment" for a in c.arms)
+    )
     return plan(
         wh,
         c,
         at=at or datetime.now(UTC),
         settings=campaign_settings(project.root),
-        catalogue=_catalogue(project, wh),
+        catalogue=_catalogue(project, wh) if needs else None,
         suppressions=state.suppressions,
         online_erased=state.erased,
+        online_salts=state.salts,
         only=only,
     )
 
