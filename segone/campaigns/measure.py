@@ -36,7 +36,7 @@ import ibis
 import numpy as np
 import pyarrow as pa
 from scipy import stats
-from statsmodels.stats.proportion import confint_proportions_2indep
+from statsmodels.stats.proportion import confint_proportions_2indep  # type: ignore[import-untyped]
 
 from segone.campaigns.holdouts import GLOBAL, HOLDOUT, SRM, TREATMENT
 from segone.exceptions import SegoneError

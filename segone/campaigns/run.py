@@ -20,6 +20,7 @@ Arms, per person:
 
 from __future__ import annotations
 
+import importlib
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -118,7 +119,7 @@ def popular_products(wh: Warehouse, category: str | None, n: int) -> list[dict[s
     names = product_names(wh)
     j = top.join(names, "product_id").order_by([ibis.desc("units"), "product_id"]).limit(n)
     df = wh.execute(j.select("name", "category", "price"))
-    return df.to_dict("records")  # type: ignore[no-any-return]
+    return [{str(k): v for k, v in r.items()} for r in df.to_dict("records")]
 
 
 def _recommended(wh: Warehouse, ids: Sequence[str], n: int) -> dict[str, list[dict[str, Any]]]:
@@ -294,7 +295,7 @@ def plan(
                 p.products = pop(
                     _plain(row.get("top_category")) if "top_category" in row else None, arm.products
                 )
-            p.send_at = _due(row, at, horizon)
+            p.send_at = _due({str(k): v for k, v in row.items()}, at, horizon)
         people.append(p)
     return Plan(campaign, at, aud, people, not_triggered)
 
@@ -375,7 +376,8 @@ def default_sender(root: Path) -> Sender | None:
     def send(plan_: Plan, msgs: Iterable[OutgoingEmail]) -> SyncReport:
         cfg = plan_.campaign.send
         if "smtp" in cfg:
-            from segone.campaigns.destinations.email import SmtpSender  # type: ignore[import-not-found]
+            # the transport lives in segone.campaigns.destinations (imported late: optional)
+            SmtpSender = importlib.import_module("segone.campaigns.destinations.email").SmtpSender
 
             smtp = dict(cfg["smtp"])
             sender = SmtpSender(
@@ -384,9 +386,12 @@ def default_sender(root: Path) -> Sender | None:
                 sender=str(smtp["sender"]),
                 rate_per_second=float(smtp.get("rate_per_second", 10)),
             )
-            return sender.send(msgs)  # type: ignore[no-any-return]
+            report: SyncReport = sender.send(msgs)
+            return report
         if "destination" in cfg:
-            from segone.campaigns.destinations import open_destination  # type: ignore[attr-defined]
+            open_destination = importlib.import_module(
+                "segone.campaigns.destinations"
+            ).open_destination
 
             d = dict(cfg["destination"])
             dest = open_destination(
@@ -397,9 +402,10 @@ def default_sender(root: Path) -> Sender | None:
                 {"customer_id": p.customer_id, "contact": p.contact, **p.fields}
                 for p in plan_.treated()
             ]
-            return dest.sync(  # type: ignore[no-any-return]
+            synced: SyncReport = dest.sync(
                 members(rows, plan_.campaign.channel, fields), list_id=plan_.campaign.name
             )
+            return synced
         raise RunError("no transport")
 
     return send
