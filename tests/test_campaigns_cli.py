@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import ibis
@@ -185,3 +186,42 @@ def test_user_mistakes_are_one_line_errors(project: tuple[Project, dict]) -> Non
         app, ["campaign", "audience", "winback", "-p", str(proj.root), "--at", "soon"]
     )
     assert r.exit_code == 2 and "not an ISO date" in r.output
+
+
+def test_run_sends_over_smtp_to_exactly_the_treated(tmp_path: Path) -> None:
+    """A real local SMTP server receives one message per treated person, nobody else.
+
+    Runs once ``segone.campaigns.destinations.email`` (the SMTP transport) is present."""
+    email = pytest.importorskip("segone.campaigns.destinations.email")
+    assert hasattr(email, "SmtpSender")
+    from aiosmtpd.controller import Controller
+
+    got: list[tuple[str, list[str]]] = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            got.append((envelope.mail_from, list(envelope.rcpt_tos)))
+            return "250 OK"
+
+    ctl = Controller(Handler(), hostname="127.0.0.1", port=0)
+    ctl.start()
+    try:
+        port = ctl.server.sockets[0].getsockname()[1]
+        proj = Project.init(tmp_path / "p")
+        with proj.warehouse() as wh:
+            truth = random_store(wh, 9, n=150)
+        (proj.root / "campaigns").mkdir()
+        (proj.root / "campaigns" / "w.yaml").write_text(
+            CAMPAIGN.replace("name: winback", "name: w")
+            + f"send: {{smtp: {{host: 127.0.0.1, port: {port}, sender: shop@example.com, "
+            "rate_per_second: 200}}\n"
+        )
+        out = cli("campaign", "run", "w", "-p", str(proj.root), "--at", NOW.isoformat())
+        assert "sent" in out
+        with proj.warehouse() as wh:
+            a = wh.execute(wh.table("campaign_assignments"))
+        treated = a[a.group == "treatment"].customer_id
+        want = sorted(truth["email_of"][c] for c in treated)
+        assert sorted(r for _, rcpts in got for r in rcpts) == want
+    finally:
+        ctl.stop()
