@@ -84,6 +84,19 @@ def test_list_show_audience_preview_run_report(project: tuple[Project, dict]) ->
     assert "one_to_one" in cli("campaign", "show", "winback", "-p", p)
     out = cli("campaign", "audience", "winback", "-p", p, "--at", at)
     assert "consented" in out and "to contact" in out
+    f = proj.root / "out.csv"
+    exp = cli(
+        "campaign", "audience", "winback", "-p", p, "--at", at, "--export", str(f), "--hashed"
+    )
+    import pyarrow.csv as pacsv
+
+    rows = pacsv.read_csv(f).to_pylist()
+    assert rows and set(rows[0]) == {"customer_id", "contact_sha256"}  # nothing else
+    assert f"wrote {len(rows):,} people" in exp
+    import hashlib
+
+    c0 = rows[0]["customer_id"]
+    assert rows[0]["contact_sha256"] == hashlib.sha256(truth["email_of"][c0].encode()).hexdigest()
     dry = cli("campaign", "run", "winback", "--dry-run", "-p", p, "--at", at)
     assert "nothing sent or stored" in dry
     with proj.warehouse() as wh:
@@ -97,6 +110,7 @@ def test_list_show_audience_preview_run_report(project: tuple[Project, dict]) ->
     assert set(x.customer_id) == set(a[a.group == "treatment"].customer_id)
     assert all(truth["consent"][c] is True for c in a.customer_id)
     assert not set(a.customer_id) & (truth["erased"] | truth["blocked"] | truth["opted"])
+    assert sorted(r["customer_id"] for r in rows) == sorted(a[a.group == "treatment"].customer_id)
     treated = a[a.group == "treatment"].customer_id.iloc[0]
     held = a[a.group != "treatment"].customer_id.iloc[0]
     pre = cli("campaign", "preview", "winback", "--person", treated, "-p", p, "--at", at)

@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import ibis
@@ -416,3 +417,44 @@ def members(
             phone=contact if ch.id_type == "phone" else None,
             fields={f: r.get(f) for f in fields},
         )
+
+
+def export_audience(
+    wh: Warehouse,
+    audience: Audience,
+    path: str | Path,
+    *,
+    columns: Sequence[str] = (),
+    hashed: bool = False,
+    exclude: ibis.Table | None = None,
+) -> int:
+    """Write the reachable people to CSV or Parquet (by the extension) with only ``columns``
+    (profile fields carried by the audience) besides customer_id and the contact.
+
+    ``hashed``: the contact as the hex SHA-256 of its normalised form (trimmed, lower-cased
+    e-mail; E.164 phone as identity resolution stores it), as ad platforms match on.
+    ``exclude``: a table of customer_id to leave out (the held-out people). Returns rows."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    r = audience.reachable
+    missing = [c for c in columns if c not in r.columns]
+    if missing:
+        raise AudienceError(f"column(s) {missing} are not carried by the audience")
+    if exclude is not None:
+        r = r.anti_join(exclude, "customer_id")
+    contact = r.contact.strip().lower() if audience.channel == "email" else r.contact.strip()
+    out = r.select(
+        "customer_id",
+        **({"contact_sha256": contact.hexdigest("sha256")} if hashed else {"contact": r.contact}),
+        **{c: r[c] for c in columns},
+    )
+    table = wh.to_arrow(out)
+    if path.suffix == ".parquet":
+        pq.write_table(table, path)
+    elif path.suffix == ".csv":
+        pacsv.write_csv(table, path)
+    else:
+        raise AudienceError(f"export to .csv or .parquet, not {path.suffix or 'no extension'}")
+    return int(table.num_rows)

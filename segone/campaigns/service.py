@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from segone.campaigns.campaign import (
@@ -149,3 +150,31 @@ def _rows(found: Mapping[str, Campaign], runs: Mapping[str, int]) -> list[dict[s
         }
         for c in found.values()
     ]
+
+
+def export(
+    project: Project,
+    name: str,
+    path: Path,
+    *,
+    columns: Sequence[str] = (),
+    hashed: bool = False,
+    at: datetime | None = None,
+) -> tuple[Plan, int]:
+    """Write the people the campaign would contact (held-out people left out) to a file with
+    only ``columns`` (among the campaign's ``fields``)."""
+    import pyarrow as pa
+
+    from segone.campaigns.audiences import export_audience
+
+    with project.warehouse() as wh:
+        p = make_plan(project, wh, name, at=at)
+        keep = {x.customer_id for x in p.treated()}
+        out = {x.customer_id for x in p.people} - keep
+        ex = wh.stage(
+            "_segone_export_out",
+            pa.table({"customer_id": pa.array(sorted(out), pa.string())}),
+            append=False,
+        )
+        n = export_audience(wh, p.audience, path, columns=columns, hashed=hashed, exclude=ex)
+    return p, n

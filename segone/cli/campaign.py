@@ -125,14 +125,34 @@ def show(name: str, project: ProjectOpt = Path(".")) -> None:
 
 
 @campaign_app.command()
-def audience(name: str, project: ProjectOpt = Path("."), at: AtOpt = None) -> None:
+def audience(
+    name: str,
+    project: ProjectOpt = Path("."),
+    at: AtOpt = None,
+    export: Annotated[
+        Path | None,
+        typer.Option(help="Write the people to contact to this .csv or .parquet file."),
+    ] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option(help="a,b: profile fields to export besides id and contact (default none)."),
+    ] = None,
+    hashed: Annotated[
+        bool, typer.Option("--hashed", help="Export the contact as SHA-256 of its normal form.")
+    ] = False,
+) -> None:
     """Count the campaign's audience step by step, and who would be held out."""
     from segone.campaigns import service
 
     with _user_errors():
         proj = _project(project)
-        with proj.warehouse() as wh:
-            p = service.make_plan(proj, wh, name, at=_when(at))
+        if export is not None:
+            cols = [c.strip() for c in (columns or "").split(",") if c.strip()]
+            p, n = service.export(proj, name, export, columns=cols, hashed=hashed, at=_when(at))
+            console.print(f"wrote {n:,} people to {export}", highlight=False)
+        else:
+            with proj.warehouse() as wh:
+                p = service.make_plan(proj, wh, name, at=_when(at))
     t = Table(title=f"{name}: audience on {p.audience.channel}")
     t.add_column("step")
     t.add_column("people", justify="right")
