@@ -287,6 +287,9 @@ def _erased_ids(
     with every salt either store knows."""
     from segone.identity.erase import erasure_salts
 
+    none = wh.table("customer_map").select("customer_id").limit(0).mutate(_era=True)
+    if not online_hashes and wh.count("erased_identifiers") == 0:
+        return none  # nothing erased anywhere: no need to hash every identifier
     salts = list(dict.fromkeys([*erasure_salts(wh), *online_salts]))
     e = wh.table("erased_identifiers").select("node_hash")
     extra = wh.stage(
@@ -296,7 +299,7 @@ def _erased_ids(
     )
     hashes = e.union(extra).distinct()
     if not salts:
-        return wh.table("customer_map").select("customer_id").limit(0).mutate(_era=True)
+        return none
     m = wh.table("customer_map")
     parts = [
         m.select("customer_id", h=(ibis.literal(s) + m.node).hexdigest("sha256")) for s in salts
