@@ -119,7 +119,13 @@ def fill(wh: DuckDBWarehouse, n: int, seed: int = 0) -> dict[str, object]:
             rows=[(str(c), "a", True, None) for c in contacted[: k * (5 - 2 * j)]],
         )
     supp = {f"user_id:u{i}": {"channels": "*"} for i in rng.choice(n, k, replace=False)}
-    return {"suppressions": supp}
+    # erasures asked through the API since the last build: every identifier gets hashed
+    from segone.identity.erase import erasure_salts
+    from segone.identity.traces import hash_node
+
+    salt = erasure_salts(wh)[0]
+    erased = [hash_node(salt, f"user_id:u{i}") for i in rng.choice(n, k, replace=False)]
+    return {"suppressions": supp, "online_erased": erased}
 
 
 def bench_audience(n: int) -> dict[str, object]:
@@ -140,6 +146,7 @@ def bench_audience(n: int) -> dict[str, object]:
             "email",
             as_of=NOW,
             suppressions=extra["suppressions"],  # type: ignore[arg-type]
+            online_erased=extra["online_erased"],  # type: ignore[arg-type]
             caps=Caps(2, 7),
             fields=["first_name"],
         )
