@@ -138,7 +138,10 @@ class AudienceSpec:
         if self.segment:
             parts.append(f"segment {self.segment}")
         if self.rule is not None:
-            parts.append("rule")
+            import json
+
+            text = json.dumps(self.rule, separators=(",", ":"), default=str)
+            parts.append(f"rule {text if len(text) <= 60 else text[:57] + '...'}")
         parts += [f"top {share:.0%} by {col}" for col, share in self.top.items()]
         return " and ".join(parts)
 

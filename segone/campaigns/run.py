@@ -428,7 +428,8 @@ def run(
     msgs = list(messages(plan_, s)) if c.message is not None else []
     if sender is not None and c.send:
         report = sender(plan_, msgs)
-    sent_ok = report is None or report.failed == 0
+    # nothing delivered (no transport) is not a contact: it does not count towards caps
+    sent_ok = report is not None and report.failed == 0
     with wh.transaction():
         record_assignments(
             wh,
