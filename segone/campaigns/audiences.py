@@ -284,10 +284,15 @@ def _suppressed_ids(wh: Warehouse, ch: ChannelSpec, suppressions: Mapping[str, A
 
 
 def _erased_ids(
-    wh: Warehouse, online_hashes: Sequence[str], online_salts: Sequence[str] = ()
+    wh: Warehouse,
+    online_hashes: Sequence[str],
+    online_salts: Sequence[str] = (),
+    who: ibis.Table | None = None,
 ) -> ibis.Table:
-    """customer_ids any of whose identifiers is erased (warehouse or online store), hashed
-    with every salt either store knows."""
+    """customer_ids (of ``who``, when given) any of whose identifiers is erased (warehouse or
+    online store), hashed with every salt either store knows. Hashing is the costly part, so
+    only the identifiers of ``who`` — the people still in after contact and consent — are
+    hashed; the flag does not matter for the others."""
     from segone.identity.erase import erasure_salts
 
     none = wh.table("customer_map").select("customer_id").limit(0).mutate(_era=True)
@@ -304,6 +309,8 @@ def _erased_ids(
     if not salts:
         return none
     m = wh.table("customer_map")
+    if who is not None:
+        m = m.semi_join(who, "customer_id")
     parts = [
         m.select("customer_id", h=(ibis.literal(s) + m.node).hexdigest("sha256")) for s in salts
     ]
@@ -360,10 +367,11 @@ def build_audience(
         base = base.mutate(_consent=ibis.literal(False))
     ct = contacts(wh, ch.id_type)
     base = base.left_join(ct, "customer_id").drop("customer_id_right")
+    who = base.filter(base.contact.notnull() & base._consent.fill_null(False)).select("customer_id")
     for extra in (
         _opted_out(wh, ch),
         _suppressed_ids(wh, ch, suppressions or {}),
-        _erased_ids(wh, online_erased, online_salts),
+        _erased_ids(wh, online_erased, online_salts, who),
         _capped(wh, ch.name, caps, as_of),
     ):
         base = base.left_join(extra, "customer_id").drop("customer_id_right")
