@@ -67,3 +67,18 @@ def test_response_depends_on_each_persons_state() -> None:
 def test_without_a_truth_the_ladder_says_so(tmp_path: Path) -> None:
     with pytest.raises(SimulationError, match="segone sample"):
         true_state(None, tmp_path, AT)  # type: ignore[arg-type]
+
+
+def test_replays_of_one_plan_cover_the_true_lift() -> None:
+    from segone.campaigns.simulate import replay_coverage
+
+    rng = np.random.default_rng(4)
+    n = 6000
+    arm = rng.choice(np.array(["mass", "trig"]), n)
+    treated = rng.random(n) < 0.8
+    p0 = rng.uniform(0.05, 0.2, n)
+    p1 = np.minimum(p0 + np.where(arm == "mass", 0.06, 0.0), 1)
+    out = replay_coverage(p0, p1, treated, arm, {"mass": "mass", "trig": "triggered"}, plays=400)
+    assert 0.92 <= out["mass"]["coverage"] <= 0.98
+    assert 0.92 <= out["trig"]["coverage"] <= 0.98
+    assert out["mass"]["significant"] > 0.5 > out["trig"]["significant"]

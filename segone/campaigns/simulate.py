@@ -268,7 +268,7 @@ def ladder_campaign(wh: Warehouse, catalogue: Any, *, window_days: int) -> Campa
 
 
 def run_ladder(
-    project: Any, *, truth_dir: Path, window_days: int = 30, seed: int = 0
+    project: Any, *, truth_dir: Path, window_days: int = 30, seed: int = 0, plays: int = 200
 ) -> dict[str, Any]:
     """Plan the ladder with segone, play it out against the truth, measure it like any campaign.
 
@@ -352,6 +352,7 @@ def run_ladder(
     true_rates["holdout (no message)"] = (
         float(p0[~treated].mean()) if (~treated).any() else float("nan")
     )
+    kinds = {a.name: a.kind for a in c.arms}
     return {
         "at": at.isoformat(),
         "funnel": p.funnel(),
@@ -359,7 +360,50 @@ def run_ladder(
         "true_rates": true_rates,
         "true_lift": true_lift,
         "report": rep.to_dict(),
+        "replays": replay_coverage(p0, p1, treated, arm_of, kinds, plays=plays, seed=seed + 1),
     }
+
+
+def replay_coverage(
+    p0: np.ndarray,
+    p1: np.ndarray,
+    treated: np.ndarray,
+    arm_of: np.ndarray,
+    kinds: Mapping[str, str],
+    *,
+    plays: int = 200,
+    seed: int = 1,
+) -> dict[str, dict[str, float]]:
+    """Play the same plan ``plays`` times (new response draws, same people and groups) and
+    count how often each arm's 95% Newcombe interval holds the model's true lift for these
+    people (mean p1 of the arm's treated minus mean p0 of its control), and how often it
+    excludes 0: the honesty and the power of the report at this size."""
+    from segone.campaigns.measure import proportion_lift
+
+    rng = np.random.default_rng(seed)
+    draws = rng.random((plays, len(p0)))
+    conv = draws < np.where(treated, p1, p0)[None, :]
+    pooled = np.isin(arm_of, [a for a, k in kinds.items() if k != "triggered"])
+    out: dict[str, dict[str, float]] = {}
+    for arm in kinds:
+        t = (arm_of == arm) & treated
+        ctl = (pooled if arm in pooled_names(kinds) else arm_of == arm) & ~treated
+        if not t.any() or not ctl.any():
+            continue
+        truth = float(p1[t].mean() - p0[ctl].mean())
+        _, (lo, hi), _, _ = proportion_lift(
+            conv[:, t].sum(axis=1), t.sum(), conv[:, ctl].sum(axis=1), ctl.sum()
+        )
+        out[arm] = {
+            "true_lift": truth,
+            "coverage": float(np.mean((lo <= truth) & (truth <= hi))),
+            "significant": float(np.mean((lo > 0) | (hi < 0))),
+        }
+    return out
+
+
+def pooled_names(kinds: Mapping[str, str]) -> set[str]:
+    return {a for a, k in kinds.items() if k != "triggered"}
 
 
 def _campaign_yaml(c: Campaign) -> dict[str, Any]:

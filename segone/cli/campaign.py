@@ -336,3 +336,10 @@ def ladder(
         highlight=False,
         soft_wrap=True,
     )
+    for arm, r in res["replays"].items():
+        console.print(
+            f"  {arm}: over 200 replays of the same plan the 95% interval held the true lift "
+            f"({r['true_lift']:+.2%}) {r['coverage']:.0%} of the time and excluded 0 "
+            f"{r['significant']:.0%} of the time",
+            highlight=False,
+        )
