@@ -267,3 +267,32 @@ def test_bad_input_is_named(wh: DuckDBWarehouse) -> None:
         )
     with pytest.raises(AudienceError, match="needs a segment"):
         AudienceSpec()
+
+
+def test_groups_survive_a_rebuild_and_a_merge(wh: DuckDBWarehouse) -> None:
+    """Plan, rebuild the profiles (other row order, a merge: one id absorbed by another),
+    plan again: everyone keeps their group and arm; the absorbed id is gone."""
+    from segone.campaigns.campaign import Campaign
+    from segone.campaigns.run import plan
+
+    random_store(wh, 11, n=400)
+    c = Campaign.from_obj(
+        {
+            "name": "stable",
+            "audience": {"rule": {"orders": {"gte": 0}}},
+            "holdout": 0.3,
+            "arms": [{"name": "a", "kind": "mass"}, {"name": "b", "kind": "mass"}],
+        }
+    )
+    first = {x.customer_id: (x.group, x.arm) for x in plan(wh, c, at=NOW).people}
+    survivor, absorbed = sorted(first)[:2]
+    prof = wh.execute(wh.table("profiles"))
+    prof = prof[prof.customer_id != absorbed].sample(frac=1.0, random_state=1)
+    wh.replace("profiles", ibis.memtable(prof))
+    m = wh.table("customer_map")
+    merged = m.mutate(customer_id=ibis.ifelse(m.customer_id == absorbed, survivor, m.customer_id))
+    wh.replace("customer_map", wh.materialize("_cm", merged))
+    second = {x.customer_id: (x.group, x.arm) for x in plan(wh, c, at=NOW).people}
+    assert absorbed not in second and second[survivor] == first[survivor]
+    assert all(second[k] == first[k] for k in second if k in first)
+    assert set(second) - set(first) <= set()  # nobody new appeared
