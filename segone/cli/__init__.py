@@ -1194,6 +1194,11 @@ def _print_predictions(wh: Any) -> None:
     console.print(t)
 
 
+from segone.cli.campaign import campaign_app  # noqa: E402  (registered last: it imports nothing here)
+
+app.add_typer(campaign_app, name="campaign")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``segone`` script."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
