@@ -59,6 +59,9 @@ def test_shuffled_rows_give_bit_identical_scores(tmp_path):
     (tmp_path / "b").mkdir()
     a, b = _build(tmp_path / "a", rows), _build(tmp_path / "b", shuffled)
     assert list(a.index) == list(b.index) and len(a) > 80
+    # two projects (two secrets), rows in another order: the same customer ids
+    assert list(a.customer_id) == list(b.customer_id)
+    assert a.customer_id.str.fullmatch(r"cus_\d{8}").all()
     assert a.churn_probability.notnull().all()
     for c in SCORES:
         x, y = a[c].to_numpy(float), b[c].to_numpy(float)

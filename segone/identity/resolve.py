@@ -14,7 +14,6 @@ import ibis
 import ibis.expr.types as ir
 
 from segone.exprs import lit
-from segone.identity.erase import project_salt
 from segone.identity.graph import (
     ANCHORS,
     PRIORITY,
@@ -114,7 +113,7 @@ def resolve(
 
     ids_of = ids.group_by(["node", "id_type"]).agg(first_seen=ids.ts.min(), last_seen=ids.ts.max())
     sizes = comps.group_by("component").agg(n=comps.count())
-    stable = _stable_ids(wh, comps, sizes, project_salt(wh))
+    stable = _stable_ids(wh, comps, sizes)
     node_map = comps.join(stable, "component").select("node", "customer_id")
     customer_map = node_map.join(ids_of, "node").select(
         "node", "id_type", "customer_id", "first_seen", "last_seen"
@@ -158,12 +157,12 @@ def resolve(
     return result
 
 
-def _stable_ids(wh: Warehouse, comps: ibis.Table, sizes: ibis.Table, salt: str) -> ibis.Table:
+def _stable_ids(wh: Warehouse, comps: ibis.Table, sizes: ibis.Table) -> ibis.Table:
     """(component, customer_id): a component keeps the id its nodes had when it only grew.
 
     A previous id goes to the component holding most of its nodes; a component holding
-    several previous ids (a merge) keeps the one with most nodes; a new component gets a new
-    id derived from its smallest node.
+    several previous ids (a merge) keeps the one with most nodes; a new component gets the next
+    number, in the order of a hash of its smallest node.
     """
     prev = wh.table("customer_map").select("node", prev_id="customer_id")
     cand = comps.join(prev, "node").group_by(["component", "prev_id"]).agg(n=ibis._.count())
@@ -176,16 +175,20 @@ def _stable_ids(wh: Warehouse, comps: ibis.Table, sizes: ibis.Table, salt: str) 
         _r=ibis.row_number().over(group_by="component", order_by=[ibis.desc("n"), "prev_id"])
     )
     kept = best.filter(best._r == 0).select("component", customer_id="prev_id")
-    # salted, so a customer id cannot be traced back to the e-mail it was derived from; an id
-    # ever given before (the part of a split that did not keep the id) gets one derived anew
-    seed = lit(salt) + sizes.component
-    first = lit("cus_") + seed.hexdigest("sha256").substr(0, 16)
-    again = lit("cus_") + (seed + lit("|") + ibis.now().cast("string")).hexdigest("sha256").substr(
-        0, 16
-    )
+    # a new customer's id is a number: the next after every id ever given, in the order of a
+    # hash of the customer's smallest identifier. So the same data gives the same ids in any
+    # project, whatever its row order or secret, and an id says nothing about the e-mail or
+    # phone it came from (a hash of the identifier could be reversed by guessing it).
     used = wh.table("identity_history").select(prev_id="customer_id").union(prev.select("prev_id"))
-    fresh = sizes.anti_join(kept, "component").select(
-        "component", customer_id=ibis.ifelse(first.isin(used.prev_id), again, first)
+    numbered = used.filter(used.prev_id.re_search(r"^cus_[0-9]{1,15}$"))
+    top = wh.execute(numbered.prev_id.substr(4).cast("int64").max())
+    start = 0 if top is None or top != top else int(top)
+    fresh = sizes.anti_join(kept, "component")
+    rank = ibis.row_number().over(order_by=[fresh.component.hexdigest("sha256"), fresh.component])
+    number = (rank + 1 + start).cast("string")
+    fresh = fresh.select(
+        "component",
+        customer_id=lit("cus_") + ibis.ifelse(number.length() < 8, number.lpad(8, "0"), number),
     )
     return wh.materialize("_segone_stable", ibis.union(kept, fresh, distinct=False))
 
