@@ -196,7 +196,8 @@ class Tracing:
                 "(and opentelemetry-sdk with an exporter to send the spans somewhere)"
             ) from None
         self.app = app
-        self.trace = trace
+        # a proxy until the process configures a tracer provider, then that provider's tracer
+        self.tracer = trace.get_tracer("segone.api")
         self.kind = trace.SpanKind.SERVER
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -204,8 +205,8 @@ class Tracing:
             await self.app(scope, receive, send)
             return
         route = redact_path(scope["path"])
-        tracer = self.trace.get_tracer("segone.api")
-        with tracer.start_as_current_span(f"{scope['method']} {route}", kind=self.kind) as span:
+        name = f"{scope['method']} {route}"
+        with self.tracer.start_as_current_span(name, kind=self.kind) as span:
             span.set_attribute("http.request.method", scope["method"])
             span.set_attribute("http.route", route)
             rid = (scope.get("state") or {}).get("request_id")

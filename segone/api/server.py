@@ -26,6 +26,7 @@ from segone.online.store import OnlineStore
 
 log = logging.getLogger("segone.api")
 
+
 def uvicorn_config(
     app: Any, host: str, port: int, *, configure_logging: bool = True, **kw: Any
 ) -> uvicorn.Config:
