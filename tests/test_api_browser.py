@@ -134,6 +134,7 @@ def test_the_vendored_bundle_is_the_recorded_release() -> None:
     assert "1.84.3" in (FIXTURES / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_analytics_js_page_identify_track_reach_the_store(
     browser: Any, site: str, api: Api
 ) -> None:

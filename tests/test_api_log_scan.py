@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from segone.api.keys import KeyFile
 
@@ -44,6 +45,7 @@ def _basic(key: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
 
 
+@pytest.mark.slow
 def test_a_full_session_logs_no_contact_data_and_no_credentials(tmp_path: Path) -> None:
     (tmp_path / "segone.toml").write_text(
         f'[server]\nonline_url = "sqlite:///{tmp_path / "online.db"}"\ncors_origins = ["{SITE}"]\n'
