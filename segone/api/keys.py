@@ -256,6 +256,7 @@ class KeyRing:
     _stamp: tuple[int, int] | None = None
     _checked: float = -1.0
     _expiry: datetime | None = None
+    _origins: frozenset[str] = frozenset()
 
     @classmethod
     def from_settings(cls, server: Any, root: Path | None = None) -> KeyRing:
@@ -310,6 +311,7 @@ class KeyRing:
                         expiry = e if expiry is None else min(expiry, e)
         self._by_digest = by_digest
         self._expiry = expiry
+        self._origins = frozenset(o for k in by_digest.values() for o in k.origins)
 
     def lookup(self, secret: str | None) -> Key | None:
         """The active key with this secret, if any."""
@@ -325,7 +327,4 @@ class KeyRing:
     def origins(self) -> frozenset[str]:
         """Every origin some key allows (for preflight requests, which carry no key)."""
         self.reload()
-        out: set[str] = set()
-        for k in self._by_digest.values():
-            out |= k.origins
-        return frozenset(out)
+        return self._origins
