@@ -86,7 +86,9 @@ analytics.js in a browser, at this server), live profiles, and next-best-action 
 Every error has one shape: `{"error": {"status", "code", "message", "details"}}`.
 """
 
-# the scope each route needs (segone.api.auth); routes not listed here are public
+# the scope each route of the API needs (segone.api.auth), checked in its handler (``authorize``
+# for FastAPI routes); a module adding routes under /v1 adds them here (a test holds every /v1
+# route to this table and sends every kind of key to each)
 TRACKING_PATHS = (*(f"/v1/{e}" for e in (*TYPES, "batch")), *(f"/v1/{s}" for s in SHORT_NAMES))
 ROUTE_SCOPES: dict[tuple[str, str], str] = {
     **{("POST", p): "ingest" for p in TRACKING_PATHS},
