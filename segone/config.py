@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -122,6 +122,16 @@ write_keys = []
 admin_tokens = []
 # Bearer tokens for /v1/decide and /v1/feedback.
 decide_tokens = []
+# Keys made with `segone keys create` (hashed; scopes, origins and rate per key).
+keys_file = "keys.json"
+# Web pages (origins, e.g. "https://shop.example.com") that may call the API with any key:
+# analytics.js in the browser needs its site here or on its key (SEGONE_CORS_ORIGINS).
+cors_origins = []
+# Requests per second per key (token bucket; 0: no limit) and the burst allowed above it.
+rate_limit_per_second = 0.0
+rate_limit_burst = 0.0
+# An OpenTelemetry span per request (needs opentelemetry-api; SEGONE_TRACING=1).
+tracing = false
 # Triggers (segment entered/left, stage changed, taste shift) are POSTed here when set,
 # signed per Standard Webhooks (webhook-signature: HMAC-SHA256 with the secret, whsec_<base64>
 # or any string); failed deliveries are retried with back-off and go to the dead-letter table
@@ -152,6 +162,21 @@ class WarehouseSettings:
     path: str = "warehouse.duckdb"
     threads: int = 2
     memory_limit: str = "4GB"
+
+
+def parse_origin(origin: str, where: str = "origin") -> str:
+    """An origin as browsers send it in ``Origin``: ``scheme://host[:port]`` (no path, no
+    trailing slash), or ``*`` for any."""
+    o = origin.strip().rstrip("/")
+    if o == "*":
+        return o
+    scheme, sep, rest = o.partition("://")
+    if not sep or scheme not in ("http", "https") or not rest or "/" in rest:
+        raise ConfigError(
+            f"{where}: {origin!r} is not an origin: write scheme://host[:port] (no path), "
+            "e.g. https://shop.example.com, or * for any"
+        )
+    return o
 
 
 @dataclass(frozen=True)
@@ -185,6 +210,14 @@ class ServerSettings:
     # where the writes run: "process" (a writer process beside the server: the per-event work
     # gets a core of its own) or "thread" (one process; for embedding and one-core hosts)
     writer: str = "process"
+    # keys made with `segone keys` (segone.api.keys), relative to the project
+    keys_file: str = "keys.json"
+    # origins of web pages that may call the API with any key (CORS; keys add their own)
+    cors_origins: tuple[str, ...] = ()
+    # token bucket per key: requests per second (0: no limit) and burst (0: one second's worth)
+    rate_limit_per_second: float = 0.0
+    rate_limit_burst: float = 0.0
+    tracing: bool = False
 
 
 _SECRETS = {
@@ -204,6 +237,12 @@ def _server_settings(data: dict[str, Any], source: str) -> ServerSettings:
         raw["webhook_secret"] = env["SEGONE_WEBHOOK_SECRET"]
     if env.get("SEGONE_ONLINE_URL"):
         raw["online_url"] = env["SEGONE_ONLINE_URL"]
+    if env.get("SEGONE_CORS_ORIGINS"):
+        raw["cors_origins"] = [
+            v.strip() for v in env["SEGONE_CORS_ORIGINS"].split(",") if v.strip()
+        ]
+    if env.get("SEGONE_TRACING"):
+        raw["tracing"] = env["SEGONE_TRACING"].strip().lower() in ("1", "true", "yes", "on")
     fields = ServerSettings.__dataclass_fields__
     unknown = set(raw) - set(fields)
     if unknown:
@@ -212,7 +251,11 @@ def _server_settings(data: dict[str, Any], source: str) -> ServerSettings:
     defaults = ServerSettings()
     for k, v in raw.items():
         default = getattr(defaults, k)
-        if isinstance(default, tuple):
+        if isinstance(default, bool):
+            if not isinstance(v, bool):
+                raise ConfigError(f"{source}: server.{k} must be true or false")
+            out[k] = v
+        elif isinstance(default, tuple):
             if not isinstance(v, list | tuple) or not all(isinstance(x, str) and x for x in v):
                 raise ConfigError(f"{source}: server.{k} must be a list of non-empty strings")
             out[k] = tuple(v)
@@ -237,6 +280,11 @@ def _server_settings(data: dict[str, Any], source: str) -> ServerSettings:
         raise ConfigError(
             f'{source}: server.writer must be "process" or "thread", not {s.writer!r}'
         )
+    out_origins = tuple(parse_origin(o, f"{source}: server.cors_origins") for o in s.cors_origins)
+    if out_origins != s.cors_origins:
+        s = replace(s, cors_origins=out_origins)
+    if not (s.rate_limit_per_second >= 0 and s.rate_limit_burst >= 0):
+        raise ConfigError(f"{source}: server.rate_limit_per_second and _burst must be >= 0")
     if s.webhook_max_attempts < 1 or s.max_message_bytes <= 0 or s.max_batch_bytes <= 0:
         raise ConfigError(f"{source}: server limits and webhook_max_attempts must be positive")
     if s.webhook_url and not s.webhook_secret:

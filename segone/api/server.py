@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import logging.config
 import threading
 import time
@@ -22,6 +23,8 @@ from segone.api.logs import LOGGING_CONFIG
 from segone.config import Settings
 from segone.online.engine import Engine
 from segone.online.store import OnlineStore
+
+log = logging.getLogger("segone.api")
 
 
 def uvicorn_config(
@@ -49,6 +52,38 @@ def open_store(settings: Settings, online_url: str | None = None) -> OnlineStore
     return OnlineStore.open(online_url or settings.server.online_url, root=settings.root)
 
 
+def publish_unpublished_build(settings: Settings, store: OnlineStore) -> bool:
+    """Publish the warehouse's last build to an online store that has never had one.
+
+    A build publishes to the online store only when the store exists, so the first ``segone
+    build`` of a project (before any ``segone serve``) published nothing, and the server would
+    serve an empty store until the next build. Builds after the server started publish as they
+    go, and the running server follows them within a second (``Engine.refresh``). Skipped, with
+    a warning, when a build holds the warehouse (that build publishes when it ends)."""
+    with store.read() as tx:
+        if tx.get_meta("published_version") is not None:
+            return False
+    if not settings.warehouse_path.exists():
+        return False
+    from segone.exceptions import StoreError
+    from segone.online.sync import publish
+    from segone.project import Project
+
+    try:
+        wh = Project(settings).warehouse(read_only=True)
+    except StoreError as exc:
+        log.warning("the last build is not published yet (the warehouse is busy): %s", exc)
+        return False
+    try:
+        if "profiles" not in wh.tables():
+            return False
+        result = publish(wh, store, settings)
+    finally:
+        wh.close()
+    log.info("published the last build to the online store: %s", result.summary())
+    return True
+
+
 def serve(
     settings: Settings,
     host: str | None = None,
@@ -56,9 +91,11 @@ def serve(
     online_url: str | None = None,
 ) -> None:
     """Serve the API in the foreground until SIGINT/SIGTERM (one process: the online store has
-    one writer, and group commit batches every request of the process)."""
+    one writer, and group commit batches every request of the process). The last build is
+    published first if it never was (``publish_unpublished_build``)."""
     store = open_store(settings, online_url)
     try:
+        publish_unpublished_build(settings, store)
         app = create_app(settings, Engine(store, settings), freeze_gc=True)
         config = uvicorn_config(app, host or settings.server.host, port or settings.server.port)
         uvicorn.Server(config).run()

@@ -49,6 +49,7 @@ loads_app = typer.Typer(
     invoke_without_command=True,
 )
 app.add_typer(loads_app, name="loads")
+app.add_typer(__import__("segone.cli.keys", fromlist=["keys_app"]).keys_app, name="keys")
 
 console = Console()
 err = Console(stderr=True)
