@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -11,10 +10,8 @@ import httpx
 import ibis
 import pyarrow as pa
 import pytest
-from fastapi import FastAPI
 from typer.testing import CliRunner
 
-from segone.api.campaigns import router
 from segone.cli import app
 from segone.project import Project
 from tests.test_campaigns_audience import NOW, random_store
@@ -161,35 +158,34 @@ def test_list_show_audience_preview_run_report(project: tuple[Project, dict]) ->
     table = cli("campaign", "report", "winback", "-p", p)
     assert "SRM" in table and "mass" in table
 
-    # the same report through the API, with an admin token
-    api = FastAPI()
-    api.state.settings = type(proj.settings)(  # same project, with an admin token
+    # the same report through the server's own app (its scopes, its error envelope)
+    from segone.api import background_server, create_app
+    from segone.online.engine import Engine
+    from segone.online.store import OnlineStore
+
+    settings = type(proj.settings)(  # same project, with an admin token
         root=proj.settings.root,
         warehouse=proj.settings.warehouse,
-        server=type(proj.settings.server)(admin_tokens=("t0ken",)),
+        server=type(proj.settings.server)(
+            admin_tokens=("t0ken",),
+            writer="thread",
+            online_url=f"sqlite:///{proj.root / 'online-api.db'}",
+        ),
     )
-    api.include_router(router)
-    from segone.api.errors import install
-
-    install(api)  # the project's error envelope
+    store = OnlineStore.open(settings.server.online_url)
+    api = create_app(settings, Engine(store, settings))
     h = {"Authorization": "Bearer t0ken"}
-
-    async def calls() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=api)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            return [
-                await client.get("/v1/campaigns"),
-                await client.get("/v1/campaigns", headers=h),
-                await client.get("/v1/campaigns/winback/report", headers=h),
-                await client.get("/v1/campaigns/nope/report", headers=h),
-            ]
-
-    anon, listed, report, missing = asyncio.run(calls())
+    with background_server(api) as url, httpx.Client(base_url=url, timeout=30) as client:
+        anon = client.get("/v1/campaigns")
+        listed = client.get("/v1/campaigns", headers=h)
+        report = client.get("/v1/campaigns/winback/report", headers=h)
+        missing = client.get("/v1/campaigns/nope/report", headers=h)
     assert anon.status_code == 401
     got = listed.json()
     assert got["campaigns"][0]["name"] == "winback" and got["campaigns"][0]["runs"] == 1
     assert report.json()["arms"] == rep["arms"]
     assert missing.status_code == 404 and "no campaign" in missing.text
+    store.close()
 
 
 def test_user_mistakes_are_one_line_errors(project: tuple[Project, dict]) -> None:
@@ -217,10 +213,12 @@ def test_run_sends_over_smtp_to_exactly_the_treated(tmp_path: Path) -> None:
             got.append((envelope.mail_from, list(envelope.rcpt_tos)))
             return "250 OK"
 
-    ctl = Controller(Handler(), hostname="127.0.0.1", port=0)
+    from tests.test_destinations_email import free_port
+
+    ctl = Controller(Handler(), hostname="127.0.0.1", port=free_port())
     ctl.start()
     try:
-        port = ctl.server.sockets[0].getsockname()[1]
+        port = ctl.port
         proj = Project.init(tmp_path / "p")
         with proj.warehouse() as wh:
             truth = random_store(wh, 9, n=150)

@@ -100,6 +100,8 @@ ROUTE_SCOPES: dict[tuple[str, str], str] = {
     ("GET", "/v1/suppressions/{identifier:path}"): "read",
     ("PUT", "/v1/suppressions/{identifier:path}"): "admin",
     ("DELETE", "/v1/suppressions/{identifier:path}"): "admin",
+    ("GET", "/v1/campaigns"): "admin",
+    ("GET", "/v1/campaigns/{name}/report"): "admin",
 }
 PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 HOT_PATHS = frozenset({*TRACKING_PATHS, "/v1/decide", "/v1/feedback"})
@@ -580,6 +582,11 @@ def create_app(settings: Settings, engine: Engine, *, freeze_gc: bool = False) -
     app.add_exception_handler(Exception, _unhandled)
     _add_tracking_routes(app, limits)
     _add_routes(app)
+    # campaigns read the warehouse (segone.api.campaigns): the project's settings are theirs
+    from segone.api.campaigns import router as campaigns_router
+
+    app.state.settings = settings
+    app.include_router(campaigns_router)
     app.openapi = partial(openapi_document, app)  # type: ignore[method-assign]
     app.fast = FastPath(HOT, app.state.api)
     app.stack = stack(

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 
-from segone.api.auth import Auth
 from segone.api.errors import ApiError
 from segone.campaigns.campaign import CampaignError
 from segone.campaigns.measure import MeasureError
@@ -25,12 +24,15 @@ Authorization = Annotated[str | None, Header()]
 
 
 def _project(request: Request, authorization: str | None) -> Any:
+    """The project, once the request's key holds the ``admin`` scope (as every /v1 route,
+    through ``segone.api.app.authorize``)."""
+    from segone.api.app import authorize
     from segone.project import Project
 
     settings = getattr(request.app.state, "settings", None)
     if settings is None:
         raise ApiError(500, "the app has no project settings (app.state.settings)")
-    Auth.from_settings(settings.server).require_admin(authorization)
+    authorize(request, "admin")
     return Project(settings)
 
 

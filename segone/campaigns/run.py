@@ -377,17 +377,18 @@ def default_sender(root: Path) -> Sender | None:
         cfg = plan_.campaign.send
         if "smtp" in cfg:
             # the transport lives in segone.campaigns.destinations (imported late: optional)
-            SmtpSender = importlib.import_module("segone.campaigns.destinations.email").SmtpSender
-
-            smtp = dict(cfg["smtp"])
-            sender = SmtpSender(
-                str(smtp.get("host", "127.0.0.1")),
-                int(smtp.get("port", 25)),
-                sender=str(smtp["sender"]),
-                rate_per_second=float(smtp.get("rate_per_second", 10)),
+            open_sender = importlib.import_module("segone.campaigns.destinations").open_sender
+            state = root / "campaigns" / ".state"
+            # the state records who was mailed, so a re-run of the same run never mails twice
+            sender = open_sender(dict(cfg["smtp"]), state_dir=state)
+            sent = sender.send(msgs, list_id=plan_.campaign.name)
+            return SyncReport(
+                destination="smtp",
+                added=sent.sent,
+                skipped=sent.skipped,
+                failed=sent.failed,
+                errors=list(sent.errors),
             )
-            report: SyncReport = sender.send(msgs)
-            return report
         if "destination" in cfg:
             open_destination = importlib.import_module(
                 "segone.campaigns.destinations"
