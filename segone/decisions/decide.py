@@ -152,7 +152,8 @@ def decide(
     by_context = _mask(idx, ctx.exclude)
     by_suppression = (idx.blocked | _mask(idx, blocked_items)) & ~by_context
     dropped = by_context | by_suppression
-    bought = _bought(view, published) if ctx.exclude_bought is not False else set()
+    owned = _bought(view, published)
+    bought = owned if ctx.exclude_bought is not False else set()
     by_purchase = _mask(idx, bought) & ~dropped
     if ctx.exclude_bought is None and by_purchase.any():
         # learned per item: what people buy again (food, ink) is offered again, what they
@@ -166,7 +167,7 @@ def decide(
     prm = s.policy
     ranking = thompson(
         items,
-        priors(idx, keep, view, recs, prm, published),
+        priors(idx, keep, view, recs, prm, published, owned, catalogue),
         stats,
         slots=ctx.limit,
         rng=rng,

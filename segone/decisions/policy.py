@@ -82,6 +82,9 @@ class PolicyParams:
     #: its recommendation score relative to the person's best (the model ranks; the
     #: recommender only nudges what the person has never bought)
     recommendation_weight: float = 0.5
+    #: pseudo-count of an association rule's lift: a rule seen ``count`` times multiplies an
+    #: item's pseudo-count by ``1 + (lift - 1) x count / (count + this)``
+    association_strength: float = 20.0
     #: a price ``x`` times the item's usual price multiplies its odds by ``x ** this``: the
     #: mean of 1,851 published brand-choice price elasticities (Bijmolt, van Heerde & Pieters,
     #: Journal of Marketing Research 42(2), 2005: -2.62), not fitted to any one data set

@@ -27,13 +27,13 @@ Without one (no build yet, or a person the build did not see):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from segone.decisions.catalogue import CatalogueIndex
+from segone.decisions.catalogue import CatalogueIndex, Rule
 from segone.decisions.context import Context
 from segone.decisions.policy import PolicyParams, PriorArrays
 from segone.decisions.settings import DecisionSettings
@@ -95,14 +95,77 @@ def _taste(cat: Any, aff: Mapping[str, float]) -> tuple[float, str | None]:
     return share, (f"matches your taste ({key})" if share >= 0.2 else None)
 
 
-def _named(reason: str, idx: CatalogueIndex) -> str:
+def _named(reason: str, label: Callable[[str], str]) -> str:
     """``because you bought P1, P2`` with the products' names when the catalogue has them."""
     head = "because you bought "
     if not reason.startswith(head):
         return reason
-    ids = reason[len(head) :].split(", ")
-    names = [idx.label(k) if (k := idx.pos.get(i)) is not None else i for i in ids]
-    return head + ", ".join(names)
+    return head + ", ".join(label(i) for i in reason[len(head) :].split(", "))
+
+
+def labeller(
+    idx: CatalogueIndex, catalogue: Mapping[str, Mapping[str, Any]] | None
+) -> Callable[[str], str]:
+    """What reasons call an item id: its name in the candidates, else in the whole catalogue
+    (a candidate list holds only the candidates), else the id."""
+
+    def label(i: str) -> str:
+        k = idx.pos.get(i)
+        if k is not None and idx.names[k]:
+            return idx.label(k)
+        doc = catalogue.get(i) if catalogue is not None else None
+        name = doc.get("name") if isinstance(doc, Mapping) else None
+        return name if isinstance(name, str) and name.strip() else i
+
+    return label
+
+
+def _percent(x: float) -> str:
+    return f"{x:.0%}"
+
+
+def association_reason(rule: Rule, item: str) -> str:
+    """The sentence that cites a rule (names, not ids, when the catalogue has them)."""
+    names = list(rule.names)
+    said = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+    pct = _percent(rule.confidence)
+    if rule.kind == "sequence":
+        return f"{pct} of people who bought {said} went on to buy {item}"
+    if len(names) > 1:
+        return f"{pct} of people who bought {said} together also bought {item}"
+    return f"{pct} of people who bought {said} also bought {item} with it"
+
+
+def associated(
+    idx: CatalogueIndex,
+    keep: NDArray[np.intp],
+    owned: Collection[str],
+    prm: PolicyParams,
+) -> tuple[NDArray[np.float64], dict[int, str]]:
+    """Group leverage: per candidate, ``1 + (lift - 1) x count / (count +
+    association_strength)`` of its most confident published rule whose antecedents the person
+    owns (1 without one), and that rule's sentence."""
+    n = len(keep)
+    boost = np.ones(n)
+    why: dict[int, str] = {}
+    rules = idx.associations if owned else {}
+    if not rules:
+        return boost, why
+    at = np.full(len(idx), -1, dtype=np.intp)
+    at[keep] = np.arange(n)
+    mine = owned if isinstance(owned, set | frozenset) else set(owned)
+    for pos, rs in rules.items():
+        k = int(at[pos])
+        if k < 0:
+            continue
+        item = idx.ids[pos]
+        for r in rs:
+            if item not in r.antecedent and r.antecedent <= mine:
+                shrink = r.count / (r.count + prm.association_strength)
+                boost[k] = 1.0 + max(r.lift - 1.0, 0.0) * shrink
+                why[k] = association_reason(r, idx.label(pos))
+                break
+    return boost, why
 
 
 def _weights(published: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -115,6 +178,7 @@ def _rec_lift(
     keep: NDArray[np.intp],
     recs: Sequence[Mapping[str, Any]],
     weight: float,
+    label: Callable[[str], str],
 ) -> tuple[NDArray[np.float64], dict[int, str]]:
     """``1 + weight x score / best`` for recommended candidates, and their reasons."""
     n = len(keep)
@@ -135,7 +199,7 @@ def _rec_lift(
         lift[at[c]] += weight * share
         why = r.get("reason")
         rec_why[int(at[c])] = (
-            _named(why, idx) if isinstance(why, str) and why else "recommended for you"
+            _named(why, label) if isinstance(why, str) and why else "recommended for you"
         )
     return lift, rec_why
 
@@ -146,6 +210,8 @@ def _preferred(
     weights: Mapping[str, Any],
     recs: Sequence[Mapping[str, Any]],
     prm: PolicyParams,
+    owned: Collection[str],
+    label: Callable[[str], str],
 ) -> PriorArrays:
     """Priors from the preference model (see the module docstring)."""
     n = len(keep)
@@ -165,17 +231,18 @@ def _preferred(
     ctx = ctx + prm.display_log_odds * disp
     ctx -= ctx.max() if n else 0.0
     odds = np.exp(ctx)
-    p = (w + a) * odds
+    boost, assoc_why = associated(idx, keep, owned, prm)
+    p = (w + a * boost) * odds
     p /= p.sum()
     q = a * odds
     q /= q.sum()
     rate = np.clip(prm.base_rate * n * q, 1e-4, 0.9)
-    lift, rec_why = _rec_lift(idx, keep, recs, prm.recommendation_weight)
+    lift, rec_why = _rec_lift(idx, keep, recs, prm.recommendation_weight, label)
     lift *= p / q
     total_w = float(w.sum())
 
     def reasons(k: int) -> list[str]:
-        out: list[str] = []
+        out: list[str] = [assoc_why[k]] if k in assoc_why else []
         if w[k] > 0 and total_w > 0:
             share = w[k] / total_w
             out.append(
@@ -205,11 +272,17 @@ def priors(
     recs: Sequence[Mapping[str, Any]],
     prm: PolicyParams,
     published: Mapping[str, Any] | None = None,
+    owned: Collection[str] = (),
+    catalogue: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> PriorArrays:
-    """The priors of the candidates ``idx.ids[keep]``, aligned with ``keep``."""
+    """The priors of the candidates ``idx.ids[keep]``, aligned with ``keep``.
+
+    ``owned``: the items the person bought (for the association rules); ``catalogue``: the
+    whole catalogue, to name in reasons the items that are not candidates."""
     weights = _weights(published)
+    label = labeller(idx, catalogue)
     if weights is not None and len(keep) and not np.isnan(idx.preference_prior[keep]).all():
-        return _preferred(idx, keep, weights, recs, prm)
+        return _preferred(idx, keep, weights, recs, prm, owned, label)
     n = len(keep)
     pop = idx.popularity[keep]
     top = idx.popularity_top
@@ -217,7 +290,9 @@ def priors(
     # a bestseller: in the top quarter of the popularity range and above the median candidate
     star = (rel >= 0.75) & (pop > idx.popularity_median)
     rate = np.where(np.isnan(rel), prm.base_rate, prm.base_rate * (0.5 + rel))
-    lift, rec_why = _rec_lift(idx, keep, recs, prm.individual_weight)
+    lift, rec_why = _rec_lift(idx, keep, recs, prm.individual_weight, label)
+    boost, assoc_why = associated(idx, keep, owned, prm)
+    lift *= boost
     codes = idx.category_codes[keep]
     taste_why: list[str | None] = [None] * len(idx.categories)
     aff = _affinity(view)
@@ -227,7 +302,9 @@ def priors(
         lift *= 1.0 + prm.taste_weight * np.array([t[0] for t in tastes])[codes]
 
     def reasons(k: int) -> list[str]:
-        out = [rec_why[k]] if k in rec_why else []
+        out = [assoc_why[k]] if k in assoc_why else []
+        if k in rec_why:
+            out.append(rec_why[k])
         why = taste_why[codes[k]]
         if why:
             out.append(why)

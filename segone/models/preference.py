@@ -162,13 +162,7 @@ class ItemPreferences(BaseEstimator):
         categories come from the lines' products (``products``, else the order line)."""
         when = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
         df = occasions(wh, lines, when)
-        cats: dict[str, str] = {}
-        if "products" in wh.tables():
-            p = wh.table("products")
-            pc = wh.to_arrow(
-                p.filter(p.category.notnull()).select("product_id", "category")
-            ).to_pandas()
-            cats = dict(zip(pc.product_id.astype(str), pc.category.astype(str), strict=True))
+        cats, _ = catalogue_fields(wh)
         return self.fit_frame(df, categories=cats, as_of=when)
 
     def fit_frame(
@@ -368,14 +362,31 @@ def build_preferences(wh: Warehouse, when: datetime) -> tuple[Fit | None, str]:
     from segone.models.nextproducts import purchase_lines
     from segone.models.pipeline import Fit
 
+    from segone.models.association import ItemAssociations
+
     model = ItemPreferences()
+    at = when if when.tzinfo else when.replace(tzinfo=UTC)
+    df = occasions(wh, purchase_lines(wh, as_of=at), at)
+    cats, names = catalogue_fields(wh)
     try:
-        model.fit(wh, purchase_lines(wh, as_of=when), as_of=when)
+        model.fit_frame(df, categories=cats, as_of=at)
     except PreferenceError as exc:
         return None, f"no item preferences ({exc})"
+    item_params = model.item_params()
+    # group leverage: the association rules ride on their consequent's parameters, so they
+    # are published on its catalogue document with the rest of what decide needs
+    assoc = ItemAssociations().fit_frame(df)
+    for item, rules in assoc.item_rules(names).items():
+        if item in item_params:
+            item_params[item]["associations"] = rules
+    rules = assoc.rules()
     fit = Fit(
         "preferences",
-        {**model.params(), "item_params": model.item_params()},
+        {
+            **model.params(),
+            "association_rules": len(rules),
+            "item_params": item_params,
+        },
         window_end=when,
         rows=len(model.customers_),
         metrics={
@@ -384,14 +395,29 @@ def build_preferences(wh: Warehouse, when: datetime) -> tuple[Fit | None, str]:
                 for (h, f), v in model.validation_log_loss_.items()
             },
             "occasions": model.n_occasions_,
+            "association_rules": {
+                k: int((rules.kind == k).sum()) for k in ("basket", "sequence")
+            },
         },
     )
     return fit, ""
 
 
+def catalogue_fields(wh: Warehouse) -> tuple[dict[str, str], dict[str, str]]:
+    """Each product's category and name (empty without a ``products`` table)."""
+    if "products" not in wh.tables():
+        return {}, {}
+    p = wh.to_arrow(wh.table("products").select("product_id", "category", "name")).to_pandas()
+    p = p[p.product_id.notnull()]
+    pid = p.product_id.astype(str)
+    cats = dict(zip(pid[p.category.notnull()], p.category.dropna().astype(str), strict=True))
+    names = dict(zip(pid[p.name.notnull()], p.name.dropna().astype(str), strict=True))
+    return cats, names
+
+
 def occasions(wh: Warehouse, lines: ibis.Table, as_of: datetime) -> pd.DataFrame:
-    """``customer_id, product_id, t`` (epoch seconds): one row per item an order kept, up to
-    ``as_of`` (``lines``: columns of ``nextproducts.purchase_lines``)."""
+    """``customer_id, order_id, product_id, t`` (epoch seconds): one row per item an order
+    kept, up to ``as_of`` (``lines``: columns of ``nextproducts.purchase_lines``)."""
     ln = lines.filter(lines.ts <= ibis.literal(as_of, type=TS))
     kept = ln.quantity - ln.returned_quantity.fill_null(0)
     per = ln.group_by(["customer_id", "order_id", "product_id"]).aggregate(
@@ -400,7 +426,7 @@ def occasions(wh: Warehouse, lines: ibis.Table, as_of: datetime) -> pd.DataFrame
     df = wh.to_arrow(per.filter(per.kept > 0)).to_pandas()
     ts = pd.to_datetime(df.ts, utc=True)
     df["t"] = (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-    return df[["customer_id", "product_id", "t"]]
+    return df[["customer_id", "order_id", "product_id", "t"]]
 
 
 def person_weights(df: pd.DataFrame, half_life_cycles: float | None) -> pd.DataFrame:
