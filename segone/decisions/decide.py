@@ -74,6 +74,7 @@ class Decision:
                     "id": r.item,
                     "position": r.position,
                     "name": r.name,
+                    "category": r.category,
                     "score": r.score,
                     "probability": r.probability,
                     "propensity": r.propensity,
@@ -209,6 +210,7 @@ def decide(
         "slots": ctx.limit,
         "n_draws": ranking.n_draws,
         "draw": ranking.draw,
+        "seed": ranking.seed,
         "candidates": items,
         "p_shown": ranking.p_shown.tolist(),
         "excluded": {

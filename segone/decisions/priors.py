@@ -10,9 +10,17 @@ With a published preference model (the person's ``preferences`` weights and the 
   the catalogue); everyone's ``q_i`` is the same without ``w``;
 * rate: ``base_rate x n x q_i`` (an average candidate responds at the base rate, a more
   chosen one more), so the counters learn each item's response at the placement;
+* group leverage: a candidate that ends a published association rule whose antecedents the
+  person owns (``segone.models.association``) has its pseudo-count ``a_i`` multiplied by
+  ``1 + (lift - 1) x count / (count + association_strength)`` of the most confident such
+  rule, which is cited ("82% of people who bought Moneyball and Red Sox Banner together also
+  bought Red Sox Mr. Potato Head");
 * lift: ``p_i / q_i`` (how much more this person chooses it than everyone), times
   ``1 + recommendation_weight x score / best score`` for an item in their published
-  recommendations; with no feedback yet the score is ``base_rate x n x p_i``.
+  recommendations, with the standard deviation of ``p_i`` under the person's Dirichlet
+  posterior (Thompson sampling draws it); the score is divided by ``base_rate x n``, so with no
+  feedback yet it is ``p_i`` (the choice probability), and feedback moves it by the learned
+  response rate over the prior one.
 
 Without one (no build yet, or a person the build did not see):
 
@@ -22,7 +30,11 @@ Without one (no build yet, or a person the build did not see):
 * lift ("individual leverage"): ``1 + individual_weight x score / best score`` for an item in
   the person's published recommendations (by rank when scores are missing), times
   ``1 + taste_weight x share`` for the share of their taste held by the item's category
-  (``category_affinity``, categories compared on their first two levels).
+  (``category_affinity``, categories compared on their first two levels), times the
+  association boost above.
+
+Reasons name items by their catalogue ``name`` (the whole catalogue's when a candidate list
+leaves the item out), never by id when a name exists.
 """
 
 from __future__ import annotations
@@ -120,15 +132,11 @@ def labeller(
     return label
 
 
-def _percent(x: float) -> str:
-    return f"{x:.0%}"
-
-
 def association_reason(rule: Rule, item: str) -> str:
     """The sentence that cites a rule (names, not ids, when the catalogue has them)."""
     names = list(rule.names)
     said = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
-    pct = _percent(rule.confidence)
+    pct = f"{rule.confidence:.0%}"
     if rule.kind == "sequence":
         return f"{pct} of people who bought {said} went on to buy {item}"
     if len(names) > 1:
@@ -238,6 +246,9 @@ def _preferred(
     q /= q.sum()
     rate = np.clip(prm.base_rate * n * q, 1e-4, 0.9)
     lift, rec_why = _rec_lift(idx, keep, recs, prm.recommendation_weight, label)
+    # the person's Dirichlet posterior: the marginal of p_i has variance p (1 - p) / (A + 1)
+    alpha0 = float((w + a * boost).sum())
+    lift_sd = lift * np.sqrt(p * (1.0 - p) / (alpha0 + 1.0)) / q
     lift *= p / q
     total_w = float(w.sum())
 
@@ -262,7 +273,24 @@ def _preferred(
             out.append(f"chosen by many ({q[k]:.0%} of choices among these)")
         return out
 
-    return PriorArrays(rate, lift, reasons, p, lambda k: idx.names[keep[k]])
+    return PriorArrays(
+        rate,
+        lift,
+        reasons,
+        p,
+        lambda k: idx.names[keep[k]],
+        _category(idx, keep),
+        lift_sd,
+        prm.base_rate * n,
+    )
+
+
+def _category(idx: CatalogueIndex, keep: NDArray[np.intp]) -> Callable[[int], str | None]:
+    def category(k: int) -> str | None:
+        c = idx.categories[idx.category_codes[keep[k]]]
+        return c if isinstance(c, str) and c else None
+
+    return category
 
 
 def priors(
@@ -312,4 +340,6 @@ def priors(
             out.append("bestseller")
         return out
 
-    return PriorArrays(rate, lift, reasons, name=lambda k: idx.names[keep[k]])
+    return PriorArrays(
+        rate, lift, reasons, name=lambda k: idx.names[keep[k]], category=_category(idx, keep)
+    )
