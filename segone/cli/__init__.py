@@ -49,6 +49,7 @@ loads_app = typer.Typer(
     invoke_without_command=True,
 )
 app.add_typer(loads_app, name="loads")
+app.add_typer(__import__("segone.cli.evaluate", fromlist=["app"]).app, name="evaluate")
 
 console = Console()
 err = Console(stderr=True)
