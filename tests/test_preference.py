@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from segone.decisions import CatalogueIndex, DecisionSettings, decide
+from segone.decisions.errors import DecisionError
 from segone.models.preference import ItemPreferences, PreferenceError, dirichlet_mle
 
 NOW = datetime(2024, 6, 1, 12, tzinfo=UTC)
@@ -251,3 +252,25 @@ def test_person_weights_are_the_fits_weights() -> None:
     got = person_weights(df, m.half_life_cycles_).set_index(["customer_id", "product_id"])
     want = m.table().to_pandas().set_index(["customer_id", "product_id"])
     assert got.weight.sort_index().to_numpy() == pytest.approx(want.weight.sort_index().to_numpy())
+
+
+def test_exclude_bought_per_category_overrides_what_was_learned() -> None:
+    cat, published = _shop()
+    docs = {i: dict(cat[i]) for i in cat}
+    for i in ("yo", "da", "hi"):
+        docs[i]["category"] = "Food > Yogurt"
+    docs["mixer"]["category"] = "Home > Kitchen"
+    idx = CatalogueIndex(docs)
+    ctx = {"placement": "shelf", "limit": 4, "follow_up": False}
+    # the learned default: yogurts again, not the mixer
+    r = _decide(published, ctx, idx)
+    assert {i["id"] for i in r["items"]} == {"yo", "da", "hi"}
+    assert {i["category"] for i in r["items"]} == {"Food > Yogurt"}
+    # a shop that never re-offers food it sold, and does re-offer kitchen goods
+    r = _decide(published, {**ctx, "exclude_bought": {"Food": True, "Home > Kitchen": False}}, idx)
+    assert {i["id"] for i in r["items"]} == {"hi", "mixer"}
+    # a category not named keeps the learned default
+    r = _decide(published, {**ctx, "exclude_bought": {"Home": False}}, idx)
+    assert {i["id"] for i in r["items"]} == {"yo", "da", "hi", "mixer"}
+    with pytest.raises(DecisionError, match="category: true/false"):
+        _decide(published, {**ctx, "exclude_bought": {"Food": "yes"}}, idx)

@@ -154,6 +154,8 @@ class Ranking:
     draw: int
     #: the seed of the draws (with the logged inputs, the draws can be replayed exactly)
     seed: int = 0
+    #: every candidate's probability of being shown at each slot (candidates x slots)
+    p_position: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)))
 
 
 @dataclass(frozen=True)
@@ -403,4 +405,6 @@ def thompson(
                 category=pa.category(i),
             )
         )
-    return Ranking(ranked, items, p_shown, d, j, seed)
+    p_position = np.zeros((n, slots))
+    p_position[live] = at.reshape(nl, slots) / d
+    return Ranking(ranked, items, p_shown, d, j, seed, p_position)
