@@ -107,6 +107,7 @@ class CatalogueIndex(Mapping[str, Mapping[str, Any]]):
         self.categories: list[Any] = list(codes)
         self._escaped = [escape(i) for i in self.ids]
         self._keys: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+        self._learned: dict[str, NDArray[np.float64]] = {}
 
     def __getitem__(self, key: str) -> Mapping[str, Any]:
         return self._docs[key]
@@ -125,6 +126,15 @@ class CatalogueIndex(Mapping[str, Mapping[str, Any]]):
         return np.fromiter(
             (_nonneg(d, "preference_prior") for d in self._values), np.float64, len(self.ids)
         )
+
+    def learned(self, key: str) -> NDArray[np.float64]:
+        """A non-negative number the last build published on every item (``within_prior``,
+        ``category_prior``...: ``segone.models.preference``), NaN where it is missing; cached."""
+        got = self._learned.get(key)
+        if got is None:
+            got = np.fromiter((_nonneg(d, key) for d in self._values), np.float64, len(self))
+            self._learned[key] = got
+        return got
 
     @cached_property
     def buy_again(self) -> NDArray[np.bool_]:

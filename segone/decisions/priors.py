@@ -220,6 +220,7 @@ def _preferred(
     prm: PolicyParams,
     owned: Collection[str],
     label: Callable[[str], str],
+    catalogue: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> PriorArrays:
     """Priors from the preference model (see the module docstring)."""
     n = len(keep)
@@ -240,9 +241,18 @@ def _preferred(
     ctx -= ctx.max() if n else 0.0
     odds = np.exp(ctx)
     boost, assoc_why = associated(idx, keep, owned, prm)
-    p = (w + a * boost) * odds
+    nested = _nested(idx, keep, weights, w, catalogue)
+    if nested is not None:
+        # category first, then the item within it: (W_c + b_c) / (W + B) x
+        # (w_i + a_i) / (W_c + T_c), with a_i the item's pseudo-count within its category
+        cat_share, wa, w_c, t_c = nested
+        p = cat_share * (w + wa * boost) / (w_c + t_c) * odds
+        q = cat_share_everyone(idx, keep) * wa / t_c * odds
+        a = wa
+    else:
+        p = (w + a * boost) * odds
+        q = a * odds
     p /= p.sum()
-    q = a * odds
     q /= q.sum()
     rate = np.clip(prm.base_rate * n * q, 1e-4, 0.9)
     lift, rec_why = _rec_lift(idx, keep, recs, prm.recommendation_weight, label)
@@ -285,6 +295,52 @@ def _preferred(
     )
 
 
+NESTED_KEYS = ("category_prior", "category_total", "within_prior", "within_total")
+
+
+def _nested(
+    idx: CatalogueIndex,
+    keep: NDArray[np.intp],
+    weights: Mapping[str, Any],
+    w: NDArray[np.float64],
+    catalogue: Mapping[str, Mapping[str, Any]] | None,
+) -> (
+    tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
+    | None
+):
+    """With a nested fit published for every candidate: each candidate's category share for
+    the person, its pseudo-count within its category, the person's weight in its category and
+    the category's pseudo-count total (None without)."""
+    cols = [idx.learned(k)[keep] for k in NESTED_KEYS]
+    if not len(keep) or any(np.isnan(c).any() for c in cols):
+        return None
+    b_c, big_b, wa, t_c = cols
+    cat_of = [idx.categories[c] for c in idx.category_codes[keep].tolist()]
+    # the person's weight per category, over everything they bought (not only candidates)
+    by_cat: dict[Any, float] = {}
+    total = 0.0
+    for item, x in weights.items():
+        v = _number(x)
+        if not v or v <= 0:
+            continue
+        total += v
+        k = idx.pos.get(item)
+        if k is not None:
+            cat = idx.categories[idx.category_codes[k]]
+        else:
+            doc = catalogue.get(item) if catalogue is not None else None
+            cat = doc.get("category") if isinstance(doc, Mapping) else None
+        by_cat[cat] = by_cat.get(cat, 0.0) + v
+    w_c = np.fromiter((by_cat.get(c, 0.0) for c in cat_of), np.float64, len(keep))
+    share = (w_c + b_c) / (total + big_b)
+    return share, wa, w_c, t_c
+
+
+def cat_share_everyone(idx: CatalogueIndex, keep: NDArray[np.intp]) -> NDArray[np.float64]:
+    """Everyone's share of each candidate's category (the nested model's prior)."""
+    return np.asarray(idx.learned("category_prior")[keep] / idx.learned("category_total")[keep])
+
+
 def _category(idx: CatalogueIndex, keep: NDArray[np.intp]) -> Callable[[int], str | None]:
     def category(k: int) -> str | None:
         c = idx.categories[idx.category_codes[keep[k]]]
@@ -310,7 +366,7 @@ def priors(
     weights = _weights(published)
     label = labeller(idx, catalogue)
     if weights is not None and len(keep) and not np.isnan(idx.preference_prior[keep]).all():
-        return _preferred(idx, keep, weights, recs, prm, owned, label)
+        return _preferred(idx, keep, weights, recs, prm, owned, label, catalogue)
     n = len(keep)
     pop = idx.popularity[keep]
     top = idx.popularity_top
