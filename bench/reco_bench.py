@@ -35,25 +35,24 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLA
 
 import ibis
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from nextproducts_bench import prepare  # noqa: E402
+from nextproducts_bench import prepare
 
-from segone.decisions.catalogue import CatalogueIndex  # noqa: E402
-from segone.decisions.policy import PolicyParams  # noqa: E402
-from segone.decisions.priors import priors  # noqa: E402
-from segone.models.association import ItemAssociations  # noqa: E402
-from segone.models.nextproducts import NextProducts, purchase_lines  # noqa: E402
-from segone.models.preference import (  # noqa: E402
+from segone.decisions.catalogue import CatalogueIndex
+from segone.decisions.policy import PolicyParams
+from segone.decisions.priors import priors
+from segone.models.association import ItemAssociations
+from segone.models.nextproducts import NextProducts, purchase_lines
+from segone.models.preference import (
     ItemPreferences,
     catalogue_fields,
     occasions,
     person_weights,
 )
-from segone.profiles.build import profiles_expr  # noqa: E402
-from segone.store.base import Warehouse  # noqa: E402
-from segone.store.duckdb import DuckDBWarehouse  # noqa: E402
+from segone.profiles.build import profiles_expr
+from segone.store.base import Warehouse
+from segone.store.duckdb import DuckDBWarehouse
 
 K = 10
 
@@ -133,13 +132,13 @@ def run(wh: Warehouse, cutoff: datetime, a: argparse.Namespace, prep_s: float) -
     )
     timed(
         "own history, then mass",
-        lambda: {
-            p: list(dict.fromkeys(own.get(p, [])[:K] + mass[: 2 * K]))[:K] for p in people
-        },
+        lambda: {p: list(dict.fromkeys(own.get(p, [])[:K] + mass[: 2 * K]))[:K] for p in people},
     )
 
     def nextproducts() -> dict[str, list[str]]:
-        m = NextProducts(random_state=a.seed).fit(wh, purchase_lines(wh, as_of=cutoff), as_of=cutoff)
+        m = NextProducts(random_state=a.seed).fit(
+            wh, purchase_lines(wh, as_of=cutoff), as_of=cutoff
+        )
         recs = m.recommend(np.array(people), n=K).to_pandas().sort_values(["customer_id", "rank"])
         return recs.groupby("customer_id").product_id.agg(list).to_dict()
 

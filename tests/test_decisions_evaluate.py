@@ -119,7 +119,8 @@ def test_the_cli_prints_every_estimator(tmp_path: Path, logged: list[dict[str, o
                 tx.log_feedback(str(row["decision_id"]), item, kind, NOW, {})
     store.close()
     out = CliRunner().invoke(
-        app, ["evaluate", "policy", "--policy", "uniform", "-p", str(proj.root), "--bootstrap", "200"]
+        app,
+        ["evaluate", "policy", "--policy", "uniform", "-p", str(proj.root), "--bootstrap", "200"],
     )
     assert out.exit_code == 0, out.output
     for word in ("IPW", "SNIPW", "DR", "direct", "logged (on-policy)", "300 decisions"):

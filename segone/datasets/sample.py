@@ -185,9 +185,9 @@ class _Catalog:
                 )
             leaves.append(np.arange(start, len(rows)))
         col = lambda i: np.array([r[i] for r in rows], dtype=object)  # noqa: E731
-        cat = cls(col(0), col(1), col(2), np.array([r[3] for r in rows]), col(4), leaves)
-        cat.plant_bundles()
-        return cat
+        out = cls(col(0), col(1), col(2), np.array([r[3] for r in rows]), col(4), leaves)
+        out.plant_bundles()
+        return out
 
     def plant_bundles(self) -> None:
         """Give the planted bundles' products (``vocab.BUNDLES``) the least popular places of

@@ -59,10 +59,11 @@ class Rule:
         """A rule from its published form (None when it is not one)."""
         if not isinstance(raw, Mapping):
             return None
-        ante, conf, lift, n = raw.get("if"), raw.get("confidence"), raw.get("lift"), raw.get("count")
+        ante = raw.get("if")
+        conf, lift, n = (_nonneg(raw, k) for k in ("confidence", "lift", "count"))
         if not isinstance(ante, list) or not ante or not all(isinstance(a, str) for a in ante):
             return None
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (conf, lift, n)):
+        if conf != conf or lift != lift or n != n:  # NaN: missing or not a number
             return None
         names = raw.get("if_names")
         if not (isinstance(names, list) and len(names) == len(ante)):

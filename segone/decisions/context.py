@@ -28,7 +28,7 @@ class Context:
     #: setting is None): what the last build learned per item (``buy_again``); a mapping of
     #: category (or category prefix, ``A > B``) to True/False: that for items in it, what was
     #: learned for the others
-    exclude_bought: bool | None | dict[str, bool]
+    exclude_bought: bool | dict[str, bool] | None
     follow_up: bool
 
 
@@ -62,7 +62,7 @@ def _maybe(ctx: Mapping[str, Any], name: str, default: bool | None) -> bool | No
 
 def _exclude_bought(
     ctx: Mapping[str, Any], settings: DecisionSettings
-) -> bool | None | dict[str, bool]:
+) -> bool | dict[str, bool] | None:
     v = ctx.get("exclude_bought", settings.exclude_bought)
     if isinstance(v, Mapping):
         if not v or not all(

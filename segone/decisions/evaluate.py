@@ -221,9 +221,7 @@ def evaluate_policy(
     from segone.models.ope import on_policy_value
 
     per = np.bincount(log.shown_decision, weights=log.shown_reward, minlength=log.n)
-    logged = on_policy_value(
-        per, n_bootstrap=n_bootstrap, alpha=alpha, random_state=random_state
-    )
+    logged = on_policy_value(per, n_bootstrap=n_bootstrap, alpha=alpha, random_state=random_state)
     return Evaluation(
         policy,
         log.n,

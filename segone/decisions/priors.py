@@ -305,8 +305,7 @@ def _nested(
     w: NDArray[np.float64],
     catalogue: Mapping[str, Mapping[str, Any]] | None,
 ) -> (
-    tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
-    | None
+    tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]] | None
 ):
     """With a nested fit published for every candidate: each candidate's category share for
     the person, its pseudo-count within its category, the person's weight in its category and

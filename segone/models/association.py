@@ -269,27 +269,28 @@ class ItemAssociations(BaseEstimator):
         self._check()
         names = names or {}
         out: dict[str, list[dict[str, Any]]] = {}
-        for r in self.rules_.itertuples(index=False):
-            got = out.setdefault(str(r.consequent), [])
+        rows: list[tuple[Any, ...]] = list(
+            self.rules_[list(RULE_COLUMNS)].itertuples(index=False, name=None)
+        )
+        for kind, ante, cons, count, support, conf, lift in rows:
+            got = out.setdefault(str(cons), [])
             if len(got) >= self.top_per_item:
                 continue
             got.append(
                 {
-                    "kind": r.kind,
-                    "if": list(r.antecedent),
-                    "if_names": [names.get(x) or x for x in r.antecedent],
-                    "confidence": round(float(r.confidence), 4),
-                    "lift": round(float(r.lift), 3),
-                    "count": int(r.count),
-                    "support": float(r.support),
+                    "kind": str(kind),
+                    "if": [str(x) for x in ante],
+                    "if_names": [names.get(str(x)) or str(x) for x in ante],
+                    "confidence": round(float(conf), 4),
+                    "lift": round(float(lift), 3),
+                    "count": int(count),
+                    "support": float(support),
                 }
             )
         return out
 
 
-def rule_scores(
-    found: pd.DataFrame, truth: pd.DataFrame
-) -> dict[str, float | int]:
+def rule_scores(found: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float | int]:
     """Precision and recall of ``found`` rules (:meth:`ItemAssociations.rules`) against planted
     bundles (``truth/bundles.csv`` of the sample generator).
 
@@ -300,17 +301,14 @@ def rule_scores(
     (items bought together predict each other both ways).
     """
     planted = [
-        (
-            str(t.kind),
-            tuple(sorted(str(t.antecedent_ids).split(" + "))),
-            str(t.consequent_id),
-            float(t.confidence),
+        (str(k), tuple(sorted(str(a).split(" + "))), str(c), float(p))
+        for k, a, c, p in zip(
+            truth.kind, truth.antecedent_ids, truth.consequent_id, truth.confidence, strict=True
         )
-        for t in truth.itertuples(index=False)
     ]
     found_keys = {
-        (str(r.kind), tuple(sorted(r.antecedent)), str(r.consequent))
-        for r in found.itertuples(index=False)
+        (str(k), tuple(sorted(str(x) for x in a)), str(c))
+        for k, a, c in zip(found.kind, found.antecedent, found.consequent, strict=True)
     }
     hits = sum((k, a, c) in found_keys for k, a, c, _ in planted)
 

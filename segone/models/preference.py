@@ -404,7 +404,7 @@ class ItemPreferences(BaseEstimator):
         r = self.repurchase_
         return np.asarray((r >= self.min_repurchase) | (r >= self.repurchase_lift * adoption))
 
-    def item_params(self) -> dict[str, dict[str, float]]:
+    def item_params(self) -> dict[str, dict[str, Any]]:
         """Per item: ``preference_prior`` (``a_i``), ``repurchase`` (share of buyers who buy
         it again) and ``buy_again`` (whether it is offered again to people who own it)."""
         self._check()
@@ -459,10 +459,9 @@ def build_preferences(wh: Warehouse, when: datetime) -> tuple[Fit | None, str]:
 
     Returns the fit (None when there is nothing to learn from) and a note for the build.
     """
+    from segone.models.association import ItemAssociations
     from segone.models.nextproducts import purchase_lines
     from segone.models.pipeline import Fit
-
-    from segone.models.association import ItemAssociations
 
     model = ItemPreferences()
     at = when if when.tzinfo else when.replace(tzinfo=UTC)
@@ -476,9 +475,9 @@ def build_preferences(wh: Warehouse, when: datetime) -> tuple[Fit | None, str]:
     # group leverage: the association rules ride on their consequent's parameters, so they
     # are published on its catalogue document with the rest of what decide needs
     assoc = ItemAssociations().fit_frame(df)
-    for item, rules in assoc.item_rules(names).items():
+    for item, found in assoc.item_rules(names).items():
         if item in item_params:
-            item_params[item]["associations"] = rules
+            item_params[item]["associations"] = found
     rules = assoc.rules()
     fit = Fit(
         "preferences",
@@ -496,9 +495,7 @@ def build_preferences(wh: Warehouse, when: datetime) -> tuple[Fit | None, str]:
             },
             "occasions": model.n_occasions_,
             "nested_validation_log_loss": model.nested_validation_log_loss_,
-            "association_rules": {
-                k: int((rules.kind == k).sum()) for k in ("basket", "sequence")
-            },
+            "association_rules": {k: int((rules.kind == k).sum()) for k in ("basket", "sequence")},
         },
     )
     return fit, ""

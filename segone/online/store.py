@@ -477,7 +477,8 @@ class Tx:
         evaluation (``segone.decisions.evaluate``)."""
         where, params = ("WHERE placement = ?", (placement,)) if placement else ("", ())
         rows = self._rows(
-            f"SELECT decision_id, ts, placement, doc FROM decisions {where} ORDER BY ts, decision_id",
+            "SELECT decision_id, ts, placement, doc FROM decisions "
+            f"{where} ORDER BY ts, decision_id",
             params,
         )
         fb: dict[str, list[tuple[str, str]]] = {}
