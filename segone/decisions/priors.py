@@ -40,6 +40,7 @@ leaves the item out), never by id when a name exists.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -144,18 +145,22 @@ def association_reason(rule: Rule, item: str) -> str:
     return f"{pct} of people who bought {said} also bought {item} with it"
 
 
+def _reason_of(rule: Rule, idx: CatalogueIndex, pos: int) -> str:
+    return association_reason(rule, idx.label(pos))
+
+
 def associated(
     idx: CatalogueIndex,
     keep: NDArray[np.intp],
     owned: Collection[str],
     prm: PolicyParams,
-) -> tuple[NDArray[np.float64], dict[int, str]]:
+) -> tuple[NDArray[np.float64], dict[int, Callable[[], str]]]:
     """Group leverage: per candidate, ``1 + (lift - 1) x count / (count +
     association_strength)`` of its most confident published rule whose antecedents the person
-    owns (1 without one), and that rule's sentence."""
+    owns (1 without one), and that rule's sentence (written only for the items shown)."""
     n = len(keep)
     boost = np.ones(n)
-    why: dict[int, str] = {}
+    why: dict[int, Callable[[], str]] = {}
     rules = idx.associations if owned else {}
     if not rules:
         return boost, why
@@ -171,7 +176,7 @@ def associated(
             if item not in r.antecedent and r.antecedent <= mine:
                 shrink = r.count / (r.count + prm.association_strength)
                 boost[k] = 1.0 + max(r.lift - 1.0, 0.0) * shrink
-                why[k] = association_reason(r, idx.label(pos))
+                why[k] = partial(_reason_of, r, idx, pos)
                 break
     return boost, why
 
@@ -263,7 +268,7 @@ def _preferred(
     total_w = float(w.sum())
 
     def reasons(k: int) -> list[str]:
-        out: list[str] = [assoc_why[k]] if k in assoc_why else []
+        out: list[str] = [assoc_why[k]()] if k in assoc_why else []
         if w[k] > 0 and total_w > 0:
             share = w[k] / total_w
             out.append(
@@ -385,7 +390,7 @@ def priors(
         lift *= 1.0 + prm.taste_weight * np.array([t[0] for t in tastes])[codes]
 
     def reasons(k: int) -> list[str]:
-        out = [assoc_why[k]] if k in assoc_why else []
+        out = [assoc_why[k]()] if k in assoc_why else []
         if k in rec_why:
             out.append(rec_why[k])
         why = taste_why[codes[k]]
