@@ -113,9 +113,15 @@ class ItemAssociations(BaseEstimator):
         basket = self._baskets(d[["b", "i"]])
         sequence = self._sequences(d[["c", "t", "i", "b"]])
         rules = pd.concat([basket, sequence], ignore_index=True)
+        # a total order (ties broken by kind and antecedents): the published rules must not
+        # depend on the order the engine returned the purchases in
+        rules["_ante"] = [" + ".join(a) for a in rules.antecedent]
         self.rules_ = rules.sort_values(
-            ["consequent", "confidence", "lift"], ascending=[True, False, False], ignore_index=True
-        )
+            ["consequent", "confidence", "lift", "kind", "_ante"],
+            ascending=[True, False, False, True, True],
+            ignore_index=True,
+            kind="mergesort",
+        ).drop(columns="_ante")
         self.n_orders_ = int(d.b.nunique())
         self.n_people_ = int(d.c.nunique())
         return self
