@@ -319,9 +319,10 @@ def _nested(
     if not len(keep) or any(np.isnan(c).any() for c in cols):
         return None
     b_c, big_b, wa, t_c = cols
-    cat_of = [idx.categories[c] for c in idx.category_codes[keep].tolist()]
     # the person's weight per category, over everything they bought (not only candidates)
-    by_cat: dict[Any, float] = {}
+    n_cat = len(idx.categories)
+    code_of: dict[Any, int] | None = None
+    per_code = np.zeros(n_cat + 1)
     total = 0.0
     for item, x in weights.items():
         v = _number(x)
@@ -330,12 +331,14 @@ def _nested(
         total += v
         k = idx.pos.get(item)
         if k is not None:
-            cat = idx.categories[idx.category_codes[k]]
-        else:
-            doc = catalogue.get(item) if catalogue is not None else None
-            cat = doc.get("category") if isinstance(doc, Mapping) else None
-        by_cat[cat] = by_cat.get(cat, 0.0) + v
-    w_c = np.fromiter((by_cat.get(c, 0.0) for c in cat_of), np.float64, len(keep))
+            per_code[idx.category_codes[k]] += v
+            continue
+        doc = catalogue.get(item) if catalogue is not None else None
+        cat = doc.get("category") if isinstance(doc, Mapping) else None
+        if code_of is None:
+            code_of = {c: j for j, c in enumerate(idx.categories) if isinstance(c, str)}
+        per_code[code_of.get(cat, n_cat)] += v
+    w_c = per_code[idx.category_codes[keep]]
     share = (w_c + b_c) / (total + big_b)
     return share, wa, w_c, t_c
 
