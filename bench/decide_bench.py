@@ -9,8 +9,8 @@ ranks the same number of items given in the request out of a 520-item catalogue 
 size). Prints the median and p99 wall time per call over ``--calls`` calls (after a warm-up),
 the mean CPU time per call, and the same for ``decision_keys()``, which the Engine calls first
 to know which counters to load. ``--preferences`` publishes a preference model for the person
-(their weights for 20 items, every item's prior and buy-again flag), the path ``decide`` then
-takes.
+(their weights for 20 items, every item's prior, nested-model parameters and buy-again flag,
+association rules on a tenth of the items), the path ``decide`` then takes.
 """
 
 from __future__ import annotations
@@ -54,11 +54,36 @@ def _setup(
         ]
     }
     if prefs:  # a published preference model: every item's prior, the person's weights
-        for doc in catalogue.values():
+        cat_prior = {c: float(r.gamma(1.0, 0.2)) for c in cats}
+        for k, doc in enumerate(catalogue.values()):
             doc["preference_prior"] = float(r.gamma(0.5, 0.01))
             doc["buy_again"] = bool(r.random() < 0.5)
             doc["price"] = float(r.integers(5, 100))
+            # the nested model (category, then item) and association rules on a tenth
+            doc["category_prior"] = cat_prior[cats[k % len(cats)]]
+            doc["category_total"] = sum(cat_prior.values())
+            doc["within_prior"] = float(r.gamma(0.5, 0.1))
+            doc["within_total"] = 5.0
+            if k % 10 == 0:
+                doc["associations"] = [
+                    {
+                        "kind": "basket",
+                        "if": [ids[1], ids[2]],
+                        "if_names": ["product 1", "product 2"],
+                        "confidence": 0.5,
+                        "lift": 20.0,
+                        "count": 40,
+                    },
+                    {
+                        "kind": "sequence",
+                        "if": [ids[0]],
+                        "confidence": 0.3,
+                        "lift": 8.0,
+                        "count": 12,
+                    },
+                ]
         published["preferences"] = {p: float(r.random() * 3) for p in ids[:20]}
+        published["owned"] = ids[:3]
     context: dict = {"placement": "home", "limit": 10}
     if listed:
         context["candidates"] = ids

@@ -313,7 +313,7 @@ def realtime_demo(directory: Path, console: Console, user: str | None, *, serve:
                 tbl.add_column(c)
             for it in answer.get("items", []):
                 tbl.add_row(
-                    str(it.get("id")),
+                    f"{it['name']} ({it.get('id')})" if it.get("name") else str(it.get("id")),
                     f"{it.get('score', 0):.3f}",
                     f"{it.get('propensity', 0):.2f}",
                     "; ".join(it.get("reasons", [])),

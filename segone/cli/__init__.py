@@ -50,6 +50,7 @@ loads_app = typer.Typer(
 )
 app.add_typer(loads_app, name="loads")
 app.add_typer(__import__("segone.cli.keys", fromlist=["keys_app"]).keys_app, name="keys")
+app.add_typer(__import__("segone.cli.evaluate", fromlist=["app"]).app, name="evaluate")
 
 console = Console()
 err = Console(stderr=True)

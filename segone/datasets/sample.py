@@ -185,7 +185,54 @@ class _Catalog:
                 )
             leaves.append(np.arange(start, len(rows)))
         col = lambda i: np.array([r[i] for r in rows], dtype=object)  # noqa: E731
-        return cls(col(0), col(1), col(2), np.array([r[3] for r in rows]), col(4), leaves)
+        out = cls(col(0), col(1), col(2), np.array([r[3] for r in rows]), col(4), leaves)
+        out.plant_bundles()
+        return out
+
+    def plant_bundles(self) -> None:
+        """Give the planted bundles' products (``vocab.BUNDLES``) the least popular places of
+        their leaf categories (position 19, 18, ...) and their names; ``bundles`` holds them as
+        (kind, antecedent products, consequent product, confidence, rate) and ``planted_only``
+        marks the products sold only through a bundle."""
+        leaf_of = {c: k for k, (c, _, _) in enumerate(vocab.CATEGORIES)}
+        used: dict[str, int] = {}
+        at: dict[tuple[str, str], int] = {}
+
+        def place(leaf: str, name: str) -> int:
+            if (leaf, name) not in at:
+                slot = 19 - used.get(leaf, 0)
+                used[leaf] = used.get(leaf, 0) + 1
+                k = int(self.leaf_products[leaf_of[leaf]][slot])
+                self.names[k] = name
+                at[(leaf, name)] = k
+            return at[(leaf, name)]
+
+        self.bundles: list[tuple[str, list[int], int, float, float]] = []
+        self.planted_only = np.zeros(len(self.ids), bool)
+        for kind, ante, cons, conf, rate in vocab.BUNDLES:
+            a = [place(*x) for x in ante]
+            c = place(*cons)
+            self.bundles.append((kind, a, c, conf, rate))
+            self.planted_only[c] = True
+            if len(a) == 1:
+                self.planted_only[a[0]] = True
+
+    def bundles_truth(self) -> pa.Table:
+        """The planted bundles (``truth/bundles.csv``): antecedent ids and names joined by
+        `` + ``, the consequent, the true confidence and how often the antecedents were planted."""
+        rows = [
+            {
+                "kind": kind,
+                "antecedent_ids": " + ".join(str(self.ids[k]) for k in a),
+                "antecedent_names": " + ".join(str(self.names[k]) for k in a),
+                "consequent_id": str(self.ids[c]),
+                "consequent_name": str(self.names[c]),
+                "confidence": conf,
+                "rate": rate,
+            }
+            for kind, a, c, conf, rate in self.bundles
+        ]
+        return pa.Table.from_pylist(rows)
 
     def table(self) -> pa.Table:
         return pa.table(
@@ -467,7 +514,9 @@ class _Gen:
             np.where(rng.random(n_orders) < 0.6, "web", "store"),
             np.where(web_ok, "web", np.where(store_ok, "store", "phone")),
         ).astype(object)
-        n_lines = 1 + rng.poisson(0.4 + 0.6 * B["vip"][o_person])
+        n_drawn = 1 + rng.poisson(0.4 + 0.6 * B["vip"][o_person])
+        p_order, p_prod = self._bundle_lines(o_person)
+        n_lines = n_drawn + np.bincount(p_order, minlength=n_orders)
         l_order = np.repeat(np.arange(n_orders), n_lines)
         l_person = o_person[l_order]
         l_time = o_time[l_order]
@@ -480,7 +529,16 @@ class _Gen:
         switch = after & (rng.random(len(l_order)) < 0.75)
         leaf[switch] = target[B["life_kind"][l_person[switch]]]
         within = np.minimum((20 * rng.random(len(l_order)) ** 2).astype(np.int64), 19)
-        prod = np.array([lp for lp in leaf_products])[leaf, within]
+        by_leaf = np.array([lp for lp in leaf_products])
+        prod = by_leaf[leaf, within]
+        # products sold only through a bundle are not drawn (at most 3 per leaf, places 17-19)
+        alone = cat.planted_only[prod]
+        prod[alone] = by_leaf[leaf[alone], within[alone] % 17]
+        if len(p_order):
+            # the planted lines come after an order's drawn ones
+            first = (np.cumsum(n_lines) - n_lines)[p_order] + n_drawn[p_order]
+            nth = pd.Series(p_order).groupby(p_order).cumcount().to_numpy()
+            prod[first + nth] = p_prod
         qty = 1 + rng.poisson(0.25 * B["spend"][l_person])
         unit = prod_price[prod]
         promo = self._promo(o_time)
@@ -570,6 +628,36 @@ class _Gen:
         self._truth(P, B, truth, records, o_person, total, churned, churn_ts, target, cum)
         counts["people"] = self.n
         return counts
+
+    def _bundle_lines(self, o_person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(order, product) of every planted bundle line, sorted by order (``vocab.BUNDLES``;
+        orders are sorted by person, then time). Drawn from a stream of its own."""
+        rng = np.random.default_rng([self.cfg.seed, self.block, 4242])
+        n_orders = len(o_person)
+        orders: list[np.ndarray] = []
+        prods: list[np.ndarray] = []
+        new_person = np.r_[True, o_person[1:] != o_person[:-1]] if n_orders else np.zeros(0, bool)
+        starts = np.flatnonzero(new_person)
+        counts = np.diff(np.r_[starts, n_orders])
+        for kind, ante, cons, conf, rate in self.catalog.bundles:
+            if kind == "basket":
+                at = np.flatnonzero(rng.random(n_orders) < rate)
+                hit = at[rng.random(len(at)) < conf]
+            else:
+                who = np.flatnonzero((counts >= 2) & (rng.random(len(starts)) < rate))
+                at = starts[who]
+                got = rng.random(len(who)) < conf
+                later = 1 + (rng.random(len(who)) * (counts[who] - 1)).astype(np.int64)
+                hit = (starts[who] + later)[got]
+            for a in ante:
+                orders.append(at)
+                prods.append(np.full(len(at), a))
+            orders.append(hit)
+            prods.append(np.full(len(hit), cons))
+        o = np.concatenate(orders) if orders else np.zeros(0, np.int64)
+        p = np.concatenate(prods) if prods else np.zeros(0, np.int64)
+        k = np.argsort(o, kind="stable")
+        return o[k].astype(np.int64), p[k].astype(np.int64)
 
     # -- helpers ------------------------------------------------------------------------------
     def _promo(self, t: np.ndarray) -> np.ndarray:
@@ -1322,6 +1410,7 @@ def generate_sample(
     offsets = {"orders": 0, "interactions": 0}
     try:
         sink.csv("products.csv", catalog.table())
+        pacsv.write_csv(catalog.bundles_truth(), sink.truth / "bundles.csv")
         for block, start in enumerate(range(0, customers, cfg.block_size)):
             n = min(cfg.block_size, customers - start)
             part = _Gen(cfg, n=n, block=block, sink=sink, catalog=catalog, offsets=offsets).run()

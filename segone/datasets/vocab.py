@@ -106,3 +106,52 @@ NEUTRAL = (
     "Ordered the {p}, let's see how it goes.",
     "Is the {p} compatible with last year's model?",
 )
+
+# planted item-to-item associations (group leverage), with their true confidence:
+# (kind, antecedents, consequent, confidence, rate), products as (leaf category, name).
+# "basket": in ``rate`` of orders the antecedents are bought together, and the consequent in
+# the same order with probability ``confidence``. "sequence": ``rate`` of the people with two
+# or more orders buy the antecedent in their first order, and the consequent in a later order
+# with probability ``confidence``. The generator renames the least popular products of the
+# leaf categories to these names; a consequent (and a single antecedent) is bought only
+# through its bundle, while the antecedents of a two-item bundle also sell on their own.
+BUNDLES: list[tuple[str, tuple[tuple[str, str], ...], tuple[str, str], float, float]] = [
+    (
+        "basket",
+        (("Books > Fiction", "Moneyball"), ("Home & Garden > Decor", "Red Sox Banner")),
+        ("Toys & Kids > Toys", "Red Sox Mr. Potato Head"),
+        0.82,
+        0.006,
+    ),
+    (
+        "basket",
+        (
+            ("Sports & Outdoors > Camping", "Summit Tent"),
+            ("Sports & Outdoors > Camping", "Summit Sleeping Bag"),
+        ),
+        ("Sports & Outdoors > Camping", "Summit Camp Stove"),
+        0.6,
+        0.006,
+    ),
+    (
+        "basket",
+        (("Electronics > Phones", "Pixel Smartphone"),),
+        ("Electronics > Phones", "Pixel Screen Protector"),
+        0.7,
+        0.006,
+    ),
+    (
+        "sequence",
+        (("Sports & Outdoors > Fishing", "Starter Fly Rod"),),
+        ("Sports & Outdoors > Fishing", "Fly Tying Kit"),
+        0.5,
+        0.03,
+    ),
+    (
+        "sequence",
+        (("Beauty > Skincare", "Retinol Serum Trial Size"),),
+        ("Beauty > Skincare", "Retinol Serum Full Size"),
+        0.6,
+        0.03,
+    ),
+]

@@ -13,6 +13,7 @@ documents: ranking the whole catalogue then costs array operations, not a loop o
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from functools import cached_property
 from math import nan
 from typing import Any
@@ -38,6 +39,43 @@ def _nonneg(doc: Mapping[str, Any], key: str) -> float:
 def _usual(doc: Mapping[str, Any]) -> float:
     v = _nonneg(doc, "usual_price")
     return _nonneg(doc, "price") if v != v else v
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One published association rule ending in an item: people who bought every item of
+    ``antecedent`` (in one order for ``basket``, earlier for ``sequence``) bought it with
+    probability ``confidence``, ``lift`` times as often as everyone, seen ``count`` times."""
+
+    kind: str
+    antecedent: frozenset[str]
+    names: tuple[str, ...]
+    confidence: float
+    lift: float
+    count: int
+
+    @classmethod
+    def parse(cls, raw: Any) -> Rule | None:
+        """A rule from its published form (None when it is not one)."""
+        if not isinstance(raw, Mapping):
+            return None
+        ante = raw.get("if")
+        conf, lift, n = (_nonneg(raw, k) for k in ("confidence", "lift", "count"))
+        if not isinstance(ante, list) or not ante or not all(isinstance(a, str) for a in ante):
+            return None
+        if conf != conf or lift != lift or n != n:  # NaN: missing or not a number
+            return None
+        names = raw.get("if_names")
+        if not (isinstance(names, list) and len(names) == len(ante)):
+            names = ante
+        return cls(
+            str(raw.get("kind") or "basket"),
+            frozenset(ante),
+            tuple(str(x) for x in names),
+            float(conf),
+            float(lift),
+            int(n),
+        )
 
 
 def _flag(doc: Mapping[str, Any], *keys: str) -> bool:
@@ -70,6 +108,7 @@ class CatalogueIndex(Mapping[str, Mapping[str, Any]]):
         self.categories: list[Any] = list(codes)
         self._escaped = [escape(i) for i in self.ids]
         self._keys: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+        self._learned: dict[str, NDArray[np.float64]] = {}
 
     def __getitem__(self, key: str) -> Mapping[str, Any]:
         return self._docs[key]
@@ -89,11 +128,35 @@ class CatalogueIndex(Mapping[str, Mapping[str, Any]]):
             (_nonneg(d, "preference_prior") for d in self._values), np.float64, len(self.ids)
         )
 
+    def learned(self, key: str) -> NDArray[np.float64]:
+        """A non-negative number the last build published on every item (``within_prior``,
+        ``category_prior``...: ``segone.models.preference``), NaN where it is missing; cached."""
+        got = self._learned.get(key)
+        if got is None:
+            got = np.fromiter((_nonneg(d, key) for d in self._values), np.float64, len(self))
+            self._learned[key] = got
+        return got
+
     @cached_property
     def buy_again(self) -> NDArray[np.bool_]:
         """Whether an item its owner may buy again is offered to them (the last fit's
         ``buy_again``; False where it did not see the item)."""
         return np.fromiter((d.get("buy_again") is True for d in self._values), np.bool_, len(self))
+
+    @cached_property
+    def associations(self) -> dict[int, list[Rule]]:
+        """Per item position, the association rules that end in it (``associations`` of its
+        document: ``segone.models.association``), most confident first; items without are
+        absent."""
+        out: dict[int, list[Rule]] = {}
+        for k, d in enumerate(self._values):
+            raw = d.get("associations")
+            if not isinstance(raw, list):
+                continue
+            rules = [r for x in raw if (r := Rule.parse(x)) is not None]
+            if rules:
+                out[k] = sorted(rules, key=lambda r: -r.confidence)
+        return out
 
     @cached_property
     def price(self) -> NDArray[np.float64]:

@@ -25,8 +25,10 @@ class Context:
     limit: int
     exclude: frozenset[str]
     #: True: leave out every item the person bought; False: none; None (not given, and the
-    #: setting is None): what the last build learned per item (``buy_again``)
-    exclude_bought: bool | None
+    #: setting is None): what the last build learned per item (``buy_again``); a mapping of
+    #: category (or category prefix, ``A > B``) to True/False: that for items in it, what was
+    #: learned for the others
+    exclude_bought: bool | dict[str, bool] | None
     follow_up: bool
 
 
@@ -56,6 +58,21 @@ def _maybe(ctx: Mapping[str, Any], name: str, default: bool | None) -> bool | No
     if v is not None and not isinstance(v, bool):
         raise DecisionError(f"{name} must be true or false")
     return v
+
+
+def _exclude_bought(
+    ctx: Mapping[str, Any], settings: DecisionSettings
+) -> bool | dict[str, bool] | None:
+    v = ctx.get("exclude_bought", settings.exclude_bought)
+    if isinstance(v, Mapping):
+        if not v or not all(
+            isinstance(k, str) and k.strip() and isinstance(x, bool) for k, x in v.items()
+        ):
+            raise DecisionError(
+                "exclude_bought must be true, false, or an object of category: true/false"
+            )
+        return {str(k): bool(x) for k, x in v.items()}
+    return _maybe(ctx, "exclude_bought", settings.exclude_bought)
 
 
 def parse_context(context: Mapping[str, Any], settings: DecisionSettings) -> Context:
@@ -94,7 +111,7 @@ def parse_context(context: Mapping[str, Any], settings: DecisionSettings) -> Con
         offers=offers,
         limit=limit,
         exclude=frozenset(exclude),
-        exclude_bought=_maybe(context, "exclude_bought", settings.exclude_bought),
+        exclude_bought=_exclude_bought(context, settings),
         follow_up=_flag(context, "follow_up", True),
     )
 

@@ -74,6 +74,7 @@ class Decision:
                     "id": r.item,
                     "position": r.position,
                     "name": r.name,
+                    "category": r.category,
                     "score": r.score,
                     "probability": r.probability,
                     "propensity": r.propensity,
@@ -119,6 +120,20 @@ def _bought(view: Mapping[str, Any], published: Mapping[str, Any] | None) -> set
     return out
 
 
+def _category_flags(idx: CatalogueIndex, rules: Mapping[str, bool]) -> dict[int, bool]:
+    """Category code -> exclude flag, the longest matching category prefix winning."""
+    out: dict[int, bool] = {}
+    for code, cat in enumerate(idx.categories):
+        if not isinstance(cat, str):
+            continue
+        best = -1
+        for prefix, flag in rules.items():
+            if (cat == prefix or cat.startswith(prefix + " > ")) and len(prefix) > best:
+                best = len(prefix)
+                out[code] = flag
+    return out
+
+
 def decide(
     view: Mapping[str, Any] | None,
     published: Mapping[str, Any] | None,
@@ -152,12 +167,20 @@ def decide(
     by_context = _mask(idx, ctx.exclude)
     by_suppression = (idx.blocked | _mask(idx, blocked_items)) & ~by_context
     dropped = by_context | by_suppression
-    bought = _bought(view, published) if ctx.exclude_bought is not False else set()
+    owned = _bought(view, published)
+    eb = ctx.exclude_bought
+    bought = owned if eb is not False else set()
     by_purchase = _mask(idx, bought) & ~dropped
-    if ctx.exclude_bought is None and by_purchase.any():
+    if (eb is None or isinstance(eb, dict)) and by_purchase.any():
         # learned per item: what people buy again (food, ink) is offered again, what they
         # do not (durables) is not; items the last build did not see are left out
-        by_purchase &= ~idx.buy_again
+        learned = by_purchase & ~idx.buy_again
+        if isinstance(eb, dict):
+            # per category, the request's word over what was learned
+            for cat, flag in _category_flags(idx, eb).items():
+                in_cat = by_purchase & (idx.category_codes == cat)
+                learned = (learned & ~in_cat) | (in_cat if flag else np.zeros_like(in_cat))
+        by_purchase = learned
     keep = np.flatnonzero(~(dropped | by_purchase))
     kept = keep.tolist()
     items = [idx.ids[k] for k in kept]
@@ -166,7 +189,7 @@ def decide(
     prm = s.policy
     ranking = thompson(
         items,
-        priors(idx, keep, view, recs, prm, published),
+        priors(idx, keep, view, recs, prm, published, owned, catalogue),
         stats,
         slots=ctx.limit,
         rng=rng,
@@ -208,6 +231,7 @@ def decide(
         "slots": ctx.limit,
         "n_draws": ranking.n_draws,
         "draw": ranking.draw,
+        "seed": ranking.seed,
         "candidates": items,
         "p_shown": ranking.p_shown.tolist(),
         "excluded": {

@@ -20,6 +20,14 @@ mean for an item is ``lift * m``: their published recommendation when there is o
 item's popularity. The lift stays when data accrues: the group's rate is learned, the person's
 preference among items keeps tilting it.
 
+With a published preference model the lift is the person's choice probability over
+everyone's (``p_i / q_i``, ``segone.decisions.priors``), and it is uncertain too: ``p_i`` is the
+mean of the person's Dirichlet posterior over items, whose marginal for item ``i`` is a Beta
+with variance ``p_i (1 - p_i) / (alpha_0 + 1)`` (``alpha_0``: the person's recency-weighted
+purchases plus everyone's pseudo-counts). Each draw then multiplies a drawn response rate by a
+drawn lift (both truncated normals with their posterior's mean and variance), so a person with
+little history is explored around everyone's preferences and a loyal buyer hardly at all.
+
 Sampling and propensities: the posterior is approximated by a normal with the Beta's mean and
 variance (truncated at 5 standard deviations, clipped to [0, 1]); ``n_draws`` joint draws of
 every arm are taken, one of them is picked uniformly at random and its top ``slots`` items are
@@ -52,7 +60,7 @@ from numpy.typing import NDArray
 from segone.decisions.errors import DecisionError
 
 POLICY_NAME = "thompson-beta-normal"
-POLICY_VERSION = 1
+POLICY_VERSION = 2
 FEEDBACK_KINDS = ("impression", "click", "conversion")
 UNKNOWN_GROUP = "unknown"
 
@@ -82,6 +90,9 @@ class PolicyParams:
     #: its recommendation score relative to the person's best (the model ranks; the
     #: recommender only nudges what the person has never bought)
     recommendation_weight: float = 0.5
+    #: pseudo-count of an association rule's lift: a rule seen ``count`` times multiplies an
+    #: item's pseudo-count by ``1 + (lift - 1) x count / (count + this)``
+    association_strength: float = 20.0
     #: a price ``x`` times the item's usual price multiplies its odds by ``x ** this``: the
     #: mean of 1,851 published brand-choice price elasticities (Bijmolt, van Heerde & Pieters,
     #: Journal of Marketing Research 42(2), 2005: -2.62), not fitted to any one data set
@@ -128,6 +139,8 @@ class Ranked:
     probability: float | None = None
     #: its catalogue name (None: the catalogue has none)
     name: str | None = None
+    #: its catalogue category (None: the catalogue has none)
+    category: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +152,10 @@ class Ranking:
     p_shown: NDArray[np.float64]
     n_draws: int
     draw: int
+    #: the seed of the draws (with the logged inputs, the draws can be replayed exactly)
+    seed: int = 0
+    #: every candidate's probability of being shown at each slot (candidates x slots)
+    p_position: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)))
 
 
 @dataclass(frozen=True)
@@ -154,6 +171,16 @@ class PriorArrays:
     probability: NDArray[np.float64] | None = None
     #: candidate index -> its name (None: no name in the catalogue)
     name: Callable[[int], str | None] = lambda _: None
+    #: candidate index -> its category (None: none in the catalogue)
+    category: Callable[[int], str | None] = lambda _: None
+    #: standard deviation of ``lift`` under the preference model's posterior (the person's
+    #: Dirichlet over items): Thompson sampling draws the person's lift too, so it explores
+    #: around what the model does not know about them (None: the lift is taken as known)
+    lift_sd: NDArray[np.float64] | None = None
+    #: ``score`` is the posterior mean ``rate x lift`` divided by this (with the preference
+    #: model: ``base_rate x n``, so that the score is the person's choice probability times the
+    #: learned response rate over the prior one, not a rate that saturates at 1)
+    scale: float = 1.0
 
     @classmethod
     def of(cls, candidates: Sequence[str], priors: Mapping[str, Prior], base_rate: float) -> Self:
@@ -270,6 +297,10 @@ def thompson(
     n = len(items)
     if n == 0:
         return Ranking([], [], np.zeros(0), d, 0)
+    # the draws come from a generator seeded per decision, and the seed is logged: the
+    # propensities are the exact shares of these draws, and anyone can replay them
+    seed = int(rng.integers(1 << 62))
+    draw_rng = np.random.default_rng(seed)
     slots = min(slots, n)
     pa = priors if isinstance(priors, PriorArrays) else PriorArrays.of(items, priors, prm.base_rate)
     gkeys, ckeys = keys or key_lists(placement, group, items)
@@ -286,29 +317,42 @@ def thompson(
     mean = a / ab
     sd = np.sqrt(mean * (1.0 - mean) / (ab + 1.0))
     lift = pa.lift
+    lsd = pa.lift_sd
     # normal draws truncated at +-Z_MAX sd: an item whose highest possible value is below the
     # slots-th best lowest possible value can never be shown, so it is left out of the draws
     # (its propensity is exactly 0) without changing the policy
     if slots < n:
-        hi = np.minimum(mean + Z_MAX * sd, 1.0) * lift
-        lo = np.maximum(mean - Z_MAX * sd, 0.0) * lift
+        hi_l, lo_l = (lift, lift) if lsd is None else (lift + Z_MAX * lsd, lift - Z_MAX * lsd)
+        hi = np.minimum(mean + Z_MAX * sd, 1.0) * hi_l
+        lo = np.maximum(mean - Z_MAX * sd, 0.0) * np.maximum(lo_l, 0.0)
         live = np.flatnonzero(hi >= np.partition(lo, n - slots)[n - slots])
     else:
         live = np.arange(n)
     nl = len(live)
     if nl < n:
         mean_l, sd_l, lift_l = mean[live], sd[live], lift[live]
+        lsd_l = None if lsd is None else lsd[live]
     else:
-        mean_l, sd_l, lift_l = mean, sd, lift
+        mean_l, sd_l, lift_l, lsd_l = mean, sd, lift, lsd
     # negated values: the top of each draw is the start of its ascending partition
-    draws = rng.standard_normal((d, nl))
+    draws = draw_rng.standard_normal((d, nl))
     np.maximum(draws, -Z_MAX, out=draws)
     np.minimum(draws, Z_MAX, out=draws)
     draws *= sd_l
     draws += mean_l
     np.maximum(draws, 0.0, out=draws)
     np.minimum(draws, 1.0, out=draws)
-    draws *= -lift_l
+    if lsd_l is None:
+        draws *= -lift_l
+    else:
+        # the person's lift drawn from the preference model's posterior (truncated the same)
+        ld = draw_rng.standard_normal((d, nl))
+        np.maximum(ld, -Z_MAX, out=ld)
+        np.minimum(ld, Z_MAX, out=ld)
+        ld *= lsd_l
+        ld += lift_l
+        np.maximum(ld, 0.0, out=ld)
+        draws *= -ld
 
     rows = np.arange(d)[:, None]
     if slots < nl:
@@ -320,10 +364,10 @@ def thompson(
     p_shown[live] = np.bincount(top.ravel(), minlength=nl) / d
     at = np.bincount((top * slots + np.arange(slots)).ravel(), minlength=nl * slots)
 
-    j = int(rng.integers(d))
+    j = int(draw_rng.integers(d))
     shown_l = top[j]
     shown = live[shown_l]
-    score = np.minimum(mean * lift, 1.0)
+    score = np.minimum(mean * lift / pa.scale, 1.0)
     # an item shown although its posterior mean ranks below the slots is there to explore
     above = (score[None, :] > score[shown][:, None]).sum(axis=1).tolist()
     avg = float(mean.sum()) / n
@@ -358,6 +402,9 @@ def thompson(
                 reasons=reasons,
                 probability=chosen[pos],
                 name=pa.name(i),
+                category=pa.category(i),
             )
         )
-    return Ranking(ranked, items, p_shown, d, j)
+    p_position = np.zeros((n, slots))
+    p_position[live] = at.reshape(nl, slots) / d
+    return Ranking(ranked, items, p_shown, d, j, seed, p_position)

@@ -23,7 +23,9 @@ Dirichlet-multinomial over the catalogue.
   ``(w_i + a_i) / sum_{j in C} (w_j + a_j)``; never 0 (every ``a_i > 0``).
 * **Buy again**: per item, the share of its buyers with a later order who bought it again
   (``repurchase``), shrunk to its category's share and that to everyone's with 5 pseudo-buyers.
-  Items whose repurchase share is below ``min_repurchase`` (durable goods) are not offered
+  Items whose repurchase share is below ``min_repurchase`` and below ``repurchase_lift`` times
+  the share of everyone who bought them at all (durable goods: their owners are no more likely
+  than strangers to buy them again) are not offered
   again to people who own them unless a decision asks for it; replenishment items are.
 
 ``ItemPreferences().fit(wh, purchase_lines(wh, as_of=t), as_of=t)``; ``table()`` gives one row
@@ -136,6 +138,7 @@ class ItemPreferences(BaseEstimator):
         *,
         half_lives: Sequence[float] = HALF_LIVES,
         min_repurchase: float = 0.1,
+        repurchase_lift: float = 2.0,
         repurchase_prior: float = 5.0,
         max_iter: int = 500,
         validation_share: float = 0.2,
@@ -143,6 +146,7 @@ class ItemPreferences(BaseEstimator):
         self.half_lives = half_lives
         self.validation_share = validation_share
         self.min_repurchase = min_repurchase
+        self.repurchase_lift = repurchase_lift
         self.repurchase_prior = repurchase_prior
         self.max_iter = max_iter
 
@@ -162,13 +166,7 @@ class ItemPreferences(BaseEstimator):
         categories come from the lines' products (``products``, else the order line)."""
         when = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
         df = occasions(wh, lines, when)
-        cats: dict[str, str] = {}
-        if "products" in wh.tables():
-            p = wh.table("products")
-            pc = wh.to_arrow(
-                p.filter(p.category.notnull()).select("product_id", "category")
-            ).to_pandas()
-            cats = dict(zip(pc.product_id.astype(str), pc.category.astype(str), strict=True))
+        cats, _ = catalogue_fields(wh)
         return self.fit_frame(df, categories=cats, as_of=when)
 
     def fit_frame(
@@ -225,8 +223,27 @@ class ItemPreferences(BaseEstimator):
             if held.any()
             else (math.inf, 1.0)
         )
+        # the nested model (category, then item within it): tried on the same held-out
+        # orders at the chosen half-life, kept when it predicts them better
+        cats = categories or {}
+        ccodes, cnames = pd.factorize(
+            np.array([cats.get(str(x), "") for x in self.items_], dtype=object)
+        )
+        self.category_codes_ = np.asarray(ccodes, np.intp)
+        self.nested_ = False
+        self.nested_validation_log_loss_: float | None = None
+        if held.any() and len(cnames) > 1 and len(cnames) < ni:
+            h = self.half_life_cycles_
+            wt = self._weights(t[train] - ref[c[train]], c[train], h)
+            cp, wp = self._nested_priors(c[train], i[train], wt, nc)
+            wb = self._weights(t[before] - ref[c[before]], c[before], h)
+            loss = self._nested_loss(c[before], i[before], wb, c[held], i[held], cp, wp, nc)
+            self.nested_validation_log_loss_ = loss
+            self.nested_ = loss < scores[(h, self.prior_scale_)]
         w = self._weights(t - last[c], c, self.half_life_cycles_)
         self.prior_ = self.prior_scale_ * dirichlet_mle(c, i, w, nc, ni, max_iter=self.max_iter)
+        if self.nested_:
+            self.category_prior_, self.within_prior_ = self._nested_priors(c, i, w, nc)
         self.concentration_ = float(self.prior_.sum())
         agg = pd.DataFrame({"c": c, "i": i, "w": w}).groupby(["c", "i"], sort=True).w.sum()
         self.pairs_ = agg.reset_index()
@@ -235,6 +252,53 @@ class ItemPreferences(BaseEstimator):
         self.n_occasions_ = len(df)
         self.as_of_ = as_of
         return self
+
+    def _nested_priors(
+        self, c: NDArray[np.intp], i: NDArray[np.intp], w: NDArray[np.float64], nc: int
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Pseudo-counts of the categories (per category) and of the items within their
+        category (per item), each fitted by maximum marginal likelihood."""
+        cc = self.category_codes_
+        ncat = int(cc.max()) + 1
+        cat_prior = dirichlet_mle(c, cc[i], w, nc, ncat, max_iter=self.max_iter)
+        within = np.ones(len(self.items_))
+        for k in range(ncat):
+            members = np.flatnonzero(cc == k)
+            if len(members) < 2:
+                continue
+            sel = np.isin(i, members)
+            if not sel.any():
+                within[members] = 1e-3
+                continue
+            local = np.searchsorted(members, i[sel])
+            within[members] = dirichlet_mle(
+                c[sel], local, w[sel], nc, len(members), max_iter=self.max_iter
+            )
+        return cat_prior, within
+
+    def _nested_loss(
+        self,
+        cb: NDArray[np.intp],
+        ib: NDArray[np.intp],
+        wb: NDArray[np.float64],
+        ch: NDArray[np.intp],
+        ih: NDArray[np.intp],
+        cat_prior: NDArray[np.float64],
+        within: NDArray[np.float64],
+        nc: int,
+    ) -> float:
+        cc = self.category_codes_
+        ncat = len(cat_prior)
+        own = pd.Series(wb).groupby([cb, ib]).sum()
+        own_c = pd.Series(wb).groupby([cb, cc[ib]]).sum()
+        tot = np.bincount(cb, weights=wb, minlength=nc)
+        t_c = np.bincount(cc, weights=within, minlength=ncat)
+        got = own.reindex(pd.MultiIndex.from_arrays([ch, ih])).fillna(0.0).to_numpy()
+        got_c = own_c.reindex(pd.MultiIndex.from_arrays([ch, cc[ih]])).fillna(0.0).to_numpy()
+        k = cc[ih]
+        p = (got_c + cat_prior[k]) / (tot[ch] + cat_prior.sum())
+        p *= (got + within[ih]) / (got_c + t_c[k])
+        return float(-np.log(p).mean())
 
     def _weights(
         self, age: NDArray[np.float64], c: NDArray[np.intp], h: float
@@ -329,18 +393,46 @@ class ItemPreferences(BaseEstimator):
             schema=PREFERENCES_SCHEMA,
         )
 
-    def item_params(self) -> dict[str, dict[str, float]]:
+    def buy_again(self) -> NDArray[np.bool_]:
+        """Whether each item is offered again to people who own it: its repurchase share is
+        at least ``min_repurchase``, or at least ``repurchase_lift`` times the share of
+        everyone who bought it at all (its owners are more likely than a stranger to buy it
+        again: not a durable, whatever the level of repurchase in the shop)."""
+        self._check()
+        buyers = np.bincount(self.pairs_.i.to_numpy(), minlength=len(self.items_))
+        adoption = buyers / max(len(self.customers_), 1)
+        r = self.repurchase_
+        return np.asarray((r >= self.min_repurchase) | (r >= self.repurchase_lift * adoption))
+
+    def item_params(self) -> dict[str, dict[str, Any]]:
         """Per item: ``preference_prior`` (``a_i``), ``repurchase`` (share of buyers who buy
         it again) and ``buy_again`` (whether it is offered again to people who own it)."""
         self._check()
-        return {
+        again = self.buy_again()
+        out = {
             str(x): {
                 "preference_prior": float(a),
                 "repurchase": float(r),
-                "buy_again": bool(r >= self.min_repurchase),
+                "buy_again": bool(b),
             }
-            for x, a, r in zip(self.items_, self.prior_, self.repurchase_, strict=True)
+            for x, a, r, b in zip(self.items_, self.prior_, self.repurchase_, again, strict=True)
         }
+        if self.nested_:
+            # the nested model: category pseudo-count, its sum over categories, the item's
+            # pseudo-count within its category and their sum in the category
+            cc = self.category_codes_
+            t_c = np.bincount(cc, weights=self.within_prior_, minlength=len(self.category_prior_))
+            total = float(self.category_prior_.sum())
+            for k, x in enumerate(self.items_):
+                out[str(x)].update(
+                    {
+                        "category_prior": float(self.category_prior_[cc[k]]),
+                        "category_total": total,
+                        "within_prior": float(self.within_prior_[k]),
+                        "within_total": float(t_c[cc[k]]),
+                    }
+                )
+        return out
 
     def params(self) -> dict[str, Any]:
         """What is saved with the fit (``models``) and published (``preference_model``)."""
@@ -355,6 +447,8 @@ class ItemPreferences(BaseEstimator):
             "min_repurchase": self.min_repurchase,
             "items": len(self.items_),
             "prior_floor": float(self.prior_.min()),
+            "nested": self.nested_,
+            "category_concentration": float(self.category_prior_.sum()) if self.nested_ else None,
         }
 
 
@@ -365,17 +459,33 @@ def build_preferences(wh: Warehouse, when: datetime) -> tuple[Fit | None, str]:
 
     Returns the fit (None when there is nothing to learn from) and a note for the build.
     """
+    from segone.models.association import ItemAssociations
     from segone.models.nextproducts import purchase_lines
     from segone.models.pipeline import Fit
 
     model = ItemPreferences()
+    at = when if when.tzinfo else when.replace(tzinfo=UTC)
+    df = occasions(wh, purchase_lines(wh, as_of=at), at)
+    cats, names = catalogue_fields(wh)
     try:
-        model.fit(wh, purchase_lines(wh, as_of=when), as_of=when)
+        model.fit_frame(df, categories=cats, as_of=at)
     except PreferenceError as exc:
         return None, f"no item preferences ({exc})"
+    item_params = model.item_params()
+    # group leverage: the association rules ride on their consequent's parameters, so they
+    # are published on its catalogue document with the rest of what decide needs
+    assoc = ItemAssociations().fit_frame(df)
+    for item, found in assoc.item_rules(names).items():
+        if item in item_params:
+            item_params[item]["associations"] = found
+    rules = assoc.rules()
     fit = Fit(
         "preferences",
-        {**model.params(), "item_params": model.item_params()},
+        {
+            **model.params(),
+            "association_rules": len(rules),
+            "item_params": item_params,
+        },
         window_end=when,
         rows=len(model.customers_),
         metrics={
@@ -384,14 +494,28 @@ def build_preferences(wh: Warehouse, when: datetime) -> tuple[Fit | None, str]:
                 for (h, f), v in model.validation_log_loss_.items()
             },
             "occasions": model.n_occasions_,
+            "nested_validation_log_loss": model.nested_validation_log_loss_,
+            "association_rules": {k: int((rules.kind == k).sum()) for k in ("basket", "sequence")},
         },
     )
     return fit, ""
 
 
+def catalogue_fields(wh: Warehouse) -> tuple[dict[str, str], dict[str, str]]:
+    """Each product's category and name (empty without a ``products`` table)."""
+    if "products" not in wh.tables():
+        return {}, {}
+    p = wh.to_arrow(wh.table("products").select("product_id", "category", "name")).to_pandas()
+    p = p[p.product_id.notnull()]
+    pid = p.product_id.astype(str)
+    cats = dict(zip(pid[p.category.notnull()], p.category.dropna().astype(str), strict=True))
+    names = dict(zip(pid[p.name.notnull()], p.name.dropna().astype(str), strict=True))
+    return cats, names
+
+
 def occasions(wh: Warehouse, lines: ibis.Table, as_of: datetime) -> pd.DataFrame:
-    """``customer_id, product_id, t`` (epoch seconds): one row per item an order kept, up to
-    ``as_of`` (``lines``: columns of ``nextproducts.purchase_lines``)."""
+    """``customer_id, order_id, product_id, t`` (epoch seconds): one row per item an order
+    kept, up to ``as_of`` (``lines``: columns of ``nextproducts.purchase_lines``)."""
     ln = lines.filter(lines.ts <= ibis.literal(as_of, type=TS))
     kept = ln.quantity - ln.returned_quantity.fill_null(0)
     per = ln.group_by(["customer_id", "order_id", "product_id"]).aggregate(
@@ -400,7 +524,7 @@ def occasions(wh: Warehouse, lines: ibis.Table, as_of: datetime) -> pd.DataFrame
     df = wh.to_arrow(per.filter(per.kept > 0)).to_pandas()
     ts = pd.to_datetime(df.ts, utc=True)
     df["t"] = (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-    return df[["customer_id", "product_id", "t"]]
+    return df[["customer_id", "order_id", "product_id", "t"]]
 
 
 def person_weights(df: pd.DataFrame, half_life_cycles: float | None) -> pd.DataFrame:

@@ -471,6 +471,32 @@ class Tx:
         )
         return [{"item_id": i, "kind": k, "ts": t, "doc": _unjson(d)} for i, k, t, d in rows]
 
+    def decision_log(self, placement: str | None = None) -> list[dict[str, Any]]:
+        """Every logged decision (of one placement, or all), oldest first, each with the item
+        feedback recorded on it (``feedback``: (item_id, kind) pairs); for off-policy
+        evaluation (``segone.decisions.evaluate``)."""
+        where, params = ("WHERE placement = ?", (placement,)) if placement else ("", ())
+        rows = self._rows(
+            "SELECT decision_id, ts, placement, doc FROM decisions "
+            f"{where} ORDER BY ts, decision_id",
+            params,
+        )
+        fb: dict[str, list[tuple[str, str]]] = {}
+        for d, i, k in self._rows(
+            "SELECT decision_id, item_id, kind FROM feedback WHERE item_id IS NOT NULL ORDER BY id"
+        ):
+            fb.setdefault(d, []).append((i, k))
+        return [
+            {
+                "decision_id": d,
+                "ts": t,
+                "placement": pl,
+                "doc": _unjson(doc),
+                "feedback": fb.get(d, []),
+            }
+            for d, t, pl, doc in rows
+        ]
+
     # -- bandit statistics -----------------------------------------------------------------------
     def get_stats(self, keys: Sequence[str]) -> dict[str, tuple[float, float]]:
         rows = self._in("SELECT key, successes, trials FROM stats WHERE key IN ({in})", keys)
