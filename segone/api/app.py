@@ -426,6 +426,9 @@ def create_app(settings: Settings, engine: Engine, *, freeze_gc: bool = False) -
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    from segone.web import mount as mount_dashboard  # the web dashboard at /
+
+    mount_dashboard(app, project_dir=None, settings=settings, engine=engine)
     app.add_middleware(AccessLog)  # the outermost layer of FastAPI's stack
     app.fast = AccessLog(FastPath(hot))
     return app

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from segone.cli.users import users_app
 from segone.exceptions import FileFormatError, IngestError, SegoneError
 from segone.ingest import KINDS, LoadResult, ingest_file
 from segone.ingest.kinds import get_kind
@@ -49,6 +50,7 @@ loads_app = typer.Typer(
     invoke_without_command=True,
 )
 app.add_typer(loads_app, name="loads")
+app.add_typer(users_app, name="users")
 
 console = Console()
 err = Console(stderr=True)
