@@ -37,7 +37,7 @@ ProjectOpt = Annotated[
 
 def _fail(exc: SegoneError) -> typer.Exit:
     err.print(f"[red]error:[/] {exc}", highlight=False)
-    return typer.Exit(1)
+    return typer.Exit(2)
 
 
 @users_app.command("add")

@@ -138,7 +138,6 @@ class Preview:
 
 def preview(wh: Warehouse, project: Any, d: Draft, as_of: datetime) -> Preview:
     """The draft's YAML and how many profiles it holds as of ``as_of`` (the last build)."""
-    from segone.segments import project_catalogue
     from segone.segments.batch import with_event_counts
 
     total = wh.count("profiles")
@@ -149,7 +148,7 @@ def preview(wh: Warehouse, project: Any, d: Draft, as_of: datetime) -> Preview:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{d.name}.yaml"
             path.write_text(text, encoding="utf-8")
-            cat = project_catalogue(project, wh, [path])
+            cat = _catalogue_with(project, wh, path, d.name)
         seg = cat[d.name]
         one = Catalogue({seg.name: seg})
         cutoff = ibis.literal(as_of, type=TS)
@@ -158,6 +157,35 @@ def preview(wh: Warehouse, project: Any, d: Draft, as_of: datetime) -> Preview:
         return Preview(text, n, total, describe(seg.rule))
     except SegoneError as exc:
         return Preview(to_yaml_or_none(d), None, total, error=_short(str(exc)))
+
+
+def _catalogue_with(project: Any, wh: Warehouse, draft: Path, name: str) -> Catalogue:
+    """The project's catalogue with the draft added; a file this builder saved earlier under
+    the same name is left out (saving again replaces it), any other definition of the name is
+    the usual "defined twice" error."""
+    from segone.segments import load_catalogue, profile_attributes
+    from segone.segments.builtin import builtin_catalogue
+
+    folder = Path(project.root) / "segments"
+    files = [
+        f
+        for f in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
+        if not (f.name == f"{name}.yaml" and _ours(f))
+    ]
+    attrs = profile_attributes(wh)
+    return load_catalogue(
+        [*files, draft], attrs, base=builtin_catalogue(attrs, project.settings.segments)
+    )
+
+
+HEADER = "# written by the segone dashboard's rule builder\n"
+
+
+def _ours(path: Path) -> bool:
+    try:
+        return path.read_text(encoding="utf-8").startswith(HEADER)
+    except OSError:
+        return False
 
 
 def to_yaml_or_none(d: Draft) -> str | None:
@@ -184,9 +212,8 @@ def save(project_dir: Path, d: Draft) -> Path:
     if not d.name.replace("_", "").replace("-", "").isalnum():
         raise SegoneError("segment names use letters, digits, '_' and '-'")
     path = Path(project_dir) / "segments" / f"{d.name}.yaml"
-    header = "# written by the segone dashboard's rule builder\n"
-    if path.exists() and not path.read_text(encoding="utf-8").startswith(header):
+    if path.exists() and not _ours(path):
         raise SegoneError(f"segments/{path.name} exists and was not written by the builder")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + text, encoding="utf-8")
+    path.write_text(HEADER + text, encoding="utf-8")
     return path

@@ -4,6 +4,7 @@ only lay it out, and the charts' options are built here so a test can reach them
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from datetime import UTC, datetime, timedelta
@@ -25,10 +26,8 @@ def _plain(v: Any) -> Any:
     if isinstance(v, float) and math.isnan(v):
         return None
     if hasattr(v, "item") and not isinstance(v, str | bytes):
-        try:
+        with contextlib.suppress(ValueError, AttributeError):
             v = v.item()
-        except (ValueError, AttributeError):
-            pass
     if isinstance(v, pd.Timestamp):
         return None if pd.isna(v) else v.to_pydatetime()
     if isinstance(v, float) and math.isnan(v):
@@ -37,7 +36,7 @@ def _plain(v: Any) -> Any:
 
 
 def records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{k: _plain(v) for k, v in row.items()} for row in df.to_dict("records")]
+    return [{str(k): _plain(v) for k, v in row.items()} for row in df.to_dict("records")]
 
 
 def has(wh: Warehouse, *names: str) -> bool:
@@ -93,8 +92,12 @@ def overview(wh: Warehouse) -> dict[str, Any]:
                 "xAxis": {"type": "category", "data": days},
                 "yAxis": {"type": "value"},
                 "series": [
-                    {"name": "events", "type": "line", "showSymbol": False,
-                     "data": [int(n) for n in per_day.n]},
+                    {
+                        "name": "events",
+                        "type": "line",
+                        "showSymbol": False,
+                        "data": [int(n) for n in per_day.n],
+                    },
                     {"name": "orders", "type": "bar", "data": [od.get(d, 0) for d in days]},
                 ],
             }
@@ -168,9 +171,7 @@ def model_health(wh: Warehouse) -> list[dict[str, Any]]:
             metrics = json.loads(r.get("metrics") or "{}")
         except ValueError:
             metrics = {}
-        r["scores"] = [
-            (k, v) for k, v in _flat(metrics).items() if isinstance(v, int | float)
-        ][:6]
+        r["scores"] = [(k, v) for k, v in _flat(metrics).items() if isinstance(v, int | float)][:6]
         out.append(r)
     return out
 
@@ -200,9 +201,7 @@ def model_versions(wh: Warehouse) -> list[dict[str, Any]]:
             metrics = json.loads(r.get("metrics") or "{}")
         except ValueError:
             metrics = {}
-        r["scores"] = [(k, v) for k, v in _flat(metrics).items() if isinstance(v, int | float)][
-            :6
-        ]
+        r["scores"] = [(k, v) for k, v in _flat(metrics).items() if isinstance(v, int | float)][:6]
         out.append(r)
     return out
 
@@ -403,8 +402,10 @@ def segment(wh: Warehouse, project: Any, name: str) -> dict[str, Any] | None:
     seg = cat[name]
     when = as_of(wh)
     # only this segment is evaluated (its rule may still refer to others of the catalogue)
-    m = memberships(wh, Catalogue({name: seg}), when) if not _refers(seg.rule) else memberships(
-        wh, cat, when
+    m = (
+        memberships(wh, Catalogue({name: seg}), when)
+        if not _refers(seg.rule)
+        else memberships(wh, cat, when)
     )
     m = wh.materialize("_segone_web_members", m.filter(m.segment == name).select("customer_id"))
     n = int(wh.execute(m.count()))
@@ -412,7 +413,9 @@ def segment(wh: Warehouse, project: Any, name: str) -> dict[str, Any] | None:
     sample = records(
         wh.execute(
             p.semi_join(m, "customer_id")
-            .select("customer_id", "first_name", "last_name", "lifecycle_stage", "orders", "revenue")
+            .select(
+                "customer_id", "first_name", "last_name", "lifecycle_stage", "orders", "revenue"
+            )
             .order_by("customer_id")
             .limit(25)
         )
@@ -456,7 +459,10 @@ def segment_history(wh: Warehouse, names: list[str]) -> str | None:
     )
     counts = wh.execute(j.group_by([j.at, j.segment]).aggregate(n=j.count()))
     ats = sorted({str(a)[:10] for a in wh.execute(snaps)["at"]})
-    got = {(str(a)[:10], str(s)): int(n) for a, s, n in zip(counts["at"], counts.segment, counts.n, strict=True)}
+    got = {
+        (str(a)[:10], str(s)): int(n)
+        for a, s, n in zip(counts["at"], counts.segment, counts.n, strict=True)
+    }
     return chart(
         {
             "tooltip": {"trigger": "axis"},
@@ -498,15 +504,17 @@ def lifecycle(wh: Warehouse, start: str | None, end: str | None) -> dict[str, An
     got = {(str(a), str(b)): int(n) for a, b, n in zip(df.src, df.dst, df.moves, strict=True)}
     froms = ["(first seen)", *STAGES]
     matrix = [
-        (f, [got.get((f, s), 0) for s in STAGES]) for f in froms if any((f, s) in got for s in STAGES)
+        (f, [got.get((f, s), 0) for s in STAGES])
+        for f in froms
+        if any((f, s) in got for s in STAGES)
     ]
     # a Sankey must be acyclic: sources on the left ("from ..."), targets on the right
-    links = [
+    links: list[dict[str, Any]] = [
         {"source": f"from {a}", "target": f"to {b}", "value": n}
         for (a, b), n in sorted(got.items())
         if n > 0
     ]
-    nodes = sorted({x["source"] for x in links} | {x["target"] for x in links})
+    nodes = sorted({str(x["source"]) for x in links} | {str(x["target"]) for x in links})
     sankey = (
         chart(
             {
@@ -537,7 +545,7 @@ def predictions(wh: Warehouse) -> dict[str, Any]:
     p = wh.table("profiles")
     buyers = p.filter(p.clv.notnull())
     clv = wh.execute(buyers.clv)
-    out: dict[str, Any] = {"buyers": int(len(clv))}
+    out: dict[str, Any] = {"buyers": len(clv)}
     if len(clv):
         top = float(clv.quantile(0.99)) or 1.0
         bins = 30
@@ -629,10 +637,16 @@ def _calibration(wh: Warehouse) -> str | None:
             "xAxis": {"type": "category", "data": [f"{d / 10:.1f}" for d in df.d]},
             "yAxis": {"type": "value", "max": 1},
             "series": [
-                {"name": "predicted", "type": "line",
-                 "data": [round(float(x), 3) for x in df.predicted]},
-                {"name": "churned stage now", "type": "bar",
-                 "data": [round(float(x), 3) for x in df.churned]},
+                {
+                    "name": "predicted",
+                    "type": "line",
+                    "data": [round(float(x), 3) for x in df.predicted],
+                },
+                {
+                    "name": "churned stage now",
+                    "type": "bar",
+                    "data": [round(float(x), 3) for x in df.churned],
+                },
             ],
         }
     )
@@ -653,9 +667,7 @@ def identity(wh: Warehouse) -> dict[str, Any]:
     dist = wh.execute(
         sizes.group_by(k=sizes.ids.clip(upper=20)).aggregate(n=sizes.count()).order_by("k")
     )
-    largest = records(
-        wh.execute(sizes.order_by([ibis.desc("ids"), "customer_id"]).limit(10))
-    )
+    largest = records(wh.execute(sizes.order_by([ibis.desc("ids"), "customer_id"]).limit(10)))
     out: dict[str, Any] = {
         "customers": int(stats.customers),
         "identifiers": int(stats.identifiers or 0),
@@ -723,8 +735,9 @@ def live(store: Any, now: datetime | None = None) -> dict[str, Any]:
             [hour_ago],
         )
         decisions = tx._rows("SELECT count(*) FROM decisions WHERE ts >= ?", [hour_ago])
-        pending = tx._rows("SELECT count(*), sum(CASE WHEN attempts > 0 THEN 1 ELSE 0 END) "
-                           "FROM outbox")
+        pending = tx._rows(
+            "SELECT count(*), sum(CASE WHEN attempts > 0 THEN 1 ELSE 0 END) FROM outbox"
+        )
         failing = tx._rows(
             "SELECT kind, attempts, last_error, next_attempt_at FROM outbox "
             "WHERE attempts > 0 ORDER BY next_attempt_at LIMIT 20"
@@ -732,9 +745,7 @@ def live(store: Any, now: datetime | None = None) -> dict[str, Any]:
         dead = tx.dead_letters(20)
         totals = {t: tx.count(t) for t in ("events", "decisions", "dead_letters", "quarantine")}
     counts = {str(m): int(n) for m, n in per_minute}
-    minutes = [
-        (now - timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M") for i in range(59, -1, -1)
-    ]
+    minutes = [(now - timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M") for i in range(59, -1, -1)]
     return {
         "now": now,
         "events_per_second": int(last_minute[0][0]) / 60.0,

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -102,7 +102,9 @@ def _fmt_list(v: Any) -> str:
     if v is None:
         return "–"
     if isinstance(v, dict):
-        return ", ".join(f"{k} {x:.0%}" if isinstance(x, float) else f"{k} {x}" for k, x in v.items())
+        return ", ".join(
+            f"{k} {x:.0%}" if isinstance(x, float) else f"{k} {x}" for k, x in v.items()
+        )
     if hasattr(v, "tolist"):
         v = v.tolist()
     if isinstance(v, list | tuple):
@@ -140,9 +142,11 @@ class Dashboard:
         """``compute()``, once per copy of the warehouse (and per version of the project's
         segment files): what a page shows changes only when a build or a segment file does."""
         folder = self.root / "segments"
-        files = tuple(
-            (f.name, f.stat().st_mtime_ns) for f in sorted(folder.glob("*.y*ml"))
-        ) if folder.exists() else ()
+        files = (
+            tuple((f.name, f.stat().st_mtime_ns) for f in sorted(folder.glob("*.y*ml")))
+            if folder.exists()
+            else ()
+        )
         version = (self.snapshot.version, files)
         if version != self._memo_version:
             self._memo.clear()
@@ -185,7 +189,9 @@ class Dashboard:
 PageFn = Callable[["Dashboard", Request, Session, Mapping[str, Any]], Response]
 
 
-def _page(dash: Dashboard, fn: PageFn, *, fragment: bool = False) -> Callable[..., Awaitable[Response]]:
+def _page(
+    dash: Dashboard, fn: PageFn, *, fragment: bool = False
+) -> Callable[..., Awaitable[Response]]:
     """``fn`` as a route: logged in, CSRF-checked (POST), run on a worker thread, and every
     failure an error page."""
 
@@ -205,30 +211,53 @@ def _page(dash: Dashboard, fn: PageFn, *, fragment: bool = False) -> Callable[..
             form = await request.form()
             token = form.get("csrf") or request.headers.get("x-csrf-token")
             if not dash.signer.check_csrf(session, str(token) if token else None):
-                return _error(dash, request, session, PageError(
-                    403, "Form expired", "This form's security token is missing or stale. "
-                    "Reload the page and try again."
-                ), fragment)
+                return _error(
+                    dash,
+                    request,
+                    session,
+                    PageError(
+                        403,
+                        "Form expired",
+                        "This form's security token is missing or stale. "
+                        "Reload the page and try again.",
+                    ),
+                    fragment,
+                )
         try:
             return await run_in_threadpool(fn, dash, request, session, form)
         except PageError as exc:
             return _error(dash, request, session, exc, fragment)
         except StoreError as exc:
             log.warning("dashboard: warehouse unavailable: %s", type(exc).__name__)
-            return _error(dash, request, session, PageError(
-                503, "Warehouse busy",
-                "The warehouse is in use by another segone process (a build or a load) and no "
-                "copy of it is available yet. Reload this page when it has finished."
-            ), fragment)
+            return _error(
+                dash,
+                request,
+                session,
+                PageError(
+                    503,
+                    "Warehouse busy",
+                    "The warehouse is in use by another segone process (a build or a load) and no "
+                    "copy of it is available yet. Reload this page when it has finished.",
+                ),
+                fragment,
+            )
         except SegoneError as exc:
-            return _error(dash, request, session, PageError(400, "Cannot show this", str(exc)),
-                          fragment)
+            return _error(
+                dash, request, session, PageError(400, "Cannot show this", str(exc)), fragment
+            )
         except Exception:
             log.exception("dashboard: unexpected error on %s", request.url.path)
-            return _error(dash, request, session, PageError(
-                500, "Something went wrong",
-                "The page failed; the server log has the details. Nothing was changed."
-            ), fragment)
+            return _error(
+                dash,
+                request,
+                session,
+                PageError(
+                    500,
+                    "Something went wrong",
+                    "The page failed; the server log has the details. Nothing was changed.",
+                ),
+                fragment,
+            )
 
     return route
 
@@ -253,7 +282,9 @@ def _require_build(wh: Any) -> None:
 def _empty_ok(fn: PageFn) -> PageFn:
     """Pages that show an empty state (a 200 page saying what to run) rather than an error."""
 
-    def wrapped(dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]) -> Response:
+    def wrapped(
+        dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
+    ) -> Response:
         try:
             return fn(dash, request, session, form)
         except PageError as exc:
@@ -281,7 +312,9 @@ def _empty_ok(fn: PageFn) -> PageFn:
 
 # -- pages ---------------------------------------------------------------------------------------
 @_empty_ok
-def overview(dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]) -> Response:
+def overview(
+    dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
+) -> Response:
     with dash.snapshot.read() as wh:
         _require_build(wh)
         ov = dash.memo(("overview",), lambda: data.overview(wh))
@@ -289,7 +322,9 @@ def overview(dash: Dashboard, request: Request, session: Session, form: Mapping[
 
 
 @_empty_ok
-def customers(dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]) -> Response:
+def customers(
+    dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
+) -> Response:
     q = request.query_params.get("q", "")
     with dash.snapshot.read() as wh:
         _require_build(wh)
@@ -297,7 +332,9 @@ def customers(dash: Dashboard, request: Request, session: Session, form: Mapping
     return dash.render("customers.html", request, session, q=q, hits=hits)
 
 
-def customer_search(dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]) -> Response:
+def customer_search(
+    dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
+) -> Response:
     q = request.query_params.get("q", "")
     with dash.snapshot.read() as wh:
         _require_build(wh)
@@ -306,19 +343,25 @@ def customer_search(dash: Dashboard, request: Request, session: Session, form: M
 
 
 @_empty_ok
-def customer(dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]) -> Response:
+def customer(
+    dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
+) -> Response:
     cid = request.path_params["customer_id"]
     with dash.snapshot.read() as wh:
         _require_build(wh)
         c = dash.memo(("customer", cid), lambda: data.customer(wh, cid))
     if c is None:
-        raise PageError(404, "No such customer", f"No customer has the id {cid!r} in the last build.")
+        raise PageError(
+            404, "No such customer", f"No customer has the id {cid!r} in the last build."
+        )
     live_doc = None
     return dash.render("customer.html", request, session, c=c, p=c["profile"], live=live_doc)
 
 
 @_empty_ok
-def segments(dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]) -> Response:
+def segments(
+    dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
+) -> Response:
     with dash.snapshot.read() as wh:
         _require_build(wh)
         sg = dash.memo(("segments",), lambda: data.segments(wh, dash.project))
@@ -326,7 +369,9 @@ def segments(dash: Dashboard, request: Request, session: Session, form: Mapping[
 
 
 @_empty_ok
-def segment(dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]) -> Response:
+def segment(
+    dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
+) -> Response:
     name = request.path_params["name"]
     with dash.snapshot.read() as wh:
         _require_build(wh)
@@ -342,15 +387,15 @@ def _as_of(wh: Any) -> datetime:
 
 
 @_empty_ok
-def builder_page(dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]) -> Response:
+def builder_page(
+    dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
+) -> Response:
     from segone.segments import profile_attributes
 
     with dash.snapshot.read() as wh:
         _require_build(wh)
         attrs = builder.attributes(profile_attributes(wh))
-        draft = builder.Draft(
-            conditions=[builder.Condition("orders", "gte", "2")]
-        )
+        draft = builder.Draft(conditions=[builder.Condition("orders", "gte", "2")])
         pv = builder.preview(wh, dash.project, draft, _as_of(wh))
     return dash.render(
         "builder.html", request, session, attrs=attrs, draft=draft, pv=pv, ops=OPS_SHOWN
@@ -371,7 +416,9 @@ OPS_SHOWN = (
 )
 
 
-def builder_rows(dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]) -> Response:
+def builder_rows(
+    dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
+) -> Response:
     """The builder's form again with a row added or removed (HTMX swaps the whole form)."""
     from segone.segments import profile_attributes
 
@@ -391,14 +438,18 @@ def builder_rows(dash: Dashboard, request: Request, session: Session, form: Mapp
     )
 
 
-def builder_preview(dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]) -> Response:
+def builder_preview(
+    dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
+) -> Response:
     draft = builder.draft_from_form(form)
     with dash.snapshot.read() as wh:
         pv = builder.preview(wh, dash.project, draft, _as_of(wh))
     return dash.render("_preview.html", request, session, pv=pv, draft=draft)
 
 
-def builder_save(dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]) -> Response:
+def builder_save(
+    dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
+) -> Response:
     draft = builder.draft_from_form(form)
     with dash.snapshot.read() as wh:
         pv = builder.preview(wh, dash.project, draft, _as_of(wh))
@@ -406,19 +457,26 @@ def builder_save(dash: Dashboard, request: Request, session: Session, form: Mapp
         raise PageError(400, "Cannot save", pv.error)
     path = builder.save(dash.root, draft)
     return dash.render(
-        "_preview.html", request, session, pv=pv, draft=draft,
+        "_preview.html",
+        request,
+        session,
+        pv=pv,
+        draft=draft,
         saved=f"segments/{path.name}",
     )
 
 
 @_empty_ok
-def lifecycle(dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]) -> Response:
+def lifecycle(
+    dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
+) -> Response:
     with dash.snapshot.read() as wh:
         _require_build(wh)
         dates = dash.memo(("dates",), lambda: data.snapshot_dates(wh))
         if not dates:
             raise PageError(
-                200, "No history yet",
+                200,
+                "No history yet",
                 "Lifecycle moves are recorded by snapshots. Run `segone segments backfill "
                 "--from YYYY-MM-DD --to YYYY-MM-DD` (or `segone segments snapshot` after each "
                 "build) and this page fills in.",
@@ -431,12 +489,13 @@ def lifecycle(dash: Dashboard, request: Request, session: Session, form: Mapping
             except ValueError:
                 raise PageError(400, "Bad date", f"{d!r} is not a date (YYYY-MM-DD).") from None
         lc = dash.memo(("lifecycle", start, end), lambda: data.lifecycle(wh, start, end))
-    return dash.render("lifecycle.html", request, session, lc=lc, dates=dates, start=start,
-                       end=end)
+    return dash.render("lifecycle.html", request, session, lc=lc, dates=dates, start=start, end=end)
 
 
 @_empty_ok
-def predictions(dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]) -> Response:
+def predictions(
+    dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
+) -> Response:
     with dash.snapshot.read() as wh:
         _require_build(wh)
         pr = dash.memo(("predictions",), lambda: data.predictions(wh))
@@ -444,7 +503,9 @@ def predictions(dash: Dashboard, request: Request, session: Session, form: Mappi
 
 
 @_empty_ok
-def identity(dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]) -> Response:
+def identity(
+    dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
+) -> Response:
     with dash.snapshot.read() as wh:
         _require_build(wh)
         idn = dash.memo(("identity",), lambda: data.identity(wh))
@@ -456,7 +517,9 @@ def live(dash: Dashboard, request: Request, session: Session, form: Mapping[str,
     return dash.render("live.html", request, session, lv=lv)
 
 
-def live_stats(dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]) -> Response:
+def live_stats(
+    dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
+) -> Response:
     lv = data.live(dash.engine.store)
     return dash.render("_live_stats.html", request, session, lv=lv)
 
@@ -472,8 +535,12 @@ async def login_form(request: Request) -> Response:
     dash: Dashboard = request.app.state.web
     nonce = secrets.token_urlsafe(16)
     resp = dash.render(
-        "login.html", request, None, login_csrf=dash.signer.login_csrf(nonce),
-        next=_safe_next(request.query_params.get("next")), message=None,
+        "login.html",
+        request,
+        None,
+        login_csrf=dash.signer.login_csrf(nonce),
+        next=_safe_next(request.query_params.get("next")),
+        message=None,
     )
     _set_cookie(resp, LOGIN_COOKIE, nonce, max_age=3600)
     return resp
@@ -486,8 +553,7 @@ async def login_submit(request: Request) -> Response:
     target = _safe_next(str(form.get("next") or "/"))
     token = str(form.get("csrf") or "")
     if not nonce or not secrets.compare_digest(token, dash.signer.login_csrf(nonce)):
-        return _login_again(dash, request, target, "The login form expired; please try again.",
-                            403)
+        return _login_again(dash, request, target, "The login form expired; please try again.", 403)
     user = await run_in_threadpool(_check_login, dash, form)
     if isinstance(user, str) and user.startswith("!"):
         await asyncio.sleep(0.5)  # a little friction for guessing
@@ -520,17 +586,26 @@ def _check_login(dash: Dashboard, form: Mapping[str, Any]) -> str:
     return "!Enter an admin token, or a user name and password."
 
 
-def _login_again(dash: Dashboard, request: Request, target: str, message: str, status: int) -> Response:
+def _login_again(
+    dash: Dashboard, request: Request, target: str, message: str, status: int
+) -> Response:
     nonce = secrets.token_urlsafe(16)
     resp = dash.render(
-        "login.html", request, None, status=status, login_csrf=dash.signer.login_csrf(nonce),
-        next=target, message=message,
+        "login.html",
+        request,
+        None,
+        status=status,
+        login_csrf=dash.signer.login_csrf(nonce),
+        next=target,
+        message=message,
     )
     _set_cookie(resp, LOGIN_COOKIE, nonce, max_age=3600)
     return resp
 
 
-def logout(dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]) -> Response:
+def logout(
+    dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
+) -> Response:
     resp = RedirectResponse("/login", status_code=303, headers=SECURITY_HEADERS)
     resp.delete_cookie(SESSION_COOKIE, path="/")
     return resp
@@ -538,7 +613,12 @@ def logout(dash: Dashboard, request: Request, session: Session, form: Mapping[st
 
 def _set_cookie(resp: Response, name: str, value: str, max_age: int) -> None:
     resp.set_cookie(
-        name, value, max_age=max_age, path="/", httponly=True, samesite="strict",
+        name,
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="strict",
         secure=False,  # served on plain HTTP locally; behind TLS the proxy adds Secure
     )
 
