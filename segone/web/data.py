@@ -21,10 +21,12 @@ LIFECYCLE = "lifecycle:"
 
 def _plain(v: Any) -> Any:
     """A value as JSON can hold it (numpy scalars, NaN, timestamps)."""
-    if v is None:
+    if v is None or v is pd.NaT:
         return None
     if isinstance(v, float) and math.isnan(v):
         return None
+    if isinstance(v, pd.Timestamp):
+        return v.to_pydatetime()
     if hasattr(v, "item") and not isinstance(v, str | bytes):
         with contextlib.suppress(ValueError, AttributeError):
             v = v.item()
@@ -81,16 +83,19 @@ def overview(wh: Warehouse) -> dict[str, Any]:
     orders_day = wh.execute(
         o.group_by(day=o.ts.date()).aggregate(n=o.count()).order_by(ibis.desc("day")).limit(180)
     )
-    days = [str(d) for d in per_day.day]
-    od = {str(d): int(n) for d, n in zip(orders_day.day, orders_day.n, strict=True)}
+    days = [str(d)[:10] for d in per_day.day]
+    od = {str(d)[:10]: int(n) for d, n in zip(orders_day.day, orders_day.n, strict=True)}
     out["events_chart"] = (
         chart(
             {
                 "tooltip": {"trigger": "axis"},
-                "legend": {"data": ["events", "orders"]},
-                "grid": {"left": 50, "right": 20, "top": 30, "bottom": 30},
+                "legend": {"data": ["events", "orders"], "top": 0},
+                "grid": {"left": 50, "right": 50, "top": 40, "bottom": 30},
                 "xAxis": {"type": "category", "data": days},
-                "yAxis": {"type": "value"},
+                "yAxis": [
+                    {"type": "value", "name": "events"},
+                    {"type": "value", "name": "orders", "splitLine": {"show": False}},
+                ],
                 "series": [
                     {
                         "name": "events",
@@ -98,7 +103,7 @@ def overview(wh: Warehouse) -> dict[str, Any]:
                         "showSymbol": False,
                         "data": [int(n) for n in per_day.n],
                     },
-                    {"name": "orders", "type": "bar", "data": [od.get(d, 0) for d in days]},
+                    {"name": "orders", "type": "bar", "yAxisIndex": 1, "data": [od.get(d, 0) for d in days]},
                 ],
             }
         )
@@ -112,22 +117,34 @@ def overview(wh: Warehouse) -> dict[str, Any]:
 
 
 def last_build(wh: Warehouse) -> dict[str, Any] | None:
-    """When the last build ran and about how long it took: from identity resolution (the
-    first step, stamped in ``identity_history``) to the last model fit (``models``)."""
+    """When the last build ran and about how long it took. Builds do not record their own
+    duration, so it is read off what they stamp: identity resolution writes
+    ``identity_history`` (when anyone was new, merged or split) and each model fit writes
+    ``models.fitted_at``. ``span`` says which interval ``seconds`` measures."""
     tables = set(wh.tables())
     if "profiles" not in tables:
         return None
-    p = wh.table("profiles")
-    as_of = _plain(wh.execute(p.as_of.max()))
-    started = finished = None
-    if "identity_history" in tables:
+    as_of = _plain(wh.execute(wh.table("profiles").as_of.max()))
+    started = finished = first_fit = None
+    if "models" in tables and wh.count("models"):
+        m = wh.table("models")
+        last = m.group_by("name").aggregate(version=m.version.max())
+        latest = m.semi_join(last, ["name", "version"])
+        row = wh.execute(latest.aggregate(a=latest.fitted_at.min(), b=latest.fitted_at.max()))
+        first_fit, finished = _plain(row.a.iloc[0]), _plain(row.b.iloc[0])
+    if "identity_history" in tables and wh.count("identity_history"):
         started = _plain(wh.execute(wh.table("identity_history").at.max()))
-    if "models" in tables:
-        finished = _plain(wh.execute(wh.table("models").fitted_at.max()))
-    seconds = None
+    seconds, span = None, None
     if started is not None and finished is not None and finished >= started:
-        seconds = (finished - started).total_seconds()
-    return {"as_of": as_of, "started": started, "finished": finished, "seconds": seconds}
+        seconds, span = (finished - started).total_seconds(), "identity resolution to last fit"
+    elif first_fit is not None and finished is not None:
+        seconds, span = (finished - first_fit).total_seconds(), "first to last model fit"
+    return {
+        "as_of": as_of,
+        "finished": finished,
+        "seconds": seconds,
+        "span": span,
+    }
 
 
 def quarantine(wh: Warehouse, rows_per_group: int = 5) -> list[dict[str, Any]]:
@@ -556,7 +573,7 @@ def predictions(wh: Warehouse) -> dict[str, Any]:
         out["clv_chart"] = chart(
             {
                 "tooltip": {"trigger": "axis"},
-                "grid": {"left": 50, "right": 20, "top": 20, "bottom": 40},
+                "grid": {"left": 50, "right": 40, "top": 30, "bottom": 40},
                 "xAxis": {
                     "type": "category",
                     "name": "CLV",
@@ -586,7 +603,7 @@ def predictions(wh: Warehouse) -> dict[str, Any]:
         out["alive_chart"] = chart(
             {
                 "tooltip": {"position": "top"},
-                "grid": {"left": 90, "right": 20, "top": 10, "bottom": 80},
+                "grid": {"left": 90, "right": 50, "top": 30, "bottom": 80},
                 "xAxis": {
                     "type": "category",
                     "name": "orders",
@@ -604,6 +621,7 @@ def predictions(wh: Warehouse) -> dict[str, Any]:
                     "orient": "horizontal",
                     "left": "center",
                     "bottom": 0,
+                    "inRange": {"color": ["#dc2626", "#fde68a", "#16a34a"]},
                 },
                 "series": [{"type": "heatmap", "data": data, "label": {"show": False}}],
             }
@@ -632,8 +650,8 @@ def _calibration(wh: Warehouse) -> str | None:
     return chart(
         {
             "tooltip": {"trigger": "axis"},
-            "legend": {"data": ["predicted", "churned stage now"]},
-            "grid": {"left": 50, "right": 20, "top": 30, "bottom": 30},
+            "legend": {"data": ["predicted", "churned stage now"], "top": 0},
+            "grid": {"left": 50, "right": 20, "top": 40, "bottom": 40},
             "xAxis": {"type": "category", "data": [f"{d / 10:.1f}" for d in df.d]},
             "yAxis": {"type": "value", "max": 1},
             "series": [
