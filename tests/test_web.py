@@ -346,9 +346,11 @@ def test_search_then_the_customer_360(admin: Any, server: str, project: Path) ->
             "Taste",
             "Timeline",
             "Moves",
+            "Live (the running server)",
         ):
             assert section in text, section
         assert email in text
+        assert "Stage now" in text  # the online store knows them (the build published them)
         assert all(_charts_drawn(page))
         assert watch.problems == [], watch.problems
     finally:
@@ -450,3 +452,25 @@ def test_live_page_counts_events_sent_to_the_server(admin: Any, server: str) -> 
         assert watch.problems == [], watch.problems
     finally:
         page.close()
+
+
+def test_the_dashboard_never_holds_the_warehouse_a_build_needs(
+    admin: Any, server: str, project: Path
+) -> None:
+    from segone.store.duckdb import DuckDBWarehouse
+
+    cookies = {c["name"]: c["value"] for c in admin.cookies()}
+    with httpx.Client(base_url=server, cookies=cookies, timeout=120) as http:
+        assert http.get("/identity").status_code == 200
+        # what `segone build` does first: open the warehouse for writing (fails if locked)
+        wh = DuckDBWarehouse(project / "warehouse.duckdb")
+        try:
+            wh._raw("CREATE TABLE web_probe AS SELECT 1 AS x")
+            wh.checkpoint()
+            r = http.get("/identity")  # the build holds the file: the last copy answers
+            assert r.status_code == 200 and "previous build" in r.text
+        finally:
+            wh._raw("DROP TABLE web_probe")
+            wh.close()
+        r = http.get("/identity")  # the build is over: a fresh copy, no banner
+        assert r.status_code == 200 and "previous build" not in r.text

@@ -37,11 +37,13 @@ class WebProject:
 
 def make_project(root: Path, customers: int = 2000, seed: int = 7) -> WebProject:
     """A project like ``segone demo``'s: a generated store ingested, built as of the sample's
-    end, three monthly lifecycle snapshots, keys for the server, and one dashboard user."""
+    end, three monthly lifecycle snapshots, published to the online store, keys for the server,
+    and one dashboard user."""
     from segone.config import CONFIG_FILE
     from segone.datasets import SAMPLE_FILES, generate_sample
     from segone.datasets.sample import SAMPLE_TOML, SampleConfig
     from segone.ingest import ingest_file
+    from segone.online.sync import open_online, publish
     from segone.profiles import build
     from segone.project import Project
     from segone.segments import project_catalogue
@@ -76,6 +78,12 @@ def make_project(root: Path, customers: int = 2000, seed: int = 7) -> WebProject
         )
         cat = project_catalogue(project, wh)
         backfill(wh, cat, last - timedelta(days=60), last, 30, project.settings.lifecycle)
+        store = open_online(project.settings, create=True)
+        assert store is not None
+        try:
+            publish(wh, store, project.settings)  # the live pages read what a build publishes
+        finally:
+            store.close()
     add_user(root, USER, PASSWORD)
     return WebProject(root, customers)
 

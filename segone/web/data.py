@@ -103,7 +103,12 @@ def overview(wh: Warehouse) -> dict[str, Any]:
                         "showSymbol": False,
                         "data": [int(n) for n in per_day.n],
                     },
-                    {"name": "orders", "type": "bar", "yAxisIndex": 1, "data": [od.get(d, 0) for d in days]},
+                    {
+                        "name": "orders",
+                        "type": "bar",
+                        "yAxisIndex": 1,
+                        "data": [od.get(d, 0) for d in days],
+                    },
                 ],
             }
         )

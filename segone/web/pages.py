@@ -354,8 +354,30 @@ def customer(
         raise PageError(
             404, "No such customer", f"No customer has the id {cid!r} in the last build."
         )
-    live_doc = None
-    return dash.render("customer.html", request, session, c=c, p=c["profile"], live=live_doc)
+    return dash.render(
+        "customer.html", request, session, c=c, p=c["profile"], live=_live_profile(dash, c)
+    )
+
+
+def _live_profile(dash: Dashboard, c: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The person as the running server sees them (online store), by their identifiers; None
+    when the server has never met them (nothing published, no live events)."""
+    from anyio.from_thread import run as from_thread
+
+    tried = 0
+    for ident in c["identifiers"]:
+        if ident["id_type"] not in ("user_id", "email", "anonymous_id", "phone"):
+            continue
+        tried += 1
+        try:
+            doc = from_thread(dash.engine.profile, ident["node"])
+        except SegoneError:
+            return None
+        if doc is not None:
+            return dict(doc)
+        if tried >= 4:
+            break
+    return None
 
 
 @_empty_ok
