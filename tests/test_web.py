@@ -379,11 +379,13 @@ def test_the_rule_builder_writes_yaml_that_segone_counts_the_same(
         page.select_option("#attribute_0", "orders")
         page.select_option("#op_0", "gte")
         page.fill("#value_0", "2")
+        page.wait_for_load_state("networkidle")
         page.click("#add-condition")
         page.wait_for_selector("#attribute_1")
         page.select_option("#attribute_1", "revenue")
         page.select_option("#op_1", "gt")
         page.fill("#value_1", "150")
+        page.keyboard.press("Tab")  # leave the field: its change is previewed now, not at save
         page.wait_for_function(
             "() => (document.querySelector('#preview-yaml') || {}).textContent"
             " && document.querySelector('#preview-yaml').textContent.includes('150')",
@@ -391,15 +393,17 @@ def test_the_rule_builder_writes_yaml_that_segone_counts_the_same(
         )
         first = int(page.locator("#preview-count").get_attribute("data-count"))
         yaml_text = page.locator("#preview-yaml").inner_text()
+        page.wait_for_load_state("networkidle")
         assert "orders:" in yaml_text and "gte: 2" in yaml_text and "gt: 150" in yaml_text
         page.click("#save-segment")
-        page.wait_for_selector("#saved", timeout=10_000)
+        page.wait_for_selector("#saved", timeout=30_000)
         page.wait_for_load_state("networkidle")
         # saving again, or previewing after saving, finds the saved file replaced, not doubled
         page.fill("#seg-desc", "orders and revenue")
-        page.wait_for_selector("#saved", state="detached", timeout=10_000)
+        page.keyboard.press("Tab")
+        page.wait_for_selector("#saved", state="detached", timeout=30_000)
         page.click("#save-segment")
-        page.wait_for_selector("#saved", timeout=10_000)
+        page.wait_for_selector("#saved", timeout=30_000)
         previewed = int(page.locator("#preview-count").get_attribute("data-count"))
         assert previewed == first
         assert watch.problems == [], watch.problems

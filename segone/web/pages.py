@@ -25,7 +25,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from segone.api.auth import Auth, _matches
+from segone.api.auth import Auth
 from segone.exceptions import SegoneError, StoreError
 from segone.web import STATIC_DIR, TEMPLATE_DIR, builder, data
 from segone.web.security import (
@@ -37,6 +37,7 @@ from segone.web.security import (
     check_password,
     load_secret,
     load_users,
+    matches_any,
     state_dir,
 )
 from segone.web.snapshot import WarehouseSnapshot
@@ -592,9 +593,9 @@ def _check_login(dash: Dashboard, form: Mapping[str, Any]) -> str:
     name = str(form.get("username") or "").strip()
     password = str(form.get("password") or "")
     if token:
-        if _matches(token, dash.auth.admin_tokens):
+        if matches_any(token, dash.auth.admin_tokens):
             return "admin"
-        if _matches(token, dash.auth.write_keys) or _matches(token, dash.auth.decide_tokens):
+        if matches_any(token, dash.auth.write_keys) or matches_any(token, dash.auth.decide_tokens):
             return "!Write keys and decide tokens cannot open the dashboard; use an admin token."
         return "!That token is not valid."
     if name and password:

@@ -46,6 +46,16 @@ def _unb64(s: str) -> bytes:
     return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
 
+def matches_any(candidate: str, keys: tuple[bytes, ...]) -> bool:
+    """Whether ``candidate`` is one of ``keys``, comparing with every key every time (constant
+    time: how long it takes says nothing about which key, or how close a guess was)."""
+    c = candidate.encode()
+    found = False
+    for k in keys:
+        found |= hmac.compare_digest(c, k)
+    return bool(candidate) and found
+
+
 def hash_password(password: str, salt: bytes | None = None) -> str:
     """``scrypt$N$r$p$salt$hash`` of a password (salted; the parameters travel with it)."""
     salt = salt or secrets.token_bytes(16)
