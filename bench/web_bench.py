@@ -52,18 +52,20 @@ def main() -> None:
     emails = [
         r[0].split(":", 1)[1]
         for r in con.execute(
-            "SELECT node FROM customer_map WHERE id_type = 'email' USING SAMPLE 40 ROWS"
+            "SELECT node FROM customer_map WHERE id_type = 'email' ORDER BY hash(node) LIMIT 40"
         ).fetchall()
     ]
     phones = [
         r[0].split(":", 1)[1]
         for r in con.execute(
-            "SELECT node FROM customer_map WHERE id_type = 'phone' USING SAMPLE 20 ROWS"
+            "SELECT node FROM customer_map WHERE id_type = 'phone' ORDER BY hash(node) LIMIT 20"
         ).fetchall()
     ]
     cids = [
         r[0]
-        for r in con.execute("SELECT customer_id FROM profiles USING SAMPLE 20 ROWS").fetchall()
+        for r in con.execute(
+            "SELECT customer_id FROM profiles ORDER BY hash(customer_id) LIMIT 20"
+        ).fetchall()
     ]
     con.close()
     with (

@@ -478,3 +478,30 @@ def test_the_dashboard_never_holds_the_warehouse_a_build_needs(
             wh.close()
         r = http.get("/identity")  # the build is over: a fresh copy, no banner
         assert r.status_code == 200 and "previous build" not in r.text
+
+
+def test_the_fast_search_finds_exactly_whom_the_library_finds(project: Path) -> None:
+    from segone.profiles.lookup import find_customers
+    from segone.store.duckdb import DuckDBWarehouse
+    from segone.web.data import find_ids, search
+
+    wh = DuckDBWarehouse(project / "warehouse.duckdb", read_only=True)
+    try:
+        con = wh.backend.con
+        queries = ["nobody@example.org", "cus_nobody", "email:", "  ", "smith"]
+        for id_type in ("email", "phone", "handle", "user_id", "source_id", "loyalty_id"):
+            for node, cid in con.execute(
+                "SELECT node, customer_id FROM customer_map WHERE id_type = $1 "
+                "ORDER BY hash(node) LIMIT 3",
+                [id_type],
+            ).fetchall():
+                value = node.split(":", 1)[1]
+                queries += [value, value.upper(), f" {value} ", node, cid]
+                if id_type == "phone":
+                    queries.append(f"+{value.lstrip('+')[:1]} {value.lstrip('+')[1:]}")
+        for q in queries:
+            assert find_ids(wh, q.strip(), "1") == find_customers(wh, q.strip(), "1"), q
+        hits = search(wh, queries[-1], "1")
+        assert hits and all("customer_id" in h for h in hits)
+    finally:
+        wh.close()

@@ -229,40 +229,94 @@ def model_versions(wh: Warehouse) -> list[dict[str, Any]]:
 
 
 # -- customers --------------------------------------------------------------------------------
+_SENTINEL = "segone-web-search-sentinel"
+_HIT_COLUMNS = (
+    "customer_id",
+    "first_name",
+    "last_name",
+    "lifecycle_stage",
+    "orders",
+    "revenue",
+    "last_seen",
+)
+_sql_cache: dict[str, str] = {}
+
+
+def _normalise_sql(country_code: str) -> str:
+    """The SQL that normalises one typed identifier into its e-mail, phone and handle forms:
+    compiled once from the very expressions the build uses (``segone.identity.normalize``), then
+    run with the typed text as a parameter (compiling costs more than the lookup itself)."""
+    key = f"normalise:{country_code}"
+    if key not in _sql_cache:
+        from segone.identity import normalize as norm
+
+        lit = ibis.literal(_SENTINEL, type="string")
+        parts = [
+            str(ibis.to_sql(e.name("v"), dialect="duckdb"))
+            for e in (norm.email(lit), norm.phone(lit, country_code), norm.handle(lit))
+        ]
+        sql = "SELECT " + ", ".join(f"({p})" for p in parts)
+        if f"'{_SENTINEL}'" not in sql:
+            raise RuntimeError("the normalisation SQL lost its parameter")
+        _sql_cache[key] = sql.replace(f"'{_SENTINEL}'", "$1")
+    return _sql_cache[key]
+
+
+def find_ids(wh: Any, q: str, country_code: str) -> list[str]:
+    """``segone.profiles.lookup.find_customers`` on the dashboard's DuckDB copy, with its SQL
+    compiled once (the same candidate identifiers, the same answers; a test holds them equal)."""
+    from segone.profiles.lookup import TYPES
+
+    con = wh.backend.con
+    if q.startswith("cus_"):
+        hit = con.execute("SELECT 1 FROM customer_map WHERE customer_id = $1 LIMIT 1", [q])
+        return [q] if hit.fetchone() else []
+    kind, _, value = q.partition(":")
+    typed = value if kind in TYPES else q
+    typed = typed.strip()
+    row = con.execute(_normalise_sql(country_code), [typed]).fetchone()
+    nodes = [f"{t}:{typed}" for t in ("user_id", "source_id", "loyalty_id", "anonymous_id")]
+    for t, v in zip(("email", "phone", "handle"), row or (), strict=False):
+        if isinstance(v, str):
+            nodes.append(f"{t}:{v}")
+    if kind in TYPES:
+        nodes = [n for n in nodes if n.startswith(kind + ":")]
+    if not nodes:
+        return []
+    marks = ", ".join(f"${i + 1}" for i in range(len(nodes)))
+    got = con.execute(
+        f"SELECT DISTINCT customer_id FROM customer_map WHERE node IN ({marks})", nodes
+    ).fetchall()
+    return sorted(str(r[0]) for r in got)
+
+
 def search(wh: Warehouse, q: str, country_code: str, limit: int = 25) -> list[dict[str, Any]]:
     """Customers matching ``q``: any identifier in any spelling (e-mail, phone, handle, user or
-    CRM id, customer id), else a name (first, last or both, case-insensitive prefix)."""
-    from segone.profiles.lookup import find_customers
-
+    CRM id, customer id, ``type:value``), else a name (first, last or both, case-insensitive,
+    from their start). Answered with parameterised SQL on the DuckDB copy: a search is typed
+    letter by letter and must come back within a keystroke."""
     q = q.strip()
     if not q:
         return []
-    ids = find_customers(wh, q, country_code)
-    p = wh.table("profiles")
+    con = wh.backend.con  # type: ignore[attr-defined]
+    cols = ", ".join(f'"{c}"' for c in _HIT_COLUMNS)
+    order = f"ORDER BY revenue DESC NULLS LAST, customer_id LIMIT {int(limit)}"
+    ids = find_ids(wh, q, country_code)
     if ids:
-        hits = p.filter(p.customer_id.isin(ids[:limit]))
+        marks = ", ".join(f"${i + 1}" for i in range(len(ids[:limit])))
+        cur = con.execute(
+            f"SELECT {cols} FROM profiles WHERE customer_id IN ({marks}) {order}", ids[:limit]
+        )
     else:
-        needle = q.lower()
-        full = (p.first_name.fill_null("") + " " + p.last_name.fill_null("")).lower()
-        hits = p.filter(
-            full.startswith(needle)
-            | p.last_name.lower().startswith(needle)
-            | p.customer_id.startswith(q)
+        cur = con.execute(
+            f"SELECT {cols} FROM profiles WHERE "
+            "starts_with(lower(coalesce(first_name, '') || ' ' || coalesce(last_name, '')), $1) "
+            "OR starts_with(lower(last_name), $1) OR starts_with(customer_id, $2) "
+            f"{order}",
+            [q.lower(), q],
         )
-    df = wh.execute(
-        hits.select(
-            "customer_id",
-            "first_name",
-            "last_name",
-            "lifecycle_stage",
-            "orders",
-            "revenue",
-            "last_seen",
-        )
-        .order_by([ibis.desc("revenue"), "customer_id"])
-        .limit(limit)
-    )
-    return records(df)
+    names = [d[0] for d in cur.description]
+    return [{n: _plain(v) for n, v in zip(names, row, strict=True)} for row in cur.fetchall()]
 
 
 def customer(wh: Warehouse, customer_id: str) -> dict[str, Any] | None:
