@@ -298,7 +298,7 @@ def search(wh: Warehouse, q: str, country_code: str, limit: int = 25) -> list[di
     q = q.strip()
     if not q:
         return []
-    con = wh.backend.con  # type: ignore[attr-defined]
+    con = wh.backend.con
     cols = ", ".join(f'"{c}"' for c in _HIT_COLUMNS)
     order = f"ORDER BY revenue DESC NULLS LAST, customer_id LIMIT {int(limit)}"
     ids = find_ids(wh, q, country_code)
