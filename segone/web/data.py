@@ -338,7 +338,6 @@ def customer(wh: Warehouse, customer_id: str) -> dict[str, Any] | None:
     out["merges"] = _merges(wh, customer_id)
     out["history"] = _identity_history(wh, customer_id)
     out["taste"] = _taste(wh, customer_id)
-    out["scores"] = _scores(wh, customer_id)
     out["journey_chart"] = _journey_chart(out["journey"], prof.get("as_of"))
     return out
 
@@ -396,14 +395,6 @@ def _taste(wh: Warehouse, customer_id: str) -> list[dict[str, Any]]:
             .limit(8)
         )
     )
-
-
-def _scores(wh: Warehouse, customer_id: str) -> dict[str, Any]:
-    if "scores" not in wh.tables():
-        return {}
-    s = wh.table("scores")
-    df = wh.execute(s.filter(s.customer_id == customer_id).limit(1))
-    return records(df)[0] if len(df) else {}
 
 
 def _journey_chart(journey: list[dict[str, Any]], as_of: Any) -> str | None:
