@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-test
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench screenshots clean
 
 # Create the virtual environment and install segone with its test tools (re-run when
 # pyproject.toml changes).
@@ -49,6 +49,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/obd_bench.py --crossfit 5
 	$(BIN)/python bench/scoring_bench.py --customers 1000000 --seed-people 5000
 	$(BIN)/python bench/backfill_bench.py --customers 100000 --weeks 52 --workdir bench/out/backfill
+
+# Regenerate the dashboard screenshots in docs/img/ (one PNG per page) from a demo project,
+# served by `segone serve` and taken with Debian's Chromium (apt-get install chromium).
+screenshots: $(STAMP)
+	$(BIN)/python tests/screenshots.py --out docs/img --customers 2000
 
 clean:
 	rm -rf $(VENV) demo-project bench/out .pytest_cache .mypy_cache .ruff_cache

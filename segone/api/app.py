@@ -587,6 +587,9 @@ def create_app(settings: Settings, engine: Engine, *, freeze_gc: bool = False) -
 
     app.state.settings = settings
     app.include_router(campaigns_router)
+    from segone.web import mount as mount_dashboard  # the web dashboard at /
+
+    mount_dashboard(app, project_dir=None, settings=settings, engine=engine)
     app.openapi = partial(openapi_document, app)  # type: ignore[method-assign]
     app.fast = FastPath(HOT, app.state.api)
     app.stack = stack(

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from segone.cli.users import users_app
 from segone.exceptions import FileFormatError, IngestError, SegoneError
 from segone.ingest import KINDS, LoadResult, ingest_file
 from segone.ingest.kinds import get_kind
@@ -51,6 +52,7 @@ loads_app = typer.Typer(
 app.add_typer(loads_app, name="loads")
 app.add_typer(__import__("segone.cli.keys", fromlist=["keys_app"]).keys_app, name="keys")
 app.add_typer(__import__("segone.cli.evaluate", fromlist=["app"]).app, name="evaluate")
+app.add_typer(users_app, name="users")
 
 console = Console()
 err = Console(stderr=True)
