@@ -48,7 +48,7 @@ from numpy.typing import NDArray
 from scipy.special import digamma
 from sklearn.base import BaseEstimator
 
-from segone.exceptions import ModelInputError, NotFittedError
+from segone.exceptions import NotFittedError, PreferenceError
 from segone.schema import TS
 from segone.store.base import Warehouse
 
@@ -69,9 +69,6 @@ PREFERENCES_SCHEMA = pa.schema(
     ]
 )
 
-
-class PreferenceError(ModelInputError):
-    """A hyperparameter or an input of the preference model is invalid."""
 
 
 def dirichlet_mle(

@@ -40,14 +40,11 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import yaml
 
-from segone.exceptions import SegoneError
+from segone.exceptions import RuleError
 
 OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "is_null")
 ORDERED = ("gt", "gte", "lt", "lte")
 
-
-class RuleError(SegoneError):
-    """A segment definition is invalid; the message names the file, the line and the problem."""
 
 
 @dataclass(frozen=True)
