@@ -80,7 +80,6 @@ def models(
     as_json: JsonOpt = False,
 ) -> None:
     """Fitted models: version, the data window each was fitted on, and its parameters."""
-    from segone.exceptions import SegoneError
     from segone.models.registry import fitted_models
     from segone.project import Project
 
@@ -88,10 +87,11 @@ def models(
         proj = Project.open(project)
         with proj.warehouse(read_only=True) as wh:
             fits = fitted_models(wh, history=history)
-        if not fits:
-            raise SegoneError("no models yet: run `segone build`")
     if as_json:
         emit_json(fits)
+        return
+    if not fits:
+        console.print("no fitted models yet: `segone build` fits them (when the data allow)")
         return
     tbl = table("model", "version", "data up to", "rows", "parameters", title="models")
     for f in fits:

@@ -21,10 +21,17 @@ from segone.cli._common import (
 )
 
 
-def catalogue(proj: Any, wh: Any, extra: list[Path] | None = None) -> Any:
+def catalogue(proj: Any, wh: Any, extra: list[Path] | None = None, *, check: bool = False) -> Any:
+    """The project's segments (and ``extra`` files); with ``check``, their values are also
+    checked against the values in the warehouse (a typo close to a known value is an error)."""
     from segone.segments import project_catalogue
 
-    return project_catalogue(proj, wh, extra)
+    cat = project_catalogue(proj, wh, extra)
+    if check:
+        from segone.segments.vocabulary import check_catalogue, data_vocabulary
+
+        check_catalogue(cat, data_vocabulary(wh))
+    return cat
 
 
 def print_summary(df: Any) -> None:
@@ -61,7 +68,7 @@ def segments_list(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> 
     with user_errors():
         proj = Project.open(project)
         with proj.warehouse(read_only=True) as wh:
-            cat = catalogue(proj, wh)
+            cat = catalogue(proj, wh, check=True)
             if not len(cat):
                 raise SegoneError(f"no segments: add YAML files to {proj.root / 'segments'}")
             df = segment_sizes(wh, cat)
@@ -84,7 +91,7 @@ def segments_preview(
     with user_errors():
         proj = Project.open(project)
         with proj.warehouse(read_only=True) as wh:
-            cat = catalogue(proj, wh, [file])  # a bad file fails here, naming the line
+            cat = catalogue(proj, wh, [file], check=True)  # a bad file fails here, with its line
             df = segment_sizes(wh, cat, names_in(file))
     if as_json:
         emit_json(_sizes_json(df))
@@ -108,7 +115,7 @@ def segments_show(
     with user_errors():
         proj = Project.open(project)
         with proj.warehouse(read_only=True) as wh:
-            d = segment_detail(wh, catalogue(proj, wh), name, limit)
+            d = segment_detail(wh, catalogue(proj, wh, check=True), name, limit)
     if as_json:
         emit_json(asdict(d))
         return

@@ -51,8 +51,6 @@ RAW_KEYS = {  # raw table -> how its rows are keyed in record_customers
 }
 
 
-
-
 ROUTES = ("cli", "api", "library")
 
 

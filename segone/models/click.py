@@ -45,7 +45,6 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 
-
 def _labels(y: ArrayLike, n: int) -> FloatArray:
     arr = np.asarray(y, dtype=np.float64).ravel()
     if arr.shape[0] != n:

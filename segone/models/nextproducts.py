@@ -58,7 +58,6 @@ _DAY = 86_400.0
 _BASKETS_TMP = "_segone_nextproducts_baskets"
 
 
-
 def _ts(when: datetime) -> ir.TimestampValue:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

@@ -45,7 +45,6 @@ IntArray = NDArray[np.int64]
 _CHUNK = 256  # bootstrap draws per chunk: bounds memory at 256 x n_rounds indices
 
 
-
 @dataclass(frozen=True)
 class PolicyValue:
     """An estimated policy value (mean reward per round) with its bootstrap interval."""

@@ -70,7 +70,6 @@ PREFERENCES_SCHEMA = pa.schema(
 )
 
 
-
 def dirichlet_mle(
     rows: NDArray[np.intp],
     cols: NDArray[np.intp],

@@ -22,7 +22,6 @@ VIEW = "view"
 VIEW_EVENTS = ("Product Viewed", "Product List Viewed", "Product Clicked")
 
 
-
 def category_level(path: ir.StringValue, level: int | None) -> ir.StringValue:
     """The first ``level`` levels of an 'A > B > C' category path (``None``: the whole path),
     re-joined with ' > ' so that 'A>B' and 'A > B' are the same category."""

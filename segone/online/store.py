@@ -36,7 +36,6 @@ SCHEMA_VERSION = "1"
 DOC_KINDS_OF_PERSON = ("person", "published", "channel")
 
 
-
 def ts_text(ts: datetime) -> str:
     """UTC ISO-8601 text with a fixed width, so text order is time order in both engines."""
     if ts.tzinfo is None:
