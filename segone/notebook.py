@@ -24,6 +24,7 @@ of the file (about a second per GB); nothing else is shared with the build or th
 from __future__ import annotations
 
 import builtins
+import contextlib
 import shutil
 import tempfile
 import threading
@@ -257,14 +258,13 @@ class NotebookProject:
 def _remove(folder: Path, holder: builtins.list[Any]) -> None:
     for wh in holder:
         if wh is not None:
-            try:
+            # closing at interpreter exit may fail: there is nothing more to do then
+            with contextlib.suppress(Exception):
                 wh.close()
-            except Exception:  # closing at interpreter exit: nothing more to do
-                pass
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def open(path: str | Path = ".") -> NotebookProject:  # noqa: A001 (segone.open, like io.open)
+def open(path: str | Path = ".") -> NotebookProject:
     """Open the project at ``path`` read-only for a notebook or a script (see the module doc)."""
     from segone.config import Settings
 
