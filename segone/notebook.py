@@ -246,7 +246,7 @@ class NotebookProject:
 
         wh = self.warehouse()
         try:
-            return Frame(wh.backend.raw_sql(query).fetch_arrow_table())
+            return Frame(wh.backend.raw_sql(query).to_arrow_table())
         except duckdb.Error as exc:
             raise StoreError(str(exc), query) from None
 
