@@ -192,3 +192,58 @@ def test_a_value_close_to_one_in_the_data_is_an_error(tmp_path, proj):
     assert json.loads(r.stdout) == [
         {"segment": "partners", "members": 0, "share": 0.0, "description": ""}
     ]
+
+
+# -- the library functions behind the commands ---------------------------------------------------
+
+
+def test_the_queries_behind_the_commands(proj):
+    from segone.exceptions import NotFoundError
+    from segone.models.registry import fitted_models
+    from segone.project import Project
+    from segone.segments import project_catalogue
+    from segone.segments.queries import (
+        last_as_of,
+        segment_detail,
+        segment_members,
+        segment_sizes,
+    )
+    from segone.segments.vocabulary import data_vocabulary
+    from segone.status import quarantine_rows
+
+    p = Project.open(proj)
+    with p.warehouse(read_only=True) as wh:
+        cat = project_catalogue(p, wh)
+        assert f"{last_as_of(wh):%Y-%m-%d}" == "2024-12-31"
+        sizes = segment_sizes(wh, cat).set_index("segment")
+        d = segment_detail(wh, cat, "vip", limit=2)
+        assert d.members == sizes.loc["vip", "members"] == 4 and len(d.sample) == 2
+        assert d.rule == "revenue_percentile >= 0.95"
+        members = wh.execute(segment_members(wh, cat, "vip"))
+        assert sorted(members.customer_id)[:2] == d.sample
+        assert (members.revenue_percentile >= 0.95).all()
+        with pytest.raises(NotFoundError, match="did you mean 'vip'"):
+            segment_detail(wh, cat, "VIP")
+        fits = fitted_models(wh, history=True)
+        assert all(f["rows"] > 0 and isinstance(f["params"], dict) for f in fits)
+        assert quarantine_rows(wh) == []
+        vocab = data_vocabulary(wh)
+        assert vocab["crm_stage"] == {"lead", "customer", "opportunity"}
+        assert vocab["lifecycle_stage"] <= {"new", "active", "at_risk", "churned", "reactivated"}
+
+
+def test_vocabulary_checks_directly():
+    from segone.exceptions import RuleError
+    from segone.segments.rules import AllOf, Cmp, Did, Not
+    from segone.segments.vocabulary import check_rule, closest
+
+    assert closest("activ", ["active", "new"]) == "active"
+    assert closest("LEAD ", ["lead"]) == "lead"
+    assert closest("zzz", ["lead"]) is None
+    rule = AllOf((Cmp("orders", "gte", 2), Not(Cmp("channels", "contains", "emial"))))
+    with pytest.raises(RuleError, match="did you mean 'email'"):
+        check_rule(rule, "here", strict=True)
+    vocab = {"event": {"Pricing", "Signup"}}
+    with pytest.raises(RuleError, match="did you mean 'Pricing'"):
+        check_rule(Did("pricing"), "f.yaml:3", vocab, strict=False)
+    check_rule(Did("Checkout"), "f.yaml:3", vocab, strict=False)  # new, not a typo

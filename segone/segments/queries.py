@@ -30,10 +30,10 @@ def last_as_of(wh: Warehouse) -> datetime:
 def require_segment(cat: Catalogue, name: str) -> Segment:
     """The segment ``name``; a clear error naming the known ones (and the closest) if none."""
     if name not in cat.segments:
-        from difflib import get_close_matches
+        from segone.segments.vocabulary import closest
 
-        close = get_close_matches(name, list(cat.segments), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        close = closest(name, list(cat.segments))
+        hint = f" (did you mean {close!r}?)" if close else ""
         raise NotFoundError(
             f"no segment {name!r}{hint}; known: {', '.join(cat.segments) or 'none'}"
         )
