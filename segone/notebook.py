@@ -59,7 +59,7 @@ class Frame:
     def to_polars(self) -> Any:
         """A polars DataFrame (polars is optional: ``pip install polars``)."""
         try:
-            import polars as pl
+            import polars as pl  # type: ignore[import-not-found, unused-ignore]
         except ImportError:
             raise SegoneError(
                 "to_polars() needs polars, which is not installed: `pip install polars` "
