@@ -41,6 +41,7 @@ def build(
             "online store after it (when the project has one).",
         ),
     ] = True,
+    as_json: JsonOpt = False,
 ) -> None:
     """Resolve identities and rebuild one profile per customer (as of now or a past date).
 
@@ -68,6 +69,19 @@ def build(
                 # erasures asked through the API: their bytes leave the warehouse file too
                 with show.status("rewriting the warehouse file"):
                     compact_warehouse(proj.settings.warehouse_path)
+    if as_json:
+        from dataclasses import asdict
+
+        emit_json(
+            {
+                "as_of": r.as_of,
+                "profiles": r.profiles,
+                "identity": asdict(r.identity),
+                "summary": r.summary(),
+                "published": None if pub is None else pub.summary(),
+            }
+        )
+        return
     console.print(r.summary(), highlight=False, soft_wrap=True)
     if pub is not None:
         console.print(pub.summary(), highlight=False, soft_wrap=True)

@@ -4,6 +4,7 @@ quarantine, dataset."""
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -169,6 +170,7 @@ def ingest(
         str | None,
         typer.Option(help="DMY or MDY: how to read dates like 05/06/2024 (default: from values)."),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Load files into the warehouse; bad rows go to quarantine, loading twice adds nothing.
 
@@ -189,6 +191,7 @@ def ingest(
     from segone.ingest.readers import FORMATS
 
     failed = False
+    results: list[dict[str, Any]] = []
     with user_errors():
         if fmt is not None and fmt not in FORMATS:
             raise IngestError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -219,9 +222,14 @@ def ingest(
                 )
                 failed = True
                 continue
-            print_mapping(r)
-            print_result(r)
+            if as_json:
+                results.append({**asdict(r), "loaded_nothing": r.loaded_nothing})
+            else:
+                print_mapping(r)
+                print_result(r)
             failed = failed or r.loaded_nothing
+    if as_json:
+        emit_json(results)
     if failed:
         raise typer.Exit(EXIT_FAILED)
 
