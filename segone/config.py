@@ -1,6 +1,9 @@
 """Project settings: ``segone.toml`` in the project directory, overridable from the environment.
 
-Nothing here touches the warehouse; reading settings is cheap and has no side effects.
+Nothing here touches the warehouse; reading settings is cheap and has no side effects. The
+settings classes of identity, lifecycle, segments and models live beside the code they steer,
+in modules that import Ibis; they are imported when settings are read, not when this module is
+(``segone --help`` imports it and must start in a blink).
 """
 
 from __future__ import annotations
@@ -11,13 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from segone.exceptions import ConfigError, ProjectError
-from segone.identity.graph import IdentitySettings
-from segone.models.settings import ModelSettings
-from segone.segments.builtin import BuiltinSettings
-from segone.segments.lifecycle import LifecycleSettings
+
+if TYPE_CHECKING:
+    from segone.identity.graph import IdentitySettings
+    from segone.models.settings import ModelSettings
+    from segone.segments.builtin import BuiltinSettings
+    from segone.segments.lifecycle import LifecycleSettings
 
 CONFIG_FILE = "segone.toml"
 
@@ -310,6 +315,8 @@ class IngestSettings:
 
 
 def _identity_settings(data: dict[str, Any], source: str) -> IdentitySettings:
+    from segone.identity.graph import IdentitySettings
+
     known = {
         "blocked",
         "default_country_code",
@@ -387,9 +394,35 @@ def _section(
 
 
 def _check_models(raw: dict[str, Any]) -> None:
+    from segone.models.settings import ModelSettings
+
     defaults = ModelSettings()
     if any(isinstance(v, bool) != isinstance(getattr(defaults, k), bool) for k, v in raw.items()):
         raise ValueError("enabled and churn take true/false; the others numbers")
+
+
+def _default_identity() -> IdentitySettings:
+    from segone.identity.graph import IdentitySettings
+
+    return IdentitySettings()
+
+
+def _default_lifecycle() -> LifecycleSettings:
+    from segone.segments.lifecycle import LifecycleSettings
+
+    return LifecycleSettings()
+
+
+def _default_segments() -> BuiltinSettings:
+    from segone.segments.builtin import BuiltinSettings
+
+    return BuiltinSettings()
+
+
+def _default_models() -> ModelSettings:
+    from segone.models.settings import ModelSettings
+
+    return ModelSettings()
 
 
 @dataclass(frozen=True)
@@ -399,10 +432,10 @@ class Settings:
     root: Path
     warehouse: WarehouseSettings = field(default_factory=WarehouseSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
-    identity: IdentitySettings = field(default_factory=IdentitySettings)
-    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
-    segments: BuiltinSettings = field(default_factory=BuiltinSettings)
-    models: ModelSettings = field(default_factory=ModelSettings)
+    identity: IdentitySettings = field(default_factory=_default_identity)
+    lifecycle: LifecycleSettings = field(default_factory=_default_lifecycle)
+    segments: BuiltinSettings = field(default_factory=_default_segments)
+    models: ModelSettings = field(default_factory=_default_models)
     server: ServerSettings = field(default_factory=ServerSettings)
 
     @property
@@ -500,6 +533,10 @@ class Settings:
             identity = _identity_settings(dict(data.get("identity", {})), source)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: {exc}") from None
+        from segone.models.settings import ModelSettings
+        from segone.segments.builtin import BuiltinSettings
+        from segone.segments.lifecycle import LifecycleSettings
+
         stages = _section(data, "lifecycle", LifecycleSettings, source)
         builtin = _section(data, "segments", BuiltinSettings, source)
         models = _section(data, "models", ModelSettings, source, _check_models)

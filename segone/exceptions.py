@@ -3,20 +3,39 @@
 ::
 
     SegoneError
-    ├── ConfigError            segone.toml or a setting is wrong
-    ├── ProjectError           no project where one is expected, or one already exists
-    ├── StoreError             the warehouse engine failed (carries the failing SQL)
-    ├── IngestError            a file cannot be ingested at all (row problems go to quarantine)
-    │   ├── UnknownKindError   KIND is not one of the canonical kinds
-    │   ├── FileFormatError    the file cannot be read in the format asked for
-    │   └── MappingError       a column mapping names columns that do not exist or clash
-    └── ModelError             a predictive model cannot be fitted or used
-        ├── ModelInputError    the data given to a model is unusable (also a ValueError)
-        └── NotFittedError     a model was used before fit (also scikit-learn's)
+    ├── ConfigError              segone.toml or a setting is wrong
+    ├── ProjectError             no project where one is expected, or one already exists
+    ├── StoreError               the warehouse engine failed (carries the failing SQL)
+    ├── OnlineStoreError         the online store cannot be opened or used
+    ├── IngestError              a file cannot be ingested at all (row problems go to quarantine)
+    │   ├── UnknownKindError     KIND is not one of the canonical kinds
+    │   ├── FileFormatError      the file cannot be read in the format asked for
+    │   └── MappingError         a column mapping names columns that do not exist or clash
+    ├── NotFoundError            nobody (or nothing) is known by that identifier (also LookupError)
+    ├── AmbiguousError           an identifier names several customers where one was meant
+    ├── RuleError                a segment definition is invalid (names file, line and problem)
+    ├── MatchingInputError       records cannot be matched as given (also a ValueError)
+    ├── DecisionError            a decision or feedback request is invalid (also a ValueError)
+    └── ModelError               a predictive model cannot be fitted or used
+        ├── ModelInputError      the data given to a model is unusable (also a ValueError)
+        │   ├── ClickModelError      features or labels of a click model are inconsistent
+        │   ├── NextProductsError    a recommender hyperparameter or input is invalid
+        │   ├── OPEInputError        logs or target policy of an off-policy estimate disagree
+        │   ├── PreferenceError      a preference-model hyperparameter or input is invalid
+        │   └── TasteInputError      a taste model cannot work with its inputs
+        └── NotFittedError       a model was used before fit (also scikit-learn's)
+
+Every class is defined here and nowhere else; the modules that used to define one re-export it
+(``segone.segments.rules.RuleError`` is this module's ``RuleError``). ``NotFound`` (the online
+engine's old name for ``NotFoundError``) is a deprecated alias of it: one idea, one name.
+
+Importing this module costs nothing: scikit-learn (whose ``NotFittedError`` ours also is) is
+imported the first time ``NotFittedError`` is asked for, not before.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -43,6 +62,10 @@ class StoreError(SegoneError):
         self.sql = sql
 
 
+class OnlineStoreError(SegoneError):
+    """The online store could not be opened or used (bad URL, unreachable server, ...)."""
+
+
 class IngestError(SegoneError):
     """A whole file cannot be ingested. Bad rows never raise: they go to quarantine."""
 
@@ -59,6 +82,27 @@ class MappingError(IngestError):
     """A column mapping is inconsistent with the file or the canonical model."""
 
 
+class NotFoundError(SegoneError, LookupError):
+    """Nobody (no customer, no live person) or nothing (no decision, no erasure) is known by the
+    identifier given; the API answers it with a 404."""
+
+
+class AmbiguousError(SegoneError):
+    """The identifier names several customers, and the caller did not say to erase them all."""
+
+
+class RuleError(SegoneError):
+    """A segment definition is invalid; the message names the file, the line and the problem."""
+
+
+class MatchingInputError(SegoneError, ValueError):
+    """The records cannot be matched as given (no or duplicate ``unique_id``, too few fields)."""
+
+
+class DecisionError(SegoneError, ValueError):
+    """A decision or feedback request is invalid: bad context, unknown kind, item not shown."""
+
+
 class ModelError(SegoneError):
     """A predictive model cannot be fitted or used."""
 
@@ -67,13 +111,42 @@ class ModelInputError(ModelError, ValueError):
     """The data given to a model is unusable (wrong shape, values, or too little of it)."""
 
 
+class ClickModelError(ModelInputError):
+    """The features or labels given to a click model are inconsistent."""
+
+
+class NextProductsError(ModelInputError):
+    """A hyperparameter or an input of the recommender is invalid."""
+
+
+class OPEInputError(ModelInputError):
+    """The logs or the target policy given to an estimator are inconsistent."""
+
+
+class PreferenceError(ModelInputError):
+    """A hyperparameter or an input of the preference model is invalid."""
+
+
+class TasteInputError(ModelInputError):
+    """A taste model was given hyperparameters or inputs it cannot work with."""
+
+
 if TYPE_CHECKING:
 
     class NotFittedError(ModelError, _SklearnNotFittedError):
         """A model was used before ``fit`` (also scikit-learn's NotFittedError)."""
 
+    NotFound = NotFoundError
+
 
 def __getattr__(name: str) -> Any:
+    if name == "NotFound":
+        warnings.warn(
+            "segone.exceptions.NotFound is deprecated; use NotFoundError",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return NotFoundError
     # NotFittedError is made on first use: importing scikit-learn takes over a second, which
     # every command that never fits a model (ingest, profile, ...) would otherwise pay
     if name != "NotFittedError":
@@ -87,3 +160,29 @@ def __getattr__(name: str) -> Any:
     NotFittedError.__qualname__ = name
     globals()[name] = NotFittedError
     return NotFittedError
+
+
+__all__ = [
+    "AmbiguousError",
+    "ClickModelError",
+    "ConfigError",
+    "DecisionError",
+    "FileFormatError",
+    "IngestError",
+    "MappingError",
+    "MatchingInputError",
+    "ModelError",
+    "ModelInputError",
+    "NextProductsError",
+    "NotFittedError",
+    "NotFoundError",
+    "OPEInputError",
+    "OnlineStoreError",
+    "PreferenceError",
+    "ProjectError",
+    "RuleError",
+    "SegoneError",
+    "StoreError",
+    "TasteInputError",
+    "UnknownKindError",
+]

@@ -27,3 +27,30 @@ def status_report(wh: Warehouse) -> dict[str, Any]:
             {"kind": r.kind, "problem": r.problem, "rows": int(r.rows)} for r in df.itertuples()
         ]
     return {"tables": tables, "quarantine": problems}
+
+
+def quarantine_rows(
+    wh: Warehouse, kind: str | None = None, limit: int = 20
+) -> list[dict[str, Any]]:
+    """Quarantined rows in file and line order: kind, file, line, problem codes and the full
+    reason (which quotes the rejected values: show it only when asked)."""
+    if "quarantine" not in wh.tables():
+        return []
+    q = wh.table("quarantine")
+    if kind:
+        q = q.filter(q.kind == kind)
+    df = wh.execute(
+        q.order_by([q.source_file, q.line])
+        .select("kind", "source_file", "line", "problems", "reason")
+        .limit(limit)
+    )
+    return [
+        {
+            "kind": r.kind,
+            "source_file": r.source_file,
+            "line": int(r.line),
+            "problems": r.problems,
+            "reason": r.reason,
+        }
+        for r in df.itertuples()
+    ]

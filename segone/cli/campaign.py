@@ -14,18 +14,21 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
+from segone.cli._common import console, err, escape
 from segone.exceptions import SegoneError
+
+
+def Table(*args: Any, **kwargs: Any) -> Any:
+    from rich.table import Table as RichTable
+
+    return RichTable(*args, **kwargs)
+
 
 campaign_app = typer.Typer(
     help="Campaigns (the project's campaigns/*.yaml): audiences, holdouts, sends and lift.",
     no_args_is_help=True,
 )
-console = Console()
-err = Console(stderr=True)
 
 ProjectOpt = Annotated[
     Path,

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
+from segone.cli._common import console, err, escape
 from segone.exceptions import SegoneError
+
+
+def Table(*args: Any, **kwargs: Any) -> Any:
+    from rich.table import Table as RichTable
+
+    return RichTable(*args, **kwargs)
+
 
 app = typer.Typer(
     help="Estimate what another policy would have earned, from the decisions already logged.",
     no_args_is_help=True,
 )
-console = Console()
-err = Console(stderr=True)
 
 
 @app.command("policy")

@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from segone.cli._common import console, err
 from segone.exceptions import SegoneError
-from segone.project import Project
+
+
+def _open(path: Path) -> Any:
+    from segone.project import Project
+
+    return Project.open(path)
+
 
 users_app = typer.Typer(
     help="Dashboard users (user name and password; the admin token also logs in).",
     no_args_is_help=True,
 )
-console = Console()
-err = Console(stderr=True)
 
 ProjectOpt = Annotated[
     Path,
@@ -56,7 +60,7 @@ def users_add(
     from segone.web.security import add_user
 
     try:
-        proj = Project.open(project)
+        proj = _open(project)
         if password_env:
             password = os.environ.get(password_env)
             if not password:
@@ -77,7 +81,7 @@ def users_remove(
     from segone.web.security import remove_user
 
     try:
-        remove_user(Project.open(project).root, name)
+        remove_user(_open(project).root, name)
     except SegoneError as exc:
         raise _fail(exc) from None
     console.print(f"removed user {name}", highlight=False)
@@ -89,7 +93,7 @@ def users_list(project: ProjectOpt = Path(".")) -> None:
     from segone.web.security import load_users
 
     try:
-        names = sorted(load_users(Project.open(project).root))
+        names = sorted(load_users(_open(project).root))
     except SegoneError as exc:
         raise _fail(exc) from None
     console.print("\n".join(names) if names else "no users yet: segone users add NAME")

@@ -1,9 +1,8 @@
-"""The error the decision layer raises on bad input (the API answers it with a 400)."""
+"""The error the decision layer raises on bad input (the API answers it with a 400); defined
+in ``segone.exceptions`` with every other error, re-exported here."""
 
 from __future__ import annotations
 
-from segone.exceptions import SegoneError
+from segone.exceptions import DecisionError
 
-
-class DecisionError(SegoneError, ValueError):
-    """A decision or feedback request is invalid: bad context, unknown kind, item not shown."""
+__all__ = ["DecisionError"]

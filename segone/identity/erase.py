@@ -35,7 +35,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from segone.exceptions import SegoneError
+from segone.exceptions import AmbiguousError, NotFoundError
 from segone.identity.graph import IdentitySettings, kind_identifiers, record_identifiers
 from segone.identity.traces import Mentions, identifier_hashes
 from segone.store.base import Warehouse
@@ -49,14 +49,6 @@ RAW_KEYS = {  # raw table -> how its rows are keyed in record_customers
     "orders": "order_id",
     "interactions": "interaction_id",
 }
-
-
-class NotFoundError(SegoneError):
-    """No customer has the identifier."""
-
-
-class AmbiguousError(SegoneError):
-    """The identifier names several customers, and the caller did not say to erase them all."""
 
 
 ROUTES = ("cli", "api", "library")

@@ -48,7 +48,7 @@ from splink.backends.duckdb import DuckDBAPI
 from splink.blocking_analysis import count_comparisons_from_blocking_rules
 from splink.internals.splink_dataframe import SplinkDataFrame
 
-from segone.exceptions import NotFittedError, SegoneError
+from segone.exceptions import MatchingInputError, NotFittedError
 
 __all__ = [
     "PERSON_COLUMNS",
@@ -74,10 +74,6 @@ PERSON_COLUMNS: tuple[str, ...] = (
 )
 
 ID = "unique_id"
-
-
-class MatchingInputError(SegoneError, ValueError):
-    """The records cannot be matched as given (no or duplicate ``unique_id``, too few fields)."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -37,16 +37,12 @@ from scipy.special import betaln
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 
-from segone.exceptions import ModelInputError, NotFittedError
+from segone.exceptions import ClickModelError, NotFittedError
 
 __all__ = ["ClickModel", "ClickModelError", "NotFittedError", "ShrunkCTR"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
-
-
-class ClickModelError(ModelInputError):
-    """The features or labels given to a click model are inconsistent."""
 
 
 def _labels(y: ArrayLike, n: int) -> FloatArray:

@@ -39,7 +39,7 @@ from implicit.cpu.als import AlternatingLeastSquares
 from sklearn.base import BaseEstimator
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from segone.exceptions import ModelInputError, NotFittedError
+from segone.exceptions import NextProductsError, NotFittedError
 from segone.schema import TS
 from segone.store.base import Warehouse
 
@@ -56,10 +56,6 @@ RECOMMENDATIONS_SCHEMA = pa.schema(
 )
 _DAY = 86_400.0
 _BASKETS_TMP = "_segone_nextproducts_baskets"
-
-
-class NextProductsError(ModelInputError):
-    """A hyperparameter or an input of the recommender is invalid."""
 
 
 def _ts(when: datetime) -> ir.TimestampValue:

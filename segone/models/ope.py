@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from segone.exceptions import ModelInputError
+from segone.exceptions import OPEInputError
 
 __all__ = [
     "OPEInputError",
@@ -44,10 +44,6 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 _CHUNK = 256  # bootstrap draws per chunk: bounds memory at 256 x n_rounds indices
-
-
-class OPEInputError(ModelInputError):
-    """The logs or the target policy given to an estimator are inconsistent."""
 
 
 @dataclass(frozen=True)

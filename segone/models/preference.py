@@ -50,7 +50,7 @@ from numpy.typing import NDArray
 from scipy.special import digamma
 from sklearn.base import BaseEstimator
 
-from segone.exceptions import ModelInputError, NotFittedError
+from segone.exceptions import NotFittedError, PreferenceError
 from segone.schema import TS
 from segone.store.base import Warehouse
 
@@ -70,10 +70,6 @@ PREFERENCES_SCHEMA = pa.schema(
         ("probability", pa.float64()),
     ]
 )
-
-
-class PreferenceError(ModelInputError):
-    """A hyperparameter or an input of the preference model is invalid."""
 
 
 def dirichlet_mle(

@@ -84,3 +84,51 @@ def latest_model(wh: Warehouse, name: str) -> SavedModel | None:
         params=json.loads(r.params),
         metrics=json.loads(r.metrics),
     )
+
+
+def fitted_models(wh: Warehouse, *, history: bool = False) -> list[dict[str, Any]]:
+    """Fits recorded in ``models``, by name and newest version first: only each model's latest
+    fit unless ``history``. ``params`` and ``metrics`` are decoded; an empty list when no build
+    has fitted anything yet."""
+    if "models" not in wh.tables():
+        return []
+    t = wh.table("models")
+    if not history:
+        last = t.group_by("name").aggregate(version=t.version.max())
+        t = t.semi_join(last, ["name", "version"])
+    df = wh.execute(t.order_by(["name", ibis.desc("version")]))
+    return [
+        {
+            "name": str(r["name"]),
+            "version": int(r["version"]),
+            "fitted_at": r["fitted_at"],
+            "window_start": r["window_start"],
+            "window_end": r["window_end"],
+            "rows": int(r["rows"]),
+            "params": json.loads(r["params"]),
+            "metrics": json.loads(r["metrics"]),
+        }
+        for _, r in df.iterrows()
+    ]
+
+
+def top_value_customers(wh: Warehouse, n: int = 5) -> Any:
+    """The ``n`` customers with the highest predicted lifetime value, with their first
+    recommendation (a pandas frame, highest value first)."""
+    p = wh.table("profiles")
+    r = wh.table("recommendations")
+    top = p.filter(p.clv.notnull()).order_by(ibis.desc("clv")).limit(n)
+    first = r.filter(r["rank"] == 1).select("customer_id", "product_id", "reason")
+    return wh.execute(
+        top.left_join(first, "customer_id").select(
+            "customer_id",
+            "orders",
+            "lifecycle_stage",
+            "p_alive",
+            "expected_purchases",
+            "clv",
+            "churn_probability",
+            "product_id",
+            "reason",
+        )
+    ).sort_values("clv", ascending=False)

@@ -10,7 +10,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from segone.exceptions import ModelInputError
+from segone.exceptions import TasteInputError
 from segone.exprs import lit, of
 from segone.schema import TS
 from segone.store.base import Warehouse
@@ -20,10 +20,6 @@ PURCHASE = "purchase"
 VIEW = "view"
 # page and screen calls, and the Segment e-commerce spec's track event, that name a category
 VIEW_EVENTS = ("Product Viewed", "Product List Viewed", "Product Clicked")
-
-
-class TasteInputError(ModelInputError):
-    """A taste model was given hyperparameters or inputs it cannot work with."""
 
 
 def category_level(path: ir.StringValue, level: int | None) -> ir.StringValue:

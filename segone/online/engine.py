@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from segone.config import Settings
-from segone.exceptions import SegoneError
+from segone.exceptions import NotFoundError
 from segone.online.store import OnlineStore, OnlineStoreError
 from segone.online.writer import (
     WRITERS,
@@ -42,9 +42,8 @@ from segone.online.writer import (
     person_of,
 )
 
-
-class NotFound(SegoneError):
-    """No person is known by that identifier."""
+# one idea, one name: NotFound is the online engine's old spelling of NotFoundError
+NotFound = NotFoundError
 
 
 Clock = Callable[[], datetime]

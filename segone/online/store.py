@@ -30,14 +30,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import orjson
 
-from segone.exceptions import ConfigError, SegoneError
+from segone.exceptions import ConfigError, OnlineStoreError
 
 SCHEMA_VERSION = "1"
 DOC_KINDS_OF_PERSON = ("person", "published", "channel")
-
-
-class OnlineStoreError(SegoneError):
-    """The online store could not be opened or used (bad URL, unreachable server, ...)."""
 
 
 def ts_text(ts: datetime) -> str:

@@ -437,6 +437,7 @@ def build_project(
     online: bool = True,
     create_online: bool = False,
     status: Callable[[str], AbstractContextManager[Any]] | None = None,
+    progress: Callable[[str, str], None] | None = None,
 ) -> tuple[Any, SyncResult | None]:
     """``segone build``: pick up the server's data, build, publish. An as-of build describes
     the past, so it neither takes in nor publishes live data."""
@@ -458,6 +459,7 @@ def build_project(
                     identity=settings.identity,
                     stages=settings.lifecycle,
                     models=settings.models,
+                    progress=progress,
                 )
             if store is None or before is None:
                 return result, None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -150,6 +151,20 @@ def profiles_expr(
     return p.mutate(as_of=as_of)
 
 
+# what ``build`` reports through ``progress``, in order (model stages only when [models] enabled)
+BUILD_STAGES = (
+    "identities",
+    "sentiment",
+    "transaction models",
+    "profiles",
+    "predictions",
+    "churn",
+    "recommendations",
+    "preferences",
+    "tastes",
+)
+
+
 def build(
     wh: Warehouse,
     *,
@@ -158,26 +173,36 @@ def build(
     half_life_days: float = 90.0,
     stages: LifecycleSettings | None = None,
     models: ModelSettings | None = None,
+    progress: Callable[[str, str], None] | None = None,
 ) -> BuildResult:
     """Resolve identities, fit and score the models, and rebuild ``profiles``, ``scores`` (and
-    the model outputs) from the raw tables up to ``as_of``."""
+    the model outputs) from the raw tables up to ``as_of``.
+
+    ``progress(stage, detail)`` is called as each stage (``BUILD_STAGES``) starts, with what the
+    previous one produced as ``detail`` (a build of a large store takes minutes: say where)."""
+    say = progress or (lambda _stage, _detail: None)
     when = as_of or datetime.now(UTC)
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
+    say("identities", "")
     ident = resolve(wh, identity, as_of=as_of)
+    say("sentiment", f"{ident.customers:,} customers from {ident.records:,} records")
     score_interactions(wh)
     ms = models or ModelSettings()
     country = (identity or IdentitySettings()).default_country_code
     report = ScoreReport()
     scores = None
     if ms.enabled:
+        say("transaction models", "")
         scores = stage_frame(wh, "_segone_scores", customer_scores(wh, when, ms, report))
+    say("profiles", "")
     cutoff = ibis.literal(when, type=TS)
     with wh.transaction():
         wh.replace("profiles", profiles_expr(wh, cutoff, half_life_days, country, stages, scores))
     if ms.enabled:
         assert scores is not None
-        predictions(wh, when, ms, report, scores, half_life_days, country, stages)
+        say("predictions", f"{wh.count('profiles'):,} profiles")
+        predictions(wh, when, ms, report, scores, half_life_days, country, stages, say)
         wh.drop_staging("_segone_scores")
     # only now, with every output written: a build that fails on the way keeps no fit
     report.save(wh)
@@ -193,14 +218,17 @@ def predictions(
     half_life_days: float,
     country: str,
     stages: LifecycleSettings | None,
+    say: Callable[[str, str], None] | None = None,
 ) -> None:
     """Churn (needs the profiles), then ``scores`` and the profiles' churn column."""
+    say = say or (lambda _stage, _detail: None)
     cols = PROFILE_COLUMNS
     prof = wh.table("profiles")
     now = wh.execute(prof.select(*[c for c in cols if c in prof.columns]))
     none = pd.DataFrame({"customer_id": pd.Series([], dtype=str), "churn_probability": []})
     churn = none
     if ms.churn and (now.orders > 0).any():
+        say("churn", "")
         try:
             churn = _churn(wh, when, ms, report, now, half_life_days, country, stages)
         except Exception as exc:  # a model must never fail the build
@@ -227,6 +255,7 @@ def predictions(
     wh.drop_staging("_segone_profiles")
     wh.drop_staging("_segone_churn")
     if ms.recommendations > 0:
+        say("recommendations", "")
         try:
             recommend(wh, when, ms, report)
         except Exception as exc:  # a model must never fail the build
@@ -234,6 +263,7 @@ def predictions(
             wh.replace("recommendations", wh.table("recommendations").limit(0))
         finally:
             wh.drop_staging("_segone_recs")
+    say("preferences", "")
     try:
         fit, note = build_preferences(wh, when)
     except Exception as exc:  # a model must never fail the build
@@ -243,6 +273,7 @@ def predictions(
             report.use(fit)
         else:
             report.notes.append(note)
+    say("tastes", "")
     try:
         shifts = tastes(wh, when, ms)
     except Exception as exc:  # a model must never fail the build

@@ -40,14 +40,11 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import yaml
 
-from segone.exceptions import SegoneError
+from segone.exceptions import RuleError
+from segone.segments.vocabulary import check_rule
 
 OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "is_null")
 ORDERED = ("gt", "gte", "lt", "lte")
-
-
-class RuleError(SegoneError):
-    """A segment definition is invalid; the message names the file, the line and the problem."""
 
 
 @dataclass(frozen=True)
@@ -212,6 +209,7 @@ def _parse_cmp(attr: str, vnode: yaml.Node, src: str, attributes: Mapping[str, d
         raise RuleError(f"{at}: unknown operator {op!r}; use one of {', '.join(OPS)}")
     cmp = Cmp(attr, op, value)
     _check_types(cmp, attributes[attr], at)
+    check_rule(cmp, at, strict=True)  # lifecycle_stage: activ -> did you mean 'active'?
     return cmp
 
 

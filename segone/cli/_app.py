@@ -1,0 +1,74 @@
+"""The Typer application and its command groups; command modules add their commands to these.
+
+Help text is printed as written (``rich_markup_mode=None``: no Rich markup, so ``[server]``
+stays ``[server]``), ``-h`` is ``--help`` everywhere, and ``--version`` answers without
+importing the library.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+def group(help_text: str, *, with_command: bool = False) -> typer.Typer:
+    """A command group (``segone NAME ...``) with the conventions of the whole CLI; with
+    ``with_command`` the group itself runs when no subcommand is given (``segone loads``)."""
+    return typer.Typer(
+        help=help_text,
+        no_args_is_help=not with_command,
+        invoke_without_command=with_command,
+        rich_markup_mode=None,
+        context_settings=CONTEXT,
+    )
+
+
+app = typer.Typer(
+    name="segone",
+    help="segone: one profile, segment, forecast and decision per customer.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings=CONTEXT,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from segone import __version__
+
+        typer.echo(f"segone {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            help="Print the version and exit.",
+            callback=_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """segone: one profile, segment, forecast and decision per customer."""
+
+
+dataset_app = group("Real public data sets shipped with segone.")
+segments_app = group(
+    "Segments defined in YAML (the project's segments/ folder), evaluated on the profiles."
+)
+loads_app = group(
+    "Loads of files into the warehouse: list them (no command), or undo one.",
+    with_command=True,
+)
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(segments_app, name="segments")
+app.add_typer(loads_app, name="loads")
