@@ -16,8 +16,18 @@
     ├── RuleError                a segment definition is invalid (names file, line and problem)
     ├── MatchingInputError       records cannot be matched as given (also a ValueError)
     ├── DecisionError            a decision or feedback request is invalid (also a ValueError)
+    ├── CampaignError            a campaign file is invalid, or no campaign has that name
+    ├── AudienceError            an audience cannot be built (unknown segment, channel, column)
+    ├── HoldoutError             a holdout or arm split cannot be made
+    ├── MessageError             a message template cannot be compiled or rendered
+    ├── RunError                 a campaign run cannot go ahead (no transport for a real send)
+    ├── MeasureError             a campaign report cannot be made (no run, bad conversion)
+    ├── SimulationError          no ground truth to simulate a campaign against
+    ├── DestinationError         a destination is misconfigured (also a ValueError)
+    ├── UserError                a dashboard user cannot be added or removed
     └── ModelError               a predictive model cannot be fitted or used
         ├── ModelInputError      the data given to a model is unusable (also a ValueError)
+        │   ├── AssociationError     an association-rule hyperparameter or input is invalid
         │   ├── ClickModelError      features or labels of a click model are inconsistent
         │   ├── NextProductsError    a recommender hyperparameter or input is invalid
         │   ├── OPEInputError        logs or target policy of an off-policy estimate disagree
@@ -103,12 +113,52 @@ class DecisionError(SegoneError, ValueError):
     """A decision or feedback request is invalid: bad context, unknown kind, item not shown."""
 
 
+class CampaignError(SegoneError):
+    """A campaign file that is not valid, or a campaign that does not exist."""
+
+
+class AudienceError(SegoneError):
+    """An audience that cannot be built: an unknown segment, channel, column or share."""
+
+
+class HoldoutError(SegoneError):
+    """A holdout or arm split that cannot be made (shares outside [0, 1), no arm)."""
+
+
+class MessageError(SegoneError):
+    """A template that cannot be compiled or rendered."""
+
+
+class RunError(SegoneError):
+    """A campaign run that cannot go ahead (no transport configured for a real send, …)."""
+
+
+class MeasureError(SegoneError):
+    """A report that cannot be made: no run of the campaign, a bad conversion definition, …"""
+
+
+class SimulationError(SegoneError):
+    """No ground truth to simulate against, or a project not built from it."""
+
+
+class DestinationError(SegoneError, ValueError):
+    """A destination is misconfigured (unknown kind or key, missing secret, bad column)."""
+
+
+class UserError(SegoneError):
+    """A dashboard user could not be added or removed (bad name, too short a password, …)."""
+
+
 class ModelError(SegoneError):
     """A predictive model cannot be fitted or used."""
 
 
 class ModelInputError(ModelError, ValueError):
     """The data given to a model is unusable (wrong shape, values, or too little of it)."""
+
+
+class AssociationError(ModelInputError):
+    """A hyperparameter or an input of the association rules is invalid."""
 
 
 class ClickModelError(ModelInputError):
@@ -164,13 +214,20 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AmbiguousError",
+    "AssociationError",
+    "AudienceError",
+    "CampaignError",
     "ClickModelError",
     "ConfigError",
     "DecisionError",
+    "DestinationError",
     "FileFormatError",
+    "HoldoutError",
     "IngestError",
     "MappingError",
     "MatchingInputError",
+    "MeasureError",
+    "MessageError",
     "ModelError",
     "ModelInputError",
     "NextProductsError",
@@ -181,8 +238,11 @@ __all__ = [
     "PreferenceError",
     "ProjectError",
     "RuleError",
+    "RunError",
     "SegoneError",
+    "SimulationError",
     "StoreError",
     "TasteInputError",
     "UnknownKindError",
+    "UserError",
 ]

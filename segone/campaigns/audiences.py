@@ -40,15 +40,11 @@ import pyarrow as pa
 
 from segone.campaigns.destinations.base import Member
 from segone.decisions.channel import suppressed as suppressed_channels
-from segone.exceptions import SegoneError
+from segone.exceptions import AudienceError
 from segone.schema import TS
 from segone.segments.batch import customer_events, require_profiles
 from segone.segments.rules import Catalogue, Did, compile_rule, event_column, events_used
 from segone.store.base import Warehouse
-
-
-class AudienceError(SegoneError):
-    """An audience that cannot be built: an unknown segment, channel, column or share."""
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ from segone.campaigns.audiences import AudienceSpec, Caps, channel_spec
 from segone.campaigns.holdouts import HoldoutSettings
 from segone.campaigns.measure import Conversion
 from segone.campaigns.messages import MessageTemplate
-from segone.exceptions import SegoneError
+from segone.exceptions import CampaignError, SegoneError
 
 ARM_KINDS = ("mass", "segment", "one_to_one", "triggered")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -74,10 +74,6 @@ _KEYS = {
     "send",
     "salt",
 }
-
-
-class CampaignError(SegoneError):
-    """A campaign file that is not valid, or a campaign that does not exist."""
 
 
 @dataclass(frozen=True)

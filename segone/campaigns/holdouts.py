@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from segone.exceptions import SegoneError
+from segone.exceptions import HoldoutError
 
 GLOBAL_SALT = "segone-global-control"
 GLOBAL_CONTROL = 0.05
@@ -46,10 +46,6 @@ _SCALE = float(2**64)
 TREATMENT = "treatment"
 HOLDOUT = "holdout"
 GLOBAL = "global_control"
-
-
-class HoldoutError(SegoneError):
-    """A holdout or arm split that cannot be made (shares outside [0, 1), no arm)."""
 
 
 def bucket(salt: str, customer_id: str) -> float:

@@ -39,7 +39,7 @@ from scipy import stats
 from statsmodels.stats.proportion import confint_proportions_2indep  # type: ignore[import-untyped]
 
 from segone.campaigns.holdouts import GLOBAL, HOLDOUT, SRM, TREATMENT
-from segone.exceptions import SegoneError
+from segone.exceptions import MeasureError
 from segone.schema import TS
 from segone.store.base import Warehouse
 
@@ -72,10 +72,6 @@ TABLES: dict[str, dict[str, str]] = {
         "srm": "string",
     },
 }
-
-
-class MeasureError(SegoneError):
-    """A report that cannot be made: no run of the campaign, a bad conversion definition."""
 
 
 def ensure_tables(wh: Warehouse) -> None:

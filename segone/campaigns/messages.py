@@ -21,12 +21,7 @@ from jinja2 import TemplateSyntaxError, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 
 from segone.campaigns.destinations.base import OutgoingEmail
-from segone.exceptions import SegoneError
-
-
-class MessageError(SegoneError):
-    """A template that cannot be compiled or rendered."""
-
+from segone.exceptions import MessageError
 
 _ENV = SandboxedEnvironment(undefined=Undefined, autoescape=False, keep_trailing_newline=True)
 _HTML_ENV = SandboxedEnvironment(undefined=Undefined, autoescape=True, keep_trailing_newline=True)

@@ -40,16 +40,12 @@ from segone.campaigns.destinations.base import OutgoingEmail, SyncReport
 from segone.campaigns.holdouts import GLOBAL, HOLDOUT, TREATMENT, assign, expected_shares, srm
 from segone.campaigns.measure import record_assignments, record_exposures
 from segone.campaigns.messages import outgoing, render
-from segone.exceptions import SegoneError
+from segone.exceptions import RunError
 from segone.schema import TS
 from segone.segments.rules import Catalogue
 from segone.store.base import Warehouse
 
 _TIMING = ("last_order_at", "mean_gap_days")
-
-
-class RunError(SegoneError):
-    """A campaign run that cannot go ahead (no transport configured for a real send, …)."""
 
 
 @dataclass

@@ -56,7 +56,7 @@ from segone.campaigns.holdouts import TREATMENT, expected_shares
 from segone.campaigns.measure import Conversion, ensure_tables, measure
 from segone.campaigns.run import Plan, plan, run
 from segone.campaigns.service import pooled_arms
-from segone.exceptions import SegoneError
+from segone.exceptions import SimulationError
 from segone.store.base import Warehouse
 
 DORMANT = 0.1
@@ -69,10 +69,6 @@ FATIGUE = 0.25
 
 LADDER_NAME = "ladder"
 LADDER_TABLE = "campaign_ladder_conversions"
-
-
-class SimulationError(SegoneError):
-    """No ground truth to simulate against, or a project not built from it."""
 
 
 def person_of_customer(wh: Warehouse, truth_dir: Path) -> pd.DataFrame:

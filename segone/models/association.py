@@ -36,7 +36,7 @@ import pandas as pd
 from scipy.stats import binom
 from sklearn.base import BaseEstimator
 
-from segone.exceptions import ModelInputError, NotFittedError
+from segone.exceptions import AssociationError, NotFittedError
 
 RULE_COLUMNS = (
     "kind",
@@ -47,10 +47,6 @@ RULE_COLUMNS = (
     "confidence",
     "lift",
 )
-
-
-class AssociationError(ModelInputError):
-    """A hyperparameter or an input of the association rules is invalid."""
 
 
 class ItemAssociations(BaseEstimator):

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from segone.exceptions import SegoneError
+from segone.exceptions import UserError
 
 SESSION_COOKIE = "segone_session"
 SESSION_SECONDS = 12 * 3600
@@ -32,10 +32,6 @@ SESSION_SECONDS = 12 * 3600
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 USERS_FILE = "users.json"
 SECRET_FILE = "web_secret"
-
-
-class UserError(SegoneError):
-    """A user could not be added or removed (bad name, too short a password, unknown user)."""
 
 
 def _b64(b: bytes) -> str:

@@ -11,12 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from segone.exceptions import SegoneError
-
-
-class DestinationError(SegoneError, ValueError):
-    """A destination is misconfigured (unknown kind or key, missing secret, bad column), or a
-    member cannot be shaped for it. Failed requests do not raise: they go to the SyncReport."""
+from segone.exceptions import DestinationError
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,3 +87,6 @@ class Destination(Protocol):
         """Make ``list_id`` at the destination hold exactly ``members``: incremental (adds and
         removes since the last successful sync of this list), idempotent on retry."""
         ...
+
+
+__all__ = ["Destination", "DestinationError", "Member", "OutgoingEmail", "SyncReport"]
