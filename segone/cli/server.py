@@ -132,10 +132,12 @@ def serve(
     with user_errors():
         proj = Project.open(project)
         s = proj.settings.server
-        if not s.write_keys:
+        from segone.api.keys import KeyRing
+
+        if not KeyRing.from_settings(s, proj.root).any_with("ingest"):
             err.print(
                 "[yellow]no write keys configured:[/] every ingestion request will be refused "
-                "(set \\[server] write_keys or SEGONE_WRITE_KEYS)"
+                "(`segone keys create --kind write`, \\[server] write_keys or SEGONE_WRITE_KEYS)"
             )
         share_erasures(proj, online_url)
         run_server(proj.settings, host, port, online_url)
