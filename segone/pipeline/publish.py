@@ -1,4 +1,5 @@
-"""Between the warehouse and the online store, around every ``segone build``:
+"""Between the warehouse and the online store, around every ``segone build``
+(``segone.pipeline.build.build_project`` runs them in this order):
 
 1. ``apply_erasures``: people erased through the API (``DELETE /v1/profiles``) are erased from
    the warehouse too;
@@ -14,8 +15,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -428,48 +428,3 @@ def sync_before_build(wh: Warehouse, store: OnlineStore, settings: Settings) -> 
     got = pickup(wh, store, settings)
     out.events, out.orders, out.rejected = got.events, got.orders, got.rejected
     return out
-
-
-def build_project(
-    project: Any,
-    *,
-    as_of: datetime | None = None,
-    online: bool = True,
-    create_online: bool = False,
-    status: Callable[[str], AbstractContextManager[Any]] | None = None,
-) -> tuple[Any, SyncResult | None]:
-    """``segone build``: pick up the server's data, build, publish. An as-of build describes
-    the past, so it neither takes in nor publishes live data."""
-    from segone.profiles import build as run_build
-
-    step = status or (lambda _msg: nullcontext())
-    settings = project.settings
-    store = open_online(settings, create=create_online) if online and as_of is None else None
-    try:
-        with project.warehouse() as wh:
-            before = None
-            if store is not None:
-                with step("picking up the server's events"):
-                    before = sync_before_build(wh, store, settings)
-            with step("resolving identities and building profiles"):
-                result = run_build(
-                    wh,
-                    as_of=as_of,
-                    identity=settings.identity,
-                    stages=settings.lifecycle,
-                    models=settings.models,
-                )
-            if store is None or before is None:
-                return result, None
-            with step("publishing to the online store"):
-                pub = publish(wh, store, settings)
-            pub.erased, pub.events, pub.orders, pub.rejected = (
-                before.erased,
-                before.events,
-                before.orders,
-                before.rejected,
-            )
-            return result, pub
-    finally:
-        if store is not None:
-            store.close()
