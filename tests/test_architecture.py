@@ -231,10 +231,10 @@ def test_no_cycles_between_modules() -> None:
     assert not found, f"import cycles between modules: {found}"
 
 
-@pytest.mark.parametrize(
-    "path", ["ARCHITECTURE.md"], ids=lambda p: p
-)
+@pytest.mark.parametrize("path", ["ARCHITECTURE.md"], ids=lambda p: p)
 def test_architecture_document_names_every_unit(path: str) -> None:
     text = (ROOT.parent / path).read_text(encoding="utf-8")
-    missing = [p for _, p in LAYERS if p != "segone" and f"`{p.removeprefix('segone.')}" not in text]
+    missing = [
+        p for _, p in LAYERS if p != "segone" and f"`{p.removeprefix('segone.')}" not in text
+    ]
     assert not missing, f"{path} does not describe {missing}"

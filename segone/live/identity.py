@@ -1,7 +1,8 @@
 """Identity stitching at once, on every message: identifiers -> one person, with the batch guards.
 
 Identifiers are ``"type:value"`` strings normalised exactly as the warehouse does
-(``segone.identity.normalize``; a test runs both on the same inputs): ``user_id`` and
+(``segone.identity.normalize``, and ``segone.identity.providers`` in Python; a test runs
+both on the same inputs): ``user_id`` and
 ``anonymous_id`` (``userId``, ``anonymousId`` and an alias's ``previousId``) trimmed, e-mail
 and phone from the traits (top level, then ``context.traits``).
 
@@ -23,7 +24,6 @@ identifiers are personal data: they are returned to the caller, never logged.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,60 +31,10 @@ from datetime import datetime
 from typing import Any
 
 from segone.identity.graph import PRIORITY, IdentitySettings
+from segone.identity.providers import norm_email, norm_phone
 from segone.live._tx import LiveTx
 from segone.live.profile import merge_docs
-from segone.live.values import TRIM, clean, plain, traits_of
-
-# RE2's \s is [\t\n\f\r ]; Python's is wider, so the classes are spelt out
-_EMAIL_OK = re.compile(r"[^@\t\n\f\r ]+@[^@\t\n\f\r ]+\.[a-z]{2,}\Z")
-_NOT_DIGIT = re.compile(r"[^0-9]")
-_DOTLESS = ("gmail.com", "googlemail.com")
-_PLUS = (
-    *_DOTLESS,
-    "outlook.com",
-    "hotmail.com",
-    "live.com",
-    "icloud.com",
-    "proton.me",
-    "protonmail.com",
-    "yahoo.com",
-    "fastmail.com",
-)
-
-
-def norm_email(value: str | None) -> str | None:
-    """``normalize.email`` in Python: lower-case, provider aliases folded, None if not one."""
-    if value is None:
-        return None
-    e = value.strip(TRIM).lower()
-    if not _EMAIL_OK.match(e):
-        return None
-    local, domain = e.split("@", 1)
-    if domain == "googlemail.com":
-        domain = "gmail.com"
-    if domain in _PLUS:
-        local = re.sub(r"\+.*", "", local)
-    if domain in _DOTLESS:
-        local = local.replace(".", "")
-    return f"{local}@{domain}"
-
-
-def norm_phone(value: str | None, default_country_code: str = "1") -> str | None:
-    """``normalize.phone`` in Python: E.164, national numbers get the default country code."""
-    if value is None:
-        return None
-    raw = value.strip(TRIM)
-    digits = _NOT_DIGIT.sub("", raw)
-    if raw.startswith("00"):
-        digits = digits[2:]
-    nanp = default_country_code == "1" and len(digits) == 11 and digits.startswith("1")
-    if raw.startswith(("+", "00")) or nanp:  # already has its country code
-        full = digits
-    elif digits.startswith("0"):
-        full = default_country_code + digits[1:]
-    else:
-        full = default_country_code + digits
-    return "+" + full if len(digits) >= 7 else None
+from segone.live.values import clean, plain, traits_of
 
 
 def blocked_values(settings: IdentitySettings) -> frozenset[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-TRIM = " \t\n\r\x0b\x0c"  # the characters the warehouse's TRIM removes
+from segone.identity.providers import TRIM  # the characters the warehouse's TRIM removes
 
 
 def text(v: Any) -> str | None:

@@ -30,9 +30,7 @@ class Models:
         """One row per fit: name, version, when, the window it saw and its row count."""
         with self._project.warehouse(read_only=True) as wh:
             if "models" not in wh.tables():
-                return pd.DataFrame(
-                    columns=["name", "version", "fitted_at", "window_end", "rows"]
-                )
+                return pd.DataFrame(columns=["name", "version", "fitted_at", "window_end", "rows"])
             t = wh.table("models")
             return wh.execute(
                 t.select("name", "version", "fitted_at", "window_end", "rows").order_by(
