@@ -155,7 +155,7 @@ def _central_gradient(
     return fun
 
 
-class _Model(BaseEstimator):  # type: ignore[misc]
+class _Model(BaseEstimator):
     """Shared estimator plumbing: hyperparameters (``BaseEstimator``), fitted state, JSON
     persistence."""
 
@@ -176,7 +176,7 @@ class _Model(BaseEstimator):  # type: ignore[misc]
         for k in params:
             if k not in valid:
                 raise ModelInputError(f"{type(self).__name__} has no hyperparameter {k!r}")
-        return super().set_params(**params)  # type: ignore[no-any-return]
+        return super().set_params(**params)
 
     def _check_hyperparams(self) -> None:
         if not (np.isfinite(self.penalizer_coef) and self.penalizer_coef >= 0):
@@ -922,4 +922,4 @@ def model_from_dict(data: Mapping[str, Any]) -> BetaGeo | ParetoNBD | GammaGamma
     cls = _MODELS.get(str(data.get("model")))
     if cls is None:
         raise ModelInputError(f"unknown model {data.get('model')!r}; known: {', '.join(_MODELS)}")
-    return cls.from_dict(data)  # type: ignore[return-value]
+    return cls.from_dict(data)

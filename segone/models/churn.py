@@ -59,7 +59,7 @@ FEATURES: tuple[str, ...] = (
 PROFILE_COLUMNS: tuple[str, ...] = ("customer_id", *dict.fromkeys(("orders", *FEATURES)))
 
 
-class ChurnModel(BaseEstimator):  # type: ignore[misc]
+class ChurnModel(BaseEstimator):
     """P(no order in the horizon) for buyers, by histogram gradient boosting (scikit-learn)."""
 
     def __init__(

@@ -26,7 +26,7 @@ def last_build_at(wh: Warehouse) -> datetime:
     at = wh.execute(p.as_of.max())
     if at is None or str(at) == "NaT":
         raise SegoneError("no profiles yet: run `segone build`")
-    return at.to_pydatetime()  # type: ignore[no-any-return]
+    return at.to_pydatetime()
 
 
 class Segments:
