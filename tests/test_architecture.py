@@ -59,8 +59,8 @@ KNOWN: dict[tuple[str, str], str] = {
     ("segone.config", "segone.segments.lifecycle"): "LifecycleSettings",
     # erasure is the one operation that must reach every store and both paths; it sits in
     # identity because ingestion refuses erased people's records (``erased_lines``) — to be
-    # split into a low part (hashes, refusal) and a pipeline-level "erase everywhere"
-    ("segone.identity.erase", "segone.live.identity"): "erase: live candidates of a person",
+    # split into a low part (hashes, refusal) and a pipeline-level "erase everywhere" that
+    # finds a person's customers in the warehouse
     ("segone.identity.erase", "segone.profiles.lookup"): "erase: find a person's customers",
     # the online store finds a person's quarantined messages with identity's pure-Python
     # tracer (no Ibis, no engine); a function-level import of a leaf module

@@ -66,3 +66,11 @@ def norm_phone(value: str | None, default_country_code: str = "1") -> str | None
     else:
         full = default_country_code + digits
     return "+" + full if len(digits) >= 7 else None
+
+
+def plain(value: str | None) -> str | None:
+    """Opaque ids in Python (``normalize.plain``): trimmed, empty as None."""
+    if value is None:
+        return None
+    v = value.strip(TRIM)
+    return v or None
