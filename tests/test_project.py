@@ -65,6 +65,13 @@ def test_build_publish_and_the_parts(project: Project) -> None:
     assert segs.members(str(biggest.segment), limit=2) == members[:2]
     with pytest.raises(SegoneError, match="no segment 'nope'"):
         segs.members("nope")
+    audience = segs.export(str(biggest.segment))
+    assert list(audience.customer_id) == members and "lifecycle_stage" in audience.columns
+    one = project.root / "one.yaml"
+    one.write_text("- name: big_spenders\n  rule: {revenue: {gt: 0}}\n", encoding="utf-8")
+    seen = segs.preview(one)
+    assert list(seen.segment) == ["big_spenders"] and int(seen.members.iloc[0]) > 0
+    assert "big_spenders" not in set(segs.summary().segment)  # previewed, not added
 
     # history: a backfill over two past dates, then the matrix of lifecycle moves
     end = result.as_of - timedelta(days=30)

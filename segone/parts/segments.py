@@ -29,6 +29,11 @@ def last_build_at(wh: Warehouse) -> datetime:
     return at.to_pydatetime()
 
 
+def _require(cat: Catalogue, name: str) -> None:
+    if name not in cat.segments:
+        raise SegoneError(f"no segment {name!r}; known: {', '.join(cat.segments) or 'none'}")
+
+
 class Segments:
     """The segments of one project: built-in ones and its ``segments/*.yaml`` files."""
 
@@ -48,15 +53,40 @@ class Segments:
         with self._project.warehouse(read_only=True) as wh:
             return summary(wh, self.catalogue(wh, extra), last_build_at(wh))
 
+    def preview(self, file: Path) -> pd.DataFrame:
+        """Members and share of the segments a YAML file defines, as of the last build (the
+        file is checked first: a bad one fails naming its line)."""
+        import yaml
+
+        data = yaml.safe_load(Path(file).read_text(encoding="utf-8")) or []
+        items = data.get("segments", data) if isinstance(data, dict) else data
+        names = [str(i["name"]) for i in (items if isinstance(items, list) else [items])]
+        df = self.summary([Path(file)])
+        return df[df.segment.isin(names)].reset_index(drop=True)
+
+    def export(self, name: str) -> pd.DataFrame:
+        """The members of segment ``name`` with their profile (the columns a file can hold:
+        no maps or lists), sorted by customer id: an audience file for a channel."""
+        from segone.segments import memberships
+
+        with self._project.warehouse(read_only=True) as wh:
+            cat = self.catalogue(wh)
+            _require(cat, name)
+            m = memberships(wh, cat, last_build_at(wh))
+            p = wh.table("profiles")
+            members = m.filter(m.segment == name).select("customer_id")
+            keep = [c for c, t in p.schema().items() if not (t.is_map() or t.is_array())]
+            return wh.execute(
+                p.semi_join(members, "customer_id").select(*keep).order_by("customer_id")
+            )
+
     def members(self, name: str, *, limit: int | None = None) -> list[str]:
         """The customer ids in segment ``name`` as of the last build, sorted."""
         from segone.segments import memberships
 
         with self._project.warehouse(read_only=True) as wh:
             cat = self.catalogue(wh)
-            if name not in cat.segments:
-                known = ", ".join(cat.segments) or "none"
-                raise SegoneError(f"no segment {name!r}; known: {known}")
+            _require(cat, name)
             m = memberships(wh, cat, last_build_at(wh))
             ids = m.filter(m.segment == name).select("customer_id").order_by("customer_id")
             if limit is not None:
