@@ -5,6 +5,7 @@ disk, as the CLI and a notebook call them."""
 from __future__ import annotations
 
 import shutil
+from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 
 import pytest
@@ -21,7 +22,7 @@ from segone.project import Project
 def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     root = tmp_path_factory.mktemp("facade")
     sample = root / "sample"
-    generate_sample(sample, customers=200, seed=11)
+    generate_sample(sample, customers=150, seed=11)
     proj = Project.init(root / "proj")
     cfg = proj.root / "segone.toml"
     cfg.write_text(cfg.read_text().replace("churn = true", "churn = false") + SAMPLE_TOML)
@@ -33,28 +34,33 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     return proj
 
 
-def test_build_publish_and_the_parts(project: Project) -> None:
+@pytest.fixture(scope="module")
+def built(project: Project) -> ProjectBuild:
     with pytest.raises(ProjectError, match="no online store"):
         project.publish(create_online=False)
     steps: list[str] = []
 
-    def status(msg: str):  # type: ignore[no-untyped-def]
+    def status(msg: str) -> AbstractContextManager[None]:
         steps.append(msg)
-        from contextlib import nullcontext
-
         return nullcontext()
 
     got = project.build(create_online=True, status=status)
-    assert isinstance(got, ProjectBuild)
-    result, online = got  # still unpacks as the (build, online) pair older callers take
-    assert online is not None and online.published == result.profiles > 0
     assert steps == [
         "picking up the server's events",
         "resolving identities and building profiles",
         "publishing to the online store",
     ]
+    return got
+
+
+def test_build_and_publish(project: Project, built: ProjectBuild) -> None:
+    assert isinstance(built, ProjectBuild)
+    result, online = built  # still unpacks as the (build, online) pair older callers take
+    assert online is not None and online.published == result.profiles > 0
     assert project.publish().published == result.profiles
 
+
+def test_segment_queries(project: Project, built: ProjectBuild) -> None:
     segs = project.segments
     assert segs is project.segments  # one part per project
     summary = segs.summary()
@@ -73,16 +79,20 @@ def test_build_publish_and_the_parts(project: Project) -> None:
     assert list(seen.segment) == ["big_spenders"] and int(seen.members.iloc[0]) > 0
     assert "big_spenders" not in set(segs.summary().segment)  # previewed, not added
 
-    # history: a backfill over two past dates, then the matrix of lifecycle moves
-    end = result.as_of - timedelta(days=30)
+
+def test_segment_history(project: Project, built: ProjectBuild) -> None:
+    """A backfill over two past dates, then the matrix of lifecycle moves."""
+    segs = project.segments
+    end = built.build.as_of - timedelta(days=30)
     snaps = segs.backfill(end - timedelta(days=14), end, every_days=14)
     assert [s.at for s in snaps] == [end - timedelta(days=14), end]
     assert all(s.members > 0 for s in snaps)
-    moves = segs.transitions()
-    assert int(moves.moves.sum()) > 0
+    assert int(segs.transitions().moves.sum()) > 0
     with pytest.raises(SegoneError, match="go forward in time"):
         segs.snapshot(end - timedelta(days=1))
 
+
+def test_model_fits(project: Project, built: ProjectBuild) -> None:
     fits = project.models.list()
     assert len(fits) > 0 and (fits.version >= 1).all()
     name = str(fits.name.iloc[0])
