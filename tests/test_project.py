@@ -74,10 +74,10 @@ def test_segment_queries(project: Project, built: ProjectBuild) -> None:
     audience = segs.export(str(biggest.segment))
     assert list(audience.customer_id) == members and "lifecycle_stage" in audience.columns
     one = project.root / "one.yaml"
-    one.write_text("- name: big_spenders\n  rule: {revenue: {gt: 0}}\n", encoding="utf-8")
+    one.write_text("- name: preview_buyers_facade\n  rule: {revenue: {gt: 0}}\n", encoding="utf-8")
     seen = segs.preview(one)
-    assert list(seen.segment) == ["big_spenders"] and int(seen.members.iloc[0]) > 0
-    assert "big_spenders" not in set(segs.summary().segment)  # previewed, not added
+    assert list(seen.segment) == ["preview_buyers_facade"] and int(seen.members.iloc[0]) > 0
+    assert "preview_buyers_facade" not in set(segs.summary().segment)  # previewed, not added
 
 
 def test_segment_history(project: Project, built: ProjectBuild) -> None:
