@@ -1,14 +1,31 @@
-"""A segone project: a directory with ``segone.toml`` and the embedded warehouse."""
+"""A segone project: a directory with ``segone.toml`` and the embedded warehouse.
+
+``Project`` is the facade users, notebooks and the CLI call: ``project.build()``,
+``project.publish()``, and its parts ``project.segments`` and ``project.models``
+(``segone.parts``). Everything heavy is imported when first used, so that opening a project
+stays cheap.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from segone.config import CONFIG_FILE, DEFAULT_TOML, Settings
 from segone.exceptions import ProjectError
 from segone.store.duckdb import DuckDBWarehouse
+
+if TYPE_CHECKING:
+    from segone.parts.models import Models
+    from segone.parts.segments import Segments
+    from segone.pipeline.build import ProjectBuild
+    from segone.pipeline.publish import SyncResult
 
 
 @dataclass
@@ -56,3 +73,51 @@ class Project:
         if not read_only:  # a project made by an older segone gets the tables added since
             wh.ensure_tables()
         return wh
+
+    # -- the batch pipeline ------------------------------------------------------------------
+    def build(
+        self,
+        *,
+        as_of: datetime | None = None,
+        online: bool = True,
+        create_online: bool = False,
+        status: Callable[[str], AbstractContextManager[Any]] | None = None,
+    ) -> ProjectBuild:
+        """``segone build``: the server's new data in, identities, profiles, models, and the
+        results out to the online store (``segone.pipeline.build.build_project``)."""
+        from segone.pipeline.build import build_project
+
+        return build_project(
+            self, as_of=as_of, online=online, create_online=create_online, status=status
+        )
+
+    def publish(self, *, create_online: bool = True) -> SyncResult:
+        """Copy the last build's per-customer results to the online store."""
+        from segone.pipeline.publish import open_online, publish
+
+        store = open_online(self.settings, create=create_online)
+        if store is None:
+            raise ProjectError(
+                f"{self.root} has no online store yet: run `segone serve` or publish with "
+                "create_online=True"
+            )
+        try:
+            with self.warehouse() as wh:
+                return publish(wh, store, self.settings)
+        finally:
+            store.close()
+
+    # -- parts -------------------------------------------------------------------------------
+    @cached_property
+    def segments(self) -> Segments:
+        """The project's segments: catalogue, members, snapshots, backfill, transitions."""
+        from segone.parts.segments import Segments
+
+        return Segments(self)
+
+    @cached_property
+    def models(self) -> Models:
+        """The model fits the builds recorded."""
+        from segone.parts.models import Models
+
+        return Models(self)

@@ -11,6 +11,7 @@ import ibis
 import numpy as np
 import pandas as pd
 import pytest
+import sklearn.base
 
 from segone.datasets.cdnow import load_cdnow
 from segone.exceptions import ModelInputError, NotFittedError, SegoneError
@@ -331,8 +332,10 @@ def test_unfitted_models_say_so():
 def test_hyperparameters_follow_the_estimator_contract(summary):
     model = BetaGeo(penalizer_coef=0.1, tol=1e-8)
     assert model.get_params() == {"penalizer_coef": 0.1, "tol": 1e-8, "max_iter": 1000}
-    clone = BetaGeo(**model.get_params())
-    assert repr(clone) == "BetaGeo(penalizer_coef=0.1, tol=1e-08, max_iter=1000)"
+    clone = sklearn.base.clone(model)
+    assert clone.get_params() == model.get_params() and clone is not model
+    # scikit-learn's repr: the hyperparameters that differ from their defaults
+    assert repr(clone) == "BetaGeo(penalizer_coef=0.1, tol=1e-08)"
     assert clone.fit(summary) is clone
     # the penalty shrinks the parameters (time scaled to max T = 1, as in lifetimes)
     assert clone.params_["b"] < BetaGeo().fit(summary).params_["b"]

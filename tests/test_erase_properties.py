@@ -19,8 +19,10 @@ from segone.config import Settings
 from segone.identity.erase import apply_queued, erase_everywhere
 from segone.identity.resolve import resolve
 from segone.ingest import ingest_file
+from segone.online.commit import commit_group
+from segone.online.ops import Erase, Ingest
 from segone.online.store import OnlineStore
-from segone.online.writer import Writer, commit_group
+from segone.online.writer import Writer
 from segone.store.duckdb import DuckDBWarehouse
 from tests.conftest import jsonl, write
 
@@ -160,7 +162,7 @@ def test_an_erased_person_leaves_no_trace_and_no_one_else_loses_anything(
             writer = Writer(store, s)
 
             def send(msgs: list[dict[str, Any]], rejected: list[dict[str, Any]] = ()) -> dict:
-                [(ok, r)] = commit_group(store, writer, [("ingest", (NOW, msgs, rejected))])
+                [(ok, r)] = commit_group(store, writer, [Ingest(NOW, msgs, rejected)])
                 assert ok, r
                 return dict(r)
 
@@ -209,7 +211,7 @@ def test_an_erased_person_leaves_no_trace_and_no_one_else_loses_anything(
             if route == "library":
                 erase_everywhere(s, wh, store, ident, route="library")
             else:
-                [(ok, r)] = commit_group(store, writer, [("erase", (ident, NOW))])
+                [(ok, r)] = commit_group(store, writer, [Erase(ident, NOW)])
                 assert ok and r is not None, r
                 apply_queued(wh, store, s)  # what the next build does first
             assert everywhere(wh, store, *marks(v)) == {}

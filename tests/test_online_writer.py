@@ -12,8 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segone.config import Settings
+from segone.online.commit import commit_group
+from segone.online.ops import Erase, Ingest, Quarantine, Suppress
 from segone.online.store import OnlineStore
-from segone.online.writer import Writer, commit_group
+from segone.online.writer import Writer
 
 NOW = datetime(2025, 3, 1, 12, tzinfo=UTC)
 
@@ -61,8 +63,8 @@ def test_grouped_ingest_equals_one_by_one(tmp_path: Path) -> None:
     grouped, w1 = open_writer(tmp_path / "a")
     alone, w2 = open_writer(tmp_path / "b")
     try:
-        together = commit_group(grouped, w1, [("ingest", (NOW, r)) for r in requests()])
-        each = [commit_group(alone, w2, [("ingest", (NOW, r))])[0] for r in requests()]
+        together = commit_group(grouped, w1, [Ingest(NOW, r) for r in requests()])
+        each = [commit_group(alone, w2, [Ingest(NOW, r)])[0] for r in requests()]
         assert together == each
         assert [r for _, r in together] == [
             {"accepted": 1, "duplicates": 0},
@@ -85,10 +87,10 @@ def test_a_failing_request_is_rolled_back_alone(tmp_path: Path) -> None:
             store,
             writer,
             [
-                ("ingest", (NOW, [track("a1", "u1")])),
-                ("ingest", (NOW, [track("a2", "u2"), broken])),
-                ("ingest", (NOW, [track("a3", "u3")])),
-                ("erase", ("user_id:u1",)),
+                Ingest(NOW, [track("a1", "u1")]),
+                Ingest(NOW, [track("a2", "u2"), broken]),
+                Ingest(NOW, [track("a3", "u3")]),
+                Erase("user_id:u1"),
             ],
         )
         assert [ok for ok, _ in out] == [True, False, True, True]
@@ -132,15 +134,15 @@ def test_the_writer_process_writes_to_the_servers_store(tmp_path: Path, monkeypa
 def test_frames_between_the_server_and_its_writer_round_trip() -> None:
     """The hot path (an ingest request without rejected rows, and its answer) travels as JSON,
     everything else as a pickle; both decode to what was sent."""
-    from segone.online.writer import _answer_frame, _request_frame, _split
+    from segone.online.process import _answer_frame, _request_frame, _split
 
     msgs = [track("f1", "u1", category="Books", price=9.5)]
     sent = [
-        (1, "ingest", (NOW, msgs)),
-        (2, "ingest", (NOW.replace(microsecond=0), msgs, [])),
-        (3, "ingest", (NOW, msgs, [{"reason": "r", "message": {}, "received_at": NOW}])),
-        (4, "ingest", (NOW, [track("f2", "u2", big=2**70)])),  # beyond JSON's 64-bit integers
-        (5, "erase", ("user_id:u1",)),
+        (1, Ingest(NOW, msgs)),
+        (2, Ingest(NOW.replace(microsecond=0), msgs, [])),
+        (3, Ingest(NOW, msgs, [{"reason": "r", "message": {}, "received_at": NOW}])),
+        (4, Ingest(NOW, [track("f2", "u2", big=2**70)])),  # beyond JSON's 64-bit integers
+        (5, Erase("user_id:u1")),
     ]
     frames = b"".join(_request_frame(*r) for r in sent)
     kinds = []
@@ -152,10 +154,10 @@ def test_frames_between_the_server_and_its_writer_round_trip() -> None:
     assert kinds == [b"I", b"I", b"P", b"P", b"P"]
     buf = bytearray(frames[:-3])  # the last frame incomplete: it stays in the buffer
     got = _split(buf)
-    assert got[0] == (1, "ingest", (NOW, msgs))
-    assert got[1] == (2, "ingest", (NOW.replace(microsecond=0), msgs))
-    assert got[1][2][0].tzinfo is not None
-    assert got[2:] == [tuple(r) for r in sent[2:4]]
+    assert got[0] == (1, Ingest(NOW, msgs))
+    assert got[1] == (2, Ingest(NOW.replace(microsecond=0), msgs))
+    assert got[1][1].now.tzinfo is not None
+    assert got[2:] == sent[2:4]
     buf += frames[-3:]
     assert _split(buf) == [sent[4]] and not buf
     answers = [
@@ -174,8 +176,8 @@ def test_a_request_that_cannot_be_passed_on_fails_alone(tmp_path: Path) -> None:
     once; the writer keeps serving and the server still stops."""
     import asyncio
 
+    from segone.online.process import ProcessCommitter
     from segone.online.store import OnlineStoreError
-    from segone.online.writer import ProcessCommitter
 
     store, _ = open_writer(tmp_path)
     store.close()
@@ -189,14 +191,14 @@ def test_a_request_that_cannot_be_passed_on_fails_alone(tmp_path: Path) -> None:
     async def run() -> dict[str, int]:
         await committer.start()
         try:
-            bad = committer.enqueue("quarantine", [{"reason": "r", "message": deep}])
+            bad = committer.enqueue(Quarantine([{"reason": "r", "message": deep}]))
             try:
                 await bad
             except OnlineStoreError as exc:
                 assert "cannot be passed on" in str(exc)
             else:
                 raise AssertionError("a frame that cannot be built was sent")
-            return dict(await committer.submit("ingest", NOW, [track("d1", "u1")]))
+            return dict(await committer.submit(Ingest(NOW, [track("d1", "u1")])))
         finally:
             await asyncio.wait_for(committer.stop(), 60)
 
@@ -236,13 +238,13 @@ def test_the_fast_path_reads_a_large_body_within_the_cap_whole() -> None:
 
 
 def test_a_group_holds_about_500_events_at_most() -> None:
-    from segone.online.writer import MAX_GROUP_MESSAGES, _take
+    from segone.online.process import MAX_GROUP_MESSAGES, _take
 
     batch = [track(f"b{i}", "u1") for i in range(20)]
-    queued = [(t, "ingest", (NOW, batch)) for t in range(100)] + [(100, "erase", ("u",))]
+    queued = [(t, Ingest(NOW, batch)) for t in range(100)] + [(100, Erase("u"))]
     group, rest = _take(queued, 1000)
     assert len(group) == MAX_GROUP_MESSAGES // 20 and rest[0][0] == len(group)
-    huge = [(0, "ingest", (NOW, batch * 50)), (1, "ingest", (NOW, batch))]
+    huge = [(0, Ingest(NOW, batch * 50)), (1, Ingest(NOW, batch))]
     assert _take(huge, 1000) == (huge[:1], huge[1:])  # one request alone may be larger
     assert _take(queued, 3)[0] == queued[:3]
     assert len(_take(queued, 1000, 64)[0]) == 3  # 60 events: a fourth batch would pass 64
@@ -282,8 +284,9 @@ def test_ingest_is_refused_at_once_while_the_writer_is_behind(tmp_path: Path) ->
 
     import pytest
 
+    from segone.online.commit import GroupCommitter
+    from segone.online.process import ProcessCommitter
     from segone.online.store import OnlineStoreError
-    from segone.online.writer import GroupCommitter, ProcessCommitter
 
     store, writer = open_writer(tmp_path)
     committers = [
@@ -294,16 +297,14 @@ def test_ingest_is_refused_at_once_while_the_writer_is_behind(tmp_path: Path) ->
     async def run(committer: Any, k: int) -> None:
         await committer.start()
         try:
-            waiting = [
-                committer.enqueue("ingest", NOW, [track(f"{k}-{i}", "u1")]) for i in range(2)
-            ]
-            refused = committer.enqueue("ingest", NOW, [track(f"{k}-x", "u1")])
-            other = committer.enqueue("suppress", f"email:{k}@x.com", {"channels": "*"})
+            waiting = [committer.enqueue(Ingest(NOW, [track(f"{k}-{i}", "u1")])) for i in range(2)]
+            refused = committer.enqueue(Ingest(NOW, [track(f"{k}-x", "u1")]))
+            other = committer.enqueue(Suppress(f"email:{k}@x.com", {"channels": "*"}))
             with pytest.raises(OnlineStoreError, match="behind"):
                 await refused
             assert [r["accepted"] for r in await asyncio.gather(*waiting)] == [1, 1]
             await other
-            assert (await committer.submit("ingest", NOW, [track(f"{k}-y", "u1")]))["accepted"] == 1
+            assert (await committer.submit(Ingest(NOW, [track(f"{k}-y", "u1")])))["accepted"] == 1
         finally:
             await asyncio.wait_for(committer.stop(), 60)
 
@@ -341,8 +342,8 @@ def test_requests_wait_for_a_replaced_writer_process(tmp_path: Path) -> None:
 
     import pytest
 
+    from segone.online.process import ProcessCommitter
     from segone.online.store import OnlineStoreError
-    from segone.online.writer import ProcessCommitter
 
     store, _ = open_writer(tmp_path)
     settings = Settings.from_dict(tmp_path, {})
@@ -362,7 +363,7 @@ def test_requests_wait_for_a_replaced_writer_process(tmp_path: Path) -> None:
             first = committer._proc.pid if committer._proc else None
             await killed(committer)
             result = await asyncio.wait_for(
-                committer.submit("ingest", NOW, [track("after", "u1")]), 60
+                committer.submit(Ingest(NOW, [track("after", "u1")])), 60
             )
             assert result["accepted"] == 1
             assert committer._proc is not None and committer._proc.pid != first
@@ -376,12 +377,12 @@ def test_requests_wait_for_a_replaced_writer_process(tmp_path: Path) -> None:
         try:
             await killed(committer)
             with pytest.raises(OnlineStoreError, match="restarting"):
-                await committer.submit("ingest", NOW, [track("late", "u1")])
+                await committer.submit(Ingest(NOW, [track("late", "u1")]))
             deadline = asyncio.get_running_loop().time() + 60
             while committer._down_since is not None:  # the replacement comes up all the same
                 assert asyncio.get_running_loop().time() < deadline, "no new writer in 60 s"
                 await asyncio.sleep(0.05)
-            assert (await committer.submit("ingest", NOW, [track("later", "u1")]))["accepted"] == 1
+            assert (await committer.submit(Ingest(NOW, [track("later", "u1")])))["accepted"] == 1
         finally:
             await asyncio.wait_for(committer.stop(), 60)
 
@@ -475,13 +476,13 @@ def test_a_group_of_requests_stores_what_they_store_one_by_one(
         grouped, w1 = open_writer(root / "a")
         alone, w2 = open_writer(root / "b")
         try:
-            together = commit_group(grouped, w1, [("ingest", r) for r in reqs])
+            together = commit_group(grouped, w1, [Ingest(*r) for r in reqs])
             assert all(ok for ok, _ in together), together
             counts = []
             for now, batch in reqs:
                 accepted = duplicates = 0
                 for m in batch:
-                    ok, r = commit_group(alone, w2, [("ingest", (now, [m]))])[0]
+                    ok, r = commit_group(alone, w2, [Ingest(now, [m])])[0]
                     assert ok, r
                     accepted += r["accepted"]
                     duplicates += r["duplicates"]

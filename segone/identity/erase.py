@@ -347,7 +347,7 @@ def find_people(
     wh: Warehouse | None, store: OnlineStore | None, identifier: str, settings: Settings
 ) -> tuple[list[str], list[str]]:
     """(warehouse customer ids, online person ids) that ``identifier`` names, in any spelling."""
-    from segone.live.identity import candidates
+    from segone.identity.candidates import candidates
     from segone.profiles.lookup import find_customers
 
     cc = settings.identity.default_country_code
@@ -540,7 +540,7 @@ def readmit(
     leave ``erased_identifiers`` in both stores, and the audit gets a line of its own. Nothing
     erased comes back; only new records and messages carrying it are accepted again. Never a
     side effect of anything else: this is the one way."""
-    from segone.live.identity import candidates
+    from segone.identity.candidates import candidates
 
     if route not in ROUTES:
         raise ValueError(f"route must be one of {ROUTES}")

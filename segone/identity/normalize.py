@@ -6,20 +6,7 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-# providers where dots in the local part are ignored and "+tag" is an alias
-_DOTLESS = ("gmail.com", "googlemail.com")
-# providers that deliver "name+tag@" to "name@"
-_PLUS = (
-    *_DOTLESS,
-    "outlook.com",
-    "hotmail.com",
-    "live.com",
-    "icloud.com",
-    "proton.me",
-    "protonmail.com",
-    "yahoo.com",
-    "fastmail.com",
-)
+from segone.identity.providers import DOMAIN_ALIASES, DOTLESS, PLUS
 
 
 def email(col: ir.StringValue) -> ir.StringValue:
@@ -32,9 +19,10 @@ def email(col: ir.StringValue) -> ir.StringValue:
     ok = e.re_search(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
     local = e.re_extract(r"^([^@]+)@", 1)
     domain = e.re_extract(r"@(.+)$", 1)
-    domain = ibis.ifelse(domain == "googlemail.com", ibis.literal("gmail.com"), domain)
-    local = ibis.ifelse(domain.isin(list(_PLUS)), local.re_replace(r"\+.*$", ""), local)
-    local = ibis.ifelse(domain.isin(list(_DOTLESS)), local.replace(".", ""), local)
+    for alias, canonical in DOMAIN_ALIASES.items():
+        domain = ibis.ifelse(domain == alias, ibis.literal(canonical), domain)
+    local = ibis.ifelse(domain.isin(list(PLUS)), local.re_replace(r"\+.*$", ""), local)
+    local = ibis.ifelse(domain.isin(list(DOTLESS)), local.replace(".", ""), local)
     return ibis.ifelse(ok, local + "@" + domain, ibis.null("string"))
 
 

@@ -69,7 +69,7 @@ def text_identifiers(text: str, default_country_code: str = "1") -> set[str]:
 def contact_identifiers(text: str, default_country_code: str = "1") -> set[str]:
     """Every e-mail-shaped and phone-shaped token of a text, normalised (``email:...``,
     ``phone:+1...``): a message naming someone outside its traits names them all the same."""
-    from segone.live.identity import norm_email, norm_phone
+    from segone.identity.providers import norm_email, norm_phone
 
     out: set[str] = set()
     for m in _EMAIL.findall(text):

@@ -1,7 +1,8 @@
 """Identity stitching at once, on every message: identifiers -> one person, with the batch guards.
 
 Identifiers are ``"type:value"`` strings normalised exactly as the warehouse does
-(``segone.identity.normalize``; a test runs both on the same inputs): ``user_id`` and
+(``segone.identity.normalize``, and ``segone.identity.providers`` in Python; a test runs
+both on the same inputs): ``user_id`` and
 ``anonymous_id`` (``userId``, ``anonymousId`` and an alias's ``previousId``) trimmed, e-mail
 and phone from the traits (top level, then ``context.traits``).
 
@@ -23,91 +24,20 @@ identifiers are personal data: they are returned to the caller, never logged.
 
 from __future__ import annotations
 
-import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from segone.identity.candidates import blocked_values as blocked_values
+from segone.identity.candidates import candidates as candidates
+from segone.identity.candidates import is_blocked as is_blocked
 from segone.identity.graph import PRIORITY, IdentitySettings
+from segone.identity.providers import norm_email, norm_phone
 from segone.live._tx import LiveTx
 from segone.live.profile import merge_docs
-from segone.live.values import TRIM, clean, plain, traits_of
-
-# RE2's \s is [\t\n\f\r ]; Python's is wider, so the classes are spelt out
-_EMAIL_OK = re.compile(r"[^@\t\n\f\r ]+@[^@\t\n\f\r ]+\.[a-z]{2,}\Z")
-_NOT_DIGIT = re.compile(r"[^0-9]")
-_DOTLESS = ("gmail.com", "googlemail.com")
-_PLUS = (
-    *_DOTLESS,
-    "outlook.com",
-    "hotmail.com",
-    "live.com",
-    "icloud.com",
-    "proton.me",
-    "protonmail.com",
-    "yahoo.com",
-    "fastmail.com",
-)
-
-
-def norm_email(value: str | None) -> str | None:
-    """``normalize.email`` in Python: lower-case, provider aliases folded, None if not one."""
-    if value is None:
-        return None
-    e = value.strip(TRIM).lower()
-    if not _EMAIL_OK.match(e):
-        return None
-    local, domain = e.split("@", 1)
-    if domain == "googlemail.com":
-        domain = "gmail.com"
-    if domain in _PLUS:
-        local = re.sub(r"\+.*", "", local)
-    if domain in _DOTLESS:
-        local = local.replace(".", "")
-    return f"{local}@{domain}"
-
-
-def norm_phone(value: str | None, default_country_code: str = "1") -> str | None:
-    """``normalize.phone`` in Python: E.164, national numbers get the default country code."""
-    if value is None:
-        return None
-    raw = value.strip(TRIM)
-    digits = _NOT_DIGIT.sub("", raw)
-    if raw.startswith("00"):
-        digits = digits[2:]
-    nanp = default_country_code == "1" and len(digits) == 11 and digits.startswith("1")
-    if raw.startswith(("+", "00")) or nanp:  # already has its country code
-        full = digits
-    elif digits.startswith("0"):
-        full = default_country_code + digits[1:]
-    else:
-        full = default_country_code + digits
-    return "+" + full if len(digits) >= 7 else None
-
-
-def blocked_values(settings: IdentitySettings) -> frozenset[str]:
-    blocked, extra = settings.blocked, settings.extra_blocked
-    if type(blocked) is not tuple or type(extra) is not tuple:  # (lists could change)
-        return _blocked(blocked, extra)
-    hit = _BLOCKED.get(id(settings))
-    if hit is None or hit[0] is not settings:  # remembered per (frozen) settings object
-        if len(_BLOCKED) > 16:
-            _BLOCKED.clear()
-        hit = _BLOCKED[id(settings)] = (settings, _blocked(blocked, extra))
-    return hit[1]
-
-
-_BLOCKED: dict[int, tuple[IdentitySettings, frozenset[str]]] = {}
-
-
-def _blocked(blocked: Sequence[str], extra: Sequence[str]) -> frozenset[str]:
-    return frozenset(b.lower() for b in (*blocked, *extra))
-
-
-def is_blocked(identifier: str, settings: IdentitySettings) -> bool:
-    return identifier.split(":", 1)[1].lower() in blocked_values(settings)
+from segone.live.values import clean, traits_of
 
 
 def identifiers_of(msg: Mapping[str, Any], settings: IdentitySettings) -> list[str]:
@@ -270,33 +200,6 @@ def merge_people(tx: LiveTx, loser: str, winner: str, now: datetime) -> None:
     customer): identifiers and records repointed, live documents merged, a journey entry."""
     if loser != winner:
         _merge(tx, winner, [loser], now)
-
-
-def candidates(identifier: str, settings: IdentitySettings) -> list[str]:
-    """The ``"type:value"`` identifiers a looked-up string may be, normalised (blocked values
-    left out): ``"email:Jane@X.com"`` is that e-mail; a bare ``Jane@X.com``, ``+1 555 0100`` or
-    ``u123`` is tried as every type it can be."""
-    kind, _, value = identifier.partition(":")
-    typed = kind in PRIORITY and bool(value)
-    raw = value if typed else identifier
-    cc = settings.default_country_code
-    handle = (plain(raw) or "").lower().lstrip("@") or None
-    forms = {
-        "user_id": plain(raw),
-        "source_id": plain(raw),
-        "loyalty_id": plain(raw),
-        "email": norm_email(raw),
-        "phone": norm_phone(raw, cc),
-        "handle": handle,
-        "anonymous_id": plain(raw),
-    }
-    blocked = blocked_values(settings)
-    out = []
-    for k in [kind] if typed else list(PRIORITY):
-        v = forms.get(k)
-        if v is not None and v.lower() not in blocked:
-            out.append(f"{k}:{v}")
-    return out
 
 
 def _merge(tx: LiveTx, winner: str, losers: list[str], now: datetime) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-TRIM = " \t\n\r\x0b\x0c"  # the characters the warehouse's TRIM removes
+from segone.identity.providers import TRIM, plain  # (TRIM: what the warehouse's TRIM removes)
+
+__all__ = ["TRIM", "clean", "plain", "text", "traits_of"]
 
 
 def text(v: Any) -> str | None:
@@ -20,14 +22,6 @@ def text(v: Any) -> str | None:
     if isinstance(v, float):
         return repr(v)
     return str(v)
-
-
-def plain(value: str | None) -> str | None:
-    """Trimmed, empty as None (``segone.identity.normalize.plain``)."""
-    if value is None:
-        return None
-    v = value.strip(TRIM)
-    return v or None
 
 
 def clean(v: Any) -> str | None:

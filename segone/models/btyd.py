@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Self
 
@@ -10,9 +9,11 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from scipy import optimize, special
+from sklearn.base import BaseEstimator
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from segone.exceptions import ModelInputError, NotFittedError
+from segone.exceptions import ModelInputError
+from segone.models.estimator import require_fitted
 
 FloatArray = npt.NDArray[np.float64]
 Columns = npt.ArrayLike | pd.DataFrame
@@ -154,8 +155,9 @@ def _central_gradient(
     return fun
 
 
-class _Model:
-    """Shared estimator plumbing: hyperparameters, fitted state, JSON persistence."""
+class _Model(BaseEstimator):
+    """Shared estimator plumbing: hyperparameters (``BaseEstimator``), fitted state, JSON
+    persistence."""
 
     _param_names: ClassVar[tuple[str, ...]]
     params_: dict[str, float]
@@ -167,23 +169,14 @@ class _Model:
         self.tol = tol
         self.max_iter = max_iter
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The hyperparameters, as given to ``__init__`` (scikit-learn's clone protocol)."""
-        names = inspect.signature(type(self).__init__).parameters
-        return {k: getattr(self, k) for k in names if k != "self"}
-
     def set_params(self, **params: Any) -> Self:
-        """Change hyperparameters; the fitted state, if any, is kept until the next ``fit``."""
+        """Change hyperparameters; the fitted state, if any, is kept until the next ``fit``.
+        An unknown name is the caller's mistake, said as a ``ModelInputError``."""
         valid = self.get_params()
-        for k, v in params.items():
+        for k in params:
             if k not in valid:
                 raise ModelInputError(f"{type(self).__name__} has no hyperparameter {k!r}")
-            setattr(self, k, v)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
+        return super().set_params(**params)
 
     def _check_hyperparams(self) -> None:
         if not (np.isfinite(self.penalizer_coef) and self.penalizer_coef >= 0):
@@ -194,10 +187,7 @@ class _Model:
             raise ModelInputError(f"max_iter must be a positive integer, got {self.max_iter}")
 
     def _params(self) -> tuple[float, ...]:
-        if not hasattr(self, "params_"):
-            raise NotFittedError(
-                f"this {type(self).__name__} is not fitted yet: call fit(...) or from_dict(...)"
-            )
+        require_fitted(self, "params_", "fit(...) or from_dict(...)")
         return tuple(self.params_[k] for k in self._param_names)
 
     def to_dict(self) -> dict[str, Any]:
@@ -932,4 +922,4 @@ def model_from_dict(data: Mapping[str, Any]) -> BetaGeo | ParetoNBD | GammaGamma
     cls = _MODELS.get(str(data.get("model")))
     if cls is None:
         raise ModelInputError(f"unknown model {data.get('model')!r}; known: {', '.join(_MODELS)}")
-    return cls.from_dict(data)  # type: ignore[return-value]
+    return cls.from_dict(data)

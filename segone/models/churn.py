@@ -9,15 +9,17 @@ are features like any other, so the model can only add to what the buy-till-you-
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Self
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from sklearn.base import BaseEstimator
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from segone.exceptions import ModelInputError, NotFittedError
+from segone.exceptions import ModelInputError
+from segone.models.estimator import require_fitted
 
 #: Fewest buyers (as of one horizon back) the model is trained on.
 MIN_BUYERS = 50
@@ -57,7 +59,7 @@ FEATURES: tuple[str, ...] = (
 PROFILE_COLUMNS: tuple[str, ...] = ("customer_id", *dict.fromkeys(("orders", *FEATURES)))
 
 
-class ChurnModel:
+class ChurnModel(BaseEstimator):
     """P(no order in the horizon) for buyers, by histogram gradient boosting (scikit-learn)."""
 
     def __init__(
@@ -135,25 +137,7 @@ class ChurnModel:
 
     def predict_proba(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
         """Probability of churn over the horizon, one per row."""
-        if not hasattr(self, "estimator_"):
-            raise NotFittedError("ChurnModel is not fitted yet: call fit() first")
+        require_fitted(self, "estimator_", "fit()")
         with threadpool_limits(1 if len(X) < SMALL_FIT else None, user_api="openmp"):
             p = self.estimator_.predict_proba(self._matrix(X))[:, 1]
         return np.asarray(p, dtype=np.float64)
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {
-            "features": self.features,
-            "max_iter": self.max_iter,
-            "learning_rate": self.learning_rate,
-            "max_leaf_nodes": self.max_leaf_nodes,
-            "min_samples_leaf": self.min_samples_leaf,
-            "random_state": self.random_state,
-        }
-
-    def set_params(self, **params: Any) -> Self:
-        for k, v in params.items():
-            if k not in self.get_params():
-                raise ValueError(f"ChurnModel has no parameter {k!r}")
-            setattr(self, k, v)
-        return self

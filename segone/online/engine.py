@@ -29,22 +29,21 @@ from typing import Any
 import numpy as np
 
 from segone.config import Settings
-from segone.exceptions import NotFoundError
-from segone.online.store import OnlineStore, OnlineStoreError
-from segone.online.writer import (
-    WRITERS,
-    GroupCommitter,
-    ProcessCommitter,
-    Runtime,
-    Writer,
-    commit_group,
-    load_runtime,
-    person_of,
+from segone.online.commit import WRITERS, Committer, GroupCommitter, commit_group
+from segone.online.errors import NotFound as NotFound  # (api.app imports it from here)
+from segone.online.ops import (
+    Decision,
+    Erase,
+    Feedback,
+    Ingest,
+    Quarantine,
+    Suppress,
+    Unsuppress,
 )
-
-# one idea, one name: NotFound is the online engine's old spelling of NotFoundError
-NotFound = NotFoundError
-
+from segone.online.process import ProcessCommitter
+from segone.online.runtime import Runtime, load_runtime, person_of
+from segone.online.store import OnlineStore, OnlineStoreError
+from segone.online.writer import Writer
 
 Clock = Callable[[], datetime]
 log = logging.getLogger(__name__)
@@ -78,6 +77,7 @@ class Engine:
         *,
         clock: Clock = utcnow,
         writer: str | None = None,
+        committer: Committer | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -88,7 +88,8 @@ class Engine:
         mode = writer or settings.server.writer
         if mode not in WRITERS:
             raise ValueError(f"writer must be one of {WRITERS}, not {mode!r}")
-        self.committer: GroupCommitter | ProcessCommitter = (
+        # ``committer``: another one, e.g. ``FakeCommitter`` in tests
+        self.committer: Committer = committer or (
             # the writer opens the very file this store has (a relative URL resolved here)
             ProcessCommitter(
                 settings, f"sqlite:///{store.path.resolve()}" if store.path else store.url
@@ -157,21 +158,19 @@ class Engine:
         request, in the same transaction); returns once they are durably committed."""
         if not messages and not rejected:
             return {"accepted": 0, "duplicates": 0}
-        return await self.committer.submit("ingest", self.clock(), messages, rejected)
+        return await self.committer.submit(Ingest(self.clock(), messages, rejected))
 
     def ingest_sync(self, messages: Sequence[dict[str, Any]]) -> dict[str, int]:
         """``ingest`` for synchronous callers (tests, replay), in this process; one
         transaction."""
-        [(ok, result)] = commit_group(
-            self.store, self.writer, [("ingest", (self.clock(), messages))]
-        )
+        [(ok, result)] = commit_group(self.store, self.writer, [Ingest(self.clock(), messages)])
         if not ok:
             raise result
         return dict(result)
 
     async def quarantine(self, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
-            await self.committer.submit("quarantine", rows)
+            await self.committer.submit(Quarantine(rows))
 
     # -- people ----------------------------------------------------------------------------------
     def _person_of(self, tx: Any, identifier: str) -> str | None:
@@ -236,7 +235,7 @@ class Engine:
         }
 
     async def erase(self, identifier: str) -> dict[str, Any] | None:
-        result = await self.committer.submit("erase", identifier, self.clock())
+        result = await self.committer.submit(Erase(identifier, self.clock()))
         if result is not None:
             # the deleted rows' old page images leave the WAL (secure_delete zeroed the pages)
             with contextlib.suppress(OnlineStoreError):
@@ -286,11 +285,11 @@ class Engine:
             "reason": str(body.get("reason", ""))[:200],
             "since": self.clock().isoformat(),
         }
-        await self.committer.submit("suppress", key, doc)
+        await self.committer.submit(Suppress(key, doc))
         return {"identifier": key, **doc}
 
     async def unsuppress(self, identifier: str) -> bool:
-        return bool(await self.committer.submit("unsuppress", self._suppression_key(identifier)))
+        return bool(await self.committer.submit(Unsuppress(self._suppression_key(identifier))))
 
     async def suppression(self, identifier: str) -> dict[str, Any] | None:
         key = self._suppression_key(identifier)
@@ -321,7 +320,7 @@ class Engine:
         else:  # PostgreSQL's network round trips, or a large catalogue, would stall the loop
             answer, job, committed = await asyncio.to_thread(self._decide, body, rt)
         # queued before we answer: a feedback on this decision is always written after it
-        task = self.committer.enqueue("decision", *job)
+        task = self.committer.enqueue(job)
         self._pending.add(task)
 
         def done(t: asyncio.Future[Any]) -> None:
@@ -336,7 +335,7 @@ class Engine:
 
     def _decide(
         self, body: Mapping[str, Any], rt: Runtime
-    ) -> tuple[dict[str, Any], tuple[Any, ...], Callable[[], None]]:
+    ) -> tuple[dict[str, Any], Decision, Callable[[], None]]:
         from segone.decisions import DecisionError, apply_channel_delta, decide, decision_keys
         from segone.live import checked
         from segone.live.profile import safe_view
@@ -401,8 +400,7 @@ class Engine:
                 planned = apply_channel_delta(channel, d.channel_delta, now)
                 self._planned[pid] = planned
 
-        # the arguments of ``Writer.decision``
-        job = (now, d.decision_id, who, d.placement, d.log, d.stat_deltas, pid, planned)
+        job = Decision(now, d.decision_id, who, d.placement, d.log, d.stat_deltas, pid, planned)
 
         def committed() -> None:  # the store has the contact now: drop it from the overlay
             with self._locks_guard:
@@ -423,4 +421,4 @@ class Engine:
 
     async def feedback(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """An impression, click or conversion on a logged decision updates the policy."""
-        return dict(await self.committer.submit("feedback", self.clock(), dict(body)))
+        return dict(await self.committer.submit(Feedback(self.clock(), dict(body))))

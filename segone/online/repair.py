@@ -24,9 +24,9 @@ import orjson
 from segone.config import Settings
 from segone.live import person, spec
 from segone.live.aggregate import parse_ts
-from segone.online.engine import NotFound
+from segone.online.errors import NotFound
+from segone.online.runtime import Runtime, load_runtime, person_of
 from segone.online.store import OnlineStore, Tx
-from segone.online.writer import Runtime, load_runtime, person_of
 
 
 @dataclass

@@ -5,30 +5,27 @@ Each snapshot (``record_snapshot``) evaluates every segment, and every person's 
 people who entered get a row with ``entered_at``; people who left get ``exited_at``; every move
 is a row of ``transitions`` (lifecycle moves from one stage to another, segment entries and
 exits, and taste shifts: a person's recent purchases leaving their long-term favourite
-category). ``backfill`` records snapshots over a date range, oldest first.
+category).
 
-Backfills resolve identity once (with everything known now) and build each snapshot's profiles
-from the records up to its date: a link learnt later is applied to earlier records. This keeps
-a person's id stable across the history, at the price of that small look-ahead.
+This module records one snapshot on the profiles as they stand (``record``); rebuilding the
+profiles as of the snapshot's date and backfilling a date range is the batch pipeline's job
+(``segone.pipeline.backfill``), which sits above the profiles and models this module must not
+import. ``record_snapshot`` and ``backfill`` are still importable from here for older code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import Any
 
 import ibis
 import pyarrow as pa
 
 from segone.exceptions import SegoneError
 from segone.exprs import lit
-from segone.models.pipeline import ScoreReport, customer_scores, stage_frame, tastes
-from segone.models.settings import ModelSettings
-from segone.profiles import profiles_expr
 from segone.schema import TS
 from segone.segments.batch import memberships
-from segone.segments.lifecycle import LifecycleSettings
 from segone.segments.rules import Catalogue
 from segone.store.base import Warehouse
 
@@ -44,35 +41,22 @@ class SnapshotResult:
     moves: int
 
 
-def record_snapshot(
-    wh: Warehouse,
-    cat: Catalogue,
-    at: datetime,
-    stages: LifecycleSettings | None = None,
-    *,
-    rebuild_profiles: bool = True,
-    models: ModelSettings | None = None,
-) -> SnapshotResult:
-    """Evaluate every segment and lifecycle stage as of ``at`` and record what changed."""
+def check_forward(wh: Warehouse, at: datetime) -> None:
+    """Raise unless ``at`` comes after the last recorded snapshot: history only moves forward."""
     last = wh.execute(wh.table("segment_snapshots").at.max())
     if last is not None and str(last) != "NaT" and at <= last.to_pydatetime():
         raise SegoneError(
             f"snapshots go forward in time: {at:%Y-%m-%d %H:%M} is not after the "
             f"last one ({last:%Y-%m-%d %H:%M})"
         )
+
+
+def record(wh: Warehouse, cat: Catalogue, at: datetime) -> SnapshotResult:
+    """Evaluate every segment and lifecycle stage on the ``profiles`` table as it stands, as of
+    ``at``, and record what changed. ``segone.pipeline.backfill.record_snapshot`` first rebuilds
+    the profiles as of ``at`` (and detects taste shifts after)."""
+    check_forward(wh, at)
     when = ibis.literal(at, type=TS)
-    if rebuild_profiles:
-        # the same scores a build as of ``at`` would have (P(alive) moves lifecycle stages)
-        ms = models or ModelSettings()
-        scores = None
-        if ms.enabled:
-            sc = customer_scores(wh, at, ms, ScoreReport(), record=False)
-            scores = stage_frame(wh, "_segone_snap_scores", sc)
-        # the snapshot evaluates segments on profiles as of ``at``; the build's own profiles
-        # (with the scores only a build computes, such as churn) are put back afterwards
-        wh.materialize("_segone_built_profiles", wh.table("profiles"))
-        with wh.transaction():
-            wh.replace("profiles", profiles_expr(wh, when, stages=stages, scores=scores))
     p = wh.table("profiles")
     stage = p.select("customer_id", segment=lit(LIFECYCLE) + p.lifecycle_stage)
     snap = wh.materialize(
@@ -119,18 +103,7 @@ def record_snapshot(
                 )
             ),
         )
-    if models is None or models.enabled:
-        result.moves += tastes(wh, at, models or ModelSettings())
-    if rebuild_profiles:
-        with wh.transaction():
-            wh.replace("profiles", wh.table("_segone_built_profiles"))
-    for n in (
-        "_segone_snap",
-        "_segone_entered",
-        "_segone_exited",
-        "_segone_snap_scores",
-        "_segone_built_profiles",
-    ):
+    for n in ("_segone_snap", "_segone_entered", "_segone_exited"):
         wh.drop_staging(n)
     return result
 
@@ -165,32 +138,6 @@ def _transitions(entered: ibis.Table, exited: ibis.Table, when: ibis.Value) -> i
     return ibis.union(lc, seg_in, seg_out, distinct=False)
 
 
-def backfill(
-    wh: Warehouse,
-    cat: Catalogue,
-    start: datetime,
-    end: datetime,
-    every_days: int,
-    stages: LifecycleSettings | None = None,
-    progress: Callable[[int, int, datetime], None] | None = None,
-    models: ModelSettings | None = None,
-) -> list[SnapshotResult]:
-    """Snapshots at ``start``, ``start + every_days``, … up to ``end``."""
-    if every_days <= 0 or end < start:
-        raise SegoneError("backfill needs --every >= 1 and --to on or after --from")
-    dates = []
-    t = start
-    while t <= end:
-        dates.append(t)
-        t += timedelta(days=every_days)
-    out = []
-    for i, d in enumerate(dates):
-        if progress:
-            progress(i, len(dates), d)
-        out.append(record_snapshot(wh, cat, d, stages, models=models))
-    return out
-
-
 def transition_matrix(wh: Warehouse) -> ibis.Table:
     """Lifecycle moves counted by (from, to) stage."""
     t = wh.table("transitions")
@@ -200,3 +147,12 @@ def transition_matrix(wh: Warehouse) -> ibis.Table:
         to_stage=t.to_segment.replace(LIFECYCLE, ""),
     )
     return t.group_by(["from_stage", "to_stage"]).aggregate(moves=t.count())
+
+
+def __getattr__(name: str) -> Any:
+    """``record_snapshot`` and ``backfill`` moved to ``segone.pipeline.backfill`` (shim)."""
+    if name in ("record_snapshot", "backfill"):
+        from segone.pipeline import backfill as moved
+
+        return getattr(moved, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,18 +1,26 @@
-"""``segone build``: identities, then one profile per customer, as of now or any past date."""
+"""``segone build``: identities, features, models, profiles — and, around them, the online store.
+
+The top of the batch path (resolve → features → models → publish). ``build`` rebuilds the
+warehouse's derived tables as of now or any past date; ``build_project`` is what ``segone
+build`` runs: the server's new data in, ``build``, the results out to the online store
+(``segone.pipeline.publish``). Everything below this module only computes one part and knows
+nothing of the order the parts run in.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple, Protocol
 
 import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from segone.exprs import of
+from segone.config import Settings
 from segone.identity import IdentityResult, IdentitySettings, resolve
-from segone.identity.graph import known_by
 from segone.models.churn import MIN_BUYERS, PROFILE_COLUMNS
 from segone.models.nextproducts import NextProducts, NextProductsError, purchase_lines
 from segone.models.pipeline import (
@@ -28,8 +36,9 @@ from segone.models.pipeline import (
 )
 from segone.models.preference import build_preferences
 from segone.models.settings import ModelSettings
-from segone.profiles import features as F
+from segone.pipeline.publish import SyncResult, open_online, publish, sync_before_build
 from segone.profiles.sentiment import score_interactions
+from segone.profiles.view import customer_features
 from segone.schema import TS
 from segone.segments.lifecycle import LifecycleSettings, lifecycle
 from segone.store.base import Warehouse
@@ -69,78 +78,13 @@ def profiles_expr(
     stages: LifecycleSettings | None = None,
     scores: ibis.Table | None = None,
 ) -> ibis.Table:
-    """The single customer view: one row per customer, every feature computed up to ``as_of``.
+    """The single customer view: one row per customer, every feature computed up to ``as_of``
+    (``segone.profiles.view``), the model scores, and the lifecycle stage.
 
     ``scores`` (customer_id and any of the model columns, as ``segone.models`` computes them)
     are joined in before the lifecycle stage, which then uses P(alive) where it is known.
     """
-    rc = wh.table("record_customers")
-    orders = wh.table("orders")
-    orders = of(orders.filter(orders.ts <= as_of), rc, "orders", "order_id")
-    lines = wh.table("order_lines")
-    events = wh.table("events")
-    events = of(events.filter(events.timestamp <= as_of), rc, "events", "message_id")
-    it = wh.table("interactions")
-    it = of(it.filter(it.ts <= as_of), rc, "interactions", "interaction_id")
-    cust = wh.table("customers")
-    cust = cust.mutate(_rk=cust.source + ":" + cust.source_id)
-    cust = of(cust.filter(known_by(cust, as_of)), rc, "customers", "_rk").drop("_rk")
-
-    base = F.identifier_features(wh.table("customer_map"), as_of)
-    enrich = wh.table("enrichments")
-    parts = [
-        # reference data without a date of their own: every as-of build uses what is loaded
-        F.enrichment_features(enrich, wh.table("customer_map"), cust, country_code),
-        F.order_features(orders, lines, as_of, half_life_days),
-        F.charm_features(it, wh.table("interaction_sentiment"), orders, lines),
-        F.event_features(events, as_of),
-        F.interaction_features(it, wh.table("interaction_sentiment")),
-        F.crm_features(cust),
-    ]
-    p = base
-    for part in parts:
-        p = p.left_join(part, "customer_id").drop("customer_id_right")
-    # the latest dated record up to as_of (DuckDB's greatest skips nulls)
-    last_seen = ibis.greatest(
-        p.last_seen_id, p.last_order_at, p.last_event_at, p.last_interaction_at
-    )
-    p = p.mutate(
-        orders=p.orders.fill_null(0),
-        revenue=p.revenue.fill_null(0.0),
-        first_seen=p.first_seen_id,
-        last_seen=last_seen,
-        tenure_days=F._days(as_of, p.first_seen_id),
-        days_since_seen=F._days(as_of, last_seen),
-        social_follower=p.social_follower.fill_null(False),
-        pricing_views_30d=p.pricing_views_30d.fill_null(0),
-        page_views=p.page_views.fill_null(0),
-    )
-    channels = ibis.array(
-        [
-            ibis.ifelse(p.page_views > 0, "web", ibis.null("string")),
-            ibis.ifelse(p.email_delivered.fill_null(0) > 0, "email", ibis.null("string")),
-            ibis.ifelse(
-                p.social_follower | (p.social_posts.fill_null(0) > 0), "social", ibis.null("string")
-            ),
-            ibis.ifelse(
-                p.channels_ordered.contains("store").fill_null(False), "store", ibis.null("string")
-            ),
-            ibis.ifelse(p.has_loyalty_card, "loyalty", ibis.null("string")),
-            ibis.ifelse(p.crm_stage.notnull(), "crm", ibis.null("string")),
-        ]
-    )
-    p = p.mutate(channels=channels.filter(lambda x: x.notnull()))
-    p = p.drop("first_seen_id", "last_seen_id")
-    buyers = p.orders > 0
-    p = p.mutate(
-        revenue_percentile=ibis.ifelse(
-            buyers,
-            ibis.percent_rank().over(group_by=buyers, order_by=p.revenue),
-            ibis.null("float64"),
-        )
-    )
-    rfm = F.rfm_scores(p)
-    p = p.left_join(rfm, "customer_id").drop("customer_id_right")
+    p = customer_features(wh, as_of, half_life_days, country_code)
     if scores is not None:
         have = [c for c in PROFILE_SCORES if c in scores.columns]
         p = p.left_join(scores.select("customer_id", *have), "customer_id").drop(
@@ -362,3 +306,65 @@ def recommend(wh: Warehouse, when: datetime, ms: ModelSettings, report: ScoreRep
             metrics={"items": len(model.items_), "rules": model.rules_.num_rows},
         )
     )
+
+
+class ProjectBuild(NamedTuple):
+    """What ``segone build`` did: the warehouse build, and the online store's side of it
+    (None when there was no online store to sync or the build was as of a past date)."""
+
+    build: BuildResult
+    online: SyncResult | None
+
+
+class BuildsProjects(Protocol):
+    """What ``build_project`` needs of a project (``segone.project.Project`` has it)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def warehouse(self, *, read_only: bool = False) -> Warehouse: ...
+
+
+def build_project(
+    project: BuildsProjects,
+    *,
+    as_of: datetime | None = None,
+    online: bool = True,
+    create_online: bool = False,
+    status: Callable[[str], AbstractContextManager[Any]] | None = None,
+    progress: Callable[[str, str], None] | None = None,
+) -> ProjectBuild:
+    """``segone build``: pick up the server's data, build, publish. An as-of build describes
+    the past, so it neither takes in nor publishes live data."""
+    step = status or (lambda _msg: nullcontext())
+    settings = project.settings
+    store = open_online(settings, create=create_online) if online and as_of is None else None
+    try:
+        with project.warehouse() as wh:
+            before = None
+            if store is not None:
+                with step("picking up the server's events"):
+                    before = sync_before_build(wh, store, settings)
+            with step("resolving identities and building profiles"):
+                result = build(
+                    wh,
+                    as_of=as_of,
+                    identity=settings.identity,
+                    stages=settings.lifecycle,
+                    models=settings.models,
+                    progress=progress,
+                )
+            if store is None or before is None:
+                return ProjectBuild(result, None)
+            with step("publishing to the online store"):
+                pub = publish(wh, store, settings)
+            pub.erased, pub.events, pub.orders, pub.rejected = (
+                before.erased,
+                before.events,
+                before.orders,
+                before.rejected,
+            )
+            return ProjectBuild(result, pub)
+    finally:
+        if store is not None:
+            store.close()
