@@ -47,7 +47,7 @@ def order_features(
         first_order_at=o.ts.min(),
         last_order_at=o.ts.max(),
         discount_order_share=discounted.cast("float64").mean(),
-        channels_ordered=o.channel.collect(distinct=True),
+        channels_ordered=o.channel.collect(distinct=True).sort(),
     )
     per = per.left_join(prev, "customer_id").drop("customer_id_right")
     span = _days(per.last_order_at, per.first_order_at)
@@ -76,7 +76,7 @@ def order_features(
         ).sum()
         / ln.quantity.sum(),
         returned_items=ln.returned_quantity.fill_null(0).sum(),
-        categories_bought=ln.category.collect(distinct=True),
+        categories_bought=ln.category.collect(distinct=True).sort(),
     )
     top = ln.mutate(_w=value * decay)
     aff = top.group_by(["customer_id", "category"]).aggregate(w=top._w.sum())
@@ -177,7 +177,7 @@ def crm_features(customers: ibis.Table) -> ibis.Table:
         city=latest("city"),
         postcode=latest("postcode"),
         source_records=(c.source + ":" + c.source_id).nunique(),
-        sources=c.source.collect(distinct=True),
+        sources=c.source.collect(distinct=True).sort(),
         first_record_at=ibis.coalesce(c.created_at, c.updated_at, c.loaded_at).min(),
     )
 
