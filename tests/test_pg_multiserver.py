@@ -54,7 +54,15 @@ def _port() -> int:
 def _start(root: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as f:  # a file, not a pipe: a full pipe would stall the server
         proc = subprocess.Popen(
-            [sys.executable, "-m", "segone.api.server", "--project", str(root), "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "segone.api.server",
+                "--project",
+                str(root),
+                "--port",
+                str(port),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=f,
             env={**os.environ, "SEGONE_WRITE_KEYS": WRITE_KEY, "SEGONE_ADMIN_TOKENS": ADMIN},

@@ -8,7 +8,9 @@ from collections.abc import Iterable
 from segone.store.base import Warehouse
 
 
-def copy_tables(src: Warehouse, dst: Warehouse, names: Iterable[str] | None = None) -> dict[str, int]:
+def copy_tables(
+    src: Warehouse, dst: Warehouse, names: Iterable[str] | None = None
+) -> dict[str, int]:
     """Copy tables ``names`` (default: every table of ``src``) into ``dst``, replacing them.
 
     Returns the rows copied per table. Staging goes through Arrow on the driver, so this is for

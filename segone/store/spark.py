@@ -146,9 +146,7 @@ def _backend(session: Any) -> Any:
         def visit_JSONGetItem(self, op: Any, *, arg: Any, index: Any) -> Any:
             return sge.Anonymous(this="segone_json_get", expressions=[arg, index])
 
-    session.udf.register(
-        "segone_json_get", sf.pandas_udf(_json_get, returnType=StringType())
-    )
+    session.udf.register("segone_json_get", sf.pandas_udf(_json_get, returnType=StringType()))
     con = ibis.pyspark.connect(session)
     con.compiler = Compiler()
     return con
@@ -441,10 +439,7 @@ def _canonical(name: str, schema: sch.Schema) -> sch.Schema:
 def _arrow_schema(schema: sch.Schema) -> pa.Schema:
     """The Arrow schema Spark reads ``schema`` from (JSON as text)."""
     return pa.schema(
-        [
-            pa.field(c, pa.string() if t.is_json() else t.to_pyarrow())
-            for c, t in schema.items()
-        ]
+        [pa.field(c, pa.string() if t.is_json() else t.to_pyarrow()) for c, t in schema.items()]
     )
 
 
