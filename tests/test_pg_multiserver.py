@@ -37,6 +37,7 @@ PEOPLE = 12
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(900),  # four server starts; slow on a loaded 2-core machine
     pytest.mark.skipif(
         not PG_URL,
         reason="SKIPPED: the two-server PostgreSQL kill test needs SEGONE_TEST_POSTGRES_URL, "
@@ -146,19 +147,42 @@ class Client(threading.Thread):
 
 
 def _snapshot(url: str, person: str) -> dict[str, Any]:
+    """The person's live profile and the deterministic part of a decision (the ranking itself
+    is a Thompson draw, random by design: which items, for which placement, and the channel)."""
     h = {"Authorization": f"Bearer {ADMIN}"}
     r = httpx.get(f"{url}/v1/profiles/user_id:{person}", headers=h, timeout=30)
     assert r.status_code == 200, r.text
-    doc = r.json()
     d = httpx.post(
         f"{url}/v1/decide",
         headers=h,
-        json={"identifier": f"user_id:{person}", "context": {"channel": "web"}},
+        json={
+            "identifier": f"user_id:{person}",
+            "placement": "home",
+            "candidates": ["sku-1", "sku-2", "sku-3"],
+            "limit": 3,
+        },
         timeout=30,
     )
     assert d.status_code == 200, d.text
-    decision = {k: v for k, v in d.json().items() if k not in ("decision_id", "decided_at")}
-    return {"profile": doc, "decision": decision}
+    got = d.json()
+    decision = {
+        "placement": got["placement"],
+        "items": sorted(i["id"] for i in got["items"]),
+        "channel": got["channel"],
+    }
+    return {"profile": r.json(), "decision": decision}
+
+
+def _close(a: Any, b: Any) -> bool:
+    """Equal, except that numbers computed from the time of the request (days since ...) may
+    differ by the seconds between the two requests."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= 1e-3 * max(1.0, abs(a))
+    return bool(a == b)
 
 
 def test_two_servers_one_postgres_sigkill_under_load(tmp_path: Path) -> None:
@@ -211,7 +235,7 @@ def test_two_servers_one_postgres_sigkill_under_load(tmp_path: Path) -> None:
             for n in range(PEOPLE):
                 person = f"person-{n}"
                 a, b = _snapshot(urls[0], person), _snapshot(urls[1], person)
-                assert a == b, f"the servers disagree on {person}"
+                assert _close(a, b), f"the servers disagree on {person}:\n{a}\n{b}"
                 with store.read() as tx:
                     kept = tx.person_events(a["profile"]["person_id"])
                 ids = [m["messageId"] for _, _, m in kept]

@@ -23,11 +23,13 @@ Engine-specific quirks are kept here, as Splink keeps them in its database APIs:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,7 +39,6 @@ from typing import Any
 import ibis
 import ibis.expr.operations as ops
 import ibis.expr.schema as sch
-import pandas as pd
 import pyarrow as pa
 
 from segone.exceptions import StoreError
@@ -45,6 +46,8 @@ from segone.schema import TABLES, table_schema
 from segone.store.base import Warehouse
 
 MANIFEST = "_manifest.json"
+
+log = logging.getLogger(__name__)
 
 _LOCK = threading.Lock()
 _CONTEXT: dict[str, Any] = {}  # one JVM per process: its SparkContext and the master URL
@@ -114,39 +117,56 @@ def stop_spark() -> None:
         root.stop()
 
 
-def _json_get(values: pd.Series, keys: pd.Series) -> pd.Series:
-    """``json[key]`` as the value's own JSON text (None when absent), row by row."""
-    out: list[str | None] = []
-    for raw, key in zip(values, keys, strict=True):
-        if raw is None or (isinstance(raw, float) and pd.isna(raw)):
-            out.append(None)
-            continue
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            out.append(None)
-            continue
-        try:
-            got = doc[int(key)] if isinstance(doc, list) else doc[key]
-        except (KeyError, IndexError, TypeError, ValueError):
-            out.append(None)
-            continue
-        out.append(None if got is None else json.dumps(got))
-    return pd.Series(out, dtype=object)
+#: unwrap op -> (Spark type, the test that the value has that JSON type; {t} is its type name)
+_VARIANT_TYPES = {
+    "UnwrapJSONString": ("string", "{t} = 'STRING'"),
+    "UnwrapJSONInt64": ("bigint", "{t} = 'BIGINT'"),
+    "UnwrapJSONFloat64": (
+        "double",
+        "({t} IN ('BIGINT', 'DOUBLE', 'FLOAT') OR {t} LIKE 'DECIMAL%')",
+    ),
+    "UnwrapJSONBoolean": ("boolean", "{t} = 'BOOLEAN'"),
+}
 
 
 def _backend(session: Any) -> Any:
-    """Ibis's PySpark backend whose JSON key lookup keeps the value's JSON text."""
-    import sqlglot.expressions as sge
+    """Ibis's PySpark backend with JSON done natively, on Spark 4's VARIANT.
+
+    Ibis compiles ``json[key]`` to ``get_json_object``, which unquotes strings (``"123"`` and
+    ``123`` both become the text 123), and unwraps values with Python UDFs, which start Python
+    workers for every task. Here a key lookup keeps the value's JSON text and an unwrap checks
+    the value's JSON type, as DuckDB does: ``unwrap_as("string")`` gives strings only.
+    """
+    import sqlglot as sg
     from ibis.backends.sql.compilers.pyspark import PySparkCompiler
-    from pyspark.sql import functions as sf
-    from pyspark.sql.types import StringType
+
+    def unwrap(name: str) -> Any:
+        to, check = _VARIANT_TYPES[name]
+
+        def visit(self: Any, op: Any, *, arg: Any) -> Any:
+            v = f"try_parse_json({arg.sql(dialect='spark')})"
+            test = check.format(t=f"schema_of_variant({v})")
+            return sg.parse_one(
+                f"CASE WHEN {test} THEN variant_get({v}, '$', '{to}') END", dialect="spark"
+            )
+
+        return visit
+
+    unwrap_ops = {getattr(ops, n) for n in _VARIANT_TYPES}
 
     class Compiler(PySparkCompiler):
-        def visit_JSONGetItem(self, op: Any, *, arg: Any, index: Any) -> Any:
-            return sge.Anonymous(this="segone_json_get", expressions=[arg, index])
+        SIMPLE_OPS = {k: v for k, v in PySparkCompiler.SIMPLE_OPS.items() if k not in unwrap_ops}  # noqa: RUF012
 
-    session.udf.register("segone_json_get", sf.pandas_udf(_json_get, returnType=StringType()))
+        def visit_JSONGetItem(self, op: Any, *, arg: Any, index: Any) -> Any:
+            fmt = "$[%s]" if op.index.dtype.is_integer() else "$.%s"
+            path = self.f.format_string(fmt, index)
+            return self.f.to_json(self.f.try_variant_get(self.f.try_parse_json(arg), path))
+
+        visit_UnwrapJSONString = unwrap("UnwrapJSONString")
+        visit_UnwrapJSONInt64 = unwrap("UnwrapJSONInt64")
+        visit_UnwrapJSONFloat64 = unwrap("UnwrapJSONFloat64")
+        visit_UnwrapJSONBoolean = unwrap("UnwrapJSONBoolean")
+
     con = ibis.pyspark.connect(session)
     con.compiler = Compiler()
     return con
@@ -222,6 +242,15 @@ class SparkWarehouse(Warehouse):
         iterative identity graph needs); a permanent one is written as a new Parquet version.
         """
         schema = _canonical(name, schema)
+        started = time.perf_counter()
+        try:
+            return self._write_now(name, df, schema, temp=temp)
+        finally:
+            log.info(
+                "%s %s in %.1fs", "staged" if temp else "wrote", name, time.perf_counter() - started
+            )
+
+    def _write_now(self, name: str, df: Any, schema: sch.Schema, *, temp: bool) -> ibis.Table:
         if temp:
             try:
                 df = df.localCheckpoint(eager=True)
