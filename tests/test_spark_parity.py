@@ -4,7 +4,7 @@ gives the same output tables.
 Ids, identity maps, refusals, segment memberships and transitions must be equal exactly;
 floating-point columns within 1e-9 (an engine sums rows in its own order). The store is
 ingested once into DuckDB, the raw tables are copied to the Spark warehouse as Parquet (ingest
-itself is DuckDB-only, see docs/scale.md), and then both engines run the same build and two
+itself is DuckDB-only, see docs/scale.md), and then both engines run the same build and a
 segment snapshot.
 
 Skipped, loudly, when pyspark or Java is missing; run alone with ``pytest -m spark``.
