@@ -91,6 +91,8 @@ def _session(master: str, driver_memory: str, scratch: Path) -> Any:
                 .config("spark.sql.warehouse.dir", str(scratch / "spark-warehouse"))
                 .config("spark.local.dir", str(scratch / "spark-local"))
                 .config("spark.sql.session.timeZone", "UTC")
+                # DuckDB's semantics: x / 0 is NULL (Spark 4's ANSI mode raises instead)
+                .config("spark.sql.ansi.enabled", "false")
                 .config("spark.sql.execution.arrow.pyspark.enabled", "true")
                 .config("spark.sql.adaptive.enabled", "true")
                 .config("spark.sql.legacy.timeParserPolicy", "CORRECTED")
