@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -140,6 +141,7 @@ def _backend(session: Any) -> Any:
     the value's JSON type, as DuckDB does: ``unwrap_as("string")`` gives strings only.
     """
     import sqlglot as sg
+    import sqlglot.expressions as sge
     from ibis.backends.sql.compilers.pyspark import PySparkCompiler
 
     def unwrap(name: str) -> Any:
@@ -158,6 +160,16 @@ def _backend(session: Any) -> Any:
 
     class Compiler(PySparkCompiler):
         SIMPLE_OPS = {k: v for k, v in PySparkCompiler.SIMPLE_OPS.items() if k not in unwrap_ops}  # noqa: RUF012
+
+        def visit_NonNullLiteral(self, op: Any, *, value: Any, dtype: Any) -> Any:
+            # Spark reads 86400.0 as a DECIMAL, and then divides in decimal arithmetic; a
+            # float64 literal must be a double, as on DuckDB
+            if dtype.is_floating() and math.isfinite(float(value)):
+                return sge.Cast(
+                    this=sge.Literal.number(repr(float(value))),
+                    to=sge.DataType.build("DOUBLE"),
+                )
+            return super().visit_NonNullLiteral(op, value=value, dtype=dtype)
 
         def visit_JSONGetItem(self, op: Any, *, arg: Any, index: Any) -> Any:
             fmt = "$[%s]" if op.index.dtype.is_integer() else "$.%s"
@@ -269,6 +281,12 @@ class SparkWarehouse(Warehouse):
             raise StoreError(f"the warehouse {self.path} is open read-only; cannot write {name}")
         where = self.path / name / uuid.uuid4().hex[:12]
         try:
+            from ibis.backends.pyspark.datatypes import PySparkSchema
+            from pyspark.sql import functions as sf
+
+            # stored as the types the table declares, whatever Spark inferred for the query
+            want = PySparkSchema.from_ibis(schema)
+            df = df.select(*[sf.col(f"`{f.name}`").cast(f.dataType).alias(f.name) for f in want])
             df.write.mode("error").parquet(str(where))
         except Exception as exc:
             shutil.rmtree(where, ignore_errors=True)
