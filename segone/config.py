@@ -35,6 +35,12 @@ path = "warehouse.duckdb"
 # Engine threads and memory cap (DuckDB spills to disk beyond it).
 threads = 2
 memory_limit = "4GB"
+# "duckdb" (embedded) or "spark" (pip install "segone[spark]"; see docs/scale.md). On Spark the
+# tables are Parquet under spark_path, computed on spark_master (local[2] or a cluster's URL).
+engine = "duckdb"
+spark_master = "local[2]"
+spark_path = "spark-warehouse"
+spark_driver_memory = "2g"
 
 [ingest]
 # Time zone assumed for timestamps that carry none. Values with an offset are converted to UTC.
@@ -167,6 +173,12 @@ class WarehouseSettings:
     path: str = "warehouse.duckdb"
     threads: int = 2
     memory_limit: str = "4GB"
+    # "duckdb" (embedded, the default) or "spark" (docs/scale.md)
+    engine: str = "duckdb"
+    # Spark only: master URL and the directory of the tables (Parquet), relative to the project
+    spark_master: str = "local[2]"
+    spark_path: str = "spark-warehouse"
+    spark_driver_memory: str = "2g"
 
 
 def parse_origin(origin: str, where: str = "origin") -> str:
@@ -488,6 +500,8 @@ class Settings:
             ("path", "SEGONE_WAREHOUSE_PATH"),
             ("threads", "SEGONE_WAREHOUSE_THREADS"),
             ("memory_limit", "SEGONE_WAREHOUSE_MEMORY_LIMIT"),
+            ("engine", "SEGONE_WAREHOUSE_ENGINE"),
+            ("spark_master", "SEGONE_SPARK_MASTER"),
         ]:
             if var in env:
                 wh[key] = env[var]
@@ -498,7 +512,16 @@ class Settings:
                 path=str(wh.pop("path", "warehouse.duckdb")),
                 threads=int(wh.pop("threads", 2)),
                 memory_limit=str(wh.pop("memory_limit", "4GB")),
+                engine=str(wh.pop("engine", "duckdb")).lower(),
+                spark_master=str(wh.pop("spark_master", "local[2]")),
+                spark_path=str(wh.pop("spark_path", "spark-warehouse")),
+                spark_driver_memory=str(wh.pop("spark_driver_memory", "2g")),
             )
+            if warehouse.engine not in ("duckdb", "spark"):
+                raise ConfigError(
+                    f'{source}: warehouse.engine must be "duckdb" or "spark", '
+                    f"not {warehouse.engine!r}"
+                )
             mapping = ing.pop("mapping", {})
             if not isinstance(mapping, dict) or not all(
                 isinstance(v, dict) and all(isinstance(c, str) for c in v.values())

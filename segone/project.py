@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from segone.config import CONFIG_FILE, DEFAULT_TOML, Settings
 from segone.exceptions import ProjectError
+from segone.store.base import Warehouse
 from segone.store.duckdb import DuckDBWarehouse
 
 if TYPE_CHECKING:
@@ -62,14 +63,28 @@ class Project:
     def open(cls, root: str | Path) -> Project:
         return cls(Settings.load(root))
 
-    def warehouse(self, *, read_only: bool = False) -> DuckDBWarehouse:
+    def warehouse(self, *, read_only: bool = False) -> Warehouse:
+        """The project's warehouse on the engine its settings name (DuckDB unless
+        ``[warehouse] engine = "spark"``, see docs/scale.md)."""
         s = self.settings
-        wh = DuckDBWarehouse(
-            s.warehouse_path,
-            threads=s.warehouse.threads,
-            memory_limit=s.warehouse.memory_limit,
-            read_only=read_only,
-        )
+        wh: Warehouse
+        if s.warehouse.engine == "spark":
+            from segone.store.spark import SparkWarehouse  # pyspark is an optional extra
+
+            path = Path(s.warehouse.spark_path)
+            wh = SparkWarehouse(
+                path if path.is_absolute() else self.root / path,
+                master=s.warehouse.spark_master,
+                driver_memory=s.warehouse.spark_driver_memory,
+                read_only=read_only,
+            )
+        else:
+            wh = DuckDBWarehouse(
+                s.warehouse_path,
+                threads=s.warehouse.threads,
+                memory_limit=s.warehouse.memory_limit,
+                read_only=read_only,
+            )
         if not read_only:  # a project made by an older segone gets the tables added since
             wh.ensure_tables()
         return wh

@@ -101,7 +101,9 @@ def probabilistic_edges(
     # only reaches this module through the configuration (ingest, profile, ...) would pay
     from segone.identity.probabilistic import MatchingInputError, ProbabilisticMatcher
 
-    records = wh.to_arrow(person_records(wh, settings, as_of))
+    # in id order: the model's sampling then sees the same rows in the same order whichever
+    # engine (and however many partitions) produced them
+    records = wh.to_arrow(person_records(wh, settings, as_of)).sort_by("unique_id")
     matcher = ProbabilisticMatcher(threshold=settings.match_threshold, random_state=0)
     try:
         pairs = matcher.fit(records).predict(records)

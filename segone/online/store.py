@@ -907,6 +907,11 @@ class OnlineStore:
                 conn = self._writer
                 if self.dialect is SQLITE:
                     conn.execute("BEGIN IMMEDIATE")
+                else:
+                    # Writers take turns across servers too: several `segone serve` on one
+                    # PostgreSQL each read and rewrite a person's live document, and under READ
+                    # COMMITTED two of them would lose one another's update.
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK_KEY,))
             try:
                 yield Tx(conn, self.dialect, writable=True)
             except BaseException:
@@ -971,6 +976,10 @@ class OnlineStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: PostgreSQL advisory lock held by each write transaction (any fixed 64-bit key)
+WRITER_LOCK_KEY = 0x5E60E_0001
 
 
 def _driver_errors() -> tuple[type[BaseException], ...]:

@@ -19,6 +19,19 @@ def _days(later: ir.TimestampValue, earlier: ir.TimestampValue) -> ir.FloatingVa
     return (later.epoch_seconds() - earlier.epoch_seconds()) / DAY_SECONDS
 
 
+def sorted_collect(t: ibis.Table, by: str, fields: list[ir.Value]) -> ibis.Table:
+    """``by`` and ``_a``: per group, the array of structs ``(f0, f1, ...)`` of ``fields``, sorted
+    ascending field by field (negate a number to sort it descending).
+
+    The portable form of ``collect(order_by=...)``: Spark has no ordered aggregate, but both
+    engines sort an array of structs the same way, and the order then does not depend on how
+    the engine happened to read the rows.
+    """
+    rows = t.mutate(_s=ibis.struct({f"f{i}": f for i, f in enumerate(fields)}))
+    out = rows.group_by(by).aggregate(_a=rows._s.collect())
+    return out.mutate(_a=out._a.sort())
+
+
 def order_features(
     orders: ibis.Table, lines: ibis.Table, as_of: ir.TimestampValue, half_life_days: float
 ) -> ibis.Table:
@@ -34,7 +47,7 @@ def order_features(
         first_order_at=o.ts.min(),
         last_order_at=o.ts.max(),
         discount_order_share=discounted.cast("float64").mean(),
-        channels_ordered=o.channel.collect(distinct=True),
+        channels_ordered=o.channel.collect(distinct=True).sort(),
     )
     per = per.left_join(prev, "customer_id").drop("customer_id_right")
     span = _days(per.last_order_at, per.first_order_at)
@@ -63,22 +76,22 @@ def order_features(
         ).sum()
         / ln.quantity.sum(),
         returned_items=ln.returned_quantity.fill_null(0).sum(),
-        categories_bought=ln.category.collect(distinct=True),
+        categories_bought=ln.category.collect(distinct=True).sort(),
     )
     top = ln.mutate(_w=value * decay)
     aff = top.group_by(["customer_id", "category"]).aggregate(w=top._w.sum())
     total = aff.group_by("customer_id").aggregate(tw=aff.w.sum())
     aff = aff.join(total, "customer_id")
     aff = aff.mutate(share=(aff.w / aff.tw).round(4))
-    aff = aff.filter(aff.share >= 0.01).order_by([aff.customer_id, ibis.desc(aff.share)])
-    affinity = aff.group_by("customer_id").aggregate(
-        _k=aff.category.collect(order_by=ibis.desc(aff.share)),
-        _v=aff.share.collect(order_by=ibis.desc(aff.share)),
-    )
-    affinity = affinity.select(
+    aff = aff.filter(aff.share >= 0.01)
+    # largest share first (ties by category): an array sorted after collection rather than an
+    # ordered aggregate, which Spark does not have
+    ranked = sorted_collect(aff, "customer_id", [-aff.share, aff.category])
+    keys = ranked._a.map(lambda s: s["f1"])
+    affinity = ranked.select(
         "customer_id",
-        category_affinity=ibis.map(affinity._k, affinity._v),
-        top_category=affinity._k[0],
+        category_affinity=ibis.map(keys, ranked._a.map(lambda s: -s["f0"])),
+        top_category=keys[0],
     )
     return (
         per.left_join(by_line, "customer_id")
@@ -125,9 +138,8 @@ def event_features(events: ibis.Table, as_of: ir.TimestampValue) -> ibis.Table:
         _r=ibis.row_number().over(group_by="customer_id", order_by=[ibis.desc("n"), "term"])
     )
     top = terms.filter(terms._r < 3)
-    top = top.group_by("customer_id").aggregate(
-        top_search_terms=top.term.collect(order_by=[ibis.desc(top.n), top.term])
-    )
+    top = sorted_collect(top, "customer_id", [-top.n, top.term])
+    top = top.select("customer_id", top_search_terms=top._a.map(lambda s: s["f1"]))
     return per.left_join(top, "customer_id").drop("customer_id_right")
 
 
@@ -165,7 +177,7 @@ def crm_features(customers: ibis.Table) -> ibis.Table:
         city=latest("city"),
         postcode=latest("postcode"),
         source_records=(c.source + ":" + c.source_id).nunique(),
-        sources=c.source.collect(distinct=True),
+        sources=c.source.collect(distinct=True).sort(),
         first_record_at=ibis.coalesce(c.created_at, c.updated_at, c.loaded_at).min(),
     )
 
@@ -259,10 +271,11 @@ def enrichment_features(
         )
     )
     m = m.filter(m._r == 0)
-    agg = m.group_by("customer_id").aggregate(
-        _s=m.source.collect(order_by=m.source), _v=m.extra.cast("string").collect(order_by=m.source)
+    agg = sorted_collect(m, "customer_id", [m.source, m.extra.cast("string")])
+    return agg.select(
+        "customer_id",
+        enrichment=ibis.map(agg._a.map(lambda s: s["f0"]), agg._a.map(lambda s: s["f1"])),
     )
-    return agg.select("customer_id", enrichment=ibis.map(agg._s, agg._v))
 
 
 def charm_features(
