@@ -287,7 +287,9 @@ def realtime_demo(directory: Path, console: Console, user: str | None, *, serve:
         pub = publish(wh, store, project.settings)
     console.print(f"   {pub.summary()}", highlight=False, soft_wrap=True)
     s = project.settings.server
-    app = create_app(project.settings, Engine(store, project.settings))
+    from segone.web import extend_api  # the dashboard at / too, as segone serve has it
+
+    app = create_app(project.settings, Engine(store, project.settings), extend=extend_api)
     try:
         with _serving(background_server, app, s.host, s.port) as url:
             who = user or "user_id:demo-visitor"

@@ -557,13 +557,21 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
-def create_app(settings: Settings, engine: Engine, *, freeze_gc: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings,
+    engine: Engine,
+    *,
+    freeze_gc: bool = False,
+    extend: Callable[[FastAPI, Settings, Engine], None] | None = None,
+) -> FastAPI:
     """The API over ``engine``; of the project's ``settings`` the ``[server]`` part is read
     (keys and tokens, origins, rate and size limits, tracing).
 
     ``freeze_gc``: once the engine has started, take everything the process holds out of the
     garbage collector's view (``segone.online.writer.freeze_gc``; process-wide, so for a
-    process that only serves, as ``segone serve``)."""
+    process that only serves, as ``segone serve``). ``extend(app, settings, engine)`` adds
+    what layers above the API serve from the same app (``segone serve`` mounts the dashboard,
+    ``segone.web.mount``, this way: the API does not import the dashboard)."""
     from segone import __version__
 
     server = settings.server
@@ -587,9 +595,8 @@ def create_app(settings: Settings, engine: Engine, *, freeze_gc: bool = False) -
 
     app.state.settings = settings
     app.include_router(campaigns_router)
-    from segone.web import mount as mount_dashboard  # the web dashboard at /
-
-    mount_dashboard(app, project_dir=None, settings=settings, engine=engine)
+    if extend is not None:  # e.g. the web dashboard at / (segone.web.mount, by segone serve)
+        extend(app, settings, engine)
     app.openapi = partial(openapi_document, app)  # type: ignore[method-assign]
     app.fast = FastPath(HOT, app.state.api)
     app.stack = stack(

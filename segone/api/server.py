@@ -12,7 +12,7 @@ import logging
 import logging.config
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -89,6 +89,7 @@ def serve(
     host: str | None = None,
     port: int | None = None,
     online_url: str | None = None,
+    extend: Callable[[Any, Settings, Any], None] | None = None,
 ) -> None:
     """Serve the API in the foreground until SIGINT/SIGTERM (one process: the online store has
     one writer, and group commit batches every request of the process). The last build is
@@ -96,7 +97,7 @@ def serve(
     store = open_store(settings, online_url)
     try:
         publish_unpublished_build(settings, store)
-        app = create_app(settings, Engine(store, settings), freeze_gc=True)
+        app = create_app(settings, Engine(store, settings), freeze_gc=True, extend=extend)
         config = uvicorn_config(app, host or settings.server.host, port or settings.server.port)
         uvicorn.Server(config).run()
     finally:

@@ -140,7 +140,9 @@ def serve(
                 "(`segone keys create --kind write`, \\[server] write_keys or SEGONE_WRITE_KEYS)"
             )
         share_erasures(proj, online_url)
-        run_server(proj.settings, host, port, online_url)
+        from segone.web import extend_api  # the dashboard at / of the same server
+
+        run_server(proj.settings, host, port, online_url, extend=extend_api)
 
 
 def share_erasures(proj: Project, online_url: str | None) -> None:

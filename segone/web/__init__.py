@@ -30,4 +30,9 @@ def mount(app: FastAPI, *, project_dir: Path | None, settings: Any, engine: Any)
     install(app, Dashboard(root, settings, engine))
 
 
-__all__ = ["STATIC_DIR", "TEMPLATE_DIR", "mount"]
+def extend_api(app: FastAPI, settings: Any, engine: Any) -> None:
+    """``segone.api.create_app``'s ``extend`` hook: the dashboard at ``/`` of the API's app."""
+    mount(app, project_dir=None, settings=settings, engine=engine)
+
+
+__all__ = ["STATIC_DIR", "TEMPLATE_DIR", "extend_api", "mount"]
