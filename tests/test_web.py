@@ -80,6 +80,7 @@ def test_a_project_without_a_build_says_what_to_run(tmp_path: Path) -> None:
     from segone.online.engine import Engine
     from segone.online.store import OnlineStore
     from segone.project import Project
+    from segone.web import extend_api
 
     root = tmp_path / "fresh"
     Project.init(root)
@@ -90,7 +91,7 @@ def test_a_project_without_a_build_says_what_to_run(tmp_path: Path) -> None:
     settings = Project.open(root).settings
     with (
         OnlineStore.open(settings.server.online_url, root=root) as store,
-        background_server(create_app(settings, Engine(store, settings))) as url,
+        background_server(create_app(settings, Engine(store, settings), extend=extend_api)) as url,
         httpx.Client(base_url=url, follow_redirects=True) as client,
     ):
         page = client.get("/login")

@@ -129,6 +129,31 @@ def _minimize(
             bounds=[(-_LOG_BOUND, _LOG_BOUND)] * len(x0),
             options={"maxiter": max_iter, "ftol": tol, "gtol": tol},
         )
+        # an abnormal line search (a numerical gradient a little off near the optimum, seen
+        # with scipy 1.17's L-BFGS-B on Gamma-Gamma) is resumed from where it stopped, with a
+        # fresh curvature memory, rather than declared a failure
+        for _ in range(3):
+            if res.success or not np.isfinite(res.fun) or "ABNORMAL" not in str(res.message):
+                break
+            res = optimize.minimize(
+                fun,
+                res.x,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=[(-_LOG_BOUND, _LOG_BOUND)] * len(x0),
+                options={"maxiter": max_iter, "ftol": tol, "gtol": tol},
+            )
+        if not res.success and np.isfinite(res.fun) and "ABNORMAL" in str(res.message):
+            # still abnormal: the gradient is the problem, so finish without it
+            simplex = optimize.minimize(
+                lambda x: fun(x)[0],
+                res.x,
+                method="Nelder-Mead",
+                bounds=[(-_LOG_BOUND, _LOG_BOUND)] * len(x0),
+                options={"maxiter": 200 * len(x0), "xatol": 1e-8, "fatol": tol},
+            )
+            if simplex.success and simplex.fun <= res.fun + abs(res.fun) * 1e-12:
+                return np.asarray(simplex.x, dtype=np.float64)
     if not np.isfinite(res.fun) or not (
         res.success or (np.max(np.abs(res.jac)) < _GRAD_OK and res.nit < max_iter)
     ):

@@ -83,7 +83,8 @@ def order_features(
     total = aff.group_by("customer_id").aggregate(tw=aff.w.sum())
     aff = aff.join(total, "customer_id")
     aff = aff.mutate(share=(aff.w / aff.tw).round(4))
-    aff = aff.filter(aff.share >= 0.01)
+    # a map key cannot be null: lines without a category weigh in the total, not as a key
+    aff = aff.filter((aff.share >= 0.01) & aff.category.notnull())
     # largest share first (ties by category): an array sorted after collection rather than an
     # ordered aggregate, which Spark does not have
     ranked = sorted_collect(aff, "customer_id", [-aff.share, aff.category])
@@ -138,7 +139,7 @@ def event_features(events: ibis.Table, as_of: ir.TimestampValue) -> ibis.Table:
         _r=ibis.row_number().over(group_by="customer_id", order_by=[ibis.desc("n"), "term"])
     )
     top = terms.filter(terms._r < 3)
-    top = sorted_collect(top, "customer_id", [-top.n, top.term])
+    top = sorted_collect(top.filter(top.term.notnull()), "customer_id", [-top.n, top.term])
     top = top.select("customer_id", top_search_terms=top._a.map(lambda s: s["f1"]))
     return per.left_join(top, "customer_id").drop("customer_id_right")
 
@@ -271,6 +272,7 @@ def enrichment_features(
         )
     )
     m = m.filter(m._r == 0)
+    m = m.filter(m.source.notnull())  # map keys cannot be null
     agg = sorted_collect(m, "customer_id", [m.source, m.extra.cast("string")])
     return agg.select(
         "customer_id",
