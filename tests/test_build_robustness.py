@@ -237,3 +237,58 @@ def test_any_small_store_builds_and_everyone_gets_a_profile(s: Store) -> None:
             for i in _seen(s, when):
                 mine = find_customers(wh, f"user_id:u{i}")
                 assert mine and set(mine) <= ids, (i, mine)
+
+
+def test_a_customer_with_100k_events_builds_and_reads(tmp_path):
+    # a bot, a kiosk or a shop's own test account: one person with 100,000 events beside a few
+    # ordinary ones; the build, the profile and the segments must not trip over them
+    start = datetime(2024, 3, 1, tzinfo=UTC)
+    kinds = ("Product Viewed", "Product Added", "Email Link Clicked")
+    lines = []
+    for k in range(100_000):
+        ts = (start + timedelta(seconds=37 * k)).isoformat()
+        if k % 4 == 3:
+            msg = {"type": "page", "name": "Pricing", "properties": {"path": f"/p/{k % 97}"}}
+        else:
+            msg = {
+                "type": "track",
+                "event": kinds[k % 3],
+                "properties": {"product_id": f"P{k % 500}", "category": f"c{k % 7}"},
+            }
+        msg |= {"messageId": f"m{k}", "userId": "heavy", "timestamp": ts}
+        lines.append(json.dumps(msg))
+    for c in range(5):
+        lines.append(
+            json.dumps(
+                {
+                    "type": "identify",
+                    "messageId": f"i{c}",
+                    "userId": f"u{c}",
+                    "traits": {"email": f"u{c}@shop.example"},
+                    "timestamp": (start + timedelta(days=c)).isoformat(),
+                }
+            )
+        )
+    events = tmp_path / "events.ndjson"
+    events.write_text("\n".join(lines) + "\n")
+    orders = _write_csv(
+        tmp_path / "orders.csv",
+        ["order_id", "user_id", "ts", "amount"],
+        [["h1", "heavy", "2024-03-02T10:00:00", 25]]
+        + [[f"o{c}", f"u{c}", f"2024-03-0{2 + c}T10:00:00", 10 + c] for c in range(5)],
+    )
+    proj = tmp_path / "p"
+    assert cli("init", str(proj)).exit_code == 0
+    r = cli("ingest", "events", str(events), "-p", str(proj))
+    assert r.exit_code == 0 and "loaded 100005 events" in r.output, r.output
+    assert cli("ingest", "orders", str(orders), "-p", str(proj)).exit_code == 0
+    r = cli("build", "-p", str(proj), "--as-of", "2024-06-01")
+    assert r.exit_code == 0, r.output
+    with Project.open(proj).warehouse(read_only=True) as wh:
+        (heavy,) = find_customers(wh, "user_id:heavy")
+        p = wh.execute(wh.table("profiles"))
+    row = p[p.customer_id == heavy].iloc[0]
+    assert row.events == 100_000 and row.page_views == 25_000 and row.orders == 1
+    assert len(p) == 6
+    r = cli("profile", "user_id:heavy", "-p", str(proj))
+    assert r.exit_code == 0 and heavy in r.output, r.output
