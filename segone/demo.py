@@ -29,6 +29,7 @@ from segone.segments import project_catalogue, summary
 from segone.segments.history import backfill, transition_matrix
 from segone.segments.lifecycle import STAGES
 from segone.status import status_report
+from segone.store.duckdb import DuckDBWarehouse
 
 
 def run_demo(
@@ -238,11 +239,8 @@ def cdnow_bgnbd() -> BetaGeo:
     """BG/NBD fitted as Fader, Hardie & Lee did: weeks, calibration 1997-01-01..09-30."""
     df = load_cdnow().rename(columns={"date": "ts"})
     tx = ibis.memtable(df[["customer_id", "ts", "amount"]])
-    con = ibis.duckdb.connect()
-    try:
-        summ = con.execute(rfm_summary(tx, calibration_end="1997-09-30 23:59:59", unit_days=7.0))
-    finally:
-        con.disconnect()
+    with DuckDBWarehouse() as wh:
+        summ = wh.execute(rfm_summary(tx, calibration_end="1997-09-30 23:59:59", unit_days=7.0))
     return BetaGeo().fit(summ)
 
 

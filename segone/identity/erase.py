@@ -21,7 +21,6 @@ so ``compact_warehouse`` rewrites the file after an erasure.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -578,37 +577,12 @@ def readmit(
 
 
 def compact_warehouse(path: Path) -> bool:
-    """Rewrite a DuckDB warehouse file (closed) into a new file and swap it in: DuckDB leaves
-    deleted rows in free blocks until they are reused, so this is what takes an erased
-    person's bytes out of the file. False when there is no such file (an in-memory store)."""
-    import duckdb
+    """Rewrite a closed warehouse file into a new file and swap it in: DuckDB leaves deleted
+    rows in free blocks until they are reused, so this is what takes an erased person's bytes
+    out of the file. False when there is no such file (an in-memory store)."""
+    from segone.store.duckdb import compact_file
 
-    path = Path(path)
-    if not path.is_file():
-        return False
-    tmp = path.with_name(path.name + ".compact")
-    for p in (tmp, Path(str(tmp) + ".wal")):
-        p.unlink(missing_ok=True)
-    con = duckdb.connect(
-        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-    )
-    try:
-        con.execute(f"ATTACH '{_q(path)}' AS src")
-        con.execute(f"ATTACH '{_q(tmp)}' AS dst")
-        con.execute("COPY FROM DATABASE src TO dst")
-        con.execute("DETACH dst")
-        con.execute("DETACH src")
-    finally:
-        con.close()
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    Path(str(path) + ".wal").unlink(missing_ok=True)
-    return True
-
-
-def _q(path: Path) -> str:
-    return str(path).replace("'", "''")
+    return compact_file(Path(path))
 
 
 def erasure_audit(wh: Warehouse | None, store: OnlineStore | None) -> list[dict[str, Any]]:

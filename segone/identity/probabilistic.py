@@ -49,6 +49,7 @@ from splink.blocking_analysis import count_comparisons_from_blocking_rules
 from splink.internals.splink_dataframe import SplinkDataFrame
 
 from segone.exceptions import MatchingInputError, NotFittedError
+from segone.store.duckdb import offline_connection
 
 __all__ = [
     "PERSON_COLUMNS",
@@ -112,11 +113,8 @@ def _quote(name: str) -> str:
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
-    # Extensions other than the built-in ones would need a download, which fails offline.
-    return duckdb.connect(
-        ":memory:",
-        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
-    )
+    # Splink's DuckDB API takes a raw connection; the store hands it out (offline settings)
+    return offline_connection()
 
 
 def _load_clean(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -160,6 +161,42 @@ class DuckDBWarehouse(Warehouse):
 
     def close(self) -> None:
         self._con.disconnect()
+
+
+def offline_connection(path: str = ":memory:") -> duckdb.DuckDBPyConnection:
+    """A plain DuckDB connection for engine-level work that has no Ibis form (Splink's DuckDB
+    API, file compaction), with extension auto-install/auto-load off like the warehouse's."""
+    return duckdb.connect(
+        path, config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    )
+
+
+def compact_file(path: Path) -> bool:
+    """Rewrite a closed DuckDB file into a new one (``COPY FROM DATABASE``) and swap it in, so
+    freed blocks (deleted rows) leave the file. False when there is no such file."""
+    if not path.is_file():
+        return False
+    tmp = path.with_name(path.name + ".compact")
+    for p in (tmp, Path(str(tmp) + ".wal")):
+        p.unlink(missing_ok=True)
+    con = offline_connection()
+    try:
+        con.execute(f"ATTACH '{_q(path)}' AS src")
+        con.execute(f"ATTACH '{_q(tmp)}' AS dst")
+        con.execute("COPY FROM DATABASE src TO dst")
+        con.execute("DETACH dst")
+        con.execute("DETACH src")
+    finally:
+        con.close()
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    Path(str(path) + ".wal").unlink(missing_ok=True)
+    return True
+
+
+def _q(path: Path) -> str:
+    return str(path).replace("'", "''")
 
 
 def _sql(expr: ibis.Expr) -> str | None:
