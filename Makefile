@@ -24,7 +24,7 @@ demo: $(STAMP)
 # Run the test suite on two workers (whole files per worker). pytest's "no tests collected"
 # (exit 5) is turned into an explicit failure so an empty run can never pass by accident.
 test: $(STAMP)
-	@$(BIN)/python -m pytest -q -n 2 --dist loadfile; rc=$$?; \
+	@$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - failing on purpose"; exit 1; fi; \
 	exit $$rc
 
