@@ -354,6 +354,35 @@ def policy_scores(
     return scores, q_hat
 
 
+def ladder_table(control: PolicyValue, arms: dict[str, dict[str, PolicyValue]]) -> None:
+    """The ladder in ``segone campaign report`` terms: each policy an arm, the random (logging)
+    policy the control group; response = clicks per round (SNIPW), absolute lift = arm minus
+    control and relative lift = arm / control - 1, each with a 95% percentile interval of the
+    paired bootstrap draws (the same rounds in every draw)."""
+    print(
+        "The same ladder in campaign terms (as `segone campaign report`): the random logging "
+        "policy is the control group; response per round by SNIPW; lifts with paired "
+        "bootstrap 95% intervals.\n"
+    )
+    print("| arm | response | control | absolute lift [95% CI] | relative lift [95% CI] |")
+    print("|---|---:|---:|---:|---:|")
+    c = control.replicates
+    for name, res in arms.items():
+        v = res["snipw"]
+        diff = v.replicates - c
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(c > 0, v.replicates / c - 1.0, np.nan)
+        rel = rel[np.isfinite(rel)]
+        d_lo, d_hi = np.percentile(diff, [2.5, 97.5])
+        r_lo, r_hi = np.percentile(rel, [2.5, 97.5]) if len(rel) else (np.nan, np.nan)
+        print(
+            f"| {name} | {v.value:.4f} | {control.value:.4f} "
+            f"| {100 * (v.value - control.value):+.2f} pp [{100 * d_lo:+.2f}, {100 * d_hi:+.2f}] "
+            f"| {v.value / control.value - 1:+.0%} [{r_lo:+.0%}, {r_hi:+.0%}] |"
+        )
+    print()
+
+
 def evaluate(
     logs: pd.DataFrame,
     scores: dict[str, np.ndarray],
@@ -453,6 +482,7 @@ def evaluate(
             cells.append(f"{gt:.3f} ({lt:.3f})")
         print(f"| {a.split(' ')[0]} > {b.split(' ')[0]} | {' | '.join(cells)} |")
     print()
+    ladder_table(on_policy, {name: results[name] for name in names})
     ceiling = max(clopper_pearson(0, int(n / n_actions))[1], 0.0) / on_policy.value
     print(
         f"Reading: {sum(matched_clicks)} clicks fall on the {len(names)} policies' matched rounds "

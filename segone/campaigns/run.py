@@ -313,10 +313,10 @@ def plan(
     contact_on: dict[str, dict[str, str]] = {}
     rows_of: dict[str, dict[str, Any]] = {}
     for ch in reversed(channels):  # the first channel's row wins for the profile fields
-        for row in frames[ch].to_dict("records"):
-            cid = str(row["customer_id"])
-            contact_on.setdefault(cid, {})[ch] = str(row["contact"])
-            rows_of[cid] = row
+        for rec in frames[ch].to_dict("records"):
+            cid = str(rec["customer_id"])
+            contact_on.setdefault(cid, {})[ch] = str(rec["contact"])
+            rows_of[cid] = {str(k): v for k, v in rec.items()}
     ids = sorted(contact_on)
     df = pd.DataFrame([rows_of[c] for c in ids], columns=frames[channels[0]].columns)
     a = assign(
@@ -360,7 +360,11 @@ def plan(
         cid = ids[k]
         arm = arms[arm_of[cid]]
         fields = {f: _plain(row.get(f)) for f in campaign.fields}
-        order = preferred_channels(row, channels) if arm.kind == "one_to_one" else channels
+        order = (
+            preferred_channels({str(k2): v for k2, v in row.items()}, channels)
+            if arm.kind == "one_to_one"
+            else channels
+        )
         ch = next(c for c in order if c in contact_on[cid])
         p = Planned(
             cid, contact_on[cid][ch], str(a.group[k]), arm.name, fields, send_at=at, channel=ch

@@ -151,6 +151,7 @@ def _rows(found: Mapping[str, Campaign], runs: Mapping[str, int]) -> list[dict[s
             "name": c.name,
             "description": c.description,
             "channel": c.channel,
+            "channels": list(c.channels),
             "audience": c.audience.describe(),
             "arms": [{"name": a.name, "kind": a.kind, "weight": a.weight} for a in c.arms],
             "holdout": c.holdout,
