@@ -354,6 +354,42 @@ def policy_scores(
     return scores, q_hat
 
 
+def ladder_table(control: tuple[int, int], arms: dict[str, tuple[int, int]]) -> None:
+    """The ladder as ``segone campaign report`` measures a campaign: each policy an arm, the
+    random (logging) policy the control group. Under uniform logging a policy's matched rounds
+    (where the logged item is the one it would have shown) are a random sample of its
+    decisions, so its response is clicks / matched rounds; lifts against the control's clicks /
+    rounds with the report's intervals (``segone.campaigns.measure.proportion_lift``: Newcombe
+    for the difference, log ratio for the relative lift, none when an arm has no click)."""
+    from segone.campaigns.measure import proportion_lift
+
+    c_c, n_c = control
+    print(
+        "The same ladder in campaign terms (as `segone campaign report`): arm = policy, "
+        "response = clicks / matched rounds, control = the random logging policy on every "
+        "round; Newcombe 95% interval of the difference, log-ratio interval of the relative "
+        "lift.\n"
+    )
+    print(
+        "| arm | clicks / rounds | response | control | absolute lift [95% CI] "
+        "| relative lift [95% CI] |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    print(f"| control: random | {c_c} / {n_c:,} | {c_c / n_c:.4f} | | | |")
+    for name, (c_t, n_t) in arms.items():
+        diff, (lo, hi), ratio, (r_lo, r_hi) = proportion_lift(c_t, n_t, c_c, n_c)
+        rel = (
+            f"{ratio - 1:+.0%} [{r_lo - 1:+.0%}, {r_hi - 1:+.0%}]"
+            if ratio == ratio
+            else "none (no click in the arm)"
+        )
+        print(
+            f"| {name} | {c_t} / {n_t:,} | {c_t / n_t:.4f} | {c_c / n_c:.4f} "
+            f"| {100 * diff:+.2f} pp [{100 * lo:+.2f}, {100 * hi:+.2f}] | {rel} |"
+        )
+    print()
+
+
 def evaluate(
     logs: pd.DataFrame,
     scores: dict[str, np.ndarray],
@@ -397,6 +433,7 @@ def evaluate(
     )
     results: dict[str, dict[str, PolicyValue]] = {}
     matched_clicks = []
+    arm_counts: dict[str, tuple[int, int]] = {}
     policies: list[tuple[str, np.ndarray, str]] = []
     for name, s in scores.items():
         slates = len({tuple(row) for row in np.argsort(-s, axis=1, kind="stable")[:, :3]})
@@ -413,6 +450,7 @@ def evaluate(
         results[name] = res
         clicks = int(reward[matched].sum())
         matched_clicks.append(clicks)
+        arm_counts[name] = (clicks, int(matched.sum()))
         lo, hi = clopper_pearson(clicks, int(matched.sum()))
         print(
             f"| {name} | {slates} | {int(matched.sum())} | {clicks} "
@@ -453,6 +491,9 @@ def evaluate(
             cells.append(f"{gt:.3f} ({lt:.3f})")
         print(f"| {a.split(' ')[0]} > {b.split(' ')[0]} | {' | '.join(cells)} |")
     print()
+    # deterministic policies only: for a stochastic one, clicks on the rounds it could have
+    # chosen are not its value (its IPW above weights them by its probabilities)
+    ladder_table((int(reward.sum()), n), {k: arm_counts[k] for k in scores})
     ceiling = max(clopper_pearson(0, int(n / n_actions))[1], 0.0) / on_policy.value
     print(
         f"Reading: {sum(matched_clicks)} clicks fall on the {len(names)} policies' matched rounds "

@@ -409,6 +409,16 @@ TABLES.update(
             ),
             _c("erasure_id", "string", "The erasure that added it."),
         ],
+        "identifier_hashes": [
+            _c("customer_id", "string", "The person whose identifier it is."),
+            _c("salt_id", "string", "Which erasure salt (a hash of it, not the salt)."),
+            _c(
+                "node_key",
+                "string",
+                "First 12 hex digits of the salted SHA-256 of one of the person's identifiers "
+                "(as in erased_identifiers); rewritten with customer_map by every build.",
+            ),
+        ],
         "project_secrets": [
             _c("name", "string", "Secret name (identity_salt, erasure_salt)."),
             _c(

@@ -150,8 +150,11 @@ class Platform:
             new, updated, errors = [], [], []
             for member in doc["members"]:
                 address = member.get("email_address")
-                if not address or member.get("status_if_new") not in {"subscribed", "pending"}:
-                    raise Bad("mailchimp: member without email_address/status_if_new")
+                # the batch endpoint's member needs ``status`` (``status_if_new`` is the PUT's)
+                if not address or member.get("status") not in {"subscribed", "pending"}:
+                    raise Bad("mailchimp: member without email_address/status")
+                if "status_if_new" in member:
+                    raise Bad("mailchimp: status_if_new is not a batch member field")
                 if address in self.mailchimp_refuse:
                     errors.append(
                         {
@@ -182,11 +185,11 @@ class Platform:
 
     def klaviyo(self, req: dict[str, Any]) -> Any:
         h = req["headers"]
-        if h.get("authorization") != "Klaviyo-API-Key pk_test" or h.get("revision") != "2024-10-15":
+        if h.get("authorization") != "Klaviyo-API-Key pk_test" or h.get("revision") != "2026-10-15":
             raise Bad("klaviyo: missing Klaviyo-API-Key auth or revision header")
         if req["method"] != "GET" and h.get("content-type") != "application/vnd.api+json":
             raise Bad("klaviyo: content-type must be application/vnd.api+json")
-        if req["path"] == "/api/profile-bulk-import-jobs/" and req["method"] == "POST":
+        if req["path"] == "/api/profile-bulk-import-jobs" and req["method"] == "POST":
             data = self._json(req)["data"]
             if data["type"] != "profile-bulk-import-job":
                 raise Bad("klaviyo: wrong job type")
@@ -200,7 +203,7 @@ class Platform:
                 self.lists[lst["id"]][pid] = attrs
                 self.applied[ext] += 1
             return {"data": {"type": "profile-bulk-import-job", "id": "job1"}}
-        if req["path"] == "/api/profiles/" and req["method"] == "GET":
+        if req["path"] == "/api/profiles" and req["method"] == "GET":
             (flt,) = req["query"]["filter"]
             m = re.fullmatch(r"any\(external_id,(\[.*\])\)", flt)
             if not m:
@@ -213,7 +216,7 @@ class Platform:
                     if e in self.klaviyo_ids
                 ]
             }
-        m = re.fullmatch(r"/api/lists/([^/]+)/relationships/profiles/", req["path"])
+        m = re.fullmatch(r"/api/lists/([^/]+)/relationships/profiles", req["path"])
         if m and req["method"] == "DELETE":
             for p in self._json(req)["data"]:
                 self.lists[m[1]].pop(p["id"], None)

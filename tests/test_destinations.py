@@ -74,7 +74,7 @@ def test_mailchimp_full_then_incremental_sync(platform, tmp_path):
     assert body["update_existing"] is True
     assert body["members"][0] == {
         "email_address": "first.last0@example.com",
-        "status_if_new": "subscribed",
+        "status": "subscribed",  # the batch endpoint's field (not the PUT's status_if_new)
         "merge_fields": {"FNAME": "F0"},
     }
 
@@ -254,7 +254,7 @@ def test_meta_hashes_and_removes(platform, tmp_path):
     report = dest.sync(members, list_id="6001")
     assert (report.added, report.skipped) == (3, 1) and platform.bad == []
     req = platform.raw[0]
-    assert req["method"] == "POST" and req["path"] == "/v21.0/6001/users"
+    assert req["method"] == "POST" and req["path"] == "/v25.0/6001/users"
     rows = json.loads(req["body"])["payload"]["data"]
     assert rows == [
         [sha("jane.doe@example.com"), sha("447700900123")],
@@ -298,15 +298,16 @@ def test_google_customer_match_normalises_and_runs_one_job(platform, tmp_path):
     assert report.ok and report.added == 2 and platform.bad == []
     paths = [r["path"] for r in platform.raw]
     assert paths == [
-        "/v17/customers/1234567890/offlineUserDataJobs:create",
-        "/v17/customers/1234567890/offlineUserDataJobs/1:addOperations",
-        "/v17/customers/1234567890/offlineUserDataJobs/1:run",
+        "/v26/customers/1234567890/offlineUserDataJobs:create",
+        "/v26/customers/1234567890/offlineUserDataJobs/1:addOperations",
+        "/v26/customers/1234567890/offlineUserDataJobs/1:run",
     ]
     ops = json.loads(platform.raw[1]["body"])["operations"]
     assert ops[0] == {
         "create": {
             "userIdentifiers": [
-                {"hashedEmail": sha("johnqdoe@googlemail.com")},  # gmail dots removed
+                # trimmed and lowercased only: the UserIdentifier reference asks nothing more
+                {"hashedEmail": sha("john.q.doe@googlemail.com")},
                 {"hashedPhoneNumber": sha("+14155550100")},  # E.164 with the +
             ]
         }

@@ -180,9 +180,10 @@ class Audience:
 
 
 # -- the pieces -------------------------------------------------------------------------------
-def contacts(wh: Warehouse, id_type: str) -> ibis.Table:
-    """(customer_id, contact): each person's most recently seen identifier of ``id_type``."""
-    m = wh.table("customer_map")
+def contacts(wh: Warehouse, id_type: str, among: ibis.Table | None = None) -> ibis.Table:
+    """(customer_id, contact): each person's most recently seen identifier of ``id_type``
+    (among the ``customer_map`` rows ``among``, when given)."""
+    m = wh.table("customer_map") if among is None else among
     m = m.filter(m.id_type == id_type)
     w = ibis.window(group_by=m.customer_id, order_by=[ibis.desc(m.last_seen), m.node])
     ranked = m.mutate(_r=ibis.row_number().over(w))
@@ -265,7 +266,9 @@ def _opted_out(wh: Warehouse, ch: ChannelSpec) -> ibis.Table:
     return ev.filter(ev.name.isin(names)).select("customer_id").distinct().mutate(_oo=True)
 
 
-def _suppressed_ids(wh: Warehouse, ch: ChannelSpec, suppressions: Mapping[str, Any]) -> ibis.Table:
+def _suppressed_ids(
+    wh: Warehouse, ch: ChannelSpec, suppressions: Mapping[str, Any], m: ibis.Table
+) -> ibis.Table:
     """customer_ids with a suppression document blocking this channel on any identifier."""
     cname = _SUPPRESSION_NAME.get(ch.name, ch.name)
     nodes = [
@@ -274,45 +277,59 @@ def _suppressed_ids(wh: Warehouse, ch: ChannelSpec, suppressions: Mapping[str, A
         if cname in suppressed_channels({node: doc}, [cname])[0]
     ]
     t = wh.stage("_segone_aud_supp", pa.table({"node": pa.array(nodes, pa.string())}), append=False)
-    m = wh.table("customer_map")
     j = m.join(t, m.node == t.node)
     return j.select(j.customer_id).distinct().mutate(_sup=True)
 
 
 def _erased_ids(
-    wh: Warehouse,
-    online_hashes: Sequence[str],
-    online_salts: Sequence[str] = (),
-    who: ibis.Table | None = None,
+    wh: Warehouse, online_hashes: Sequence[str], online_salts: Sequence[str], m: ibis.Table
 ) -> ibis.Table:
-    """customer_ids (of ``who``, when given) any of whose identifiers is erased (warehouse or
-    online store), hashed with every salt either store knows. Hashing is the costly part, so
-    only the identifiers of ``who`` — the people still in after contact and consent — are
-    hashed; the flag does not matter for the others."""
-    from segone.identity.erase import erasure_salts
+    """customer_ids any of whose identifiers is erased (warehouse or online store), under every
+    salt either store knows.
+
+    The identifiers' salted hashes are computed once per build (``identifier_hashes``, see
+    :func:`segone.identity.erase.refresh_identifier_hashes`), so this is a join of that column
+    (the hashes' first 12 hex digits) with the few erased hashes; the people it finds have their
+    identifiers hashed again in full and compared with the whole hashes, so a chance match of
+    the short key removes no one. A salt the table lacks (an online store's, not yet shared by
+    a build) is hashed here for every identifier."""
+    from segone.identity.erase import (
+        KEY_DIGITS,
+        erasure_salts,
+        hashed,
+        identifier_hashes_fresh,
+        identifier_keys,
+    )
 
     none = wh.table("customer_map").select("customer_id").limit(0).mutate(_era=True)
     if not online_hashes and wh.count("erased_identifiers") == 0:
-        return none  # nothing erased anywhere: no need to hash every identifier
-    salts = list(dict.fromkeys([*erasure_salts(wh), *online_salts]))
-    e = wh.table("erased_identifiers").select("node_hash")
+        return none  # nothing erased anywhere
+    wh_salts = erasure_salts(wh)
+    salts = list(dict.fromkeys([*wh_salts, *online_salts]))
+    if identifier_hashes_fresh(wh, wh_salts):
+        keys = wh.table("identifier_hashes").select("customer_id", "node_key")
+        new = [s for s in salts if s not in wh_salts]
+        if new:
+            keys = keys.union(identifier_keys(wh, new).drop("salt_id"), distinct=False)
+    else:
+        keys = identifier_keys(wh, salts).drop("salt_id")
+    e = wh.table("erased_identifiers")
     extra = wh.stage(
         "_segone_aud_erased",
         pa.table({"node_hash": pa.array(list(online_hashes), pa.string())}),
         append=False,
     )
-    hashes = e.union(extra).distinct()
-    if not salts:
-        return none
-    m = wh.table("customer_map")
-    if who is not None:
-        m = m.semi_join(who, "customer_id")
-    parts = [
-        m.select("customer_id", h=(ibis.literal(s) + m.node).hexdigest("sha256")) for s in salts
-    ]
-    mh = ibis.union(*parts, distinct=False)
-    j = mh.join(hashes, mh.h == hashes.node_hash)
-    return j.select("customer_id").distinct().mutate(_era=True)
+    hashes = e.select("node_hash").union(extra, distinct=True)
+    short = hashes.select(k=hashes.node_hash.substr(0, KEY_DIGITS)).distinct()
+    j = keys.join(short, keys.node_key == short.k)
+    maybe = wh.materialize("_segone_aud_maybe_erased", j.select("customer_id").distinct())
+    # confirm on the whole hash: the candidates' identifiers, hashed with every salt
+    m = m.semi_join(maybe, "customer_id")
+    full = ibis.union(
+        *[m.select("customer_id", h=hashed(m.node, s)) for s in salts], distinct=False
+    )
+    hit = full.join(hashes, full.h == hashes.node_hash)
+    return hit.select("customer_id").distinct().mutate(_era=True)
 
 
 def _capped(wh: Warehouse, channel: str, caps: Caps, now: datetime) -> ibis.Table:
@@ -354,20 +371,17 @@ def build_audience(
     if missing:
         raise AudienceError(f"unknown profile field(s) {missing}; see `segone profiles` columns")
     consent_col = next((c for c in ch.consent if c in attrs), None)
-    base = p.filter(cond).select("customer_id", *dict.fromkeys(fields))
-    if consent_col is not None:
-        prof = wh.table("profiles")
-        pc = prof.select("customer_id", _consent=prof[consent_col])
-        base = base.left_join(pc, "customer_id").drop("customer_id_right")
-    else:
-        base = base.mutate(_consent=ibis.literal(False))
-    ct = contacts(wh, ch.id_type)
+    consent = p[consent_col] if consent_col is not None else ibis.literal(False)
+    base = p.filter(cond).select("customer_id", *dict.fromkeys(fields), _consent=consent)
+    # the whole audience, then only its people's identifiers (not every one's)
+    base = wh.materialize("_segone_audience_base", base)
+    cm = wh.table("customer_map")
+    ct = contacts(wh, ch.id_type, among=cm.semi_join(base, "customer_id"))
     base = base.left_join(ct, "customer_id").drop("customer_id_right")
-    who = base.filter(base.contact.notnull() & base._consent.fill_null(False)).select("customer_id")
     for extra in (
         _opted_out(wh, ch),
-        _suppressed_ids(wh, ch, suppressions or {}),
-        _erased_ids(wh, online_erased, online_salts, who),
+        _suppressed_ids(wh, ch, suppressions or {}, cm),
+        _erased_ids(wh, online_erased, online_salts, cm),
         _capped(wh, ch.name, caps, as_of),
     ):
         base = base.left_join(extra, "customer_id").drop("customer_id_right")
@@ -379,7 +393,7 @@ def build_audience(
         _era=base._era.fill_null(False),
         _cap=base._cap.fill_null(False),
     )
-    flags = wh.materialize("_segone_audience", flags)
+    flags = wh.materialize(f"_segone_audience_{ch.name}", flags)
     s1 = flags._has
     s2 = s1 & flags._ok
     s3 = s2 & ~flags._oo

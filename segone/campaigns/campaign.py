@@ -9,6 +9,10 @@
       rule: {churn_probability: {gt: 0.6}}
       top: {clv: 0.2}
     channel: email                 # email, sms, push, web or social
+    channels: [email, sms]         # optional: the channels a person may be reached on; a
+                                   # one_to_one arm uses each person's preferred one (see run.py),
+                                   # the other arms the first of this list the person is
+                                   # reachable on
     holdout: 0.1                   # campaign holdout (on top of the global control group)
     arms:
       - {name: mass, kind: mass, offer: {title: "10% off everything", category: "Home"}}
@@ -63,6 +67,7 @@ _KEYS = {
     "description",
     "audience",
     "channel",
+    "channels",
     "holdout",
     "arms",
     "message",
@@ -140,6 +145,12 @@ class Campaign:
     send: Mapping[str, Any] = field(default_factory=dict)
     salt: str = ""
     source: str = ""
+    #: every channel people may be reached on, ``channel`` first (default: ``channel`` alone)
+    channels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.channels:
+            object.__setattr__(self, "channels", (self.channel,))
 
     @property
     def hash_salt(self) -> str:
@@ -162,6 +173,19 @@ class Campaign:
             audience = AudienceSpec.from_obj(obj.get("audience"))
             channel = str(obj.get("channel", "email"))
             channel_spec(channel)
+            chans_obj = obj.get("channels") or [channel]
+            if not isinstance(chans_obj, list) or not chans_obj:
+                raise CampaignError(f"{source}: channels is a list like [email, sms]")
+            chans = [str(x) for x in chans_obj]
+            for x in chans:
+                channel_spec(x)
+            if len(set(chans)) != len(chans):
+                raise CampaignError(f"{source}: channels are listed twice")
+            if "channel" not in obj:
+                channel = chans[0]
+            elif channel not in chans:
+                raise CampaignError(f"{source}: channel {channel!r} is not in channels {chans}")
+            chans = [channel, *(x for x in chans if x != channel)]
             arms_obj = obj.get("arms") or [{"name": "main", "kind": "mass"}]
             if not isinstance(arms_obj, list):
                 raise CampaignError(f"{source}: arms is a list")
@@ -195,6 +219,7 @@ class Campaign:
                 send=dict(obj.get("send") or {}),
                 salt=str(obj.get("salt", "")),
                 source=source,
+                channels=tuple(chans),
             )
         except CampaignError:
             raise

@@ -16,6 +16,22 @@ Arms, per person:
   event) in its ``within_days``; the others of the arm are dropped from the run before
   anything is stored, in both the treated and the held-out group, so the arm is measured
   against held-out people who had the same trigger.
+
+Channels. A campaign with ``channels: [email, sms, ...]`` builds one audience per channel
+(each with its own funnel: contact, consent, opt-outs, suppression, erasure, caps) and runs on
+everyone reachable on at least one. Each person then gets one channel:
+
+* a ``one_to_one`` arm reaches them on their **preferred** channel (:func:`preferred_channels`:
+  a ``preferred_channel`` profile column when a source provides one, else the channel they
+  engage with most by the profile's per-channel rates — ``p_email_click`` or
+  ``email_click_rate`` for e-mail, ``p_<channel>_click`` / ``<channel>_click_rate`` for the
+  others when present), falling back to the next one they are reachable on;
+* the other arms reach everyone on the first channel of the campaign's list they are
+  reachable on (the same rule for all, which is what makes them non-personal).
+
+Every destination receives only the people of its channel (``send: {email: {smtp: ...},
+sms: {destination: ...}}``), and exposures are recorded under the channel used, so frequency
+caps count per channel.
 """
 
 from __future__ import annotations
@@ -61,6 +77,8 @@ class Planned:
     products: list[dict[str, Any]] = field(default_factory=list)
     reason: str = ""
     send_at: datetime | None = None
+    #: the channel the person is reached on (one of the campaign's ``channels``)
+    channel: str = ""
 
 
 @dataclass
@@ -70,6 +88,12 @@ class Plan:
     audience: Audience
     people: list[Planned]
     not_triggered: int = 0
+    #: the audience of each of the campaign's channels (``audience`` is the first's)
+    audiences: dict[str, Audience] = field(default_factory=dict)
+    #: people reachable on at least one channel (the run's population)
+    reachable: int = 0
+    #: what each channel's transport reported, once sent
+    reports: dict[str, SyncReport] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         out = {TREATMENT: 0, HOLDOUT: 0, GLOBAL: 0}
@@ -77,8 +101,35 @@ class Plan:
             out[p.group] += 1
         return out
 
+    def per_channel(self) -> dict[str, dict[str, int]]:
+        """Per channel: its audience's last step (reachable on it) and how many people of
+        each group were given it."""
+        out: dict[str, dict[str, int]] = {}
+        for ch, aud in (self.audiences or {self.audience.channel: self.audience}).items():
+            out[ch] = {"reachable": aud.steps[-1].count, TREATMENT: 0, HOLDOUT: 0, GLOBAL: 0}
+        for p in self.people:
+            ch = p.channel or self.audience.channel
+            out.setdefault(ch, {"reachable": 0, TREATMENT: 0, HOLDOUT: 0, GLOBAL: 0})
+            out[ch][p.group] += 1
+        return out
+
     def funnel(self) -> str:
         c = self.counts()
+        if len(self.audiences) > 1:
+            per = self.per_channel()
+            parts = [f"{ch}: {a.funnel()}" for ch, a in self.audiences.items()]
+            chosen = ", ".join(f"{per[ch][TREATMENT]:,} on {ch}" for ch in self.audiences)
+            return (
+                " | ".join(parts)
+                + f" ⇒ {self.reachable:,} reachable on some channel"
+                + (
+                    f" → {self.not_triggered:,} without their trigger left out"
+                    if self.not_triggered
+                    else ""
+                )
+                + f" → {c[HOLDOUT] + c[GLOBAL]:,} held out ({c[HOLDOUT]:,} campaign holdout, "
+                f"{c[GLOBAL]:,} global control) → {c[TREATMENT]:,} to contact ({chosen})"
+            )
         parts = [self.audience.funnel()]
         if self.not_triggered:
             parts.append(f"{self.not_triggered:,} without their trigger left out")
@@ -192,6 +243,32 @@ def _segment_members(
     return out
 
 
+#: per-channel engagement columns a profile may have, best evidence first
+def _engagement_columns(channel: str) -> tuple[str, ...]:
+    name = "sms" if channel == "phone" else channel
+    return (f"p_{name}_click", f"{name}_click_rate", f"{name}_open_rate")
+
+
+def preferred_channels(row: Mapping[str, Any], channels: Sequence[str]) -> list[str]:
+    """``channels`` ordered by the person's preference (see the module docstring): an explicit
+    ``preferred_channel`` first, then channels by their engagement rate (highest first), then
+    channels with no rate in the campaign's order."""
+    pref = row.get("preferred_channel")
+    rate: dict[str, float] = {}
+    for ch in channels:
+        for col in _engagement_columns(ch):
+            v = _plain(row.get(col))
+            if isinstance(v, int | float) and not isinstance(v, bool) and v == v:
+                rate[ch] = float(v)
+                break
+    order = {ch: k for k, ch in enumerate(channels)}
+
+    def key(ch: str) -> tuple[int, float, int]:
+        return (0 if pref == ch else 1, -rate.get(ch, -1.0), order[ch])
+
+    return sorted(channels, key=key)
+
+
 def plan(
     wh: Warehouse,
     campaign: Campaign,
@@ -208,23 +285,40 @@ def plan(
     s = settings or CampaignSettings()
     have = set(wh.table("profiles").columns) if "profiles" in wh.tables() else set()
     internal = [f for f in _TIMING if f not in campaign.fields and f in have]
-    aud = build_audience(
-        wh,
-        campaign.audience,
-        campaign.channel,
-        as_of=at,
-        catalogue=catalogue,
-        suppressions=suppressions,
-        online_erased=online_erased,
-        online_salts=online_salts,
-        caps=campaign.caps,
-        fields=[*campaign.fields, *internal],
-    )
-    reach = aud.reachable
-    if only is not None:
-        reach = reach.filter(reach.customer_id == only)
-    df: pd.DataFrame = wh.execute(reach.order_by("customer_id"))
-    ids = [str(x) for x in df.customer_id]
+    channels = list(campaign.channels)
+    if len(channels) > 1:  # what the channel preference reads
+        wanted = ["preferred_channel"] + [c for ch in channels for c in _engagement_columns(ch)]
+        internal += [f for f in wanted if f in have and f not in campaign.fields]
+    auds: dict[str, Audience] = {}
+    frames: dict[str, pd.DataFrame] = {}
+    for ch in channels:
+        auds[ch] = build_audience(
+            wh,
+            campaign.audience,
+            ch,
+            as_of=at,
+            catalogue=catalogue,
+            suppressions=suppressions,
+            online_erased=online_erased,
+            online_salts=online_salts,
+            caps=campaign.caps,
+            fields=[*campaign.fields, *internal],
+        )
+        reach = auds[ch].reachable
+        if only is not None:
+            reach = reach.filter(reach.customer_id == only)
+        frames[ch] = wh.execute(reach.order_by("customer_id"))
+    aud = auds[channels[0]]
+    # everyone reachable on some channel, each with their contact on every channel they have
+    contact_on: dict[str, dict[str, str]] = {}
+    rows_of: dict[str, dict[str, Any]] = {}
+    for ch in reversed(channels):  # the first channel's row wins for the profile fields
+        for rec in frames[ch].to_dict("records"):
+            cid = str(rec["customer_id"])
+            contact_on.setdefault(cid, {})[ch] = str(rec["contact"])
+            rows_of[cid] = {str(k): v for k, v in rec.items()}
+    ids = sorted(contact_on)
+    df = pd.DataFrame([rows_of[c] for c in ids], columns=frames[channels[0]].columns)
     a = assign(
         ids,
         salt=campaign.hash_salt,
@@ -266,7 +360,15 @@ def plan(
         cid = ids[k]
         arm = arms[arm_of[cid]]
         fields = {f: _plain(row.get(f)) for f in campaign.fields}
-        p = Planned(cid, str(row["contact"]), str(a.group[k]), arm.name, fields, send_at=at)
+        order = (
+            preferred_channels({str(k2): v for k2, v in row.items()}, channels)
+            if arm.kind == "one_to_one"
+            else channels
+        )
+        ch = next(c for c in order if c in contact_on[cid])
+        p = Planned(
+            cid, contact_on[cid][ch], str(a.group[k]), arm.name, fields, send_at=at, channel=ch
+        )
         if arm.kind in ("mass", "triggered"):
             p.offer = dict(arm.offer)
             p.products = pop(arm.offer.get("category"), arm.products)
@@ -293,7 +395,7 @@ def plan(
                 )
             p.send_at = _due({str(k): v for k, v in row.items()}, at, horizon)
         people.append(p)
-    return Plan(campaign, at, aud, people, not_triggered)
+    return Plan(campaign, at, aud, people, not_triggered, auds, len(ids))
 
 
 def _plain(v: Any) -> Any:
@@ -328,6 +430,8 @@ def messages(plan_: Plan, settings: CampaignSettings | None = None) -> Iterable[
         return
     secret = (settings or CampaignSettings()).secret
     for p in plan_.treated():
+        if len(plan_.campaign.channels) > 1 and p.channel != "email":
+            continue  # the template is the e-mail; other channels' people go as members
         r = render(
             tpl,
             customer_id=p.customer_id,
@@ -366,44 +470,127 @@ class RunResult:
 Sender = Callable[[Plan, Iterable[OutgoingEmail]], SyncReport]
 
 
-def default_sender(root: Path) -> Sender | None:
-    """The transport a campaign's ``send`` asks for: SMTP for e-mail or a destination."""
+def _render(tpl: Any, p: Planned, secret: str) -> Any:
+    return render(
+        tpl,
+        customer_id=p.customer_id,
+        fields=p.fields,
+        offer=p.offer,
+        products=p.products,
+        reason=p.reason,
+        arm=p.arm,
+        secret=secret,
+    )
+
+
+def transport_config(campaign: Campaign, channel: str) -> dict[str, Any]:
+    """The ``send`` configuration of ``channel`` (empty: none)."""
+    cfg = campaign.send
+    if channel in cfg:
+        return dict(cfg[channel] or {})
+    return dict(cfg) if channel == campaign.channel and ({"smtp", "destination"} & set(cfg)) else {}
+
+
+def deliver(
+    root: Path,
+    campaign: Campaign,
+    ch: str,
+    people: Sequence[Planned],
+    msgs: Sequence[OutgoingEmail],
+    *,
+    list_id: str,
+    settings: CampaignSettings | None = None,
+) -> SyncReport:
+    """Hand ``people`` (all given channel ``ch``) to the channel's transport: e-mail
+    ``msgs`` over SMTP, or members (with the rendered text as an SMS body) to a destination.
+    Re-delivering the same ``list_id`` sends nobody twice (the transports' state)."""
+    cfg = transport_config(campaign, ch)
+    if "smtp" in cfg:
+        # the transport lives in segone.campaigns.destinations (imported late: optional)
+        open_sender = importlib.import_module("segone.campaigns.destinations").open_sender
+        state = root / "campaigns" / ".state"
+        # the state records who was mailed, so a re-run of the same run never mails twice
+        sender = open_sender(dict(cfg["smtp"]), state_dir=state)
+        sent = sender.send(list(msgs), list_id=list_id)
+        return SyncReport(
+            destination="smtp",
+            added=sent.sent,
+            skipped=sent.skipped,
+            failed=sent.failed,
+            errors=list(sent.errors),
+        )
+    if "destination" in cfg:
+        open_destination = importlib.import_module("segone.campaigns.destinations").open_destination
+        d = dict(cfg["destination"])
+        dest = open_destination(
+            str(d["kind"]), dict(d.get("config") or {}), state_dir=root / "campaigns" / ".state"
+        )
+        fields: list[str] = list(campaign.fields)
+        rows = [{"customer_id": p.customer_id, "contact": p.contact, **p.fields} for p in people]
+        tpl = campaign.message
+        if ch in ("sms", "phone") and tpl is not None:
+            # an SMS is the template's text, rendered for the person
+            secret = (settings or CampaignSettings()).secret
+            for row, p in zip(rows, people, strict=True):
+                row["body"] = _render(tpl, p, secret).text
+            fields.append("body")
+        synced: SyncReport = dest.sync(members(rows, ch, fields), list_id=list_id)
+        return synced
+    return SyncReport(
+        destination=f"none ({ch})",
+        failed=len(people),
+        errors=[f"no transport for channel {ch}: add send.{ch}"],
+    )
+
+
+def default_sender(root: Path, settings: CampaignSettings | None = None) -> Sender | None:
+    """The transport a campaign's ``send`` asks for: SMTP for e-mail or a destination.
+
+    ``send`` is either one transport (``{smtp: ...}`` or ``{destination: ...}``) for the
+    campaign's ``channel``, or one per channel (``{email: {smtp: ...}, sms: {destination:
+    ...}}``); each transport gets only the people given its channel. People of a channel
+    without a transport are counted as failed (nothing is delivered to them)."""
 
     def send(plan_: Plan, msgs: Iterable[OutgoingEmail]) -> SyncReport:
-        cfg = plan_.campaign.send
-        if "smtp" in cfg:
-            # the transport lives in segone.campaigns.destinations (imported late: optional)
-            open_sender = importlib.import_module("segone.campaigns.destinations").open_sender
-            state = root / "campaigns" / ".state"
-            # the state records who was mailed, so a re-run of the same run never mails twice
-            sender = open_sender(dict(cfg["smtp"]), state_dir=state)
-            sent = sender.send(msgs, list_id=plan_.campaign.name)
-            return SyncReport(
-                destination="smtp",
-                added=sent.sent,
-                skipped=sent.skipped,
-                failed=sent.failed,
-                errors=list(sent.errors),
+        c = plan_.campaign
+        cfg = c.send
+        if not ({"smtp", "destination"} & set(cfg) or set(c.channels) & set(cfg)):
+            raise RunError("no transport")
+        by_channel: dict[str, list[Planned]] = {}
+        for p in plan_.treated():
+            by_channel.setdefault(p.channel or c.channel, []).append(p)
+        msg_list = list(msgs)
+        total: SyncReport | None = None
+        for ch, people in by_channel.items():
+            mine = {p.customer_id for p in people}
+            list_id = c.name if ch == c.channel else f"{c.name}.{ch}"
+            r = deliver(
+                root,
+                c,
+                ch,
+                people,
+                [m for m in msg_list if m.customer_id in mine],
+                list_id=list_id,
+                settings=settings,
             )
-        if "destination" in cfg:
-            open_destination = importlib.import_module(
-                "segone.campaigns.destinations"
-            ).open_destination
-
-            d = dict(cfg["destination"])
-            dest = open_destination(
-                str(d["kind"]), dict(d.get("config") or {}), state_dir=root / "campaigns" / ".state"
-            )
-            fields = plan_.campaign.fields
-            rows = [
-                {"customer_id": p.customer_id, "contact": p.contact, **p.fields}
-                for p in plan_.treated()
-            ]
-            synced: SyncReport = dest.sync(
-                members(rows, plan_.campaign.channel, fields), list_id=plan_.campaign.name
-            )
-            return synced
-        raise RunError("no transport")
+            plan_.reports[ch] = r
+            if total is None:
+                total = r if len(by_channel) == 1 else SyncReport(destination="+".join(by_channel))
+            if total is not r:
+                for k in (
+                    "added",
+                    "removed",
+                    "unchanged",
+                    "failed",
+                    "requests",
+                    "retries",
+                    "updated",
+                    "skipped",
+                ):
+                    setattr(total, k, getattr(total, k) + getattr(r, k))
+                total.errors += [f"{ch}: {e}" for e in r.errors]
+                total.warnings += [f"{ch}: {w}" for w in r.warnings]
+        return total or SyncReport(destination="+".join(c.channels))
 
     return send
 
@@ -439,14 +626,19 @@ def run(
             arms=[p.arm for p in plan_.people],
         )
         mid = {m.customer_id: m.message_id for m in msgs}
-        record_exposures(
-            wh,
-            campaign=c.name,
-            run_id=run_id,
-            channel=c.channel,
-            at=plan_.at,
-            rows=[(p.customer_id, p.arm, sent_ok, mid.get(p.customer_id)) for p in plan_.treated()],
-        )
+        by_channel: dict[str, list[Planned]] = {}
+        for p in plan_.treated():
+            by_channel.setdefault(p.channel or c.channel, []).append(p)
+        for ch, people in by_channel.items():
+            ok = sent_ok if ch not in plan_.reports else plan_.reports[ch].failed == 0
+            record_exposures(
+                wh,
+                campaign=c.name,
+                run_id=run_id,
+                channel=ch,
+                at=plan_.at,
+                rows=[(p.customer_id, p.arm, ok, mid.get(p.customer_id)) for p in people],
+            )
         steps = [
             {"step": st.key, "label": st.label, "count": st.count} for st in plan_.audience.steps
         ]

@@ -92,7 +92,10 @@ def run_campaign(project: Project, name: str, *, at: datetime | None = None) -> 
     with project.warehouse() as wh:
         p = make_plan(project, wh, name, at=at)
         return run(
-            wh, p, settings=campaign_settings(project.root), sender=default_sender(project.root)
+            wh,
+            p,
+            settings=campaign_settings(project.root),
+            sender=default_sender(project.root, campaign_settings(project.root)),
         )
 
 
@@ -102,6 +105,11 @@ def report(
     """The campaign's lift report (``read_only``: for the API, beside a running build)."""
     c = get_campaign(project.root, name)
     s: CampaignSettings = campaign_settings(project.root)
+    if not read_only and any(a.kind == "triggered" for a in c.arms):
+        from segone.campaigns.triggers import import_fired
+
+        with project.warehouse() as wh:  # what the server fired since: measured with the rest
+            import_fired(wh, project.root)
     with project.warehouse(read_only=read_only) as wh:
         if "campaign_assignments" not in wh.tables():
             raise MeasureError(f"campaign {name!r} has no assignments yet: run it first")
@@ -143,6 +151,7 @@ def _rows(found: Mapping[str, Campaign], runs: Mapping[str, int]) -> list[dict[s
             "name": c.name,
             "description": c.description,
             "channel": c.channel,
+            "channels": list(c.channels),
             "audience": c.audience.describe(),
             "arms": [{"name": a.name, "kind": a.kind, "weight": a.weight} for a in c.arms],
             "holdout": c.holdout,

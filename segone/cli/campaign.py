@@ -170,6 +170,13 @@ def audience(
     console.print(t)
     for arm, g in p.per_arm().items():
         console.print(f"  arm {arm}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(g.items())))
+    if len(p.audiences) > 1:
+        console.print(f"{p.reachable:,} reachable on at least one channel", highlight=False)
+        for ch, g in p.per_channel().items():
+            console.print(
+                f"  channel {ch}: " + ", ".join(f"{k} {v:,}" for k, v in g.items()),
+                highlight=False,
+            )
     console.print(p.funnel(), highlight=False, soft_wrap=True)
 
 
@@ -194,7 +201,10 @@ def preview(
             why = f"left out at step “{last.label}”" if last else "not reachable"
             raise SegoneError(f"{person} gets no message from {name}: {why}")
         x = p.people[0]
-        console.print(f"{person}: group {x.group}, arm {x.arm}, send at {x.send_at:%Y-%m-%d %H:%M}")
+        console.print(
+            f"{person}: group {x.group}, arm {x.arm}, channel {x.channel}, "
+            f"send at {x.send_at:%Y-%m-%d %H:%M}"
+        )
         if x.group != "treatment":
             console.print("held out: no message is sent; this is what they would get")
         if p.campaign.message is None:

@@ -140,9 +140,14 @@ def serve(
                 "(`segone keys create --kind write`, \\[server] write_keys or SEGONE_WRITE_KEYS)"
             )
         share_erasures(proj, online_url)
+        from segone.campaigns.triggers import extend_api as triggers
         from segone.web import extend_api  # the dashboard at / of the same server
 
-        run_server(proj.settings, host, port, online_url, extend=extend_api)
+        def extend(app: Any, settings: Any, engine: Any) -> None:
+            extend_api(app, settings, engine)
+            triggers(app, settings, engine)  # triggered campaign arms, fired as people change
+
+        run_server(proj.settings, host, port, online_url, extend=extend)
 
 
 def share_erasures(proj: Project, online_url: str | None) -> None:

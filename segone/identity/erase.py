@@ -20,6 +20,7 @@ so ``compact_warehouse`` rewrites the file after an erasure.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import uuid
@@ -115,6 +116,52 @@ def hashed(node: ir.StringValue, salt: str) -> ir.StringValue:
     return (ibis.literal(salt) + node).hexdigest("sha256")
 
 
+#: hex digits of the salted hash kept in ``identifier_hashes``: 12 fit DuckDB's inlined strings,
+#: so the erasure check scans it fast; a key that matches is confirmed on the whole hash
+KEY_DIGITS = 12
+
+
+def salt_id(salt: str) -> str:
+    """A name for a salt that does not reveal it (the salt is a 256-bit secret)."""
+    return hashlib.sha256(("salt-id:" + salt).encode()).hexdigest()[:12]
+
+
+def identifier_keys(wh: Warehouse, salts: Sequence[str]) -> ibis.Table:
+    """(customer_id, salt_id, node_key): every identifier of ``customer_map`` hashed with each
+    of ``salts``, cut to :data:`KEY_DIGITS` hex digits."""
+    cm = wh.table("customer_map")
+    parts = [
+        cm.select(
+            "customer_id",
+            salt_id=ibis.literal(salt_id(s)),
+            node_key=hashed(cm.node, s).substr(0, KEY_DIGITS),
+        )
+        for s in salts
+    ]
+    return ibis.union(*parts, distinct=False)
+
+
+def identifier_hashes_fresh(wh: Warehouse, salts: Sequence[str]) -> bool:
+    """Whether ``identifier_hashes`` holds every row of ``customer_map`` under each of
+    ``salts`` (and nothing else)."""
+    n_map = wh.count("customer_map")
+    t = wh.table("identifier_hashes")
+    got = {str(k): int(v) for k, v in wh.execute(t.group_by("salt_id").agg(n=t.count())).values}
+    return got == {salt_id(s): n_map for s in salts} or (n_map == 0 and not got)
+
+
+def refresh_identifier_hashes(wh: Warehouse) -> None:
+    """Rewrite ``identifier_hashes``: ``customer_map`` hashed with every erasure salt.
+
+    Identity resolution calls it each time it rewrites ``customer_map`` (its only writer) and an
+    erasure deletes a person's rows from both, so checking a million people against the erased
+    hashes is a join on a column computed once per build instead of a SHA-256 of every
+    identifier each time an audience is built. Readers check
+    :func:`identifier_hashes_fresh` and hash on the fly when it is not (a salt an online store
+    brought since the build, a warehouse built by an older segone)."""
+    wh.replace("identifier_hashes", identifier_keys(wh, erasure_salts(wh)))
+
+
 def erased_lines(wh: Warehouse, kind: str, rows: ibis.Table, line: str, cc: str) -> ibis.Table:
     """Lines of ``rows`` (validated records of ``kind``) that carry an erased identifier."""
     ids = kind_identifiers(kind, rows, cc)
@@ -134,6 +181,7 @@ def erased_lines(wh: Warehouse, kind: str, rows: ibis.Table, line: str, cc: str)
 #: Derived tables keyed by the person: everything segone computed about them goes too.
 PERSON_TABLES = (
     "customer_map",
+    "identifier_hashes",
     "record_customers",
     "profiles",
     "scores",

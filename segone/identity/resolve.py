@@ -1,7 +1,8 @@
 """Identity resolution: from raw records to one stable ``customer_id`` per real person.
 
 Writes ``customer_map`` (identifier node -> customer), ``record_customers`` (raw record ->
-customer), ``identity_refusals`` (identifiers that were not allowed to link, and why) and
+customer), ``identifier_hashes`` (the identifiers' salted hashes, for erasure checks),
+``identity_refusals`` (identifiers that were not allowed to link, and why) and
 appends to ``identity_history`` (new customers, merges and splits between builds).
 """
 
@@ -14,6 +15,7 @@ import ibis
 import ibis.expr.types as ir
 
 from segone.exprs import lit
+from segone.identity.erase import refresh_identifier_hashes
 from segone.identity.graph import (
     ANCHORS,
     PRIORITY,
@@ -129,6 +131,8 @@ def resolve(
         wh.replace("identity_refusals", refused.mutate(built_at=now))
         if as_of is None:  # a past build is a view of the past, not an event in the history
             wh.insert("identity_history", history)
+        # the erasure check of campaign audiences joins on these (see refresh_identifier_hashes)
+        refresh_identifier_hashes(wh)
     counts = wh.execute(history.group_by("event").agg(n=history.count()))
     by_event = {r.event: int(r.n) for r in counts.itertuples()}
     total_records = int(wh.execute(ids.select(*rec).distinct().count()))

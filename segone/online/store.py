@@ -334,6 +334,18 @@ class Tx:
         )
         return [{"ts": t, "kind": k, "detail": _unjson(d)} for t, k, d in rows]
 
+    def journey_after(self, journey_id: int, limit: int) -> list[dict[str, Any]]:
+        """Journey entries (every transition) after ``journey_id`` in order: what campaigns'
+        triggered arms follow (``segone.campaigns.triggers``)."""
+        rows = self._rows(
+            "SELECT id, person_id, ts, kind, detail FROM journey WHERE id > ? ORDER BY id LIMIT ?",
+            (journey_id, limit),
+        )
+        return [
+            {"id": int(i), "person_id": p, "ts": t, "kind": k, "detail": _unjson(d)}
+            for i, p, t, k, d in rows
+        ]
+
     # -- webhook outbox --------------------------------------------------------------------------
     def enqueue(self, person_id: str, kind: str, payload: Mapping[str, Any], now: datetime) -> int:
         self._write()

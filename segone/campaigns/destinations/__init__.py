@@ -14,10 +14,10 @@ Config keys (a mapping, e.g. a ``destinations:`` entry of a campaign YAML)::
     webhook        url (or base_url + path), secret (required; "whsec_<base64>" or any string)
     mailchimp      api_key (required; "...-us6" gives the base URL), status_if_new
                    ("subscribed"), merge_fields ({"FNAME": "first_name"}: tag -> member field)
-    klaviyo        api_key (required), revision ("2024-10-15"), default_country_code
-    meta           access_token (required), api_version ("v21.0"), default_country_code
+    klaviyo        api_key (required), revision ("2026-10-15"), default_country_code
+    meta           access_token (required), api_version ("v25.0"), default_country_code
     google         access_token, customer_id, developer_token (required), login_customer_id,
-                   api_version ("v17"), default_country_code, consent (GRANTED|DENIED: the
+                   api_version ("v26"), default_country_code, consent (GRANTED|DENIED: the
                    job's adUserData/adPersonalization consent, sent only when set)
     sms            base_url, api_key, sender (required), path ("/messages"), body,
                    default_country_code
@@ -282,14 +282,14 @@ def open_destination(
         default_base = "https://a.klaviyo.com"
         connector = connectors.Klaviyo(
             cfg.secret("api_key"),
-            revision=cfg.need("revision", "2024-10-15"),
+            revision=cfg.need("revision", "2026-10-15"),
             default_country_code=cc,
         )
     elif kind == "meta":
         default_base = "https://graph.facebook.com"
         connector = connectors.Meta(
             cfg.secret("access_token"),
-            version=cfg.need("api_version", "v21.0"),
+            version=cfg.need("api_version", "v25.0"),
             default_country_code=cc,
         )
     else:  # google
@@ -299,7 +299,7 @@ def open_destination(
             customer_id=cfg.need("customer_id").replace("-", ""),
             developer_token=cfg.secret("developer_token"),
             login_customer_id=cfg.text("login_customer_id"),
-            version=cfg.need("api_version", "v17"),
+            version=cfg.need("api_version", "v26"),
             default_country_code=cc,
             consent=cfg.text("consent"),
         )

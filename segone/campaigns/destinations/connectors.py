@@ -3,14 +3,21 @@
 Each connector follows its platform's documented API (paths and bodies below); the base URL is
 always configurable, so tests and proxies point them anywhere.
 
+Checked against each platform's reference (December 2026); the pages are cited in
+docs/campaigns-destinations.md.
+
 * Mailchimp — ``POST /3.0/lists/{list_id}`` ``{"members": [...], "update_existing": true}``
-  (batch subscribe/update, 500 per call, per-member ``errors`` in the 200 answer); removals
+  (batch subscribe/update, 500 per call, each member ``email_address`` and ``status`` — the
+  batch endpoint takes ``status``, not the ``status_if_new`` of the single-member ``PUT``; a
+  member who unsubscribed at Mailchimp is refused with a compliance error, not resubscribed —
+  per-member ``errors`` in the 200 answer); removals
   archive members through ``POST /3.0/batches`` with ``DELETE /lists/{id}/members/{hash}``
   operations, the hash being the MD5 of the lowercased address. HTTP Basic auth with the key.
-* Klaviyo — ``POST /api/profile-bulk-import-jobs/`` (JSON:API, up to 10,000 profiles, related to
+* Klaviyo — ``POST /api/profile-bulk-import-jobs`` (JSON:API, up to 10,000 profiles, related to
   the list), headers ``Authorization: Klaviyo-API-Key …`` and ``revision``; removals look the
   profiles up by ``external_id`` (``GET /api/profiles/?filter=any(external_id,[…])``) and
-  ``DELETE /api/lists/{id}/relationships/profiles/``.
+  ``DELETE /api/lists/{id}/relationships/profiles`` (no trailing slashes, as the current
+  reference writes them).
 * Meta Custom Audiences — ``POST /{version}/{audience_id}/users`` (removal: ``DELETE``) with
   ``{"payload": {"schema": ["EMAIL", "PHONE"], "data": [[sha256, sha256], …]}, "session": …}``.
 * Google Customer Match — an offline user data job: ``:create`` (type CUSTOMER_MATCH_USER_LIST),
@@ -62,7 +69,8 @@ class Mailchimp(Connector):
         address = normalise.email(member.email) if member.email else None
         if address is None:
             return None
-        payload: dict[str, Any] = {"email_address": address, "status_if_new": self.status_if_new}
+        # the batch endpoint's member takes ``status`` (``status_if_new`` is the PUT's)
+        payload: dict[str, Any] = {"email_address": address, "status": self.status_if_new}
         merge = {
             tag: member.fields[name]
             for tag, name in self.merge_fields.items()
@@ -137,7 +145,7 @@ class Klaviyo(Connector):
                 "relationships": {"lists": {"data": [{"type": "list", "id": list_id}]}},
             }
         }
-        http(Call("POST", "/api/profile-bulk-import-jobs/", json=body), request_id=rid)
+        http(Call("POST", "/api/profile-bulk-import-jobs", json=body), request_id=rid)
         return set()
 
     def remove(self, http: Http, items: Sequence[tuple[str, str]], list_id: str, rid: str) -> None:
@@ -145,7 +153,7 @@ class Klaviyo(Connector):
         found = http(
             Call(
                 "GET",
-                "/api/profiles/",
+                "/api/profiles",
                 params={"filter": f"any(external_id,[{ids}])", "page[size]": "100"},
             ),
             request_id=rid + "-lookup",
@@ -155,7 +163,7 @@ class Klaviyo(Connector):
             http(
                 Call(
                     "DELETE",
-                    f"/api/lists/{list_id}/relationships/profiles/",
+                    f"/api/lists/{list_id}/relationships/profiles",
                     json={"data": profiles},
                 ),
                 request_id=rid,

@@ -2,14 +2,15 @@
 
 A hash only matches the platform's own if both sides normalise the same way, and the rules
 differ: Meta wants the phone as digits with the country code and no ``+``; Google wants E.164
-with the ``+`` and, for gmail.com / googlemail.com addresses, the dots of the local part removed.
+with the ``+``.
 The rules (as documented by each platform, December 2026):
 
 * Meta Custom Audiences — EMAIL: trim, lowercase. PHONE: digits only, country code included,
   no leading zeros. Then lowercase hex SHA-256.
-* Google Customer Match — email: trim, lowercase, remove ``.`` before the ``@`` of gmail.com and
-  googlemail.com addresses. phone: E.164 (``+`` country code and number, digits only). Then
-  lowercase hex SHA-256.
+* Google Customer Match — email: trim, lowercase (the ``UserIdentifier`` reference asks for
+  nothing more; an older rule removed the dots of gmail.com local parts, which the current
+  reference no longer states). phone: E.164 (``+`` country code and number, digits only). Then
+  lowercase hex SHA-256. One identifier per ``UserIdentifier`` object.
 
 A number written nationally (``07700 900123``) needs a country: ``default_country_code`` (e.g.
 ``"44"``) replaces its trunk ``0``; without one the number is refused rather than guessed.
@@ -21,7 +22,6 @@ import hashlib
 import re
 
 _NOT_DIGIT = re.compile(r"\D")
-_GMAIL = ("gmail.com", "googlemail.com")
 
 
 def sha256(value: str) -> str:
@@ -38,14 +38,8 @@ def email(value: str) -> str | None:
 
 
 def google_email(value: str) -> str | None:
-    """``email`` plus Google's rule: no dots in the local part of gmail/googlemail addresses."""
-    v = email(value)
-    if v is None:
-        return None
-    local, _, domain = v.rpartition("@")
-    if domain in _GMAIL:
-        local = local.replace(".", "")
-    return f"{local}@{domain}"
+    """Google's normal form: trimmed and lowercased (as ``email``)."""
+    return email(value)
 
 
 def phone_digits(value: str, default_country_code: str | None = None) -> str | None:
