@@ -118,6 +118,8 @@ def test_bad_environment_value_names_the_variable(tmp_path):
         Settings.load(tmp_path, environ={"SEGONE_SERVER__PROT": "80"})
     with pytest.raises(ConfigError, match=r"^--set server.port: server.port:"):
         Settings.load(tmp_path, flags=parse_flags(["server.port=-4"]), environ={})
+    with pytest.raises(ConfigError, match=r"^environment SEGONE_MODELS: .*JSON object"):
+        Settings.load(tmp_path, environ={"SEGONE_MODELS": "foo"})
     with pytest.raises(ConfigError, match=r"section\.key=value"):
         parse_flags(["port=80"])
     # a secret's value is never echoed in an error

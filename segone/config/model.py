@@ -32,7 +32,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    SettingsConfigDict,
+    SettingsError,
+)
 from pydantic_settings.sources.utils import parse_env_vars
 
 from segone.config import parse_origin
@@ -428,12 +434,23 @@ def _env_layer(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[Origin,
     """``SEGONE_<SECTION>__<KEY>`` variables, through pydantic-settings."""
     src = EnvSettingsSource(SettingsModel)
     src.env_vars = parse_env_vars(environ, False, False, None)
-    data = src()
+    try:
+        data = src()
+    except SettingsError:  # SEGONE_MODELS=foo: a whole section that is not JSON
+        present = {k.upper() for k in environ}
+        whole = [f"{ENV_PREFIX}{n}".upper() for n in SECTIONS]
+        var = next((v for v in whole if v in present), "SEGONE_<SECTION>")
+        raise ConfigError(
+            f"environment {var}: a section given whole must be a JSON object; or set its keys "
+            f"one by one ({var}{NESTED}<KEY>)"
+        ) from None
+    present = {k.upper() for k in environ}
     names: dict[Origin, str] = {}
     for section, values in data.items():
         if isinstance(values, dict):
             for key in values:
-                names[(section, key)] = f"{ENV_PREFIX}{section}{NESTED}{key}".upper()
+                var = f"{ENV_PREFIX}{section}{NESTED}{key}".upper()
+                names[(section, key)] = var if var in present else f"{ENV_PREFIX}{section.upper()}"
     return data, names
 
 
