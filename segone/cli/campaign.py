@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from segone.cli._common import console, err, escape, open_project
+from segone.cli._common import ProjectOpt, console, err, escape, open_project
 from segone.exceptions import SegoneError
 
 
@@ -30,16 +30,6 @@ campaign_app = typer.Typer(
     no_args_is_help=True,
 )
 
-ProjectOpt = Annotated[
-    Path,
-    typer.Option(
-        "--project",
-        "-p",
-        help="Project directory (default: $SEGONE_PROJECT or .).",
-        envvar="SEGONE_PROJECT",
-        show_default=False,
-    ),
-]
 AtOpt = Annotated[
     str | None,
     typer.Option("--at", help="Run as of this time (ISO date or time, UTC); default now."),
