@@ -1,5 +1,8 @@
 """How fast the ``segone`` command starts: median wall time of ``segone --help`` and
-``segone --version`` (10 runs each, in fresh processes), against a bare ``python -c pass``.
+``segone --version`` (10 runs each, in fresh processes), against a bare ``python -c pass``;
+then a few commands on a fresh project (``segone init`` in a temporary directory): ``status``
+(opens the warehouse), ``config show`` (reads the settings through pydantic-settings) and
+``keys list`` (settings only).
 
     PYTHONPATH=. python bench/cli_bench.py [--runs 10] [--ref REF_CHECKOUT]
 
@@ -15,6 +18,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,6 +55,18 @@ def main() -> None:
         for arg in ("--help", "--version"):
             wall, cpu = timed([*cli, arg], root, a.runs)
             print(f"segone {arg:<10} ({label:<9}) {wall * 1000:7.0f}  {cpu * 1000:7.0f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Path(tmp) / "p"
+        subprocess.run(
+            [*cli, "init", str(project)],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            check=True,
+            capture_output=True,
+        )
+        for command in (["status", "--json"], ["config", "show", "--json"], ["keys", "list"]):
+            wall, cpu = timed([*cli, *command, "-p", str(project)], ROOT, a.runs)
+            name = " ".join(command)
+            print(f"segone {name:<24} {wall * 1000:7.0f}  {cpu * 1000:7.0f}")
 
 
 if __name__ == "__main__":

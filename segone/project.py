@@ -8,7 +8,7 @@ stays cheap.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,8 +60,11 @@ class Project:
         return project
 
     @classmethod
-    def open(cls, root: str | Path) -> Project:
-        return cls(Settings.load(root))
+    def open(
+        cls, root: str | Path, *, flags: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> Project:
+        """The project at ``root``; ``flags`` override its settings (``segone --set``)."""
+        return cls(Settings.load(root, flags=flags))
 
     def warehouse(self, *, read_only: bool = False) -> Warehouse:
         """The project's warehouse on the engine its settings name (DuckDB unless

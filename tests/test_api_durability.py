@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -24,6 +22,8 @@ import httpx
 import pytest
 
 from segone.online.store import OnlineStore
+from tests import _servers
+from tests._servers import free_port, gone, stop, writer_of
 
 WRITE_KEY = "wk_durable"
 ADMIN = "adm_durable"
@@ -31,84 +31,10 @@ PII = "carol.pii@example.com"
 PG_URL = os.environ.get("SEGONE_TEST_POSTGRES_URL")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(root: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as f:  # a file, not a pipe: a full pipe would stall the server
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "segone.api.server",
-                "--project",
-                str(root),
-                "--port",
-                str(port),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=f,
-            env={**os.environ, "SEGONE_WRITE_KEYS": WRITE_KEY, "SEGONE_ADMIN_TOKENS": ADMIN},
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"the server exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
-            )
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("the server did not start within 60 s")
-
-
-def writer_of(server_pid: int) -> int:
-    """The pid of the writer process ``serve`` started (``python -m segone.online.writer``)."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == server_pid and b"segone.online.writer" in cmdline:
-                return int(entry.name)
-        time.sleep(0.05)
-    raise AssertionError(f"no writer process under the server {server_pid}")
-
-
-def gone(pid: int, within: float = 10.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return True
-        if state == "Z":  # exited, not yet reaped
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    return _servers.start_server(
+        root, port, log, {"SEGONE_WRITE_KEYS": WRITE_KEY, "SEGONE_ADMIN_TOKENS": ADMIN}
+    )
 
 
 def post_until_refused(url: str, acked: list[str], worker: int, stop_at: float) -> None:

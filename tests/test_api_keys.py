@@ -123,7 +123,7 @@ def test_cors_settings_from_the_file_and_the_environment(
     monkeypatch.delenv("SEGONE_CORS_ORIGINS")
     with pytest.raises(ConfigError, match="true or false"):
         Settings.from_dict(tmp_path, {"server": {"tracing": "yes"}})
-    with pytest.raises(ConfigError, match=">= 0"):
+    with pytest.raises(ConfigError, match="rate_limit_per_second: Input should be greater"):
         Settings.from_dict(tmp_path, {"server": {"rate_limit_per_second": -1}})
 
 

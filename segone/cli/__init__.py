@@ -25,6 +25,7 @@ from segone.cli._common import EXIT_INTERRUPTED, err
 # Add one line per group; keep the module's top-level imports as cheap as the rest (see above).
 SUBAPPS: list[tuple[str, str, str]] = [
     ("segone.cli.campaign", "campaign_app", "campaign"),
+    ("segone.cli.config", "config_app", "config"),
     ("segone.cli.evaluate", "app", "evaluate"),
     ("segone.cli.keys", "keys_app", "keys"),
     ("segone.cli.users", "users_app", "users"),

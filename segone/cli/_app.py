@@ -7,6 +7,7 @@ importing the library.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Annotated
 
 import typer
@@ -45,8 +46,23 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+#: The root's ``--set`` flags, waiting for the command's project opener (set by the root
+#: callback at every command line, so an in-process second run never sees the first's).
+SET_FLAGS: ContextVar[tuple[str, ...]] = ContextVar("segone_set_flags", default=())
+
+
 @app.callback()
 def _root(
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="SECTION.KEY=VALUE",
+            help="Override a setting of segone.toml for this command (repeatable; wins over "
+            "SEGONE_* variables): segone --set server.port=9000 serve.",
+            show_default=False,
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -59,6 +75,7 @@ def _root(
     ] = False,
 ) -> None:
     """segone: one profile, segment, forecast and decision per customer."""
+    SET_FLAGS.set(tuple(settings or ()))
 
 
 dataset_app = group("Real public data sets shipped with segone.")

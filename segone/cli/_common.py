@@ -1,4 +1,5 @@
-"""What every command module shares: the project option, consoles, JSON output, user errors.
+"""What every command module shares: the project option and the one project opener, consoles,
+JSON output, user errors.
 
 Cheap to import on purpose (only the standard library and typer): ``segone --help`` imports
 every command module, so Rich, Ibis, pandas and the library come in inside the commands.
@@ -19,6 +20,9 @@ import typer
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from segone.project import Project
+    from segone.store.base import Warehouse
 
 # exit codes, documented in docs/cli.md
 EXIT_OK = 0
@@ -92,6 +96,46 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print ``error: message`` on stderr and exit with ``code``."""
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def set_flags() -> dict[str, dict[str, Any]]:
+    """This command line's ``segone --set section.key=value`` flags, as nested settings."""
+    from segone.cli._app import SET_FLAGS
+    from segone.config import parse_flags
+
+    return parse_flags(SET_FLAGS.get())
+
+
+def open_project(path: Path) -> Project:
+    """The project at ``path`` (``--project``), its settings read from segone.toml, the
+    environment and ``--set``: the one way every command opens a project.
+
+    No project there, or a bad setting, is ``error: …`` (naming the directory and
+    ``segone init``, or the key and its source) and exit 2, never a traceback. Opening reads
+    settings only; the warehouse is opened by ``project_warehouse`` (or the library) when the
+    command needs it.
+    """
+    from segone.exceptions import SegoneError
+    from segone.project import Project
+
+    try:
+        return Project.open(path, flags=set_flags())
+    except SegoneError as exc:
+        fail(str(exc))
+
+
+@contextmanager
+def project_warehouse(path: Path, *, write: bool) -> Iterator[tuple[Project, Warehouse]]:
+    """The project at ``path`` and its warehouse, for the body of a ``with``.
+
+    ``write=False`` opens it read-only: the command only looks, and does not hold the file
+    against a build or another reader; ``write=True`` takes DuckDB's single-writer lock (and
+    brings the tables of a project made by an older segone up to date). Failing to open it (a
+    build holds the lock) is a clear error, exit 2.
+    """
+    proj = open_project(path)
+    with user_errors(), proj.warehouse(read_only=not write) as wh:
+        yield proj, wh
 
 
 def jsonable(v: Any) -> Any:

@@ -16,7 +16,9 @@ from segone.cli._common import (
     escape,
     fmt_value,
     missing,
+    open_project,
     parse_when,
+    project_warehouse,
     table,
     user_errors,
     when,
@@ -51,10 +53,9 @@ def build(
     """
     from segone.cli.progress import BuildDisplay
     from segone.online.sync import build_project
-    from segone.project import Project
 
     with user_errors():
-        proj = Project.open(project)
+        proj = open_project(project)
         with BuildDisplay(proj.root) as show:
             r, pub = build_project(
                 proj,
@@ -95,12 +96,9 @@ def models(
 ) -> None:
     """Fitted models: version, the data window each was fitted on, and its parameters."""
     from segone.models.registry import fitted_models
-    from segone.project import Project
 
-    with user_errors():
-        proj = Project.open(project)
-        with proj.warehouse(read_only=True) as wh:
-            fits = fitted_models(wh, history=history)
+    with user_errors(), project_warehouse(project, write=False) as (_proj, wh):
+        fits = fitted_models(wh, history=history)
     if as_json:
         emit_json(fits)
         return
@@ -139,17 +137,14 @@ def profile(
     """
     from segone.exceptions import NotFoundError
     from segone.profiles.lookup import find_customers, profile_of
-    from segone.project import Project
     from segone.segments.batch import require_profiles
 
-    with user_errors():
-        proj = Project.open(project)
-        with proj.warehouse(read_only=True) as wh:
-            require_profiles(wh)
-            ids = find_customers(wh, identifier, proj.settings.identity.default_country_code)
-            if not ids:
-                raise NotFoundError(f"no customer has the identifier {identifier!r}")
-            people = [profile_of(wh, cid, timeline) for cid in ids]
+    with user_errors(), project_warehouse(project, write=False) as (proj, wh):
+        require_profiles(wh)
+        ids = find_customers(wh, identifier, proj.settings.identity.default_country_code)
+        if not ids:
+            raise NotFoundError(f"no customer has the identifier {identifier!r}")
+        people = [profile_of(wh, cid, timeline) for cid in ids]
     if as_json:
         emit_json(people)
         return

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from segone.cli._common import console, err, escape
+from segone.cli._common import ProjectOpt, console, err, escape, open_project
 from segone.exceptions import SegoneError
 
 
@@ -30,16 +30,6 @@ campaign_app = typer.Typer(
     no_args_is_help=True,
 )
 
-ProjectOpt = Annotated[
-    Path,
-    typer.Option(
-        "--project",
-        "-p",
-        help="Project directory (default: $SEGONE_PROJECT or .).",
-        envvar="SEGONE_PROJECT",
-        show_default=False,
-    ),
-]
 AtOpt = Annotated[
     str | None,
     typer.Option("--at", help="Run as of this time (ISO date or time, UTC); default now."),
@@ -65,12 +55,6 @@ def _when(text: str | None) -> datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-def _project(path: Path) -> Any:
-    from segone.project import Project
-
-    return Project.open(path)
-
-
 def _pct(x: float | None) -> str:
     return "" if x is None else f"{x:+.2%}"
 
@@ -87,7 +71,7 @@ def list_(project: ProjectOpt = Path(".")) -> None:
     from segone.campaigns import service
 
     with _user_errors():
-        rows = service.summary(_project(project))
+        rows = service.summary(open_project(project))
     if not rows:
         console.print("no campaigns yet: add campaigns/NAME.yaml (see docs/campaigns.md)")
         return
@@ -108,7 +92,7 @@ def show(name: str, project: ProjectOpt = Path(".")) -> None:
     from segone.campaigns.campaign import get_campaign
 
     with _user_errors():
-        c = get_campaign(_project(project).root, name)
+        c = get_campaign(open_project(project).root, name)
     console.print(f"[bold]{c.name}[/] ({c.source})", highlight=False)
     if c.description:
         console.print(f"  {c.description}", highlight=False)
@@ -148,7 +132,7 @@ def audience(
     from segone.campaigns import service
 
     with _user_errors():
-        proj = _project(project)
+        proj = open_project(project)
         if export is not None:
             cols = [c.strip() for c in (columns or "").split(",") if c.strip()]
             p, n = service.export(proj, name, export, columns=cols, hashed=hashed, at=_when(at))
@@ -193,7 +177,7 @@ def preview(
     from segone.campaigns.messages import render
 
     with _user_errors():
-        proj = _project(project)
+        proj = open_project(project)
         with proj.warehouse() as wh:
             p = service.make_plan(proj, wh, name, at=_when(at), only=person)
         if not p.people:
@@ -242,7 +226,7 @@ def run_(
     from segone.campaigns.run import messages
 
     with _user_errors():
-        proj = _project(project)
+        proj = open_project(project)
         if dry_run:
             with proj.warehouse() as wh:
                 p = service.make_plan(proj, wh, name, at=_when(at))
@@ -267,7 +251,7 @@ def report(
     from segone.campaigns import service
 
     with _user_errors():
-        rep = service.report(_project(project), name)
+        rep = service.report(open_project(project), name)
     if as_json:
         print(json.dumps(rep.to_dict(), indent=2))
         return
@@ -329,7 +313,7 @@ def ladder(
     from segone.campaigns.simulate import run_ladder
 
     with _user_errors():
-        proj = _project(project)
+        proj = open_project(project)
         res = run_ladder(
             proj,
             truth_dir=truth or proj.root / "sample" / "truth",

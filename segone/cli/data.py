@@ -21,6 +21,8 @@ from segone.cli._common import (
     escape,
     fail,
     missing,
+    open_project,
+    project_warehouse,
     table,
     user_errors,
 )
@@ -177,11 +179,10 @@ def ingest(
     Exit code 0 when every file loaded rows (or had only rows loaded before), 1 when a file
     loaded nothing (unreadable, empty, or every row rejected), 2 for a usage error.
     """
-    from segone.project import Project
 
     if kind == "presets":
         with user_errors():
-            print_presets(Project.open(project) if (project / "segone.toml").is_file() else None)
+            print_presets(open_project(project) if (project / "segone.toml").is_file() else None)
         return
     if not paths:
         fail("name at least one file to ingest")
@@ -195,7 +196,7 @@ def ingest(
     with user_errors():
         if fmt is not None and fmt not in FORMATS:
             raise IngestError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-        proj = Project.open(project)
+        proj = open_project(project)
         explicit = parse_map_options(mapping or [])
         values = parse_value_maps(map_values or [])
         for path in paths:
@@ -277,9 +278,8 @@ def loads_list(
     if ctx.invoked_subcommand is not None:
         return
     from segone.ingest.loads import list_loads
-    from segone.project import Project
 
-    with user_errors(), Project.open(project).warehouse() as wh:
+    with user_errors(), project_warehouse(project, write=True) as (_, wh):
         df = list_loads(wh, limit)
     if as_json:
         emit_json(df)
@@ -319,9 +319,8 @@ def loads_undo(
     Erasure records stay. Run `segone build` afterwards to refresh profiles and segments.
     """
     from segone.ingest.loads import undo_load
-    from segone.project import Project
 
-    with user_errors(), Project.open(project).warehouse() as wh:
+    with user_errors(), project_warehouse(project, write=True) as (_, wh):
         removed = undo_load(wh, load_id)
     what = ", ".join(f"{n:,} from {t}" for t, n in removed.items()) or "no rows"
     console.print(f"undid {load_id}: removed {what}; run `segone build` to refresh profiles")
@@ -357,13 +356,10 @@ def sample(
 @app.command()
 def status(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """What is loaded: rows per table, loads, and a quarantine summary."""
-    from segone.project import Project
     from segone.status import status_report
 
-    with user_errors():
-        proj = Project.open(project)
-        with proj.warehouse(read_only=True) as wh:
-            rep = status_report(wh)
+    with user_errors(), project_warehouse(project, write=False) as (proj, wh):
+        rep = status_report(wh)
     if as_json:
         emit_json({"project": str(proj.root), **rep})
         return
@@ -399,13 +395,10 @@ def quarantine(
     By default only problem codes are printed: reasons quote the rejected values, which may be
     personal data. --values prints the reasons; records are never printed.
     """
-    from segone.project import Project
     from segone.status import quarantine_rows
 
-    with user_errors():
-        proj = Project.open(project)
-        with proj.warehouse(read_only=True) as wh:
-            rows = quarantine_rows(wh, kind, limit)
+    with user_errors(), project_warehouse(project, write=False) as (_proj, wh):
+        rows = quarantine_rows(wh, kind, limit)
     if not values:
         rows = [{k: v for k, v in r.items() if k != "reason"} for r in rows]
     if as_json:

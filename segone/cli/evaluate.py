@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from segone.cli._common import console, err, escape
+from segone.cli._common import console, err, escape, open_project
 from segone.exceptions import SegoneError
 
 
@@ -54,10 +54,9 @@ def policy(
     logged policy's own."""
     from segone.decisions.evaluate import evaluate_policy
     from segone.online.sync import open_online
-    from segone.project import Project
 
     try:
-        proj = Project.open(project)
+        proj = open_project(project)
         store = open_online(proj.settings)
         if store is None:
             raise SegoneError("no online store yet: run `segone serve` and log decisions first")

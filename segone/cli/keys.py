@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from segone.cli._common import JsonOpt, ProjectOpt, open_project
+
 if TYPE_CHECKING:
     from segone.api.keys import KeyFile, KeyRecord
 
@@ -22,24 +24,11 @@ keys_app = typer.Typer(
     no_args_is_help=True,
 )
 
-ProjectOpt = Annotated[
-    Path,
-    typer.Option(
-        "--project",
-        "-p",
-        help="Project directory (default: $SEGONE_PROJECT or .).",
-        envvar="SEGONE_PROJECT",
-        show_default=False,
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-
 
 def _file(project: Path) -> KeyFile:
     from segone.api.keys import KeyFile
-    from segone.config import Settings
 
-    settings = Settings.load(project)
+    settings = open_project(project).settings
     path = Path(settings.server.keys_file)
     return KeyFile(path if path.is_absolute() else settings.root / path)
 

@@ -13,6 +13,7 @@ from segone.cli._common import (
     ProjectOpt,
     console,
     err,
+    open_project,
     table,
     user_errors,
 )
@@ -42,10 +43,9 @@ def erase(
     from segone.exceptions import NotFoundError
     from segone.identity.erase import compact_warehouse, erase_everywhere, find_people
     from segone.online.sync import open_online
-    from segone.project import Project
 
     with user_errors():
-        proj = Project.open(project)
+        proj = open_project(project)
         store = open_online(proj.settings)
         try:
             with proj.warehouse() as wh:
@@ -85,10 +85,9 @@ def readmit(
     Nothing erased comes back: only new records and messages carrying it are accepted."""
     from segone.identity.erase import readmit as run_readmit
     from segone.online.sync import open_online
-    from segone.project import Project
 
     with user_errors():
-        proj = Project.open(project)
+        proj = open_project(project)
         if not yes and not typer.confirm(
             "Accept this identifier again in files and live messages?"
         ):
@@ -118,10 +117,9 @@ def erasures(
     from segone.cli._common import jsonable
     from segone.identity.erase import erasure_audit
     from segone.online.sync import open_online
-    from segone.project import Project
 
     with user_errors():
-        proj = Project.open(project)
+        proj = open_project(project)
         store = open_online(proj.settings)
         try:
             with proj.warehouse(read_only=True) as wh:

@@ -15,7 +15,9 @@ from segone.cli._common import (
     console,
     emit_json,
     escape,
+    open_project,
     parse_when,
+    project_warehouse,
     table,
     user_errors,
 )
@@ -62,16 +64,13 @@ def _sizes_json(df: Any) -> list[dict[str, Any]]:
 def segments_list(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Every segment of the project, with its members as of the last build."""
     from segone.exceptions import SegoneError
-    from segone.project import Project
     from segone.segments.queries import segment_sizes
 
-    with user_errors():
-        proj = Project.open(project)
-        with proj.warehouse(read_only=True) as wh:
-            cat = catalogue(proj, wh, check=True)
-            if not len(cat):
-                raise SegoneError(f"no segments: add YAML files to {proj.root / 'segments'}")
-            df = segment_sizes(wh, cat)
+    with user_errors(), project_warehouse(project, write=False) as (proj, wh):
+        cat = catalogue(proj, wh, check=True)
+        if not len(cat):
+            raise SegoneError(f"no segments: add YAML files to {proj.root / 'segments'}")
+        df = segment_sizes(wh, cat)
     if as_json:
         emit_json(_sizes_json(df))
         return
@@ -85,14 +84,11 @@ def segments_preview(
     as_json: JsonOpt = False,
 ) -> None:
     """Check a segment file and show how many people each of its segments holds."""
-    from segone.project import Project
     from segone.segments.queries import names_in, segment_sizes
 
-    with user_errors():
-        proj = Project.open(project)
-        with proj.warehouse(read_only=True) as wh:
-            cat = catalogue(proj, wh, [file], check=True)  # a bad file fails here, with its line
-            df = segment_sizes(wh, cat, names_in(file))
+    with user_errors(), project_warehouse(project, write=False) as (proj, wh):
+        cat = catalogue(proj, wh, [file], check=True)  # a bad file fails here, with its line
+        df = segment_sizes(wh, cat, names_in(file))
     if as_json:
         emit_json(_sizes_json(df))
         return
@@ -109,13 +105,10 @@ def segments_show(
     """A segment's definition, size and a few members."""
     from dataclasses import asdict
 
-    from segone.project import Project
     from segone.segments.queries import segment_detail
 
-    with user_errors():
-        proj = Project.open(project)
-        with proj.warehouse(read_only=True) as wh:
-            d = segment_detail(wh, catalogue(proj, wh, check=True), name, limit)
+    with user_errors(), project_warehouse(project, write=False) as (proj, wh):
+        d = segment_detail(wh, catalogue(proj, wh, check=True), name, limit)
     if as_json:
         emit_json(asdict(d))
         return
@@ -137,14 +130,12 @@ def segments_export(
 ) -> None:
     """Write a segment's members with their profile (an audience file for a channel)."""
     from segone.exceptions import SegoneError
-    from segone.project import Project
     from segone.segments.queries import segment_members
 
     with user_errors():
         if fmt not in ("csv", "parquet"):
             raise SegoneError(f"--format must be csv or parquet, not {fmt!r}")
-        proj = Project.open(project)
-        with proj.warehouse(read_only=True) as wh:
+        with project_warehouse(project, write=False) as (proj, wh):
             df = wh.execute(segment_members(wh, catalogue(proj, wh), name))
         if fmt == "csv":
             df.to_csv(out, index=False)
@@ -161,23 +152,20 @@ def segments_snapshot(
     ] = None,
 ) -> None:
     """Record who is in which segment and lifecycle stage now, and who moved since last time."""
-    from segone.project import Project
     from segone.segments.history import record_snapshot
     from segone.segments.queries import last_as_of
 
-    with user_errors():
-        proj = Project.open(project)
-        with proj.warehouse() as wh:
-            cat = catalogue(proj, wh)
-            at = parse_when(as_of)
-            r = record_snapshot(
-                wh,
-                cat,
-                at or last_as_of(wh),
-                proj.settings.lifecycle,
-                rebuild_profiles=at is not None,
-                models=proj.settings.models,
-            )
+    with user_errors(), project_warehouse(project, write=True) as (proj, wh):
+        cat = catalogue(proj, wh)
+        at = parse_when(as_of)
+        r = record_snapshot(
+            wh,
+            cat,
+            at or last_as_of(wh),
+            proj.settings.lifecycle,
+            rebuild_profiles=at is not None,
+            models=proj.settings.models,
+        )
     console.print(
         f"snapshot {r.at:%Y-%m-%d}: {r.members:,} memberships, {r.entered:,} entered, "
         f"{r.exited:,} left, {r.moves:,} moves",
@@ -194,11 +182,10 @@ def segments_backfill(
 ) -> None:
     """Record snapshots over a date range (identity as resolved by the last build)."""
     from segone.cli.data import progress_bar
-    from segone.project import Project
     from segone.segments.history import backfill
 
     with user_errors():
-        proj = Project.open(project)
+        proj = open_project(project)
         t0, t1 = parse_when(start, "--from"), parse_when(end, "--to")
         assert t0 is not None and t1 is not None
         with proj.warehouse() as wh, progress_bar() as bar:
@@ -228,14 +215,11 @@ def segments_backfill(
 @segments_app.command("transitions")
 def segments_transitions(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """The lifecycle transition matrix: how many people moved from each stage to each other."""
-    from segone.project import Project
     from segone.segments.history import transition_matrix
     from segone.segments.lifecycle import STAGES
 
-    with user_errors():
-        proj = Project.open(project)
-        with proj.warehouse(read_only=True) as wh:
-            m = wh.execute(transition_matrix(wh))
+    with user_errors(), project_warehouse(project, write=False) as (_proj, wh):
+        m = wh.execute(transition_matrix(wh))
     if as_json:
         emit_json(
             [
@@ -269,17 +253,14 @@ def segments_macro(
     k: Annotated[int, typer.Option(help="Number of k-means clusters.")] = 6,
 ) -> None:
     """Macro baselines: RFM-grid segments and k-means clusters on behaviour (macro_segments)."""
-    from segone.project import Project
     from segone.segments.batch import require_profiles
     from segone.segments.macro import build_macro_segments
     from segone.segments.queries import rfm_grid
 
-    with user_errors():
-        proj = Project.open(project)
-        with proj.warehouse() as wh:
-            require_profiles(wh)
-            sizes = build_macro_segments(wh, k=k)
-            grid = rfm_grid(wh)
+    with user_errors(), project_warehouse(project, write=True) as (_proj, wh):
+        require_profiles(wh)
+        sizes = build_macro_segments(wh, k=k)
+        grid = rfm_grid(wh)
     t = table("segment", "people", title="RFM grid")
     for r in grid.itertuples():
         t.add_row(r.rfm_segment, f"{r.people:,}")

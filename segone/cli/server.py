@@ -17,6 +17,7 @@ from segone.cli._common import (
     err,
     escape,
     missing,
+    open_project,
     table,
     user_errors,
 )
@@ -37,10 +38,9 @@ def dead_letters(
     """Triggers the server gave up delivering (after [server] webhook_max_attempts)."""
     from segone.exceptions import SegoneError
     from segone.online.sync import open_online
-    from segone.project import Project
 
     with user_errors():
-        proj = Project.open(project)
+        proj = open_project(project)
         store = open_online(proj.settings)
         if store is None:
             raise SegoneError("this project has no online store yet (run `segone serve`)")
@@ -99,10 +99,9 @@ def repair(
     from segone.exceptions import SegoneError
     from segone.online.repair import repair as run_repair
     from segone.online.sync import open_online
-    from segone.project import Project
 
     with user_errors():
-        proj = Project.open(project)
+        proj = open_project(project)
         store = open_online(proj.settings)
         if store is None:
             raise SegoneError("this project has no online store yet (run `segone serve`)")
@@ -127,10 +126,9 @@ def serve(
 ) -> None:
     """Run the real-time API: Segment-compatible ingestion, live profiles, triggers, decisions."""
     from segone.api.server import serve as run_server
-    from segone.project import Project
 
     with user_errors():
-        proj = Project.open(project)
+        proj = open_project(project)
         s = proj.settings.server
         from segone.api.keys import KeyRing
 

@@ -8,35 +8,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from segone.cli._common import console, err
+from segone.cli._common import ProjectOpt, console, err, open_project
 from segone.exceptions import SegoneError
-
-
-def _open(path: Path) -> Any:
-    from segone.project import Project
-
-    return Project.open(path)
-
 
 users_app = typer.Typer(
     help="Dashboard users (user name and password; the admin token also logs in).",
     no_args_is_help=True,
 )
-
-ProjectOpt = Annotated[
-    Path,
-    typer.Option(
-        "--project",
-        "-p",
-        help="Project directory (default: $SEGONE_PROJECT or .).",
-        envvar="SEGONE_PROJECT",
-        show_default=False,
-    ),
-]
 
 
 def _fail(exc: SegoneError) -> typer.Exit:
@@ -60,7 +42,7 @@ def users_add(
     from segone.web.security import add_user
 
     try:
-        proj = _open(project)
+        proj = open_project(project)
         if password_env:
             password = os.environ.get(password_env)
             if not password:
@@ -81,7 +63,7 @@ def users_remove(
     from segone.web.security import remove_user
 
     try:
-        remove_user(_open(project).root, name)
+        remove_user(open_project(project).root, name)
     except SegoneError as exc:
         raise _fail(exc) from None
     console.print(f"removed user {name}", highlight=False)
@@ -93,7 +75,7 @@ def users_list(project: ProjectOpt = Path(".")) -> None:
     from segone.web.security import load_users
 
     try:
-        names = sorted(load_users(_open(project).root))
+        names = sorted(load_users(open_project(project).root))
     except SegoneError as exc:
         raise _fail(exc) from None
     console.print("\n".join(names) if names else "no users yet: segone users add NAME")

@@ -1,24 +1,27 @@
-"""Project settings: ``segone.toml`` in the project directory, overridable from the environment.
+"""Project settings: ``segone.toml``, overridden by ``SEGONE_*`` environment variables and
+``segone --set section.key=value`` flags, handed out as one frozen dataclass per subsystem.
 
 Nothing here touches the warehouse; reading settings is cheap and has no side effects. The
-settings classes of identity, lifecycle, segments and models live beside the code they steer,
-in modules that import Ibis; they are imported when settings are read, not when this module is
-(``segone --help`` imports it and must start in a blink).
+keys, their types, defaults and checks are one pydantic-settings model (``segone.config.model``,
+imported when settings are read); the settings classes of identity, lifecycle, segments and
+models live beside the code they steer, in modules that import Ibis, and are imported then too,
+not when this module is (``segone --help`` imports it and must start in a blink).
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from segone.exceptions import ConfigError, ProjectError
 
 if TYPE_CHECKING:
+    from segone.config.model import SettingsModel
     from segone.identity.graph import IdentitySettings
     from segone.models.settings import ModelSettings
     from segone.segments.builtin import BuiltinSettings
@@ -196,6 +199,19 @@ def parse_origin(origin: str, where: str = "origin") -> str:
     return o
 
 
+def parse_flags(flags: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``--set section.key=value`` flags as nested settings (values as text: the model converts
+    them, lists comma separated)."""
+    out: dict[str, dict[str, Any]] = {}
+    for flag in flags:
+        name, sep, value = flag.partition("=")
+        section, dot, key = name.strip().partition(".")
+        if not sep or not dot or not key:
+            raise ConfigError(f"--set {flag!r}: write --set section.key=value (server.port=9000)")
+        out.setdefault(section, {})[key] = value
+    return out
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """``[server]``: the real-time API and its online store."""
@@ -237,81 +253,6 @@ class ServerSettings:
     tracing: bool = False
 
 
-_SECRETS = {
-    "write_keys": "SEGONE_WRITE_KEYS",
-    "admin_tokens": "SEGONE_ADMIN_TOKENS",
-    "decide_tokens": "SEGONE_DECIDE_TOKENS",
-}
-
-
-def _server_settings(data: dict[str, Any], source: str) -> ServerSettings:
-    raw = dict(data.get("server", {}))
-    env = os.environ
-    for key, var in _SECRETS.items():
-        if env.get(var):
-            raw[key] = [v.strip() for v in env[var].split(",") if v.strip()]
-    if env.get("SEGONE_WEBHOOK_SECRET"):
-        raw["webhook_secret"] = env["SEGONE_WEBHOOK_SECRET"]
-    if env.get("SEGONE_ONLINE_URL"):
-        raw["online_url"] = env["SEGONE_ONLINE_URL"]
-    if env.get("SEGONE_CORS_ORIGINS"):
-        raw["cors_origins"] = [
-            v.strip() for v in env["SEGONE_CORS_ORIGINS"].split(",") if v.strip()
-        ]
-    if env.get("SEGONE_TRACING"):
-        raw["tracing"] = env["SEGONE_TRACING"].strip().lower() in ("1", "true", "yes", "on")
-    fields = ServerSettings.__dataclass_fields__
-    unknown = set(raw) - set(fields)
-    if unknown:
-        raise ConfigError(f"{source}: unknown setting(s) {sorted(f'server.{k}' for k in unknown)}")
-    out: dict[str, Any] = {}
-    defaults = ServerSettings()
-    for k, v in raw.items():
-        default = getattr(defaults, k)
-        if isinstance(default, bool):
-            if not isinstance(v, bool):
-                raise ConfigError(f"{source}: server.{k} must be true or false")
-            out[k] = v
-        elif isinstance(default, tuple):
-            if not isinstance(v, list | tuple) or not all(isinstance(x, str) and x for x in v):
-                raise ConfigError(f"{source}: server.{k} must be a list of non-empty strings")
-            out[k] = tuple(v)
-        else:
-            try:
-                out[k] = type(default)(v)
-            except (TypeError, ValueError):
-                raise ConfigError(
-                    f"{source}: server.{k}: {v!r} is not a {type(default).__name__}"
-                ) from None
-    s = ServerSettings(**out)
-    try:
-        s.earliest()
-    except ValueError:
-        raise ConfigError(
-            f"{source}: server.earliest_timestamp must be an ISO-8601 date or time, "
-            f"not {s.earliest_timestamp!r}"
-        ) from None
-    if not s.timestamp_future_days >= 0:
-        raise ConfigError(f"{source}: server.timestamp_future_days must be >= 0")
-    if s.writer not in ("process", "thread"):
-        raise ConfigError(
-            f'{source}: server.writer must be "process" or "thread", not {s.writer!r}'
-        )
-    out_origins = tuple(parse_origin(o, f"{source}: server.cors_origins") for o in s.cors_origins)
-    if out_origins != s.cors_origins:
-        s = replace(s, cors_origins=out_origins)
-    if not (s.rate_limit_per_second >= 0 and s.rate_limit_burst >= 0):
-        raise ConfigError(f"{source}: server.rate_limit_per_second and _burst must be >= 0")
-    if s.webhook_max_attempts < 1 or s.max_message_bytes <= 0 or s.max_batch_bytes <= 0:
-        raise ConfigError(f"{source}: server limits and webhook_max_attempts must be positive")
-    if s.webhook_url and not s.webhook_secret:
-        raise ConfigError(
-            f"{source}: server.webhook_url is set but no webhook_secret "
-            "(set SEGONE_WEBHOOK_SECRET): receivers could not tell our calls from forgeries"
-        )
-    return s
-
-
 @dataclass(frozen=True)
 class IngestSettings:
     timezone: str = "UTC"
@@ -324,39 +265,6 @@ class IngestSettings:
     strict: bool = False
     # the project's own export layouts: [ingest.presets.NAME] and presets/*.toml
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def _identity_settings(data: dict[str, Any], source: str) -> IdentitySettings:
-    from segone.identity.graph import IdentitySettings
-
-    known = {
-        "blocked",
-        "default_country_code",
-        "max_iterations",
-        "probabilistic",
-        "match_threshold",
-        "max_emails_per_person",
-        "max_phones_per_person",
-    }
-    unknown = set(data) - known
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown setting(s) {sorted('identity.' + k for k in unknown)}"
-        )
-    extra = data.get("blocked", [])
-    if not isinstance(extra, list) or not all(isinstance(x, str) for x in extra):
-        raise ConfigError(f"{source}: identity.blocked must be a list of strings")
-    return IdentitySettings(
-        extra_blocked=tuple(extra),
-        default_country_code=str(data.get("default_country_code", "1")).lstrip("+"),
-        max_iterations=int(data.get("max_iterations", 60)),
-        probabilistic=bool(data.get("probabilistic", True)),
-        match_threshold=float(data.get("match_threshold", 0.9)),
-        max_per_person={
-            "email": int(data.get("max_emails_per_person", 5)),
-            "phone": int(data.get("max_phones_per_person", 5)),
-        },
-    )
 
 
 def _user_presets(root: Path, inline: Any, source: str) -> dict[str, dict[str, Any]]:
@@ -377,40 +285,6 @@ def _user_presets(root: Path, inline: Any, source: str) -> dict[str, dict[str, A
             out.update(data)
     out.update(inline)
     return out
-
-
-_S = TypeVar("_S")
-
-
-def _section(
-    data: dict[str, Any],
-    name: str,
-    cls: type[_S],
-    source: str,
-    check: Callable[[dict[str, Any]], None] | None = None,
-) -> _S:
-    """Settings dataclass ``cls`` from ``[name]``: every key known, each value converted to the
-    type of its default (so ``churn_factor = 4`` is the float 4.0)."""
-    raw = dict(data.get(name, {}))
-    fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
-    unknown = set(raw) - set(fields)
-    if unknown:
-        raise ConfigError(f"{source}: unknown setting(s) {sorted(f'{name}.{k}' for k in unknown)}")
-    try:
-        if check:
-            check(raw)
-        defaults = cls()
-        return cls(**{k: type(getattr(defaults, k))(v) for k, v in raw.items()})
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: {name}: {exc}") from None
-
-
-def _check_models(raw: dict[str, Any]) -> None:
-    from segone.models.settings import ModelSettings
-
-    defaults = ModelSettings()
-    if any(isinstance(v, bool) != isinstance(getattr(defaults, k), bool) for k, v in raw.items()):
-        raise ValueError("enabled and churn take true/false; the others numbers")
 
 
 def _default_identity() -> IdentitySettings:
@@ -456,121 +330,83 @@ class Settings:
         return p if p.is_absolute() else self.root / p
 
     @classmethod
-    def load(cls, root: str | os.PathLike[str]) -> Settings:
-        """Read ``segone.toml`` from ``root``; environment variables override the file.
+    def load(
+        cls,
+        root: str | os.PathLike[str],
+        *,
+        flags: Mapping[str, Mapping[str, Any]] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Read ``segone.toml`` from ``root``; the environment overrides the file and ``flags``
+        (``{"server": {"port": "9000"}}``, from ``segone --set``) override both.
 
-        ``SEGONE_WAREHOUSE_PATH``, ``SEGONE_WAREHOUSE_THREADS``, ``SEGONE_WAREHOUSE_MEMORY_LIMIT``
-        and ``SEGONE_INGEST_TIMEZONE`` are honoured, and for ``[server]``: ``SEGONE_ONLINE_URL``,
-        ``SEGONE_WRITE_KEYS``, ``SEGONE_ADMIN_TOKENS``, ``SEGONE_DECIDE_TOKENS`` (comma
-        separated) and ``SEGONE_WEBHOOK_SECRET``.
+        Every key can be set in the environment as ``SEGONE_<SECTION>__<KEY>``; the older names
+        (``SEGONE_ONLINE_URL``, ``SEGONE_WRITE_KEYS``, …, see ``segone.config.model``) still
+        work. The order is documented in docs/configuration.md.
         """
         root = Path(root)
-        cfg = root / CONFIG_FILE
-        if not cfg.is_file():
-            raise ProjectError(
-                f"no segone project at {root} (missing {CONFIG_FILE}); run `segone init {root}`"
-            )
-        try:
-            data = tomllib.loads(cfg.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{cfg}: {exc}") from None
-        return cls.from_dict(root, data, source=str(cfg))
+        return cls.from_dict(
+            root, read_file(root), source=str(root / CONFIG_FILE), flags=flags, environ=environ
+        )
 
     @classmethod
-    def from_dict(cls, root: Path, data: dict[str, Any], source: str = "settings") -> Settings:
-        known = {
-            "warehouse",
-            "ingest",
-            "project",
-            "identity",
-            "lifecycle",
-            "segments",
-            "models",
-            "server",
-        }
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(
-                f"{source}: unknown section(s) {sorted(unknown)}; known: {sorted(known)}"
-            )
-        wh = dict(data.get("warehouse", {}))
-        ing = dict(data.get("ingest", {}))
-        env = os.environ
-        for key, var in [
-            ("path", "SEGONE_WAREHOUSE_PATH"),
-            ("threads", "SEGONE_WAREHOUSE_THREADS"),
-            ("memory_limit", "SEGONE_WAREHOUSE_MEMORY_LIMIT"),
-            ("engine", "SEGONE_WAREHOUSE_ENGINE"),
-            ("spark_master", "SEGONE_SPARK_MASTER"),
-        ]:
-            if var in env:
-                wh[key] = env[var]
-        if "SEGONE_INGEST_TIMEZONE" in env:
-            ing["timezone"] = env["SEGONE_INGEST_TIMEZONE"]
-        try:
-            warehouse = WarehouseSettings(
-                path=str(wh.pop("path", "warehouse.duckdb")),
-                threads=int(wh.pop("threads", 2)),
-                memory_limit=str(wh.pop("memory_limit", "4GB")),
-                engine=str(wh.pop("engine", "duckdb")).lower(),
-                spark_master=str(wh.pop("spark_master", "local[2]")),
-                spark_path=str(wh.pop("spark_path", "spark-warehouse")),
-                spark_driver_memory=str(wh.pop("spark_driver_memory", "2g")),
-            )
-            if warehouse.engine not in ("duckdb", "spark"):
-                raise ConfigError(
-                    f'{source}: warehouse.engine must be "duckdb" or "spark", '
-                    f"not {warehouse.engine!r}"
-                )
-            mapping = ing.pop("mapping", {})
-            if not isinstance(mapping, dict) or not all(
-                isinstance(v, dict) and all(isinstance(c, str) for c in v.values())
-                for v in mapping.values()
-            ):
-                raise ConfigError(
-                    f"{source}: [ingest.mapping.KIND] tables must map "
-                    'canonical column = "file column"'
-                )
-            presets = _user_presets(root, ing.pop("presets", {}), source)
-            strict = ing.pop("strict", False)
-            if not isinstance(strict, bool):
-                raise ConfigError(f"{source}: ingest.strict takes true or false")
-            ingest = IngestSettings(
-                timezone=str(ing.pop("timezone", "UTC")),
-                currency=str(ing.pop("currency", "USD")),
-                max_field_chars=int(ing.pop("max_field_chars", 65536)),
-                chunk_rows=int(ing.pop("chunk_rows", 200_000)),
-                memory_limit=str(ing.pop("memory_limit", "1536MB")),
-                mapping={k: dict(v) for k, v in mapping.items()},
-                strict=strict,
-                presets=presets,
-            )
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{source}: {exc}") from None
-        leftovers = [f"warehouse.{k}" for k in wh] + [f"ingest.{k}" for k in ing]
-        if leftovers:
-            raise ConfigError(f"{source}: unknown setting(s) {sorted(leftovers)}")
-        if ingest.chunk_rows <= 0 or ingest.max_field_chars <= 0 or warehouse.threads <= 0:
-            raise ConfigError(f"{source}: chunk_rows, max_field_chars and threads must be positive")
-        try:
-            identity = _identity_settings(dict(data.get("identity", {})), source)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{source}: {exc}") from None
+    def from_dict(
+        cls,
+        root: Path,
+        data: dict[str, Any],
+        source: str = "settings",
+        *,
+        flags: Mapping[str, Mapping[str, Any]] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Settings from ``data`` (a parsed ``segone.toml``), the environment and ``flags``."""
+        from segone.config.model import Layers, validate
+
+        return cls.from_model(root, validate(Layers(data, source, flags, environ)), source)
+
+    @classmethod
+    def from_model(cls, root: Path, m: SettingsModel, source: str = "settings") -> Settings:
+        """The frozen settings of each subsystem from the validated model."""
+        from segone.identity.graph import IdentitySettings
         from segone.models.settings import ModelSettings
         from segone.segments.builtin import BuiltinSettings
         from segone.segments.lifecycle import LifecycleSettings
 
-        stages = _section(data, "lifecycle", LifecycleSettings, source)
-        builtin = _section(data, "segments", BuiltinSettings, source)
-        models = _section(data, "models", ModelSettings, source, _check_models)
-        server = _server_settings(data, source)
+        ident = m.identity
+        ing = m.ingest.model_dump()
+        ing["presets"] = _user_presets(root, ing["presets"], source)
         return cls(
             root=root,
-            warehouse=warehouse,
-            ingest=ingest,
-            identity=identity,
-            lifecycle=stages,
-            segments=builtin,
-            models=models,
-            server=server,
+            warehouse=WarehouseSettings(**m.warehouse.model_dump()),
+            ingest=IngestSettings(**ing),
+            identity=IdentitySettings(
+                extra_blocked=ident.blocked,
+                default_country_code=ident.default_country_code,
+                max_iterations=ident.max_iterations,
+                probabilistic=ident.probabilistic,
+                match_threshold=ident.match_threshold,
+                max_per_person={
+                    "email": ident.max_emails_per_person,
+                    "phone": ident.max_phones_per_person,
+                },
+            ),
+            lifecycle=LifecycleSettings(**m.lifecycle.model_dump()),
+            segments=BuiltinSettings(**m.segments.model_dump()),
+            models=ModelSettings(**m.models.model_dump()),
+            server=ServerSettings(**m.server.model_dump()),
         )
+
+
+def read_file(root: Path) -> dict[str, Any]:
+    """``segone.toml`` of the project at ``root``, parsed (errors name the file)."""
+    cfg = root / CONFIG_FILE
+    if not cfg.is_file():
+        raise ProjectError(
+            f"no segone project at {root} (missing {CONFIG_FILE}); run `segone init {root}`"
+        )
+    try:
+        return tomllib.loads(cfg.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{cfg}: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{cfg}: not UTF-8 text") from None
