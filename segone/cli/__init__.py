@@ -27,6 +27,7 @@ SUBAPPS: list[tuple[str, str, str]] = [
     ("segone.cli.campaign", "campaign_app", "campaign"),
     ("segone.cli.evaluate", "app", "evaluate"),
     ("segone.cli.keys", "keys_app", "keys"),
+    ("segone.cli.ui", "ui_app", "ui"),
     ("segone.cli.users", "users_app", "users"),
 ]
 

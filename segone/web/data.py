@@ -770,20 +770,41 @@ def identity(wh: Warehouse) -> dict[str, Any]:
     if "identity_matches" in tables:
         im = wh.table("identity_matches")
         out["matches"] = int(wh.execute(im.count()))
-        out["borderline"] = records(
-            wh.execute(
-                im.filter((im.match_probability > 0.5) & (im.match_probability < 0.95))
-                .select("unique_id_l", "unique_id_r", "match_probability", "match_weight")
-                .order_by("match_probability")
-                .limit(10)
-            )
-        )
+        out["borderline"] = borderline(wh)
     if "identity_refusals" in tables:
         rf = wh.table("identity_refusals")
         out["refusals"] = records(
             wh.execute(rf.group_by("rule").aggregate(n=rf.count()).order_by(ibis.desc("n")))
         )
     return out
+
+
+def borderline(wh: Warehouse, limit: int = 12) -> list[dict[str, Any]]:
+    """The accepted probabilistic pairs nearest the match threshold (the least evidence: the
+    lowest match weight first), with the match weight of each field and any decision already
+    made about them by hand (``a``, ``b``: the nodes the graph links, ``source_id:...``).
+    Pairs under the threshold are not kept by the matcher, so they cannot be listed."""
+    im = wh.table("identity_matches")
+    near = im.order_by(["match_weight", "unique_id_l", "unique_id_r"])
+    rows = records(wh.execute(near.limit(limit)))
+    decided: dict[tuple[str, str], str] = {}
+    if "identity_decisions" in wh.tables() and rows:
+        from segone.identity.decisions import current
+
+        d = current(wh)
+        for r in records(wh.execute(d.filter(d.kind != "split").select("kind", "a", "b"))):
+            decided[(str(r["a"]), str(r["b"]))] = str(r["kind"])
+    for r in rows:
+        a = "source_id:" + str(r["unique_id_l"]).split(":", 1)[-1]
+        b = "source_id:" + str(r["unique_id_r"]).split(":", 1)[-1]
+        r["a"], r["b"] = a, b
+        r["decision"] = decided.get((min(a, b), max(a, b)))
+        try:
+            ev = json.loads(r.get("evidence") or "{}")
+        except ValueError:
+            ev = {}
+        r["fields"] = sorted(ev.items(), key=lambda kv: -abs(float(kv[1])))
+    return rows
 
 
 # -- live ----------------------------------------------------------------------------------------
