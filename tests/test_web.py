@@ -107,6 +107,31 @@ def test_a_project_without_a_build_says_what_to_run(tmp_path: Path) -> None:
         assert client.get("/live").status_code == 200
 
 
+def test_segone_ui_starts_the_server_once_and_prints_the_url(tmp_path: Path) -> None:
+    from tests.web_support import free_port
+
+    root = tmp_path / "p"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    cli = [sys.executable, "-m", "segone.cli"]
+    subprocess.run([*cli, "init", str(root)], check=True, env=env, capture_output=True)
+    port = str(free_port())
+    ui = [*cli, "ui", "-p", str(root), "--port", port, "--no-browser"]
+    first = subprocess.run([*ui, "--detach"], env=env, capture_output=True, text=True, timeout=180)
+    pid = re.search(r"kill (\d+)", first.stdout)
+    try:
+        assert first.returncode == 0, first.stderr
+        assert f"dashboard: http://127.0.0.1:{port}/" in first.stdout
+        assert "starting segone serve" in first.stderr and pid
+        r = httpx.get(f"http://127.0.0.1:{port}/", follow_redirects=True)
+        assert r.status_code == 200 and 'id="token"' in r.text  # the login page
+        again = subprocess.run(ui, env=env, capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0 and "starting" not in again.stderr  # found it running
+        assert f"http://127.0.0.1:{port}/" in again.stdout
+    finally:
+        if pid:
+            os.kill(int(pid.group(1)), 15)
+
+
 # -- a real server and a real browser -------------------------------------------------------------
 # building the project and starting the server are part of the first test's time
 pytestmark = pytest.mark.timeout(900)
@@ -507,6 +532,50 @@ def test_the_fast_search_finds_exactly_whom_the_library_finds(project: Path) -> 
         assert hits and all("customer_id" in h for h in hits)
     finally:
         wh.close()
+
+
+def test_the_fast_paths_answer_as_the_plain_queries(project: Path, tmp_path: Path) -> None:
+    """The customer 360 with compiled-once SQL equals the one through Ibis, and the name index
+    finds whom the SQL name search finds, in the same order."""
+    from segone.web.data import customer, search
+    from segone.web.fast import NameIndex
+    from segone.web.snapshot import WarehouseSnapshot
+
+    snap = WarehouseSnapshot(project / "warehouse.duckdb", tmp_path)
+    with snap.read() as wh:
+        con = wh.backend.con
+        cids = [
+            r[0]
+            for r in con.execute(
+                "SELECT customer_id FROM profiles ORDER BY orders DESC, customer_id LIMIT 3"
+            ).fetchall()
+        ]
+        cids += [
+            r[0]
+            for r in con.execute(
+                "SELECT customer_id FROM profiles ORDER BY hash(customer_id) LIMIT 4"
+            ).fetchall()
+        ]
+        cache: dict[Any, Any] = {}
+        for cid in cids + cids[:2]:  # the first visits compile, the later ones reuse
+            assert customer(wh, cid, cache) == customer(wh, cid), cid
+        assert customer(wh, "cus_nobody", cache) is None
+        index = NameIndex.build(con)
+        names = [
+            r[0]
+            for r in con.execute(
+                "SELECT lower(first_name) FROM profiles WHERE first_name IS NOT NULL "
+                "ORDER BY hash(customer_id) LIMIT 3"
+            ).fetchall()
+        ]
+        last = con.execute(
+            "SELECT last_name FROM profiles WHERE last_name IS NOT NULL LIMIT 1"
+        ).fetchone()[0]
+        for q in ["a", "mar", "zzzz", last, last.upper(), cids[0][:6], *names]:
+            plain = search(wh, q, "1")
+            fast = search(wh, q, "1", names=index)
+            assert [h["customer_id"] for h in fast] == [h["customer_id"] for h in plain], q
+    snap.close()
 
 
 # -- what the dashboard changes (these run last: they change the shared project) ----------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -290,7 +291,9 @@ def find_ids(wh: Any, q: str, country_code: str) -> list[str]:
     return sorted(str(r[0]) for r in got)
 
 
-def search(wh: Warehouse, q: str, country_code: str, limit: int = 25) -> list[dict[str, Any]]:
+def search(
+    wh: Warehouse, q: str, country_code: str, limit: int = 25, names: Any = None
+) -> list[dict[str, Any]]:
     """Customers matching ``q``: any identifier in any spelling (e-mail, phone, handle, user or
     CRM id, customer id, ``type:value``), else a name (first, last or both, case-insensitive,
     from their start). Answered with parameterised SQL on the DuckDB copy: a search is typed
@@ -302,6 +305,10 @@ def search(wh: Warehouse, q: str, country_code: str, limit: int = 25) -> list[di
     cols = ", ".join(f'"{c}"' for c in _HIT_COLUMNS)
     order = f"ORDER BY revenue DESC NULLS LAST, customer_id LIMIT {int(limit)}"
     ids = find_ids(wh, q, country_code)
+    if not ids and names is not None:  # a name, through the copy's index (``fast.NameIndex``)
+        ids = names.find(q, limit)
+        if not ids:
+            return []
     if ids:
         marks = ", ".join(f"${i + 1}" for i in range(len(ids[:limit])))
         cur = con.execute(
@@ -319,12 +326,19 @@ def search(wh: Warehouse, q: str, country_code: str, limit: int = 25) -> list[di
     return [{n: _plain(v) for n, v in zip(names, row, strict=True)} for row in cur.fetchall()]
 
 
-def customer(wh: Warehouse, customer_id: str) -> dict[str, Any] | None:
+def customer(
+    wh: Warehouse, customer_id: str, sql_cache: MutableMapping[Any, Any] | None = None
+) -> dict[str, Any] | None:
     """The customer 360: profile, identities and why they were merged, timeline, memberships
-    over time, moves, taste, predictions, consent and channel."""
+    over time, moves, taste, predictions, consent and channel. With ``sql_cache`` (one per
+    copy of the warehouse) the queries are compiled once and run as parameterised SQL."""
     from segone.profiles.lookup import profile_of
+    from segone.web.fast import prepared
 
-    got = profile_of(wh, customer_id, timeline=40)
+    def on(key: str) -> Any:
+        return prepared(wh, sql_cache, key, customer_id)
+
+    got = profile_of(on("profile_of"), customer_id, timeline=40)
     prof = got["profile"]
     if not prof:
         return None
@@ -335,9 +349,9 @@ def customer(wh: Warehouse, customer_id: str) -> dict[str, Any] | None:
     out["journey"] = records(got["journey"])
     out["transitions"] = records(got["transitions"])
     out["recommendations"] = records(got["recommendations"])
-    out["merges"] = _merges(wh, customer_id)
-    out["history"] = _identity_history(wh, customer_id)
-    out["taste"] = _taste(wh, customer_id)
+    out["merges"] = _merges(on("merges"), customer_id)
+    out["history"] = _identity_history(on("history"), customer_id)
+    out["taste"] = _taste(on("taste"), customer_id)
     out["journey_chart"] = _journey_chart(out["journey"], prof.get("as_of"))
     return out
 

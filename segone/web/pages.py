@@ -161,6 +161,16 @@ class Dashboard:
             _require_build(wh)
             return cast(T, self.memo((name, *key), lambda: compute(wh)))
 
+    def sql_cache(self) -> dict[Any, Any]:
+        """Compiled per-person queries (``fast.Prepared``), kept as long as this copy."""
+        return cast(dict[Any, Any], self.memo(("sql-cache",), dict))
+
+    def names(self, wh: Any) -> Any:
+        """The copy's name index (``fast.NameIndex``) for the customer search."""
+        from segone.web.fast import NameIndex
+
+        return self.memo(("name-index",), lambda: NameIndex.build(wh.backend.con))
+
     @property
     def project(self) -> Any:
         from segone.project import Project
@@ -337,7 +347,8 @@ def customers(
     q = request.query_params.get("q", "")
     with dash.snapshot.read() as wh:
         _require_build(wh)
-        hits = data.search(wh, q, dash.settings.identity.default_country_code) if q else []
+        cc = dash.settings.identity.default_country_code
+        hits = data.search(wh, q, cc, names=dash.names(wh)) if q else []
     return dash.render("customers.html", request, session, q=q, hits=hits)
 
 
@@ -347,7 +358,8 @@ def customer_search(
     q = request.query_params.get("q", "")
     with dash.snapshot.read() as wh:
         _require_build(wh)
-        hits = data.search(wh, q, dash.settings.identity.default_country_code) if q else []
+        cc = dash.settings.identity.default_country_code
+        hits = data.search(wh, q, cc, names=dash.names(wh)) if q else []
     return dash.render("_results.html", request, session, q=q, hits=hits)
 
 
@@ -356,7 +368,7 @@ def customer(
     dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
 ) -> Response:
     cid = request.path_params["customer_id"]
-    c = dash.built("customer", lambda wh: data.customer(wh, cid), cid)
+    c = dash.built("customer", lambda wh: data.customer(wh, cid, dash.sql_cache()), cid)
     if c is None:
         raise PageError(
             404, "No such customer", f"No customer has the id {cid!r} in the last build."
