@@ -206,6 +206,7 @@ def admin(browser: Any, server: str) -> Iterator[Any]:
 
 def _open(ctx: Any, url: str) -> tuple[Any, Watch]:
     page = ctx.new_page()
+    page.set_default_timeout(60_000)  # HTMX swaps on a loaded 2-core machine
     watch = Watch(page)
     page.goto(url)
     page.wait_for_load_state("networkidle")
