@@ -84,3 +84,25 @@ def test_an_erasure_removes_the_decisions_naming_the_person(family):
     r = erase(wh, [cid])
     assert r.rows_removed["identity_decisions"] == 2
     assert wh.count("identity_decisions") == 0
+
+
+def test_the_cli_records_decisions_in_normal_form(tmp_path):
+    from typer.testing import CliRunner
+
+    from segone.cli import app
+    from segone.project import Project
+
+    root = tmp_path / "p"
+    Project.init(root)
+    run = CliRunner().invoke
+    p = ["-p", str(root)]
+    r = run(app, ["identity", "split", "email:Family@X.com", *p])
+    assert r.exit_code == 0, r.output
+    r = run(app, ["identity", "unlink", "source_id:CRM-1", "source_id:CRM-2", *p])
+    assert r.exit_code == 0, r.output
+    r = run(app, ["identity", "decisions", *p], env={"COLUMNS": "200"})
+    assert "email:family@x.com" in r.output and "source_id:CRM-1" in r.output
+    r = run(app, ["identity", "split", "family@x.com", *p])  # no type: which identifier?
+    assert r.exit_code == 2 and "with its type" in r.output
+    with Project.open(root).warehouse(read_only=True) as wh:
+        assert wh.count("identity_decisions") == 2

@@ -26,6 +26,7 @@ from segone.cli._common import EXIT_INTERRUPTED, err
 SUBAPPS: list[tuple[str, str, str]] = [
     ("segone.cli.campaign", "campaign_app", "campaign"),
     ("segone.cli.evaluate", "app", "evaluate"),
+    ("segone.cli.identity", "identity_app", "identity"),
     ("segone.cli.keys", "keys_app", "keys"),
     ("segone.cli.ui", "ui_app", "ui"),
     ("segone.cli.users", "users_app", "users"),
