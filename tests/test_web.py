@@ -512,6 +512,7 @@ def test_the_fast_search_finds_exactly_whom_the_library_finds(project: Path) -> 
     from segone.profiles.lookup import find_customers
     from segone.store.duckdb import DuckDBWarehouse
     from segone.web.data import find_ids, search
+    from segone.web.fast import NodeIndex
 
     wh = DuckDBWarehouse(project / "warehouse.duckdb", read_only=True)
     try:
@@ -527,8 +528,10 @@ def test_the_fast_search_finds_exactly_whom_the_library_finds(project: Path) -> 
                 queries += [value, value.upper(), f" {value} ", node, cid]
                 if id_type == "phone":
                     queries.append(f"+{value.lstrip('+')[:1]} {value.lstrip('+')[1:]}")
+        index = NodeIndex.build(con)
         for q in queries:
             assert find_ids(wh, q.strip(), "1") == find_customers(wh, q.strip(), "1"), q
+            assert find_ids(wh, q.strip(), "1", index) == find_customers(wh, q.strip(), "1"), q
         hits = search(wh, queries[-1], "1")
         assert hits and all("customer_id" in h for h in hits)
     finally:
@@ -539,7 +542,7 @@ def test_the_fast_paths_answer_as_the_plain_queries(project: Path, tmp_path: Pat
     """The customer 360 with compiled-once SQL equals the one through Ibis, and the name index
     finds whom the SQL name search finds, in the same order."""
     from segone.web.data import customer, search
-    from segone.web.fast import NameIndex
+    from segone.web.fast import NameIndex, NodeIndex
     from segone.web.snapshot import WarehouseSnapshot
 
     snap = WarehouseSnapshot(project / "warehouse.duckdb", tmp_path)
@@ -562,6 +565,7 @@ def test_the_fast_paths_answer_as_the_plain_queries(project: Path, tmp_path: Pat
             assert customer(wh, cid, cache) == customer(wh, cid), cid
         assert customer(wh, "cus_nobody", cache) is None
         index = NameIndex.build(con)
+        by_node = NodeIndex.build(con)
         names = [
             r[0]
             for r in con.execute(
@@ -574,7 +578,7 @@ def test_the_fast_paths_answer_as_the_plain_queries(project: Path, tmp_path: Pat
         ).fetchone()[0]
         for q in ["a", "mar", "zzzz", last, last.upper(), cids[0][:6], *names]:
             plain = search(wh, q, "1")
-            fast = search(wh, q, "1", names=index)
+            fast = search(wh, q, "1", names=index, nodes=by_node)
             assert [h["customer_id"] for h in fast] == [h["customer_id"] for h in plain], q
     snap.close()
 

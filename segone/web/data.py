@@ -263,7 +263,7 @@ def _normalise_sql(country_code: str) -> str:
     return _sql_cache[key]
 
 
-def find_ids(wh: Any, q: str, country_code: str) -> list[str]:
+def find_ids(wh: Any, q: str, country_code: str, nodes_index: Any = None) -> list[str]:
     """``segone.profiles.lookup.find_customers`` on the dashboard's DuckDB copy, with its SQL
     compiled once (the same candidate identifiers, the same answers; a test holds them equal)."""
     from segone.profiles.lookup import TYPES
@@ -284,6 +284,8 @@ def find_ids(wh: Any, q: str, country_code: str) -> list[str]:
         nodes = [n for n in nodes if n.startswith(kind + ":")]
     if not nodes:
         return []
+    if nodes_index is not None:  # the copy's sorted map (``fast.NodeIndex``)
+        return list(nodes_index.customers_of(nodes))
     marks = ", ".join(f"${i + 1}" for i in range(len(nodes)))
     got = con.execute(
         f"SELECT DISTINCT customer_id FROM customer_map WHERE node IN ({marks})", nodes
@@ -292,7 +294,12 @@ def find_ids(wh: Any, q: str, country_code: str) -> list[str]:
 
 
 def search(
-    wh: Warehouse, q: str, country_code: str, limit: int = 25, names: Any = None
+    wh: Warehouse,
+    q: str,
+    country_code: str,
+    limit: int = 25,
+    names: Any = None,
+    nodes: Any = None,
 ) -> list[dict[str, Any]]:
     """Customers matching ``q``: any identifier in any spelling (e-mail, phone, handle, user or
     CRM id, customer id, ``type:value``), else a name (first, last or both, case-insensitive,
@@ -304,7 +311,7 @@ def search(
     con = wh.backend.con
     cols = ", ".join(f'"{c}"' for c in _HIT_COLUMNS)
     order = f"ORDER BY revenue DESC NULLS LAST, customer_id LIMIT {int(limit)}"
-    ids = find_ids(wh, q, country_code)
+    ids = find_ids(wh, q, country_code, nodes)
     if not ids and names is not None:  # a name, through the copy's index (``fast.NameIndex``)
         ids = names.find(q, limit)
         if not ids:

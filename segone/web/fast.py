@@ -8,6 +8,11 @@
 * ``NameIndex``: customers by name prefix without scanning the profiles: the lower-cased full
   names, last names and customer ids, each sorted once per copy; a prefix is a range found by
   bisection, and the range's best revenues are picked with numpy.
+* ``NodeIndex``: ``customer_map`` sorted by identifier, so an identifier typed in the search
+  box is found by bisection instead of a scan of every person's identifiers.
+
+Both indexes are built on the first search after a build (about a second at 100k people) and
+kept as long as the copy.
 """
 
 from __future__ import annotations
@@ -136,3 +141,28 @@ class NameIndex:
         ids = self.ids[found]
         order = sorted(range(len(found)), key=lambda i: (-score[i], ids[i]))
         return [str(ids[i]) for i in order[:limit]]
+
+
+@dataclass
+class NodeIndex:
+    """``customer_map`` as sorted identifier nodes beside their customer ids: the look-up of
+    ``data.find_ids`` without scanning the map (which holds several identifiers a person)."""
+
+    nodes: list[str]
+    customers: list[str]
+
+    @classmethod
+    def build(cls, con: Any) -> NodeIndex:
+        t = con.execute(
+            "SELECT node, customer_id FROM customer_map ORDER BY node, customer_id"
+        ).to_arrow_table()
+        return cls(t.column("node").to_pylist(), t.column("customer_id").to_pylist())
+
+    def customers_of(self, nodes: list[str]) -> list[str]:
+        found: set[str] = set()
+        for n in nodes:
+            i = bisect_left(self.nodes, n)
+            while i < len(self.nodes) and self.nodes[i] == n:
+                found.add(self.customers[i])
+                i += 1
+        return sorted(found)

@@ -165,11 +165,15 @@ class Dashboard:
         """Compiled per-person queries (``fast.Prepared``), kept as long as this copy."""
         return cast(dict[Any, Any], self.memo(("sql-cache",), dict))
 
-    def names(self, wh: Any) -> Any:
-        """The copy's name index (``fast.NameIndex``) for the customer search."""
-        from segone.web.fast import NameIndex
+    def indexes(self, wh: Any) -> dict[str, Any]:
+        """The copy's name and identifier indexes (``fast``) for the customer search."""
+        from segone.web.fast import NameIndex, NodeIndex
 
-        return self.memo(("name-index",), lambda: NameIndex.build(wh.backend.con))
+        con = wh.backend.con
+        return {
+            "names": self.memo(("name-index",), lambda: NameIndex.build(con)),
+            "nodes": self.memo(("node-index",), lambda: NodeIndex.build(con)),
+        }
 
     @property
     def project(self) -> Any:
@@ -348,7 +352,7 @@ def customers(
     with dash.snapshot.read() as wh:
         _require_build(wh)
         cc = dash.settings.identity.default_country_code
-        hits = data.search(wh, q, cc, names=dash.names(wh)) if q else []
+        hits = data.search(wh, q, cc, **dash.indexes(wh)) if q else []
     return dash.render("customers.html", request, session, q=q, hits=hits)
 
 
@@ -359,7 +363,7 @@ def customer_search(
     with dash.snapshot.read() as wh:
         _require_build(wh)
         cc = dash.settings.identity.default_country_code
-        hits = data.search(wh, q, cc, names=dash.names(wh)) if q else []
+        hits = data.search(wh, q, cc, **dash.indexes(wh)) if q else []
     return dash.render("_results.html", request, session, q=q, hits=hits)
 
 
