@@ -15,6 +15,7 @@
     ├── AmbiguousError           an identifier names several customers where one was meant
     ├── RuleError                a segment definition is invalid (names file, line and problem)
     ├── MatchingInputError       records cannot be matched as given (also a ValueError)
+    ├── IdentityDecisionError    a manual split / link / unlink is malformed (also a ValueError)
     ├── DecisionError            a decision or feedback request is invalid (also a ValueError)
     ├── CampaignError            a campaign file is invalid, or no campaign has that name
     ├── AudienceError            an audience cannot be built (unknown segment, channel, column)
@@ -107,6 +108,10 @@ class RuleError(SegoneError):
 
 class MatchingInputError(SegoneError, ValueError):
     """The records cannot be matched as given (no or duplicate ``unique_id``, too few fields)."""
+
+
+class IdentityDecisionError(SegoneError, ValueError):
+    """A manual identity decision (split, link, unlink) is malformed."""
 
 
 class DecisionError(SegoneError, ValueError):
@@ -223,6 +228,7 @@ __all__ = [
     "DestinationError",
     "FileFormatError",
     "HoldoutError",
+    "IdentityDecisionError",
     "IngestError",
     "MappingError",
     "MatchingInputError",

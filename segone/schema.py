@@ -399,7 +399,11 @@ TABLES.update(
             _c("at", TS, "When it was carried out, UTC."),
             _c("customers", "int64", "How many customer ids were erased."),
             _c("rows_removed", "string", "Rows removed per table (JSON); no personal data."),
-            _c("route", "string", "Who asked, through which door: cli, api or library."),
+            _c(
+                "route",
+                "string",
+                "Who asked, through which door: cli, api, web (the dashboard) or library.",
+            ),
         ],
         "erased_identifiers": [
             _c(
@@ -418,6 +422,13 @@ TABLES.update(
                 "First 12 hex digits of the salted SHA-256 of one of the person's identifiers "
                 "(as in erased_identifiers); rewritten with customer_map by every build.",
             ),
+        ],
+        "identity_decisions": [
+            _c("kind", "string", "split (a node split off), link or unlink (a pair of nodes)."),
+            _c("a", "string", "The identifier decided about (PII; erased with its person)."),
+            _c("b", "string", "The other identifier of a link or unlink; null for a split."),
+            _c("decided_by", "string", "The dashboard user or command that decided."),
+            _c("decided_at", TS, "When, UTC; the latest decision per identifier or pair wins."),
         ],
         "project_secrets": [
             _c("name", "string", "Secret name (identity_salt, erasure_salt)."),

@@ -107,6 +107,31 @@ def test_a_project_without_a_build_says_what_to_run(tmp_path: Path) -> None:
         assert client.get("/live").status_code == 200
 
 
+def test_segone_ui_starts_the_server_once_and_prints_the_url(tmp_path: Path) -> None:
+    from tests.web_support import free_port
+
+    root = tmp_path / "p"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    cli = [sys.executable, "-m", "segone.cli"]
+    subprocess.run([*cli, "init", str(root)], check=True, env=env, capture_output=True)
+    port = str(free_port())
+    ui = [*cli, "ui", "-p", str(root), "--port", port, "--no-browser"]
+    first = subprocess.run([*ui, "--detach"], env=env, capture_output=True, text=True, timeout=180)
+    pid = re.search(r"kill (\d+)", first.stdout)
+    try:
+        assert first.returncode == 0, first.stderr
+        assert f"dashboard: http://127.0.0.1:{port}/" in first.stdout
+        assert "starting segone serve" in first.stderr and pid
+        r = httpx.get(f"http://127.0.0.1:{port}/", follow_redirects=True)
+        assert r.status_code == 200 and 'id="token"' in r.text  # the login page
+        again = subprocess.run(ui, env=env, capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0 and "starting" not in again.stderr  # found it running
+        assert f"http://127.0.0.1:{port}/" in again.stdout
+    finally:
+        if pid:
+            os.kill(int(pid.group(1)), 15)
+
+
 # -- a real server and a real browser -------------------------------------------------------------
 # building the project and starting the server are part of the first test's time
 pytestmark = pytest.mark.timeout(900)
@@ -181,6 +206,7 @@ def admin(browser: Any, server: str) -> Iterator[Any]:
 
 def _open(ctx: Any, url: str) -> tuple[Any, Watch]:
     page = ctx.new_page()
+    page.set_default_timeout(60_000)  # HTMX swaps on a loaded 2-core machine
     watch = Watch(page)
     page.goto(url)
     page.wait_for_load_state("networkidle")
@@ -211,6 +237,7 @@ def test_each_page_renders_with_its_charts_and_no_errors(
             "segments": 1,
             "lifecycle": 1,
             "predictions": 3,
+            "campaigns": 1,
             "identity": 1,
             "live": 1,
         }
@@ -485,6 +512,7 @@ def test_the_fast_search_finds_exactly_whom_the_library_finds(project: Path) -> 
     from segone.profiles.lookup import find_customers
     from segone.store.duckdb import DuckDBWarehouse
     from segone.web.data import find_ids, search
+    from segone.web.fast import NodeIndex
 
     wh = DuckDBWarehouse(project / "warehouse.duckdb", read_only=True)
     try:
@@ -500,9 +528,235 @@ def test_the_fast_search_finds_exactly_whom_the_library_finds(project: Path) -> 
                 queries += [value, value.upper(), f" {value} ", node, cid]
                 if id_type == "phone":
                     queries.append(f"+{value.lstrip('+')[:1]} {value.lstrip('+')[1:]}")
+        index = NodeIndex.build(con)
         for q in queries:
             assert find_ids(wh, q.strip(), "1") == find_customers(wh, q.strip(), "1"), q
+            assert find_ids(wh, q.strip(), "1", index) == find_customers(wh, q.strip(), "1"), q
         hits = search(wh, queries[-1], "1")
         assert hits and all("customer_id" in h for h in hits)
     finally:
         wh.close()
+
+
+def test_the_fast_paths_answer_as_the_plain_queries(project: Path, tmp_path: Path) -> None:
+    """The customer 360 with compiled-once SQL equals the one through Ibis, and the name index
+    finds whom the SQL name search finds, in the same order."""
+    from segone.web.data import customer, search
+    from segone.web.fast import NameIndex, NodeIndex
+    from segone.web.snapshot import WarehouseSnapshot
+
+    snap = WarehouseSnapshot(project / "warehouse.duckdb", tmp_path)
+    with snap.read() as wh:
+        con = wh.backend.con
+        cids = [
+            r[0]
+            for r in con.execute(
+                "SELECT customer_id FROM profiles ORDER BY orders DESC, customer_id LIMIT 3"
+            ).fetchall()
+        ]
+        cids += [
+            r[0]
+            for r in con.execute(
+                "SELECT customer_id FROM profiles ORDER BY hash(customer_id) LIMIT 4"
+            ).fetchall()
+        ]
+        cache: dict[Any, Any] = {}
+        for cid in cids + cids[:2]:  # the first visits compile, the later ones reuse
+            assert customer(wh, cid, cache) == customer(wh, cid), cid
+        assert customer(wh, "cus_nobody", cache) is None
+        index = NameIndex.build(con)
+        by_node = NodeIndex.build(con)
+        names = [
+            r[0]
+            for r in con.execute(
+                "SELECT lower(first_name) FROM profiles WHERE first_name IS NOT NULL "
+                "ORDER BY hash(customer_id) LIMIT 3"
+            ).fetchall()
+        ]
+        last = con.execute(
+            "SELECT last_name FROM profiles WHERE last_name IS NOT NULL LIMIT 1"
+        ).fetchone()[0]
+        for q in ["a", "mar", "zzzz", last, last.upper(), cids[0][:6], *names]:
+            plain = search(wh, q, "1")
+            fast = search(wh, q, "1", names=index, nodes=by_node)
+            assert [h["customer_id"] for h in fast] == [h["customer_id"] for h in plain], q
+    snap.close()
+
+
+# -- what the dashboard changes (these run last: they change the shared project) ----------------
+def _db(project: Path) -> Any:
+    import duckdb
+
+    return duckdb.connect(str(project / "warehouse.duckdb"), read_only=True)
+
+
+def test_campaigns_page_shows_the_funnel_and_each_arms_lift_with_its_interval(
+    admin: Any, server: str
+) -> None:
+    page, watch = _open(admin, f"{server}/campaigns")
+    try:
+        text = page.locator("main").inner_text()
+        assert "spring" in text and "Funnel of the last run" in text
+        rows = page.locator("#campaign-spring table.arms tbody tr").all_inner_texts()
+        arm_rows = [r for r in rows if r.split("\t")[0] in ("mass", "by_segment", "personal")]
+        assert len(arm_rows) == 3, rows
+        # every arm's row carries its lift and a [low, high] interval
+        assert all(re.search(r"\[-?[\d.]+%, -?[\d.]+%\]", r) for r in arm_rows), arm_rows
+        assert page.locator("#campaign-spring ol.funnel li").count() >= 3
+        assert all(_charts_drawn(page))
+        assert watch.problems == [], watch.problems
+    finally:
+        page.close()
+
+
+def test_a_segment_is_synced_to_a_configured_destination(
+    admin: Any, server: str, project: Path
+) -> None:
+    page, watch = _open(admin, f"{server}/segments/vip")
+    page.set_default_timeout(120_000)
+    try:
+        page.select_option("#destination", "crm_file")
+        page.click("#sync")
+        page.wait_for_selector("#sync-sent")
+        sent = int(page.locator("#sync-sent").get_attribute("data-sent"))
+        assert watch.problems == [], watch.problems
+    finally:
+        page.close()
+    from segone.web.campaign_view import destinations
+
+    out = Path(
+        destinations(project)["crm_file"]["config"]["path"].replace("{list_id}", "segment-vip")
+    )
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert sent > 0 and len(lines) - 1 == sent  # a header and one line per person sent
+
+
+def test_borderline_pairs_are_reviewed_and_the_review_is_recorded(
+    admin: Any, server: str, project: Path
+) -> None:
+    page, watch = _open(admin, f"{server}/identity")
+    page.set_default_timeout(120_000)
+    try:
+        rows = page.locator("table.review tbody tr")
+        assert rows.count() > 0, "the demo project has probabilistic pairs near the threshold"
+        first = rows.nth(0)
+        a = first.locator("input[name=a]").get_attribute("value")
+        b = first.locator("input[name=b]").get_attribute("value")
+        first.locator("button[value=reject]").click()
+        first.locator(".reviewed[data-decision=reject]").wait_for()
+        assert watch.problems == [], watch.problems
+    finally:
+        page.close()
+    con = _db(project)
+    try:
+        got = con.execute("SELECT kind, a, b, decided_by FROM identity_decisions").fetchall()
+    finally:
+        con.close()
+    assert ("unlink", min(a, b), max(a, b), "admin") in got
+
+
+def test_only_an_admin_erases_and_only_after_confirming(browser: Any, server: str) -> None:
+    ctx = browser.new_context()
+    try:
+        page = ctx.new_page()
+        login(page, server, token=None)  # the password user
+        cookies = {c["name"]: c["value"] for c in ctx.cookies()}
+        page.goto(f"{server}/customers?q=a")
+        href = page.locator("table.results tbody a").first.get_attribute("href")
+        assert page.locator("#erase").count() == 0  # no danger zone for them
+        page.goto(server + href)
+        assert page.locator("#erase").count() == 0
+        html = page.content()
+        csrf = re.search(r'name="csrf" value="([^"]+)"', html)
+        assert csrf
+        with httpx.Client(base_url=server, cookies=cookies) as http:
+            r = http.post(f"{href}/erase", data={"csrf": csrf.group(1), "confirm": "yes"})
+            assert r.status_code == 403 and "Admins only" in r.text
+            assert http.get(href).status_code == 200  # still there
+    finally:
+        ctx.close()
+
+
+def _customer_with(project: Path, n_ids: int, skip: set[str]) -> tuple[str, str]:
+    con = _db(project)
+    try:
+        rows = con.execute(
+            "SELECT m.customer_id, min(m.node) FILTER (WHERE m.id_type = 'email') "
+            "FROM customer_map m JOIN profiles p USING (customer_id) GROUP BY m.customer_id "
+            "HAVING count(*) >= $1 AND count(*) FILTER (WHERE m.id_type = 'email') = 1 "
+            "ORDER BY m.customer_id",
+            [n_ids],
+        ).fetchall()
+    finally:
+        con.close()
+    return next((c, e) for c, e in rows if c not in skip)
+
+
+def test_unmerge_splits_an_identifier_off_the_person(
+    admin: Any, server: str, project: Path
+) -> None:
+    cid, email = _customer_with(project, 3, set())
+    page, watch = _open(admin, f"{server}/customers/{cid}")
+    page.set_default_timeout(240_000)
+    try:
+        assert email.split(":", 1)[1] in page.locator("main").inner_text()
+        page.select_option("#unmerge-node", email)
+        page.click("#unmerge")
+        page.wait_for_selector("#confirm")
+        assert "Split email off" in page.locator("h1").inner_text()
+        page.click("#confirm")
+        page.wait_for_selector("#done")
+        assert "Unmerged" in page.locator("h1").inner_text()
+        page.goto(f"{server}/customers/{cid}")
+        ids = page.locator("section.card").first.inner_text()
+        assert email.split(":", 1)[1] not in page.locator("main").inner_text(), ids
+        assert watch.problems == [], watch.problems
+    finally:
+        page.close()
+    con = _db(project)
+    try:
+        now = con.execute(
+            "SELECT customer_id FROM customer_map WHERE node = $1", [email]
+        ).fetchone()
+        split = con.execute("SELECT kind FROM identity_decisions WHERE a = $1", [email]).fetchone()
+    finally:
+        con.close()
+    assert now is not None and now[0] != cid  # a customer of its own
+    assert split == ("split",)
+
+
+def test_erase_asks_then_removes_the_person_everywhere(
+    admin: Any, server: str, project: Path
+) -> None:
+    cid, email = _customer_with(project, 2, set())
+    page, watch = _open(admin, f"{server}/customers/{cid}")
+    page.set_default_timeout(240_000)
+    try:
+        page.click("#erase")
+        page.wait_for_selector("#confirm")
+        assert "cannot be undone" in page.locator("main").inner_text()
+        page.click("#cancel")  # changing one's mind changes nothing
+        page.wait_for_url(f"{server}/customers/{cid}")
+        page.click("#erase")
+        page.click("#confirm")
+        page.wait_for_selector("#done")
+        assert "erasure" in page.locator("#done").inner_text()
+        assert watch.problems == [], watch.problems
+    finally:
+        page.close()
+    cookies = {c["name"]: c["value"] for c in admin.cookies()}
+    with httpx.Client(base_url=server, cookies=cookies, timeout=120) as http:
+        r = http.get(f"/customers/{cid}")
+        assert r.status_code == 404 and "No such customer" in r.text
+        r = http.get("/customers/search", params={"q": email.split(":", 1)[1]})
+        assert f"/customers/{cid}" not in r.text
+    con = _db(project)
+    try:
+        assert con.execute(
+            "SELECT count(*) FROM profiles WHERE customer_id = $1", [cid]
+        ).fetchone() == (0,)
+        assert con.execute('SELECT route FROM erasures ORDER BY "at" DESC LIMIT 1').fetchone() == (
+            "web",
+        )
+    finally:
+        con.close()

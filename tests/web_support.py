@@ -84,8 +84,48 @@ def make_project(root: Path, customers: int = 2000, seed: int = 7) -> WebProject
             publish(wh, store, project.settings)  # the live pages read what a build publishes
         finally:
             store.close()
+    add_campaign(root, at=end - timedelta(days=45))
     add_user(root, USER, PASSWORD)
     return WebProject(root, customers)
+
+
+CAMPAIGN = """
+name: spring
+description: One offer for all, an offer per segment, and each person's own, against a holdout
+audience:
+  rule: {orders: {gte: 1}}
+channel: email
+holdout: 0.25
+arms:
+  - {name: mass, kind: mass, offer: {title: "10% off"}}
+  - name: by_segment
+    kind: segment
+    offers:
+      vip: {title: "Early access"}
+      default: {title: "10% off"}
+  - {name: personal, kind: one_to_one, offer: {title: "Chosen for you"}}
+message:
+  subject: "{{ first_name or 'Hello' }}, {{ offer.title or 'for you' }}"
+  text: "Hi {{ first_name }}\\n{{ unsubscribe_url }}"
+  unsubscribe_url: "https://shop.example/u?c={customer_id}&t={token}"
+attribution: {window_days: 30}
+conversion: order
+send:
+  destination: {kind: file, config: {name: crm_file, path: "EXPORTS/{list_id}.csv"}}
+"""
+
+
+def add_campaign(root: Path, at: datetime) -> None:
+    """A campaign with a mass, a segment and a one-to-one arm, and a file destination (which
+    the dashboard's segment pages can sync to), run once at ``at`` (its lift is measured on the
+    orders that followed)."""
+    from segone.campaigns import service
+    from segone.project import Project
+
+    (root / "campaigns").mkdir(exist_ok=True)
+    text = CAMPAIGN.replace("EXPORTS", str(root / "exports"))
+    (root / "campaigns" / "spring.yaml").write_text(text, encoding="utf-8")
+    service.run_campaign(Project.open(root), "spring", at=at)
 
 
 def free_port() -> int:
@@ -167,6 +207,7 @@ PAGES = (
     ("builder", "/segments/new"),
     ("lifecycle", "/lifecycle"),
     ("predictions", "/predictions"),
+    ("campaigns", "/campaigns"),
     ("identity", "/identity"),
     ("live", "/live"),
 )

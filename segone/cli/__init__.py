@@ -27,7 +27,9 @@ SUBAPPS: list[tuple[str, str, str]] = [
     ("segone.cli.campaign", "campaign_app", "campaign"),
     ("segone.cli.config", "config_app", "config"),
     ("segone.cli.evaluate", "app", "evaluate"),
+    ("segone.cli.identity", "identity_app", "identity"),
     ("segone.cli.keys", "keys_app", "keys"),
+    ("segone.cli.ui", "ui_app", "ui"),
     ("segone.cli.users", "users_app", "users"),
 ]
 

@@ -51,7 +51,7 @@ RAW_KEYS = {  # raw table -> how its rows are keyed in record_customers
 }
 
 
-ROUTES = ("cli", "api", "library")
+ROUTES = ("cli", "api", "web", "library")
 
 
 @dataclass
@@ -276,6 +276,11 @@ def erase(
         removed["identity_refusals"] = wh.delete_matching(
             "identity_refusals", rec_nodes.select("node"), ["node"]
         )
+        if "identity_decisions" in wh.tables():  # decisions made by hand name identifiers
+            gone = ibis.union(rec_nodes.select("node"), nodes.select("node"), distinct=True)
+            removed["identity_decisions"] = wh.delete_matching(
+                "identity_decisions", gone.select(a="node"), ["a"]
+            ) + wh.delete_matching("identity_decisions", gone.select(b="node"), ["b"])
         for table in PERSON_TABLES:
             if table in wh.tables():
                 removed[table] = wh.delete_matching(table, ids, ["customer_id"])

@@ -15,6 +15,7 @@ import ibis
 import ibis.expr.types as ir
 
 from segone.exprs import lit
+from segone.identity import decisions
 from segone.identity.erase import refresh_identifier_hashes
 from segone.identity.graph import (
     ANCHORS,
@@ -75,19 +76,31 @@ def resolve(
     if settings.probabilistic and wh.count("customers"):
         prob, matched = probabilistic_edges(wh, settings, cutoff)
     rounds = 0
+    # decisions made by hand (segone.identity.decisions): split-off identifiers link nothing,
+    # pairs linked by hand are edges, pairs kept apart lose their probabilistic edge
+    decided = wh.materialize("_segone_decided", decisions.current(wh))
+    split = decided.filter(decided.kind == "split").select(n0=decided.a)
 
     def components(refused: ibis.Table) -> tuple[ibis.Table, ibis.Table, int]:
         allowed = ids.anti_join(refused, "node")
-        root = allowed.group_by(rec).agg(root=allowed.node.min())
-        star = allowed.join(root, rec)
+        linking = allowed.anti_join(split, allowed.node == split.n0)
+        root = linking.group_by(rec).agg(root=linking.node.min())
+        star = linking.join(root, rec)
         edges = star.filter(star.node != star.root).select(src=star.root, dst=star.node)
         if prob is not None and matched:  # a refused identifier is not brought back by a match
             r1 = refused.select(n1="node")
             r2 = refused.select(n2="node")
             ok = prob.anti_join(r1, prob.src == r1.n1).anti_join(r2, prob.dst == r2.n2)
-            edges = ibis.union(edges, ok, distinct=False)
+            edges = ibis.union(edges, decisions.without_unlinked(ok, decided), distinct=False)
         if extra_edges is not None:
             edges = ibis.union(edges, extra_edges.select("src", "dst"), distinct=False)
+        # a pair linked by hand, unless one of its identifiers is refused; nothing reaches or
+        # leaves an identifier split off
+        hand = decisions.links(decided)
+        known = allowed.select("node").distinct()
+        hand = hand.filter(hand.src.isin(known.node) & hand.dst.isin(known.node))
+        edges = ibis.union(edges, hand, distinct=False)
+        edges = edges.filter(~edges.src.isin(split.n0) & ~edges.dst.isin(split.n0))
         nodes = allowed.select("node").distinct()
         comps, r = connected_components(wh, edges, nodes, settings.max_iterations)
         return allowed, wh.materialize("_segone_comps", comps), r
@@ -120,9 +133,15 @@ def resolve(
     customer_map = node_map.join(ids_of, "node").select(
         "node", "id_type", "customer_id", "first_seen", "last_seen"
     )
-    rec_cust = allowed.join(node_map, "node").select(*rec, "customer_id").distinct()
-    # a record whose identifiers disagree cannot happen after components; keep the smallest id
-    rec_cust = rec_cust.group_by(rec).agg(customer_id=rec_cust.customer_id.min())
+    rec_cust = allowed.join(node_map, "node").select(*rec, "node", "customer_id")
+    # a record whose identifiers disagree cannot happen after components, except when one of
+    # them was split off by hand: the record stays with its other identifiers (then the
+    # smallest id, for determinism)
+    is_split = rec_cust.node.isin(split.n0)
+    rec_cust = rec_cust.group_by(rec).agg(
+        kept=rec_cust.customer_id.min(where=~is_split), any_=rec_cust.customer_id.min()
+    )
+    rec_cust = rec_cust.select(*rec, customer_id=ibis.coalesce(rec_cust.kept, rec_cust.any_))
     now = ibis.literal(datetime.now(UTC), type=TS)
     history = wh.materialize("_segone_history", _history(wh, comps, stable, now))
     with wh.transaction():
@@ -156,6 +175,7 @@ def resolve(
         "_segone_stable",
         "_segone_cc_done",
         "_segone_history",
+        "_segone_decided",
     ):
         wh.drop_staging(name)
     return result

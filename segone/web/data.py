@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -262,7 +263,7 @@ def _normalise_sql(country_code: str) -> str:
     return _sql_cache[key]
 
 
-def find_ids(wh: Any, q: str, country_code: str) -> list[str]:
+def find_ids(wh: Any, q: str, country_code: str, nodes_index: Any = None) -> list[str]:
     """``segone.profiles.lookup.find_customers`` on the dashboard's DuckDB copy, with its SQL
     compiled once (the same candidate identifiers, the same answers; a test holds them equal)."""
     from segone.profiles.lookup import TYPES
@@ -283,6 +284,8 @@ def find_ids(wh: Any, q: str, country_code: str) -> list[str]:
         nodes = [n for n in nodes if n.startswith(kind + ":")]
     if not nodes:
         return []
+    if nodes_index is not None:  # the copy's sorted map (``fast.NodeIndex``)
+        return list(nodes_index.customers_of(nodes))
     marks = ", ".join(f"${i + 1}" for i in range(len(nodes)))
     got = con.execute(
         f"SELECT DISTINCT customer_id FROM customer_map WHERE node IN ({marks})", nodes
@@ -290,7 +293,14 @@ def find_ids(wh: Any, q: str, country_code: str) -> list[str]:
     return sorted(str(r[0]) for r in got)
 
 
-def search(wh: Warehouse, q: str, country_code: str, limit: int = 25) -> list[dict[str, Any]]:
+def search(
+    wh: Warehouse,
+    q: str,
+    country_code: str,
+    limit: int = 25,
+    names: Any = None,
+    nodes: Any = None,
+) -> list[dict[str, Any]]:
     """Customers matching ``q``: any identifier in any spelling (e-mail, phone, handle, user or
     CRM id, customer id, ``type:value``), else a name (first, last or both, case-insensitive,
     from their start). Answered with parameterised SQL on the DuckDB copy: a search is typed
@@ -301,7 +311,11 @@ def search(wh: Warehouse, q: str, country_code: str, limit: int = 25) -> list[di
     con = wh.backend.con
     cols = ", ".join(f'"{c}"' for c in _HIT_COLUMNS)
     order = f"ORDER BY revenue DESC NULLS LAST, customer_id LIMIT {int(limit)}"
-    ids = find_ids(wh, q, country_code)
+    ids = find_ids(wh, q, country_code, nodes)
+    if not ids and names is not None:  # a name, through the copy's index (``fast.NameIndex``)
+        ids = names.find(q, limit)
+        if not ids:
+            return []
     if ids:
         marks = ", ".join(f"${i + 1}" for i in range(len(ids[:limit])))
         cur = con.execute(
@@ -319,12 +333,19 @@ def search(wh: Warehouse, q: str, country_code: str, limit: int = 25) -> list[di
     return [{n: _plain(v) for n, v in zip(names, row, strict=True)} for row in cur.fetchall()]
 
 
-def customer(wh: Warehouse, customer_id: str) -> dict[str, Any] | None:
+def customer(
+    wh: Warehouse, customer_id: str, sql_cache: MutableMapping[Any, Any] | None = None
+) -> dict[str, Any] | None:
     """The customer 360: profile, identities and why they were merged, timeline, memberships
-    over time, moves, taste, predictions, consent and channel."""
+    over time, moves, taste, predictions, consent and channel. With ``sql_cache`` (one per
+    copy of the warehouse) the queries are compiled once and run as parameterised SQL."""
     from segone.profiles.lookup import profile_of
+    from segone.web.fast import prepared
 
-    got = profile_of(wh, customer_id, timeline=40)
+    def on(key: str) -> Any:
+        return prepared(wh, sql_cache, key, customer_id)
+
+    got = profile_of(on("profile_of"), customer_id, timeline=40)
     prof = got["profile"]
     if not prof:
         return None
@@ -335,9 +356,9 @@ def customer(wh: Warehouse, customer_id: str) -> dict[str, Any] | None:
     out["journey"] = records(got["journey"])
     out["transitions"] = records(got["transitions"])
     out["recommendations"] = records(got["recommendations"])
-    out["merges"] = _merges(wh, customer_id)
-    out["history"] = _identity_history(wh, customer_id)
-    out["taste"] = _taste(wh, customer_id)
+    out["merges"] = _merges(on("merges"), customer_id)
+    out["history"] = _identity_history(on("history"), customer_id)
+    out["taste"] = _taste(on("taste"), customer_id)
     out["journey_chart"] = _journey_chart(out["journey"], prof.get("as_of"))
     return out
 
@@ -770,20 +791,41 @@ def identity(wh: Warehouse) -> dict[str, Any]:
     if "identity_matches" in tables:
         im = wh.table("identity_matches")
         out["matches"] = int(wh.execute(im.count()))
-        out["borderline"] = records(
-            wh.execute(
-                im.filter((im.match_probability > 0.5) & (im.match_probability < 0.95))
-                .select("unique_id_l", "unique_id_r", "match_probability", "match_weight")
-                .order_by("match_probability")
-                .limit(10)
-            )
-        )
+        out["borderline"] = borderline(wh)
     if "identity_refusals" in tables:
         rf = wh.table("identity_refusals")
         out["refusals"] = records(
             wh.execute(rf.group_by("rule").aggregate(n=rf.count()).order_by(ibis.desc("n")))
         )
     return out
+
+
+def borderline(wh: Warehouse, limit: int = 12) -> list[dict[str, Any]]:
+    """The accepted probabilistic pairs nearest the match threshold (the least evidence: the
+    lowest match weight first), with the match weight of each field and any decision already
+    made about them by hand (``a``, ``b``: the nodes the graph links, ``source_id:...``).
+    Pairs under the threshold are not kept by the matcher, so they cannot be listed."""
+    im = wh.table("identity_matches")
+    near = im.order_by(["match_weight", "unique_id_l", "unique_id_r"])
+    rows = records(wh.execute(near.limit(limit)))
+    decided: dict[tuple[str, str], str] = {}
+    if "identity_decisions" in wh.tables() and rows:
+        from segone.identity.decisions import current
+
+        d = current(wh)
+        for r in records(wh.execute(d.filter(d.kind != "split").select("kind", "a", "b"))):
+            decided[(str(r["a"]), str(r["b"]))] = str(r["kind"])
+    for r in rows:
+        a = "source_id:" + str(r["unique_id_l"]).split(":", 1)[-1]
+        b = "source_id:" + str(r["unique_id_r"]).split(":", 1)[-1]
+        r["a"], r["b"] = a, b
+        r["decision"] = decided.get((min(a, b), max(a, b)))
+        try:
+            ev = json.loads(r.get("evidence") or "{}")
+        except ValueError:
+            ev = {}
+        r["fields"] = sorted(ev.items(), key=lambda kv: -abs(float(kv[1])))
+    return rows
 
 
 # -- live ----------------------------------------------------------------------------------------

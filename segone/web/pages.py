@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from segone.api.auth import Auth
 from segone.exceptions import SegoneError, StoreError
-from segone.web import STATIC_DIR, TEMPLATE_DIR, builder, data
+from segone.web import STATIC_DIR, TEMPLATE_DIR, actions, builder, campaign_view, data
 from segone.web.security import (
     SECURITY_HEADERS,
     SESSION_COOKIE,
@@ -42,6 +42,7 @@ from segone.web.security import (
 from segone.web.snapshot import WarehouseSnapshot
 
 log = logging.getLogger("segone.web")
+T = TypeVar("T")
 LOGIN_COOKIE = "segone_login"
 
 NAV = (
@@ -50,6 +51,7 @@ NAV = (
     ("/segments", "Segments"),
     ("/lifecycle", "Lifecycle"),
     ("/predictions", "Predictions"),
+    ("/campaigns", "Campaigns"),
     ("/identity", "Identity"),
     ("/live", "Live"),
 )
@@ -141,13 +143,7 @@ class Dashboard:
     def memo(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
         """``compute()``, once per copy of the warehouse (and per version of the project's
         segment files): what a page shows changes only when a build or a segment file does."""
-        folder = self.root / "segments"
-        files = (
-            tuple((f.name, f.stat().st_mtime_ns) for f in sorted(folder.glob("*.y*ml")))
-            if folder.exists()
-            else ()
-        )
-        version = (self.snapshot.version, files)
+        version = (self.snapshot.version, _files(self.root / "segments"))
         if version != self._memo_version:
             self._memo.clear()
             self._memo_version = version
@@ -156,6 +152,28 @@ class Dashboard:
                 self._memo.pop(next(iter(self._memo)))
             self._memo[key] = compute()
         return self._memo[key]
+
+    def built(self, name: str, compute: Callable[[Any], T], *key: Any) -> T:
+        """What page ``name`` shows: ``compute(warehouse)`` on the dashboard's copy of the
+        warehouse, once per build (memoised under ``(name, *key)``); a project without a build
+        raises the "No build yet" empty state."""
+        with self.snapshot.read() as wh:
+            _require_build(wh)
+            return cast(T, self.memo((name, *key), lambda: compute(wh)))
+
+    def sql_cache(self) -> dict[Any, Any]:
+        """Compiled per-person queries (``fast.Prepared``), kept as long as this copy."""
+        return cast(dict[Any, Any], self.memo(("sql-cache",), dict))
+
+    def indexes(self, wh: Any) -> dict[str, Any]:
+        """The copy's name and identifier indexes (``fast``) for the customer search."""
+        from segone.web.fast import NameIndex, NodeIndex
+
+        con = wh.backend.con
+        return {
+            "names": self.memo(("name-index",), lambda: NameIndex.build(con)),
+            "nodes": self.memo(("node-index",), lambda: NodeIndex.build(con)),
+        }
 
     @property
     def project(self) -> Any:
@@ -184,6 +202,13 @@ class Dashboard:
 
     def session(self, request: Request) -> Session | None:
         return self.signer.read(request.cookies.get(SESSION_COOKIE))
+
+
+def _files(folder: Path) -> tuple[tuple[str, int], ...]:
+    """The YAML files of ``folder`` with their modification times (a cache key)."""
+    if not folder.exists():
+        return ()
+    return tuple((f.name, f.stat().st_mtime_ns) for f in sorted(folder.glob("*.y*ml")))
 
 
 PageFn = Callable[["Dashboard", Request, Session, Mapping[str, Any]], Response]
@@ -315,9 +340,7 @@ def _empty_ok(fn: PageFn) -> PageFn:
 def overview(
     dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
 ) -> Response:
-    with dash.snapshot.read() as wh:
-        _require_build(wh)
-        ov = dash.memo(("overview",), lambda: data.overview(wh))
+    ov = dash.built("overview", data.overview)
     return dash.render("overview.html", request, session, ov=ov)
 
 
@@ -328,7 +351,8 @@ def customers(
     q = request.query_params.get("q", "")
     with dash.snapshot.read() as wh:
         _require_build(wh)
-        hits = data.search(wh, q, dash.settings.identity.default_country_code) if q else []
+        cc = dash.settings.identity.default_country_code
+        hits = data.search(wh, q, cc, **dash.indexes(wh)) if q else []
     return dash.render("customers.html", request, session, q=q, hits=hits)
 
 
@@ -338,7 +362,8 @@ def customer_search(
     q = request.query_params.get("q", "")
     with dash.snapshot.read() as wh:
         _require_build(wh)
-        hits = data.search(wh, q, dash.settings.identity.default_country_code) if q else []
+        cc = dash.settings.identity.default_country_code
+        hits = data.search(wh, q, cc, **dash.indexes(wh)) if q else []
     return dash.render("_results.html", request, session, q=q, hits=hits)
 
 
@@ -347,9 +372,7 @@ def customer(
     dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
 ) -> Response:
     cid = request.path_params["customer_id"]
-    with dash.snapshot.read() as wh:
-        _require_build(wh)
-        c = dash.memo(("customer", cid), lambda: data.customer(wh, cid))
+    c = dash.built("customer", lambda wh: data.customer(wh, cid, dash.sql_cache()), cid)
     if c is None:
         raise PageError(
             404, "No such customer", f"No customer has the id {cid!r} in the last build."
@@ -384,9 +407,7 @@ def _live_profile(dash: Dashboard, c: Mapping[str, Any]) -> dict[str, Any] | Non
 def segments(
     dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
 ) -> Response:
-    with dash.snapshot.read() as wh:
-        _require_build(wh)
-        sg = dash.memo(("segments",), lambda: data.segments(wh, dash.project))
+    sg = dash.built("segments", lambda wh: data.segments(wh, dash.project))
     return dash.render("segments.html", request, session, **sg)
 
 
@@ -395,12 +416,11 @@ def segment(
     dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
 ) -> Response:
     name = request.path_params["name"]
-    with dash.snapshot.read() as wh:
-        _require_build(wh)
-        sg = dash.memo(("segment", name), lambda: data.segment(wh, dash.project, name))
+    sg = dash.built("segment", lambda wh: data.segment(wh, dash.project, name), name)
     if sg is None:
         raise PageError(404, "No such segment", f"There is no segment {name!r}.")
-    return dash.render("segment.html", request, session, **sg)
+    dests = campaign_view.destinations(dash.root)
+    return dash.render("segment.html", request, session, destinations=dests, **sg)
 
 
 def _as_of(wh: Any) -> datetime:
@@ -492,25 +512,23 @@ def builder_save(
 def lifecycle(
     dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
 ) -> Response:
-    with dash.snapshot.read() as wh:
-        _require_build(wh)
-        dates = dash.memo(("dates",), lambda: data.snapshot_dates(wh))
-        if not dates:
-            raise PageError(
-                200,
-                "No history yet",
-                "Lifecycle moves are recorded by snapshots. Run `segone segments backfill "
-                "--from YYYY-MM-DD --to YYYY-MM-DD` (or `segone segments snapshot` after each "
-                "build) and this page fills in.",
-            )
-        start = request.query_params.get("from") or dates[0]
-        end = request.query_params.get("to") or dates[-1]
-        for d in (start, end):
-            try:
-                datetime.strptime(d, "%Y-%m-%d")
-            except ValueError:
-                raise PageError(400, "Bad date", f"{d!r} is not a date (YYYY-MM-DD).") from None
-        lc = dash.memo(("lifecycle", start, end), lambda: data.lifecycle(wh, start, end))
+    dates = dash.built("dates", data.snapshot_dates)
+    if not dates:
+        raise PageError(
+            200,
+            "No history yet",
+            "Lifecycle moves are recorded by snapshots. Run `segone segments backfill "
+            "--from YYYY-MM-DD --to YYYY-MM-DD` (or `segone segments snapshot` after each "
+            "build) and this page fills in.",
+        )
+    start = request.query_params.get("from") or dates[0]
+    end = request.query_params.get("to") or dates[-1]
+    for d in (start, end):
+        try:
+            datetime.strptime(d, "%Y-%m-%d")
+        except ValueError:
+            raise PageError(400, "Bad date", f"{d!r} is not a date (YYYY-MM-DD).") from None
+    lc = dash.built("lifecycle", lambda wh: data.lifecycle(wh, start, end), start, end)
     return dash.render("lifecycle.html", request, session, lc=lc, dates=dates, start=start, end=end)
 
 
@@ -518,19 +536,24 @@ def lifecycle(
 def predictions(
     dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
 ) -> Response:
-    with dash.snapshot.read() as wh:
-        _require_build(wh)
-        pr = dash.memo(("predictions",), lambda: data.predictions(wh))
+    pr = dash.built("predictions", data.predictions)
     return dash.render("predictions.html", request, session, pr=pr)
+
+
+@_empty_ok
+def campaigns(
+    dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
+) -> Response:
+    files = _files(dash.root / "campaigns")  # the page follows the campaign files too
+    cp = dash.built("campaigns", lambda wh: campaign_view.campaigns(wh, dash.root), files)
+    return dash.render("campaigns.html", request, session, cp=cp)
 
 
 @_empty_ok
 def identity(
     dash: Dashboard, request: Request, session: Session, form: Mapping[str, Any]
 ) -> Response:
-    with dash.snapshot.read() as wh:
-        _require_build(wh)
-        idn = dash.memo(("identity",), lambda: data.identity(wh))
+    idn = dash.built("identity", data.identity)
     return dash.render("identity.html", request, session, idn=idn)
 
 
@@ -601,6 +624,8 @@ def _check_login(dash: Dashboard, form: Mapping[str, Any]) -> str:
             return "!Write keys and decide tokens cannot open the dashboard; use an admin token."
         return "!That token is not valid."
     if name and password:
+        if name == actions.ADMIN_USER:  # that name is an admin-token login's
+            return "!Log in as admin with an admin token."
         users = load_users(dash.root)
         stored = users.get(name)
         # hash even for an unknown user, so the time taken does not say which names exist
@@ -684,15 +709,20 @@ def install(app: FastAPI, dash: Dashboard) -> None:
         ("/customers", _page(dash, customers), get),
         ("/customers/search", _page(dash, customer_search, fragment=True), get),
         ("/customers/{customer_id}", _page(dash, customer), get),
+        ("/customers/{customer_id}/erase", _page(dash, actions.erase), post),
+        ("/customers/{customer_id}/unmerge", _page(dash, actions.unmerge), post),
         ("/segments", _page(dash, segments), get),
         ("/segments/new", _page(dash, builder_page), get),
         ("/segments/new/rows", _page(dash, builder_rows, fragment=True), post),
         ("/segments/new/preview", _page(dash, builder_preview, fragment=True), post),
         ("/segments/new/save", _page(dash, builder_save, fragment=True), post),
         ("/segments/{name}", _page(dash, segment), get),
+        ("/segments/{name}/sync", _page(dash, actions.sync_segment, fragment=True), post),
         ("/lifecycle", _page(dash, lifecycle), get),
         ("/predictions", _page(dash, predictions), get),
         ("/identity", _page(dash, identity), get),
+        ("/identity/review", _page(dash, actions.review, fragment=True), post),
+        ("/campaigns", _page(dash, campaigns), get),
         ("/live", _page(dash, live), get),
         ("/live/stats", _page(dash, live_stats, fragment=True), get),
     ]

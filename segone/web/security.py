@@ -104,6 +104,8 @@ def add_user(project_dir: Path, name: str, password: str) -> bool:
     """Add or replace a user; True when the user is new."""
     if not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
         raise UserError(f"user names use letters, digits, '.', '_' and '-'; got {name!r}")
+    if name == "admin":
+        raise UserError("'admin' is the name of admin-token logins; choose another user name")
     if len(password) < 10:
         raise UserError("the password must be at least 10 characters long")
     users = load_users(project_dir)
