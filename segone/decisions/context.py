@@ -107,9 +107,7 @@ def parse_context(context: Mapping[str, Any], settings: DecisionSettings) -> Con
             candidates = []
             for c in raw:
                 if isinstance(c, Mapping):
-                    cid = _required(
-                        next((c[f] for f in _ID_FIELDS if f in c), None), "an offer id"
-                    )
+                    cid = _required(next((c[f] for f in _ID_FIELDS if f in c), None), "an offer id")
                     offers[cid] = dict(c)
                     candidates.append(cid)
                 else:

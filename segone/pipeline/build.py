@@ -150,6 +150,10 @@ def build(
         scores = stage_frame(wh, "_segone_scores", customer_scores(wh, when, ms, report))
         say("preferences", "")
         affinity = preferences(wh, when, report)
+    elif "category_affinity" in wh.tables():
+        # no model, no affinity: an older build's rows would describe another date
+        with wh.transaction():
+            wh.replace("category_affinity", wh.table("category_affinity").limit(0))
     say("profiles", "")
     cutoff = ibis.literal(when, type=TS)
     with wh.transaction():
