@@ -30,6 +30,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -38,9 +39,43 @@ import orjson
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from serve_bench import HOST, free_port, http_post, open_loop, pct  # noqa: E402
+from serve_bench import HOST, Conn, free_port, http_post, pct  # noqa: E402
 
 TOKEN = "dec_decide_serve_bench"
+
+
+async def open_loop(
+    port: int, make: Callable[[], bytes], rate: float, seconds: float
+) -> tuple[list[float], int]:
+    """Latencies (ms, from each request's scheduled time) at ``rate`` requests/s, and errors
+    (``serve_bench.open_loop``, and a connection the server closed while idle is reopened)."""
+    idle: list[Conn] = [await Conn.open(port) for _ in range(8)]
+    latencies: list[float] = []
+    errors = 0
+    n = int(rate * seconds)
+    start = time.perf_counter() + 0.05
+
+    async def one(i: int) -> None:
+        nonlocal errors
+        scheduled = start + i / rate
+        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+        data = make()
+        conn = idle.pop() if idle else await Conn.open(port)
+        try:
+            status = await conn.request(data)
+        except (asyncio.IncompleteReadError, ConnectionError):  # closed while idle
+            conn.close()
+            conn = await Conn.open(port)
+            status = await conn.request(data)
+        latencies.append((time.perf_counter() - scheduled) * 1000)
+        idle.append(conn)
+        if status != 200:
+            errors += 1
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    for c in idle:
+        c.close()
+    return latencies, errors
 
 
 def wait_up(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:

@@ -93,9 +93,10 @@ class CatalogueIndex(Mapping[str, Mapping[str, Any]]):
         self._values = values
         #: (the index this one is a subset of, the positions in it): see ``subset``
         self._parent: tuple[CatalogueIndex, NDArray[np.intp]] | None = None
+        #: the last subset asked for, by its ids (``decision_keys`` then ``decide`` ask twice)
+        self._last: tuple[tuple[str, ...], CatalogueIndex] | None = None
         n = len(values)
         self.popularity: NDArray[np.float64] = np.fromiter(map(popularity, values), np.float64, n)
-        self._popularity_stats()
         self.blocked: NDArray[np.bool_] = np.fromiter(
             (d.get("suppressed") is True or d.get("active") is False for d in values), np.bool_, n
         )
@@ -109,18 +110,29 @@ class CatalogueIndex(Mapping[str, Mapping[str, Any]]):
         self._keys: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
         self._learned: dict[str, NDArray[np.float64]] = {}
 
-    def _popularity_stats(self) -> None:
+    @cached_property
+    def popularity_top(self) -> float:
+        """The highest known popularity (0 when none is known)."""
         known = self.popularity[~np.isnan(self.popularity)]
-        #: the highest and the median known popularity (0 when none is known)
-        self.popularity_top = float(known.max()) if len(known) else 0.0
-        self.popularity_median = float(np.median(known)) if len(known) else 0.0
+        return float(known.max()) if len(known) else 0.0
+
+    @cached_property
+    def popularity_median(self) -> float:
+        """The median known popularity (0 when none is known)."""
+        known = self.popularity[~np.isnan(self.popularity)]
+        return float(np.median(known)) if len(known) else 0.0
 
     def subset(self, ids: Iterable[str]) -> CatalogueIndex:
         """The index of some of its items (in the order given, each once; every one must be
         in it): the same as ``CatalogueIndex({i: self[i] for i in ids})``, its arrays sliced
         from this one's (computed once per catalogue) instead of parsed again from the
-        documents, so a request's candidate list costs indexing, not a loop over documents."""
+        documents, so a request's candidate list costs indexing, not a loop over documents.
+        Raises ``KeyError`` for an id not in it."""
         want = list(dict.fromkeys(ids))
+        key = tuple(want)
+        last = self._last
+        if last is not None and last[0] == key:
+            return last[1]
         at = np.fromiter(map(self.pos.__getitem__, want), np.intp, len(want))
         sub = object.__new__(CatalogueIndex)
         sub._docs = {i: self._docs[i] for i in want}
@@ -128,8 +140,8 @@ class CatalogueIndex(Mapping[str, Mapping[str, Any]]):
         sub.pos = {i: k for k, i in enumerate(want)}
         sub._values = list(sub._docs.values())
         sub._parent = (self, at)
+        sub._last = None
         sub.popularity = self.popularity[at]
-        sub._popularity_stats()
         sub.blocked = self.blocked[at]
         # codes index the parent's categories: the same category, the same code
         sub.category_codes = self.category_codes[at]
@@ -137,6 +149,7 @@ class CatalogueIndex(Mapping[str, Mapping[str, Any]]):
         sub._escaped = [self._escaped[k] for k in at.tolist()]
         sub._keys = {}
         sub._learned = {}
+        self._last = (key, sub)
         return sub
 
     def __getitem__(self, key: str) -> Mapping[str, Any]:

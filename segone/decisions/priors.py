@@ -64,12 +64,11 @@ def candidate_index(
     the catalogue, cut to the person's recommendations and the most popular items when it holds
     more than ``max_candidates``."""
     if ctx.candidates is not None:
-        if (
-            not ctx.offers
-            and isinstance(catalogue, CatalogueIndex)
-            and all(i in catalogue.pos for i in ctx.candidates)
-        ):
-            return catalogue.subset(ctx.candidates)
+        if not ctx.offers and isinstance(catalogue, CatalogueIndex):
+            try:
+                return catalogue.subset(ctx.candidates)
+            except KeyError:  # an item the catalogue does not hold: from the documents
+                pass
         docs: dict[str, Mapping[str, Any]] = {}
         for i in ctx.candidates:
             doc = catalogue.get(i) or {}
