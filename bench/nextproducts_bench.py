@@ -32,6 +32,7 @@ from segone.datasets import SAMPLE_FILES, generate_sample
 from segone.datasets.sample import SampleConfig
 from segone.ingest import ingest_file
 from segone.models.nextproducts import NextProducts, baskets, purchase_lines, ranking_metrics
+from segone.models.preference import build_preferences
 from segone.pipeline.build import profiles_expr
 from segone.profiles import build
 from segone.store.base import Warehouse
@@ -112,7 +113,12 @@ def run(
 ) -> list[dict[str, Any]]:
     people = truth.customer_id.unique()
     # the profile as it was at the cutoff: the segment must not know the future either
-    prof = wh.to_arrow(profiles_expr(wh, ibis.literal(cutoff)).select("customer_id", column))
+    # (the affinity, and so top_category, is the preference model's as of the cutoff, as a
+    # build at the cutoff would write it)
+    rows = build_preferences(wh, cutoff)[2]
+    aff = ibis.memtable(rows) if rows is not None else None
+    prof = profiles_expr(wh, ibis.literal(cutoff), affinity=aff)
+    prof = wh.to_arrow(prof.select("customer_id", column))
     segments = ibis.memtable(prof)
     train = purchase_lines(wh, as_of=cutoff)
     results = []

@@ -11,11 +11,11 @@ and products new to them ("new to you"), hit rate and NDCG at 10 over the people
 one such product.
 
 Methods: mass (the 10 products with the most buyers, the same for everyone); segment (the 10
-with the most buyers in the person's top category as of the cutoff); own history (the person's
-most bought products, then mass); next products (the previous model: ``NextProducts`` with its
-defaults, which never offers what the person bought); segone decide (the preference model's
-choice probability over the whole catalogue, items its buyers rarely buy again left out as
-``decide`` does by default, with and without the association rules: exactly ``decide``'s
+with the most buyers in the category the person bought most before the cutoff); own history (the
+person's most bought products, then mass); next products (the previous model: ``NextProducts``
+with its defaults, which never offers what the person bought); segone decide (the preference
+model's choice probability over the whole catalogue, items its buyers rarely buy again left out
+as ``decide`` does by default, with and without the association rules: exactly ``decide``'s
 ranking before any feedback).
 """
 
@@ -33,7 +33,6 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLAS
 
-import ibis
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -50,7 +49,6 @@ from segone.models.preference import (
     occasions,
     person_weights,
 )
-from segone.profiles.build import profiles_expr
 from segone.store.base import Warehouse
 from segone.store.duckdb import DuckDBWarehouse
 
@@ -105,10 +103,14 @@ def run(wh: Warehouse, cutoff: datetime, a: argparse.Namespace, prep_s: float) -
 
     buyers = before.drop_duplicates(["customer_id", "product_id"])
     mass = buyers.product_id.value_counts().index.tolist()
-    prof = wh.to_arrow(
-        profiles_expr(wh, ibis.literal(cutoff)).select("customer_id", "top_category")
-    ).to_pandas()
-    seg_of = dict(zip(prof.customer_id, prof.top_category, strict=True))
+    # segment: the person's most bought category before the cutoff (a descriptive segment,
+    # not the model's affinity: the baseline must not borrow from what it is compared with)
+    cats, _ = catalogue_fields(wh)
+    bc = before.assign(cat=before.product_id.map(cats)).dropna(subset=["cat"])
+    bc = bc.groupby(["customer_id", "cat"]).size().rename("n").reset_index()
+    bc = bc.sort_values(["customer_id", "n", "cat"], ascending=[True, False, True])
+    bc = bc.drop_duplicates("customer_id")
+    seg_of = dict(zip(bc.customer_id, bc.cat, strict=True))
     seg_top: dict[object, list[str]] = {}
     b = buyers.assign(seg=buyers.customer_id.map(seg_of))
     for s, g in b.groupby("seg"):

@@ -366,13 +366,14 @@ TABLES.update(
         ],
         "category_affinity": [
             _c("customer_id", "string", "The person."),
+            _c("category", "string", "The catalogue's category of the products."),
             _c(
-                "category",
-                "string",
-                "Category: the first two levels of the path ('Home > Kitchen').",
+                "affinity",
+                "float64",
+                "P(the person's next purchase is in the category): the preference model's.",
             ),
-            _c("affinity", "float64", "Time-decayed purchases and views of the category."),
-            _c("share", "float64", "The category's share of the person's affinity (sums to 1)."),
+            _c("share", "float64", "The same number as affinity (kept for older readers)."),
+            _c("weight", "float64", "The person's own recency-weighted purchases in it."),
         ],
         "models": [
             _c("name", "string", "bg_nbd, gamma_gamma, churn, next_products, ..."),

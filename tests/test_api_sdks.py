@@ -255,7 +255,9 @@ def check_profile(view: dict[str, Any]) -> None:
         "revenue": 200.0,
         "items": 2,
         "categories_bought": ["Shoes > Trail"],
-        "top_category": "Shoes > Trail",
+        # the affinity is the preference model's, from a build: none for a person seen live
+        "top_category": None,
+        "category_affinity": None,
         "identifiers": 4,
         "emails": 1,
         "devices": 2,

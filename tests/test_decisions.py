@@ -345,6 +345,65 @@ def test_catalogue_index_and_plain_documents_decide_alike() -> None:
     assert len(c.log["candidates"]) == 20
 
 
+def test_a_candidate_list_decides_alike_from_the_index_and_from_the_documents() -> None:
+    # the index path slices the catalogue's arrays (CatalogueIndex.subset), the documents path
+    # parses the candidates' documents: the same decision, draw for draw
+    rng = np.random.default_rng(3)
+    cat = catalogue(80)
+    for k, d in enumerate(cat.values()):
+        d.update(
+            preference_prior=float(rng.gamma(0.5, 0.1)),
+            category_prior=1.0 + k % 3,
+            category_total=6.0,
+            within_prior=float(rng.gamma(0.5, 0.1)),
+            within_total=float(1.0 + k % 3),
+            buy_again=bool(k % 2),
+            price=float(10 + k % 7),
+            usual_price=12.0,
+            feature=k % 5 == 0,
+            display=k % 7 == 0,
+            suppressed=k == 11,
+        )
+        if k % 9 == 0:
+            d["associations"] = [
+                {
+                    "kind": "basket",
+                    "if": ["P001", "P002"],
+                    "confidence": 0.6,
+                    "lift": 9.0,
+                    "count": 30,
+                }
+            ]
+    ids = list(cat)
+    chosen = [ids[j] for j in rng.permutation(80)[:50].tolist()]
+    ctx = {"placement": "h", "limit": 6, "candidates": [*chosen, chosen[0]]}
+    published = {"preferences": {ids[1]: 2.0, ids[2]: 1.0, ids[5]: 0.5}, "owned": ids[1:3]}
+    view = {"lifecycle_stage": "active"}
+    a = decide(
+        view, published, ctx, CatalogueIndex(cat), {}, None, S, NOW, np.random.default_rng(4)
+    )
+    b = decide(view, published, ctx, cat, {}, None, S, NOW, np.random.default_rng(4))
+    assert a.items == b.items
+    assert a.log["p_shown"] == b.log["p_shown"] and a.log["candidates"] == b.log["candidates"]
+    # and every array of the index alike
+    sub = CatalogueIndex(cat).subset(chosen)
+    fresh = CatalogueIndex({i: cat[i] for i in chosen})
+    assert sub.ids == fresh.ids and sub.names == fresh.names
+    for name in ("popularity", "blocked", "preference_prior", "buy_again", "price", "usual_price"):
+        assert np.array_equal(getattr(sub, name), getattr(fresh, name), equal_nan=True), name
+    for name in ("feature", "display"):
+        assert np.array_equal(getattr(sub, name), getattr(fresh, name)), name
+    assert np.array_equal(sub.learned("within_prior"), fresh.learned("within_prior"))
+    same_cat = [sub.categories[c] for c in sub.category_codes]
+    assert same_cat == [fresh.categories[c] for c in fresh.category_codes]
+    assert sub.associations == fresh.associations and sub.associations
+    assert sub.keys_for_all("h", "g") == fresh.keys_for_all("h", "g")
+    assert (sub.popularity_top, sub.popularity_median) == (
+        fresh.popularity_top,
+        fresh.popularity_median,
+    )
+
+
 def test_settings_from_the_project_settings() -> None:
     server = SimpleNamespace(frequency_cap_per_day=1, channels=["whatsapp"])
     s = DecisionSettings.from_settings(SimpleNamespace(server=server))

@@ -78,4 +78,11 @@ def test_models_can_be_turned_off(wh, tmp_path):
     build(wh, as_of=AS_OF, models=ModelSettings(enabled=False))
     p = wh.execute(wh.table("profiles"))
     assert p.p_alive.isnull().all() and p.churn_probability.isnull().all()
+    # no model, no affinity (it is the preference model's)
+    assert p.category_affinity.isnull().all() and p.top_category.isnull().all()
     assert wh.count("models") == 0 and wh.count("scores") == 0
+    # and an earlier build's affinity is not left behind for another date
+    build(wh, as_of=AS_OF, models=ModelSettings(recommendations=0, churn=False))
+    assert wh.count("category_affinity") > 0
+    build(wh, as_of=AS_OF, models=ModelSettings(enabled=False))
+    assert wh.count("category_affinity") == 0

@@ -152,6 +152,16 @@ def profile(
         print_profile(p)
 
 
+def product_label(product_id: Any, name: Any, category: Any) -> str:
+    """A product as a table cell: its name and category when the catalogue has them, else
+    its id (escaped for the console)."""
+    if missing(product_id):
+        return ""
+    if missing(name):
+        return escape(str(product_id))
+    return escape(f"{name} ({category})" if not missing(category) else str(name))
+
+
 def print_profile(p: dict[str, Any]) -> None:
     prof = p["profile"]
     t = table("feature", "value", title=f"customer {prof.get('customer_id')}", show_header=False)
@@ -186,9 +196,11 @@ def print_profile(p: dict[str, Any]) -> None:
     if len(p["recommendations"]):
         rc = table("#", "product", "score", "why", title="next products")
         for r in p["recommendations"].itertuples():
-            name = "" if missing(r.name) else f" {r.name}"
             rc.add_row(
-                str(r.rank), escape(f"{r.product_id}{name}"), f"{r.score:.3f}", str(r.reason)
+                str(r.rank),
+                product_label(r.product_id, r.name, r.category),
+                f"{r.score:.3f}",
+                escape(str(r.reason)),
             )
         console.print(rc)
     tl = table("when", "kind", "what", title="recent timeline")

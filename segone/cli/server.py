@@ -204,7 +204,9 @@ def demo(
 
 
 def print_predictions(wh: Any) -> None:
-    """The five customers with the highest lifetime value, and what to offer each."""
+    """The five customers with the highest lifetime value, and what to offer each (by name and
+    category when the catalogue has them)."""
+    from segone.cli.build import product_label
     from segone.models.registry import top_value_customers
 
     df = top_value_customers(wh, 5)
@@ -227,7 +229,7 @@ def print_predictions(wh: Any) -> None:
             f"{x.expected_purchases:.1f}",
             f"{x.clv:,.0f}",
             "" if missing(x.churn_probability) else f"{x.churn_probability:.2f}",
-            "" if missing(x.product_id) else str(x.product_id),
-            "" if missing(x.reason) else str(x.reason),
+            product_label(x.product_id, x.name, x.category),
+            "" if missing(x.reason) else escape(str(x.reason)),
         )
     console.print(t)

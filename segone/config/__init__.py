@@ -119,8 +119,6 @@ refit_after_days = 0.0
 churn = true
 # Next-product recommendations kept per person.
 recommendations = 10
-# Half-life of the time-decayed category affinity (taste profile), in days.
-taste_half_life_days = 90.0
 
 [server]
 # `segone serve`: the real-time API (docs/server.md).

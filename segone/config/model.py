@@ -266,7 +266,10 @@ class Models(Section):
     )
     recommendations: int = Field(10, ge=0, description="next products kept per person (0: none)")
     taste_half_life_days: float = Field(
-        90.0, gt=0, description="half-life of the time-decayed category affinity"
+        90.0,
+        gt=0,
+        description="no longer read (the affinity is the preference model's, its half-life "
+        "learned); accepted so older files load",
     )
 
 

@@ -95,15 +95,24 @@ def parse_context(context: Mapping[str, Any], settings: DecisionSettings) -> Con
             raise DecisionError(
                 f"candidates must be a list of at most {settings.max_candidates} items"
             )
-        candidates = []
-        for c in raw:
-            if isinstance(c, Mapping):
-                cid = _required(next((c[f] for f in _ID_FIELDS if f in c), None), "an offer id")
-                offers[cid] = dict(c)
-                candidates.append(cid)
-            else:
-                candidates.append(_required(c, "a candidate item id"))
-        candidates = list(dict.fromkeys(candidates))
+        if all(type(c) is str for c in raw):
+            # plain ids (the common case, hundreds a request): checked in bulk
+            if not all(map(str.strip, raw)) or max(map(len, raw), default=0) > _MAX_TEXT:
+                raise DecisionError(
+                    f"a candidate item id must be a non-empty string of at most {_MAX_TEXT} "
+                    "characters"
+                )
+            candidates = list(dict.fromkeys(raw))
+        else:
+            candidates = []
+            for c in raw:
+                if isinstance(c, Mapping):
+                    cid = _required(next((c[f] for f in _ID_FIELDS if f in c), None), "an offer id")
+                    offers[cid] = dict(c)
+                    candidates.append(cid)
+                else:
+                    candidates.append(_required(c, "a candidate item id"))
+            candidates = list(dict.fromkeys(candidates))
     return Context(
         placement=placement,
         page=_text(context.get("page"), "page"),

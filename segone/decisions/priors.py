@@ -50,6 +50,8 @@ from segone.decisions.catalogue import CatalogueIndex, Rule
 from segone.decisions.context import Context
 from segone.decisions.policy import PolicyParams, PriorArrays
 from segone.decisions.settings import DecisionSettings
+from segone.models.affinity import propensity
+from segone.profiles.reasons import named_reason
 
 
 def candidate_index(
@@ -62,6 +64,11 @@ def candidate_index(
     the catalogue, cut to the person's recommendations and the most popular items when it holds
     more than ``max_candidates``."""
     if ctx.candidates is not None:
+        if not ctx.offers and isinstance(catalogue, CatalogueIndex):
+            try:
+                return catalogue.subset(ctx.candidates)
+            except KeyError:  # an item the catalogue does not hold: from the documents
+                pass
         docs: dict[str, Mapping[str, Any]] = {}
         for i in ctx.candidates:
             doc = catalogue.get(i) or {}
@@ -86,8 +93,14 @@ def _number(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
+def _top2(cat: str) -> str:
+    return " > ".join(cat.split(" > ")[:2])
+
+
 def _affinity(view: Mapping[str, Any]) -> dict[str, float]:
-    """``category_affinity`` as {category: share}, from a map or a list of pairs."""
+    """``category_affinity`` (the preference model's probability of each category,
+    ``segone.models.affinity``) as {category: probability}, from a map or a list of pairs, the
+    categories summed at the first two levels of their path."""
     raw = view.get("category_affinity")
     pairs = raw.items() if isinstance(raw, Mapping) else raw if isinstance(raw, list) else ()
     out: dict[str, float] = {}
@@ -95,7 +108,8 @@ def _affinity(view: Mapping[str, Any]) -> dict[str, float]:
         if isinstance(p, list | tuple) and len(p) == 2 and isinstance(p[0], str):
             share = _number(p[1])
             if share and share > 0:
-                out[p[0]] = min(share, 1.0)
+                key = _top2(p[0])
+                out[key] = min(out.get(key, 0.0) + share, 1.0)
     return out
 
 
@@ -103,17 +117,9 @@ def _taste(cat: Any, aff: Mapping[str, float]) -> tuple[float, str | None]:
     """(share of the person's taste, reason) of a category."""
     if not isinstance(cat, str):
         return 0.0, None
-    key = " > ".join(cat.split(" > ")[:2])
+    key = _top2(cat)
     share = aff.get(key, 0.0)
     return share, (f"matches your taste ({key})" if share >= 0.2 else None)
-
-
-def _named(reason: str, label: Callable[[str], str]) -> str:
-    """``because you bought P1, P2`` with the products' names when the catalogue has them."""
-    head = "because you bought "
-    if not reason.startswith(head):
-        return reason
-    return head + ", ".join(label(i) for i in reason[len(head) :].split(", "))
 
 
 def labeller(
@@ -212,7 +218,7 @@ def _rec_lift(
         lift[at[c]] += weight * share
         why = r.get("reason")
         rec_why[int(at[c])] = (
-            _named(why, label) if isinstance(why, str) and why else "recommended for you"
+            named_reason(why, label) if isinstance(why, str) and why else "recommended for you"
         )
     return lift, rec_why
 
@@ -233,11 +239,15 @@ def _preferred(
     known = a[~np.isnan(a)]
     # an item the last fit did not see gets the smallest pseudo-count it gave
     a = np.where(np.isnan(a), float(known.min()) if len(known) else 1.0, a)
-    w = np.fromiter(
-        (max(_number(weights.get(i)) or 0.0, 0.0) for i in (idx.ids[k] for k in keep.tolist())),
-        np.float64,
-        n,
-    )
+    # the person's weights (a few hundred at most) put at their candidates' places
+    w = np.zeros(n)
+    at = np.full(len(idx), -1, dtype=np.intp)
+    at[keep] = np.arange(n)
+    for item, x in weights.items():
+        k = idx.pos.get(item)
+        v = _number(x) if k is not None and at[k] >= 0 else None
+        if v is not None and v > 0:
+            w[at[k]] = v
     price, usual = idx.price[keep], idx.usual_price[keep]
     ratio = np.where((price > 0) & (usual > 0), price / np.where(usual > 0, usual, 1.0), 1.0)
     feat, disp = idx.feature[keep], idx.display[keep]
@@ -339,8 +349,7 @@ def _nested(
             code_of = {c: j for j, c in enumerate(idx.categories) if isinstance(c, str)}
         per_code[code_of.get(cat, n_cat)] += v
     w_c = per_code[idx.category_codes[keep]]
-    share = (w_c + b_c) / (total + big_b)
-    return share, wa, w_c, t_c
+    return propensity(w_c, total, b_c, big_b), wa, w_c, t_c
 
 
 def cat_share_everyone(idx: CatalogueIndex, keep: NDArray[np.intp]) -> NDArray[np.float64]:

@@ -15,18 +15,19 @@ values already, so only later events count. Maintained live, exactly as the batc
 ``top_search_terms``; from ``Order Completed`` events (``order_id``, ``total``/``revenue``,
 ``discount``, ``coupon``, ``products[]`` with ``category``, ``quantity``, ``price``):
 ``orders``, ``revenue``, ``aov``, ``first/last/previous_order_at``, ``recency_days``, the three
-gaps, ``discount_order_share``, ``items``, ``full_price_item_share``, ``categories_bought`` and,
-for people without a published one, ``category_affinity``/``top_category``; recomputed as of
-``now``: ``recency_days``, ``tenure_days``, ``days_since_seen``, ``first_seen``, ``last_seen``,
-``channels`` and, with lifecycle settings, ``expected_gap_days``/``lifecycle_stage``. Identify
-traits overlay ``first_name``, ``last_name``, ``city``, ``postcode`` and the consent flags
+gaps, ``discount_order_share``, ``items``, ``full_price_item_share``, ``categories_bought``;
+recomputed as of ``now``: ``recency_days``, ``tenure_days``, ``days_since_seen``,
+``first_seen``, ``last_seen``, ``channels`` and, with lifecycle settings,
+``expected_gap_days``/``lifecycle_stage``. Identify traits overlay ``first_name``,
+``last_name``, ``city``, ``postcode`` and the consent flags
 (recognised under the same names as CRM columns, e.g. ``emailOptIn``, ``address.postalCode``).
 
 Left at the published value (they need the whole population or data the server never sees):
 scores (``p_alive``, ``clv``, ...), ``revenue_percentile`` and RFM, interactions and sentiment,
 CRM columns other than the traits above, ``enrichment``, ``channels_ordered``, ``returned_items``,
-``rebought_after_good_days``, and a published person's ``category_affinity``/``top_category``
-(published as shares, not sums). Live orders are not returned or cancelled later; an
+``rebought_after_good_days``, and ``category_affinity``/``top_category`` (the preference
+model's, ``segone.models.affinity``: a person the build has not seen has none until the next
+build). Live orders are not returned or cancelled later; an
 ``order_id`` seen again counts once. Without the published extras (``published_doc``'s
 ``devices``, ``searches``, ``pricing_ts``, ``events``), ``devices`` takes the larger of the two
 counts, ``top_search_terms`` the published list, and ``pricing_views_30d`` does not let the
@@ -467,29 +468,6 @@ def _top_terms(counts: Mapping[str, int]) -> list[str] | None:
     return [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]]
 
 
-def _affinity(aff: Mapping[str, float]) -> tuple[dict[str, float] | None, str | None]:
-    pairs = tuple(aff.items())
-    try:
-        kept, top = _shares(pairs)
-    except TypeError:  # a weight that cannot be remembered
-        kept, top = _shares.__wrapped__(pairs)
-    return (None, None) if kept is None else (dict(kept), top)
-
-
-@lru_cache(maxsize=4096)
-def _shares(
-    aff: tuple[tuple[str, float], ...],
-) -> tuple[tuple[tuple[str, float], ...] | None, str | None]:
-    """``_affinity`` of the (category, weight) pairs, remembered (a person's weights change
-    only when they buy)."""
-    total = sum(w for _, w in aff)
-    if not aff or total <= 0:
-        return None, None
-    shares = {c: round(w / total, 4) for c, w in aff}
-    kept = sorted(((c, s) for c, s in shares.items() if s >= 0.01), key=lambda kv: (-kv[1], kv[0]))
-    return tuple(kept), kept[0][0] if kept else None
-
-
 _iso_cached = lru_cache(maxsize=64)(iso)  # for the few times a batch of events shares
 
 
@@ -581,9 +559,7 @@ def view(
 
     # orders
     _orders(p, pub, live, now)
-    if p["category_affinity"] is None and live["aff"]:
-        p["category_affinity"], p["top_category"] = _affinity(live["aff"])
-    elif isinstance(p["category_affinity"], list | tuple):
+    if isinstance(p["category_affinity"], list | tuple):
         p["category_affinity"] = _plain_map(p["category_affinity"])
 
     # traits from identify calls

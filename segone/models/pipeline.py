@@ -3,8 +3,8 @@
 * ``customer_scores``: BG/NBD P(alive) and expected purchases, Gamma-Gamma order value, CLV
   (all fitted on one row per buyer: frequency, recency, age in days), and each person's e-mail
   click probability (their own rate shrunk towards everyone's, beta-binomial).
-* ``tastes``: the time-decayed category affinity of every person and ``taste_shift``
-  transitions when recent purchases leave the long-term profile (``segone.models.taste``).
+* ``tastes``: ``taste_shift`` transitions when recent purchases leave the long-term profile
+  (``segone.models.taste``; the category affinity is the preference model's).
 * ``churn_scores``: gradient boosting trained on the profiles as of ``as_of - horizon`` labelled
   with what happened since, applied to the profiles as of ``as_of``.
 
@@ -42,7 +42,7 @@ from segone.models.churn import ChurnModel
 from segone.models.registry import latest_model, save_model
 from segone.models.settings import ModelSettings
 from segone.models.summary import rfm_summary
-from segone.models.taste import TasteShiftDetector, category_affinity, taste_transitions
+from segone.models.taste import TasteShiftDetector, taste_transitions
 from segone.schema import TS
 from segone.store.base import Warehouse
 
@@ -480,21 +480,20 @@ def churn_scores(
     return out
 
 
-def tastes(wh: Warehouse, when: datetime, s: ModelSettings) -> int:
-    """``category_affinity`` as of ``when`` and new ``taste_shift`` transitions at ``when``.
+def tastes(wh: Warehouse, when: datetime) -> int:
+    """New ``taste_shift`` transitions at ``when`` (the category affinity itself is the
+    preference model's, written by the build: ``segone.models.affinity``).
 
     Returns the number of shifts recorded. A shift already in ``transitions`` (same new top
     category) is not recorded again, so re-running a build or a snapshot adds nothing.
     """
-    aff = category_affinity(wh, when, half_life_days=s.taste_half_life_days)
     shifts = wh.materialize(
         "_segone_taste_shifts",
         taste_transitions(TasteShiftDetector().run(wh, when, previous=wh.table("transitions"))),
     )
     n = int(wh.execute(shifts.count()))
-    with wh.transaction():
-        wh.replace("category_affinity", aff)
-        if n:
+    if n:
+        with wh.transaction():
             wh.insert("transitions", shifts)
     wh.drop_staging("_segone_taste_shifts")
     return n

@@ -51,6 +51,7 @@ from scipy.special import digamma
 from sklearn.base import BaseEstimator
 
 from segone.exceptions import NotFittedError, PreferenceError
+from segone.models.affinity import FLOOR, affinity_rows
 from segone.schema import TS
 from segone.store.base import Warehouse
 
@@ -68,6 +69,17 @@ PREFERENCES_SCHEMA = pa.schema(
         ("product_id", pa.string()),
         ("weight", pa.float64()),
         ("probability", pa.float64()),
+    ]
+)
+
+
+AFFINITY_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("category", pa.string()),
+        ("affinity", pa.float64()),
+        ("share", pa.float64()),
+        ("weight", pa.float64()),
     ]
 )
 
@@ -226,6 +238,7 @@ class ItemPreferences(BaseEstimator):
             np.array([cats.get(str(x), "") for x in self.items_], dtype=object)
         )
         self.category_codes_ = np.asarray(ccodes, np.intp)
+        self.category_names_ = np.asarray(cnames, dtype=object)
         self.nested_ = False
         self.nested_validation_log_loss_: float | None = None
         if held.any() and len(cnames) > 1 and len(cnames) < ni:
@@ -389,6 +402,46 @@ class ItemPreferences(BaseEstimator):
             schema=PREFERENCES_SCHEMA,
         )
 
+    def category_prior(self) -> NDArray[np.float64]:
+        """Everyone's pseudo-count of each category (``category_names_``): the nested model's,
+        else the sum of its items' pseudo-counts."""
+        self._check()
+        if self.nested_:
+            return np.asarray(self.category_prior_, np.float64)
+        n = len(self.category_names_)
+        return np.asarray(
+            np.bincount(self.category_codes_, weights=self.prior_, minlength=n), np.float64
+        )
+
+    def category_affinity(self, *, floor: float = FLOOR) -> pa.Table:
+        """THE affinity (``segone.models.affinity``): one row per (customer, category) at
+        ``floor`` or above — ``affinity``, the probability that their next purchase is in the
+        category (``share`` holds the same number, for readers of the older column), and
+        ``weight``, their own recency-weighted purchases in it."""
+        self._check()
+        pr = self.pairs_
+        i = pr.i.to_numpy()
+        names = self.category_names_
+        p, c, aff, w = affinity_rows(
+            pr.c.to_numpy(),
+            self.category_codes_[i],
+            pr.w.to_numpy(float),
+            np.asarray(self.totals_, np.float64),
+            self.category_prior(),
+            floor=floor,
+            skip=np.array([not isinstance(x, str) or not x for x in names], dtype=bool),
+        )
+        return pa.table(
+            {
+                "customer_id": pa.array(self.customers_[p].astype(str)),
+                "category": pa.array(names[c].astype(str)),
+                "affinity": pa.array(aff),
+                "share": pa.array(aff),
+                "weight": pa.array(w),
+            },
+            schema=AFFINITY_SCHEMA,
+        )
+
     def buy_again(self) -> NDArray[np.bool_]:
         """Whether each item is offered again to people who own it: its repurchase share is
         at least ``min_repurchase``, or at least ``repurchase_lift`` times the share of
@@ -448,12 +501,14 @@ class ItemPreferences(BaseEstimator):
         }
 
 
-def build_preferences(wh: Warehouse, when: datetime) -> tuple[Fit | None, str]:
+def build_preferences(wh: Warehouse, when: datetime) -> tuple[Fit | None, str, pa.Table | None]:
     """Fit as of ``when``; the build records the fit in ``models`` once it succeeds (what
-    ``publish`` reads: no table keyed by the person is kept, so an erasure leaves nothing of
-    them behind; their weights are recomputed from their orders when the build publishes).
+    ``publish`` reads: the person's weights are not kept, they are recomputed from their orders
+    when the build publishes).
 
-    Returns the fit (None when there is nothing to learn from) and a note for the build.
+    Returns the fit (None when there is nothing to learn from), a note for the build, and the
+    rows of the category affinity (``ItemPreferences.category_affinity``; None without a fit),
+    which the build writes to ``category_affinity`` (a table erasure clears).
     """
     from segone.models.association import ItemAssociations
     from segone.models.nextproducts import purchase_lines
@@ -466,7 +521,7 @@ def build_preferences(wh: Warehouse, when: datetime) -> tuple[Fit | None, str]:
     try:
         model.fit_frame(df, categories=cats, as_of=at)
     except PreferenceError as exc:
-        return None, f"no item preferences ({exc})"
+        return None, f"no item preferences ({exc})", None
     item_params = model.item_params()
     # group leverage: the association rules ride on their consequent's parameters, so they
     # are published on its catalogue document with the rest of what decide needs
@@ -494,17 +549,28 @@ def build_preferences(wh: Warehouse, when: datetime) -> tuple[Fit | None, str]:
             "association_rules": {k: int((rules.kind == k).sum()) for k in ("basket", "sequence")},
         },
     )
-    return fit, ""
+    return fit, "", model.category_affinity()
 
 
 def catalogue_fields(wh: Warehouse) -> tuple[dict[str, str], dict[str, str]]:
-    """Each product's category and name (empty without a ``products`` table)."""
-    if "products" not in wh.tables():
-        return {}, {}
+    """Each product's category and name: the catalogue's (``products``), else for the category
+    the one its order lines name most often (a shop that loads no catalogue)."""
+    tables = set(wh.tables())
+    cats: dict[str, str] = {}
+    if "order_lines" in tables:
+        ln = wh.table("order_lines")
+        ln = ln.filter(ln.product_id.notnull() & ln.category.notnull() & (ln.category != ""))
+        n = ln.group_by(["product_id", "category"]).aggregate(n=ln.count())
+        df = wh.to_arrow(n).to_pandas().sort_values(["n", "category"], ascending=[True, False])
+        # the most frequent last (ties: the first category in order), so it wins below
+        cats = dict(zip(df.product_id.astype(str), df.category.astype(str), strict=True))
+    if "products" not in tables:
+        return cats, {}
     p = wh.to_arrow(wh.table("products").select("product_id", "category", "name")).to_pandas()
     p = p[p.product_id.notnull()]
     pid = p.product_id.astype(str)
-    cats = dict(zip(pid[p.category.notnull()], p.category.dropna().astype(str), strict=True))
+    has = p.category.notnull() & (p.category.astype(str) != "")
+    cats.update(zip(pid[has], p.category[has].astype(str), strict=True))
     names = dict(zip(pid[p.name.notnull()], p.name.dropna().astype(str), strict=True))
     return cats, names
 

@@ -114,12 +114,15 @@ def fitted_models(wh: Warehouse, *, history: bool = False) -> list[dict[str, Any
 
 def top_value_customers(wh: Warehouse, n: int = 5) -> Any:
     """The ``n`` customers with the highest predicted lifetime value, with their first
-    recommendation (a pandas frame, highest value first)."""
+    recommendation: its ``product_id``, ``name`` and ``category`` (null where the catalogue has
+    none) and ``reason`` (products named) (a pandas frame, highest value first)."""
+    from segone.profiles.lookup import with_names
+
     p = wh.table("profiles")
     r = wh.table("recommendations")
     top = p.filter(p.clv.notnull()).order_by(ibis.desc("clv")).limit(n)
     first = r.filter(r["rank"] == 1).select("customer_id", "product_id", "reason")
-    return wh.execute(
+    df = wh.execute(
         top.left_join(first, "customer_id").select(
             "customer_id",
             "orders",
@@ -132,3 +135,5 @@ def top_value_customers(wh: Warehouse, n: int = 5) -> Any:
             "reason",
         )
     ).sort_values("clv", ascending=False)
+    # the product's name and category (and the names of those its reason cites)
+    return with_names(wh, df)

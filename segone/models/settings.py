@@ -17,4 +17,6 @@ class ModelSettings:
     refit_after_days: float = 0.0
     churn: bool = True
     recommendations: int = 10
+    #: no longer read (the affinity is the preference model's, its half-life learned): kept
+    #: so that older segone.toml files, which set it, still load
     taste_half_life_days: float = 90.0

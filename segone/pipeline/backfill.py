@@ -54,7 +54,7 @@ def record_snapshot(
             wh.replace("profiles", profiles_expr(wh, when, stages=stages, scores=scores))
     result = record(wh, cat, at)
     if models is None or models.enabled:
-        result.moves += tastes(wh, at, models or ModelSettings())
+        result.moves += tastes(wh, at)
     if rebuild_profiles:
         with wh.transaction():
             wh.replace("profiles", wh.table("_segone_built_profiles"))

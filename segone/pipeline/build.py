@@ -37,6 +37,7 @@ from segone.models.pipeline import (
 from segone.models.preference import build_preferences
 from segone.models.settings import ModelSettings
 from segone.pipeline.publish import SyncResult, open_online, publish, sync_before_build
+from segone.profiles.features import affinity_map
 from segone.profiles.sentiment import score_interactions
 from segone.profiles.view import customer_features
 from segone.schema import TS
@@ -73,18 +74,27 @@ class BuildResult:
 def profiles_expr(
     wh: Warehouse,
     as_of: ir.TimestampValue,
-    half_life_days: float = 90.0,
     country_code: str = "1",
     stages: LifecycleSettings | None = None,
     scores: ibis.Table | None = None,
+    affinity: ibis.Table | None = None,
 ) -> ibis.Table:
     """The single customer view: one row per customer, every feature computed up to ``as_of``
-    (``segone.profiles.view``), the model scores, and the lifecycle stage.
+    (``segone.profiles.view``), the model scores, the category affinity and the lifecycle stage.
 
     ``scores`` (customer_id and any of the model columns, as ``segone.models`` computes them)
     are joined in before the lifecycle stage, which then uses P(alive) where it is known.
+    ``affinity``: rows of the ``category_affinity`` table (the preference model's, as of
+    ``as_of``), read into ``category_affinity`` and ``top_category`` (null without).
     """
-    p = customer_features(wh, as_of, half_life_days, country_code)
+    p = customer_features(wh, as_of, country_code)
+    if affinity is not None:
+        p = p.left_join(affinity_map(affinity), "customer_id").drop("customer_id_right")
+    else:
+        p = p.mutate(
+            category_affinity=ibis.null("map<string, float64>"),
+            top_category=ibis.null("string"),
+        )
     if scores is not None:
         have = [c for c in PROFILE_SCORES if c in scores.columns]
         p = p.left_join(scores.select("customer_id", *have), "customer_id").drop(
@@ -100,11 +110,11 @@ BUILD_STAGES = (
     "identities",
     "sentiment",
     "transaction models",
+    "preferences",
     "profiles",
     "predictions",
     "churn",
     "recommendations",
-    "preferences",
     "tastes",
 )
 
@@ -114,7 +124,6 @@ def build(
     *,
     as_of: datetime | None = None,
     identity: IdentitySettings | None = None,
-    half_life_days: float = 90.0,
     stages: LifecycleSettings | None = None,
     models: ModelSettings | None = None,
     progress: Callable[[str, str], None] | None = None,
@@ -135,18 +144,24 @@ def build(
     ms = models or ModelSettings()
     country = (identity or IdentitySettings()).default_country_code
     report = ScoreReport()
-    scores = None
+    scores = affinity = None
     if ms.enabled:
         say("transaction models", "")
         scores = stage_frame(wh, "_segone_scores", customer_scores(wh, when, ms, report))
+        say("preferences", "")
+        affinity = preferences(wh, when, report)
+    elif "category_affinity" in wh.tables():
+        # no model, no affinity: an older build's rows would describe another date
+        with wh.transaction():
+            wh.replace("category_affinity", wh.table("category_affinity").limit(0))
     say("profiles", "")
     cutoff = ibis.literal(when, type=TS)
     with wh.transaction():
-        wh.replace("profiles", profiles_expr(wh, cutoff, half_life_days, country, stages, scores))
+        wh.replace("profiles", profiles_expr(wh, cutoff, country, stages, scores, affinity))
     if ms.enabled:
         assert scores is not None
         say("predictions", f"{wh.count('profiles'):,} profiles")
-        predictions(wh, when, ms, report, scores, half_life_days, country, stages, say)
+        predictions(wh, when, ms, report, scores, country, stages, say)
         wh.drop_staging("_segone_scores")
     # only now, with every output written: a build that fails on the way keeps no fit
     report.save(wh)
@@ -159,7 +174,6 @@ def predictions(
     ms: ModelSettings,
     report: ScoreReport,
     scores: ibis.Table,
-    half_life_days: float,
     country: str,
     stages: LifecycleSettings | None,
     say: Callable[[str, str], None] | None = None,
@@ -174,7 +188,7 @@ def predictions(
     if ms.churn and (now.orders > 0).any():
         say("churn", "")
         try:
-            churn = _churn(wh, when, ms, report, now, half_life_days, country, stages)
+            churn = _churn(wh, when, ms, report, now, country, stages)
         except Exception as exc:  # a model must never fail the build
             report.skip("churn", exc, "churn probability left empty")
             churn = none
@@ -207,21 +221,11 @@ def predictions(
             wh.replace("recommendations", wh.table("recommendations").limit(0))
         finally:
             wh.drop_staging("_segone_recs")
-    say("preferences", "")
-    try:
-        fit, note = build_preferences(wh, when)
-    except Exception as exc:  # a model must never fail the build
-        report.skip("preferences", exc, "decisions rank without item preferences")
-    else:
-        if fit is not None:
-            report.use(fit)
-        else:
-            report.notes.append(note)
     say("tastes", "")
     try:
-        shifts = tastes(wh, when, ms)
+        shifts = tastes(wh, when)
     except Exception as exc:  # a model must never fail the build
-        report.skip("tastes", exc, "category affinity and taste shifts not updated")
+        report.skip("tastes", exc, "taste shifts not updated")
         shifts = 0
     finally:
         wh.drop_staging("_segone_taste_shifts")
@@ -235,7 +239,6 @@ def _churn(
     ms: ModelSettings,
     report: ScoreReport,
     now: pd.DataFrame,
-    half_life_days: float,
     country: str,
     stages: LifecycleSettings | None,
 ) -> pd.DataFrame:
@@ -251,9 +254,7 @@ def _churn(
         past_scores = stage_frame(
             wh, "_segone_scores_t0", customer_scores(wh, t, ms, ScoreReport(), record=False)
         )
-        past_prof = profiles_expr(
-            wh, ibis.literal(t, type=TS), half_life_days, country, stages, past_scores
-        )
+        past_prof = profiles_expr(wh, ibis.literal(t, type=TS), country, stages, past_scores)
         frame = wh.execute(past_prof.select(*[c for c in cols if c in past_prof.columns]))
         wh.drop_staging("_segone_scores_t0")
         return labelled_buyers(wh, frame, t, h)
@@ -275,6 +276,31 @@ def _churn(
         )
     earlier = snapshot(t0 - timedelta(days=h))
     return churn_scores(wh, when, ms, report, train, now, earlier)
+
+
+def preferences(wh: Warehouse, when: datetime, report: ScoreReport) -> ibis.Table | None:
+    """Fit the preference model as of ``when`` and write its category affinity to
+    ``category_affinity`` (emptied when there is no fit: an older one would be stale).
+    Returns that table, or None when there is no affinity."""
+    rows = None
+    try:
+        fit, note, rows = build_preferences(wh, when)
+    except Exception as exc:  # a model must never fail the build
+        report.skip("preferences", exc, "decisions rank without item preferences, no affinity")
+    else:
+        if fit is not None:
+            report.use(fit)
+        else:
+            report.notes.append(note)
+    if rows is None:
+        with wh.transaction():
+            wh.replace("category_affinity", wh.table("category_affinity").limit(0))
+        return None
+    staged = wh.stage("_segone_affinity", rows, append=False)
+    with wh.transaction():
+        wh.replace("category_affinity", staged)
+    wh.drop_staging("_segone_affinity")
+    return wh.table("category_affinity")
 
 
 def recommend(wh: Warehouse, when: datetime, ms: ModelSettings, report: ScoreReport) -> None:

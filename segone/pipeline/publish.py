@@ -29,6 +29,7 @@ from segone.config import Settings
 from segone.exceptions import SegoneError
 from segone.exprs import of
 from segone.online.store import OnlineStore
+from segone.profiles.reasons import named_reason
 from segone.store.base import Warehouse
 
 CURSOR = "warehouse_cursor"
@@ -238,6 +239,7 @@ def publish(wh: Warehouse, store: OnlineStore, settings: Settings) -> SyncResult
                 ["customer_id", "rank"]
             ),
         )
+        _name_products(wh, recs)
     tastes: dict[str, list[dict[str, Any]]] = {}
     if "category_affinity" in tables:
         a = wh.table("category_affinity")
@@ -371,6 +373,24 @@ def _rule_events(
     )
     ev = ev.filter(ev._r < 200).select("customer_id", "name", ts="timestamp")
     return _grouped(wh, ev)
+
+
+def _name_products(wh: Warehouse, recs: dict[str, list[dict[str, Any]]]) -> None:
+    """Each recommendation with its product's ``name`` and ``category`` (None where the
+    catalogue has none; the id stays in ``product_id``) and its reason's products named."""
+    from segone.models.preference import catalogue_fields
+
+    cats, names = catalogue_fields(wh) if recs else ({}, {})
+
+    def label(i: str) -> str:
+        return names.get(i, i)
+
+    for rows in recs.values():
+        for r in rows:
+            pid = str(r["product_id"])
+            r["name"], r["category"] = names.get(pid), cats.get(pid)
+            if isinstance(r.get("reason"), str):
+                r["reason"] = named_reason(r["reason"], label)
 
 
 def _preferences(wh: Warehouse, tables: set[str]) -> dict[str, dict[str, float]]:

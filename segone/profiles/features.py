@@ -5,8 +5,6 @@ engine and for any as-of date (the caller filters the inputs to records up to th
 
 from __future__ import annotations
 
-import math
-
 import ibis
 import ibis.expr.types as ir
 
@@ -32,10 +30,9 @@ def sorted_collect(t: ibis.Table, by: str, fields: list[ir.Value]) -> ibis.Table
     return out.mutate(_a=out._a.sort())
 
 
-def order_features(
-    orders: ibis.Table, lines: ibis.Table, as_of: ir.TimestampValue, half_life_days: float
-) -> ibis.Table:
-    """Orders, revenue, AOV, recency, discount use, full-price share, returns, category affinity."""
+def order_features(orders: ibis.Table, lines: ibis.Table, as_of: ir.TimestampValue) -> ibis.Table:
+    """Orders, revenue, AOV, recency, discount use, full-price share, returns, categories bought
+    (the category affinity is the preference model's: ``affinity_map``)."""
     o = orders.filter(orders.status != "cancelled")
     discounted = (o.discount.fill_null(0) > 0) | o.coupon.notnull()
     # the order before the latest one: how long the person had been away when they came back
@@ -65,10 +62,6 @@ def order_features(
         ),
     )
     ln = lines.join(o.select("order_id", "customer_id", "ts"), "order_id")
-    decay = (-math.log(2) * _days(as_of, ln.ts) / half_life_days).exp()
-    # what was actually spent on the category: net of line discounts, returned units excluded
-    kept = (ln.quantity - ln.returned_quantity.fill_null(0)).cast("float64")
-    value = kept * ln.unit_price - ln.line_discount.fill_null(0) * kept / ln.quantity
     by_line = ln.group_by("customer_id").aggregate(
         items=ln.quantity.sum(),
         full_price_item_share=(
@@ -78,27 +71,22 @@ def order_features(
         returned_items=ln.returned_quantity.fill_null(0).sum(),
         categories_bought=ln.category.collect(distinct=True).sort(),
     )
-    top = ln.mutate(_w=value * decay)
-    aff = top.group_by(["customer_id", "category"]).aggregate(w=top._w.sum())
-    total = aff.group_by("customer_id").aggregate(tw=aff.w.sum())
-    aff = aff.join(total, "customer_id")
-    aff = aff.mutate(share=(aff.w / aff.tw).round(4))
-    # a map key cannot be null: lines without a category weigh in the total, not as a key
-    aff = aff.filter((aff.share >= 0.01) & aff.category.notnull())
-    # largest share first (ties by category): an array sorted after collection rather than an
-    # ordered aggregate, which Spark does not have
-    ranked = sorted_collect(aff, "customer_id", [-aff.share, aff.category])
+    return per.left_join(by_line, "customer_id").drop("customer_id_right")
+
+
+def affinity_map(affinity: ibis.Table) -> ibis.Table:
+    """``customer_id, category_affinity, top_category`` from the rows of the
+    ``category_affinity`` table (``segone.models.affinity``: the preference model's probability
+    that the person's next purchase is in each category): the map of those numbers, unchanged,
+    and the category with the largest one (ties by category)."""
+    a = affinity.filter(affinity.category.notnull())
+    # an array sorted after collection rather than an ordered aggregate (Spark has none)
+    ranked = sorted_collect(a, "customer_id", [-a.affinity, a.category])
     keys = ranked._a.map(lambda s: s["f1"])
-    affinity = ranked.select(
+    return ranked.select(
         "customer_id",
         category_affinity=ibis.map(keys, ranked._a.map(lambda s: -s["f0"])),
         top_category=keys[0],
-    )
-    return (
-        per.left_join(by_line, "customer_id")
-        .drop("customer_id_right")
-        .left_join(affinity, "customer_id")
-        .drop("customer_id_right")
     )
 
 

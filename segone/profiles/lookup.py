@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import ibis
 import pandas as pd
 
 from segone.identity import normalize as norm
+from segone.profiles.reasons import BECAUSE, named_reason
 from segone.store.base import Warehouse
 
 
@@ -78,13 +80,9 @@ def profile_of(wh: Warehouse, customer_id: str, timeline: int = 20) -> dict[str,
     m = wh.table("segment_memberships")
     journey = wh.execute(m.filter(m.customer_id == customer_id).order_by([m.entered_at, m.segment]))
     r = wh.table("recommendations")
-    pr = wh.table("products")
-    names = pr.group_by("product_id").aggregate(name=pr.name.max())
     mine = r.filter(r.customer_id == customer_id)
-    recs = wh.execute(
-        mine.left_join(names, "product_id")
-        .select("rank", mine.product_id, "name", "score", "reason")
-        .order_by("rank")
+    recs = with_names(
+        wh, wh.execute(mine.select("rank", "product_id", "score", "reason").order_by("rank"))
     )
     tr = wh.table("transitions")
     moves = wh.execute(
@@ -100,3 +98,46 @@ def profile_of(wh: Warehouse, customer_id: str, timeline: int = 20) -> dict[str,
         "identifiers": ids,
         "timeline": wh.execute(tl) if timeline else pd.DataFrame(),
     }
+
+
+def product_fields(wh: Warehouse, ids: Iterable[str]) -> dict[str, tuple[str | None, str | None]]:
+    """``{product_id: (name, category)}`` from the catalogue for ``ids`` (empty without one)."""
+    want = sorted({str(i) for i in ids})
+    if not want or "products" not in wh.tables():
+        return {}
+    pr = wh.table("products")
+    pr = pr.filter(pr.product_id.isin(want))
+    df = wh.execute(
+        pr.group_by("product_id").aggregate(name=pr.name.max(), category=pr.category.max())
+    )
+
+    def text(v: Any) -> str | None:
+        return v if isinstance(v, str) and v.strip() else None
+
+    return {str(r.product_id): (text(r.name), text(r.category)) for r in df.itertuples(index=False)}
+
+
+def with_names(wh: Warehouse, df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` (a ``product_id`` column, maybe a ``reason``) with the products' ``name`` and
+    ``category`` (null where the catalogue has none) and the products its reasons cite named:
+    ids stay in ``product_id``."""
+    out = df.copy()
+    if "product_id" not in out.columns:
+        return out
+    ids = [i for i in out.product_id.tolist() if isinstance(i, str)]
+    reasons = out["reason"].tolist() if "reason" in out.columns else []
+    for why in reasons:
+        if isinstance(why, str) and why.startswith(BECAUSE):
+            ids += why[len(BECAUSE) :].split(", ")
+    fields = product_fields(wh, ids)
+
+    def label(i: str) -> str:
+        return (fields.get(i) or (None, None))[0] or i
+
+    at = list(out.columns).index("product_id") + 1
+    pid = out.product_id.tolist()
+    out.insert(at, "name", [(fields.get(i) or (None, None))[0] for i in pid])
+    out.insert(at + 1, "category", [(fields.get(i) or (None, None))[1] for i in pid])
+    if reasons:
+        out["reason"] = [named_reason(w, label) if isinstance(w, str) else w for w in reasons]
+    return out

@@ -20,7 +20,6 @@ from segone.store.base import Warehouse
 def customer_features(
     wh: Warehouse,
     as_of: ir.TimestampValue,
-    half_life_days: float = 90.0,
     country_code: str = "1",
 ) -> ibis.Table:
     """Every profile feature of every customer, up to ``as_of`` (no scores, no stage)."""
@@ -41,7 +40,7 @@ def customer_features(
     parts = [
         # reference data without a date of their own: every as-of build uses what is loaded
         F.enrichment_features(enrich, wh.table("customer_map"), cust, country_code),
-        F.order_features(orders, lines, as_of, half_life_days),
+        F.order_features(orders, lines, as_of),
         F.charm_features(it, wh.table("interaction_sentiment"), orders, lines),
         F.event_features(events, as_of),
         F.interaction_features(it, wh.table("interaction_sentiment")),
