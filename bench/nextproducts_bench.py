@@ -32,8 +32,7 @@ from segone.datasets import SAMPLE_FILES, generate_sample
 from segone.datasets.sample import SampleConfig
 from segone.ingest import ingest_file
 from segone.models.nextproducts import NextProducts, baskets, purchase_lines, ranking_metrics
-from segone.pipeline.build import profiles_expr
-from segone.profiles import build
+from segone.pipeline.build import build, profiles_expr
 from segone.store.base import Warehouse
 from segone.store.duckdb import DuckDBWarehouse
 

@@ -50,7 +50,7 @@ from segone.models.preference import (
     occasions,
     person_weights,
 )
-from segone.profiles.build import profiles_expr
+from segone.pipeline.build import profiles_expr
 from segone.store.base import Warehouse
 from segone.store.duckdb import DuckDBWarehouse
 

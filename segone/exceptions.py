@@ -35,9 +35,9 @@
         │   └── TasteInputError      a taste model cannot work with its inputs
         └── NotFittedError       a model was used before fit (also scikit-learn's)
 
-Every class is defined here and nowhere else; the modules that used to define one re-export it
-(``segone.segments.rules.RuleError`` is this module's ``RuleError``). ``NotFound`` (the online
-engine's old name for ``NotFoundError``) is a deprecated alias of it: one idea, one name.
+Every class is defined here and nowhere else; the modules that raise one import it from here
+(``segone.segments.rules.RuleError`` is this module's ``RuleError``). One idea, one name: the
+online engine's old ``NotFound`` is ``NotFoundError``.
 
 Importing this module costs nothing: scikit-learn (whose ``NotFittedError`` ours also is) is
 imported the first time ``NotFittedError`` is asked for, not before.
@@ -45,7 +45,6 @@ imported the first time ``NotFittedError`` is asked for, not before.
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -186,17 +185,8 @@ if TYPE_CHECKING:
     class NotFittedError(ModelError, _SklearnNotFittedError):
         """A model was used before ``fit`` (also scikit-learn's NotFittedError)."""
 
-    NotFound = NotFoundError
-
 
 def __getattr__(name: str) -> Any:
-    if name == "NotFound":
-        warnings.warn(
-            "segone.exceptions.NotFound is deprecated; use NotFoundError",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return NotFoundError
     # NotFittedError is made on first use: importing scikit-learn takes over a second, which
     # every command that never fits a model (ingest, profile, ...) would otherwise pay
     if name != "NotFittedError":

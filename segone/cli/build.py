@@ -50,7 +50,7 @@ def build(
     from the previous build).
     """
     from segone.cli.progress import BuildDisplay
-    from segone.online.sync import build_project
+    from segone.pipeline.build import build_project
     from segone.project import Project
 
     with user_errors():

@@ -41,7 +41,7 @@ def erase(
     by every identifier of theirs; their data is refused if loaded or sent again."""
     from segone.exceptions import NotFoundError
     from segone.identity.erase import compact_warehouse, erase_everywhere, find_people
-    from segone.online.sync import open_online
+    from segone.pipeline.publish import open_online
     from segone.project import Project
 
     with user_errors():
@@ -84,7 +84,7 @@ def readmit(
     """Accept an erased identifier again (the person signed up anew, with consent); audited.
     Nothing erased comes back: only new records and messages carrying it are accepted."""
     from segone.identity.erase import readmit as run_readmit
-    from segone.online.sync import open_online
+    from segone.pipeline.publish import open_online
     from segone.project import Project
 
     with user_errors():
@@ -117,7 +117,7 @@ def erasures(
 
     from segone.cli._common import jsonable
     from segone.identity.erase import erasure_audit
-    from segone.online.sync import open_online
+    from segone.pipeline.publish import open_online
     from segone.project import Project
 
     with user_errors():

@@ -161,8 +161,8 @@ def segments_snapshot(
     ] = None,
 ) -> None:
     """Record who is in which segment and lifecycle stage now, and who moved since last time."""
+    from segone.pipeline.backfill import record_snapshot
     from segone.project import Project
-    from segone.segments.history import record_snapshot
     from segone.segments.queries import last_as_of
 
     with user_errors():
@@ -194,8 +194,8 @@ def segments_backfill(
 ) -> None:
     """Record snapshots over a date range (identity as resolved by the last build)."""
     from segone.cli.data import progress_bar
+    from segone.pipeline.backfill import backfill
     from segone.project import Project
-    from segone.segments.history import backfill
 
     with user_errors():
         proj = Project.open(project)
