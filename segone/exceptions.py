@@ -6,6 +6,7 @@
     ├── ConfigError              segone.toml or a setting is wrong
     ├── ProjectError             no project where one is expected, or one already exists
     ├── StoreError               the warehouse engine failed (carries the failing SQL)
+    │   └── WarehouseBusyError   another process (a build) is writing the warehouse file
     ├── OnlineStoreError         the online store cannot be opened or used
     ├── IngestError              a file cannot be ingested at all (row problems go to quarantine)
     │   ├── UnknownKindError     KIND is not one of the canonical kinds
@@ -69,6 +70,10 @@ class StoreError(SegoneError):
     def __init__(self, message: str, sql: str | None = None) -> None:
         super().__init__(message if sql is None else f"{message}\n-- failing SQL:\n{sql}")
         self.sql = sql
+
+
+class WarehouseBusyError(StoreError):
+    """Another process holds the warehouse file (DuckDB: one writer, or many readers)."""
 
 
 class OnlineStoreError(SegoneError):
@@ -235,4 +240,5 @@ __all__ = [
     "TasteInputError",
     "UnknownKindError",
     "UserError",
+    "WarehouseBusyError",
 ]
