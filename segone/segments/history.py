@@ -146,4 +146,3 @@ def transition_matrix(wh: Warehouse) -> ibis.Table:
         to_stage=t.to_segment.replace(LIFECYCLE, ""),
     )
     return t.group_by(["from_stage", "to_stage"]).aggregate(moves=t.count())
-
