@@ -21,10 +21,11 @@ from segone.config import CONFIG_FILE
 from segone.datasets import SAMPLE_FILES, generate_sample
 from segone.datasets.sample import SAMPLE_TOML, SampleConfig
 from segone.ingest import ingest_file
-from segone.profiles import build
+from segone.pipeline.backfill import backfill
+from segone.pipeline.build import build
 from segone.project import Project
 from segone.segments import project_catalogue
-from segone.segments.history import backfill, transition_matrix
+from segone.segments.history import transition_matrix
 
 
 def prepare(root: Path, customers: int, seed: int) -> Project:

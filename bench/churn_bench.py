@@ -29,7 +29,7 @@ from segone.identity import resolve
 from segone.models.churn import PROFILE_COLUMNS, ChurnModel
 from segone.models.pipeline import ScoreReport, churn_labels, customer_scores
 from segone.models.settings import ModelSettings
-from segone.profiles import profiles_expr
+from segone.pipeline.build import profiles_expr
 from segone.profiles.sentiment import score_interactions
 from segone.schema import TS
 from segone.store.duckdb import DuckDBWarehouse

@@ -48,7 +48,7 @@ PROFILES = """
 import sys
 from datetime import datetime, UTC
 import ibis
-from segone.profiles import profiles_expr
+from segone.pipeline.build import profiles_expr
 from segone.profiles.sentiment import score_interactions
 from segone.schema import TS
 from segone.store.duckdb import DuckDBWarehouse

@@ -18,7 +18,7 @@ from _sample import SAMPLE_END, ingest_sample
 
 from segone.datasets import generate_sample
 from segone.datasets.truth import identity_scores, lifecycle_scores
-from segone.profiles import build
+from segone.pipeline.build import build
 from segone.store.duckdb import DuckDBWarehouse
 
 

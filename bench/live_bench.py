@@ -134,8 +134,8 @@ def seed_published(store: Any, users: int, share: float, seed: int) -> None:
             if rng.random() >= share:
                 continue
             cid = f"cus_{u}"
-            tx.link(f"user_id:user-{u}", cid, source="build")
-            tx.link(f"email:user-{u}@example.com", cid, source="build")
+            tx.identity.link(f"user_id:user-{u}", cid, source="build")
+            tx.identity.link(f"email:user-{u}@example.com", cid, source="build")
             last = NOW - timedelta(days=rng.uniform(61, 400))
             orders = rng.randint(0, 6)
             row = {
@@ -170,8 +170,8 @@ def seed_published(store: Any, users: int, share: float, seed: int) -> None:
                 searches={"rod": 2},
                 pricing_ts=[],
             )
-        tx.put_docs("published", docs, NOW)
-        tx.set_meta("median_gap_days", "45.0")
+        tx.docs.put("published", docs, NOW)
+        tx.meta.set("median_gap_days", "45.0")
 
 
 def run(
@@ -265,9 +265,9 @@ def write_dump(store: Any, path: Path) -> None:
     person document and journey, for comparing two versions of the code."""
     out = {}
     with store.read() as tx:
-        for pid, doc in tx.all_docs("person").items():
-            name = "|".join(tx.identifiers_of(pid))
-            journey = [(j["ts"], j["kind"], j["detail"]) for j in tx.journey(pid, 10_000)]
+        for pid, doc in tx.docs.all("person").items():
+            name = "|".join(tx.identity.identifiers_of(pid))
+            journey = [(j.ts, j.kind, j.detail) for j in tx.journey.of(pid, 10_000)]
             out[name] = {"doc": doc, "journey": sorted(journey, key=json.dumps)}
     text = json.dumps(out, sort_keys=True, indent=1)
     path.write_text(re.sub(r"live-[0-9a-f]{32}", "live-*", text))  # random ids

@@ -33,8 +33,7 @@ from segone.datasets.sample import SampleConfig
 from segone.ingest import ingest_file
 from segone.models.nextproducts import NextProducts, baskets, purchase_lines, ranking_metrics
 from segone.models.preference import build_preferences
-from segone.pipeline.build import profiles_expr
-from segone.profiles import build
+from segone.pipeline.build import build, profiles_expr
 from segone.store.base import Warehouse
 from segone.store.duckdb import DuckDBWarehouse
 

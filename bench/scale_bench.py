@@ -116,7 +116,7 @@ def prepare(workdir: Path, customers: int, seed: int) -> Path:
 def child(engine: str, root: str, spark_dir: str) -> None:
     """One build in this process (run by the parent through a subprocess)."""
     from segone.datasets.sample import SampleConfig
-    from segone.profiles import build
+    from segone.pipeline.build import build
     from segone.project import Project
     from segone.store.duckdb import DuckDBWarehouse
 

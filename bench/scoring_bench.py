@@ -36,7 +36,7 @@ def prepare(work: Path, people: int, customers: int) -> None:
 
     from segone.datasets import generate_sample
     from segone.models.settings import ModelSettings
-    from segone.profiles import build
+    from segone.pipeline.build import build
     from segone.store.duckdb import DuckDBWarehouse
 
     generate_sample(work / "s", customers=people, seed=5)

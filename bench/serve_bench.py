@@ -220,7 +220,7 @@ def seed_catalogue(root: Path) -> None:
     from segone.online.store import OnlineStore
 
     with OnlineStore.open(f"sqlite:///{root / 'online.db'}") as store, store.write() as tx:
-        tx.put_docs(
+        tx.docs.put(
             "catalogue",
             {
                 f"p-{i}": {

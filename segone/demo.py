@@ -23,10 +23,11 @@ from segone.datasets.truth import identity_scores, lifecycle_scores
 from segone.ingest import LoadResult
 from segone.models.btyd import BetaGeo
 from segone.models.summary import rfm_summary
-from segone.profiles import build
+from segone.pipeline.backfill import backfill
+from segone.pipeline.build import build
 from segone.project import Project
 from segone.segments import project_catalogue, summary
-from segone.segments.history import backfill, transition_matrix
+from segone.segments.history import transition_matrix
 from segone.segments.lifecycle import STAGES
 from segone.status import status_report
 from segone.store.duckdb import DuckDBWarehouse
@@ -274,7 +275,7 @@ def realtime_demo(directory: Path, console: Console, user: str | None, *, serve:
     from segone.api.app import create_app
     from segone.api.server import background_server
     from segone.online.engine import Engine
-    from segone.online.sync import open_online, publish
+    from segone.pipeline.publish import open_online, publish
 
     console.print("\n[bold]9. Real time[/]: the server, fed by the last build")
     keys = _demo_secrets(directory)

@@ -6,6 +6,7 @@
     ├── ConfigError              segone.toml or a setting is wrong
     ├── ProjectError             no project where one is expected, or one already exists
     ├── StoreError               the warehouse engine failed (carries the failing SQL)
+    │   └── WarehouseBusyError   another process (a build) is writing the warehouse file
     ├── OnlineStoreError         the online store cannot be opened or used
     ├── IngestError              a file cannot be ingested at all (row problems go to quarantine)
     │   ├── UnknownKindError     KIND is not one of the canonical kinds
@@ -36,9 +37,9 @@
         │   └── TasteInputError      a taste model cannot work with its inputs
         └── NotFittedError       a model was used before fit (also scikit-learn's)
 
-Every class is defined here and nowhere else; the modules that used to define one re-export it
-(``segone.segments.rules.RuleError`` is this module's ``RuleError``). ``NotFound`` (the online
-engine's old name for ``NotFoundError``) is a deprecated alias of it: one idea, one name.
+Every class is defined here and nowhere else; the modules that raise one import it from here
+(``segone.segments.rules.RuleError`` is this module's ``RuleError``). One idea, one name: the
+online engine's old ``NotFound`` is ``NotFoundError``.
 
 Importing this module costs nothing: scikit-learn (whose ``NotFittedError`` ours also is) is
 imported the first time ``NotFittedError`` is asked for, not before.
@@ -46,7 +47,6 @@ imported the first time ``NotFittedError`` is asked for, not before.
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -71,6 +71,10 @@ class StoreError(SegoneError):
     def __init__(self, message: str, sql: str | None = None) -> None:
         super().__init__(message if sql is None else f"{message}\n-- failing SQL:\n{sql}")
         self.sql = sql
+
+
+class WarehouseBusyError(StoreError):
+    """Another process holds the warehouse file (DuckDB: one writer, or many readers)."""
 
 
 class OnlineStoreError(SegoneError):
@@ -191,17 +195,8 @@ if TYPE_CHECKING:
     class NotFittedError(ModelError, _SklearnNotFittedError):
         """A model was used before ``fit`` (also scikit-learn's NotFittedError)."""
 
-    NotFound = NotFoundError
-
 
 def __getattr__(name: str) -> Any:
-    if name == "NotFound":
-        warnings.warn(
-            "segone.exceptions.NotFound is deprecated; use NotFoundError",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return NotFoundError
     # NotFittedError is made on first use: importing scikit-learn takes over a second, which
     # every command that never fits a model (ingest, profile, ...) would otherwise pay
     if name != "NotFittedError":
@@ -251,4 +246,5 @@ __all__ = [
     "TasteInputError",
     "UnknownKindError",
     "UserError",
+    "WarehouseBusyError",
 ]

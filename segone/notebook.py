@@ -11,26 +11,21 @@ in the way of a build or the server.
     p.segment("vip").to_polars()       # a segment's members with their profile
     p.sql("select lifecycle_stage, count(*) from profiles group by 1").to_arrow()
 
-DuckDB lets one process write a database file only when no other process has it open, even
-read-only; a notebook that kept the warehouse open would make ``segone build`` fail for as long
-as the notebook lives. So the notebook never keeps it open: it reads a private **snapshot**, a
-copy of the warehouse file taken while holding a read-only connection (no writer can be midway
-through a write then) and released at once. Before each call the snapshot is refreshed if the
-warehouse changed since; while a build holds the warehouse, the notebook keeps reading the
-previous snapshot (``p.snapshot_time`` says when it was taken). The copy costs a sequential read
-of the file (about a second per GB); nothing else is shared with the build or the server.
+The notebook never keeps the warehouse open (that would make ``segone build`` fail for as long
+as the notebook lives): it reads a private **snapshot** (``segone.store.snapshot``, the same
+copy the dashboard reads), refreshed before each call if the warehouse changed since; while a
+build holds the warehouse, the notebook keeps reading the previous snapshot
+(``p.snapshot_time`` says when it was taken).
 """
 
 from __future__ import annotations
 
 import builtins
-import contextlib
 import shutil
 import tempfile
-import threading
 import weakref
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +37,7 @@ if TYPE_CHECKING:
 
     from segone.config import Settings
     from segone.store.duckdb import DuckDBWarehouse
+    from segone.store.snapshot import WarehouseSnapshot
 
 
 @dataclass(frozen=True)
@@ -78,102 +74,45 @@ class Frame:
         return f"<Frame {self.table.num_rows:,} rows x {self.table.num_columns} columns>"
 
 
-def _stamp(path: Path) -> tuple[int, int, int]:
-    """What changes when the warehouse (or its write-ahead log) is written."""
-    st = path.stat()
-    wal = path.with_name(path.name + ".wal")
-    w = wal.stat().st_mtime_ns if wal.exists() else 0
-    return st.st_mtime_ns, st.st_size, w
-
-
 class NotebookProject:
     """A read-only view of a project over snapshots of its warehouse (see the module doc)."""
 
     def __init__(self, settings: Settings) -> None:
+        from segone.store.snapshot import WarehouseSnapshot
+
         self.settings = settings
         self._dir = Path(tempfile.mkdtemp(prefix="segone-notebook-"))
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
-        self._wh: DuckDBWarehouse | None = None
-        self._generation = 0
-        self.snapshot_time: datetime | None = None
-        self._cleanup = weakref.finalize(self, _remove, self._dir, [None])
+        self._snapshot = WarehouseSnapshot(
+            settings.warehouse_path,
+            self._dir,
+            threads=settings.warehouse.threads,
+            memory_limit=settings.warehouse.memory_limit,
+            # not frozen: sql() may create tables on the copy, which the next call should see
+            frozen=False,
+        )
+        self._cleanup = weakref.finalize(self, _remove, self._dir, self._snapshot)
 
     @property
     def root(self) -> Path:
         return self.settings.root
 
+    @property
+    def snapshot_time(self) -> datetime | None:
+        """When the snapshot being read was taken (None before the first call)."""
+        return self._snapshot.copied_at
+
     # ------------------------------------------------------------------ snapshots
     def refresh(self) -> bool:
         """Take a new snapshot if the warehouse changed; False when the current one is kept
         (nothing changed, or a build holds the warehouse right now)."""
-        import duckdb
-
-        src = self.settings.warehouse_path
-        if not src.exists():
-            raise SegoneError(f"no warehouse at {src}: run `segone init` and `segone ingest`")
-        with self._lock:
-            stamp = _stamp(src)
-            if stamp == self._stamp and self._wh is not None:
-                return False
-            try:
-                # a read-only connection: a shared lock, so no writer is midway through a write
-                con = duckdb.connect(str(src), read_only=True)
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower():
-                    raise StoreError(f"cannot open warehouse {src}: {exc}") from None
-                if self._wh is not None:
-                    return False  # a build runs: keep reading the previous snapshot
-                raise SegoneError(
-                    f"the warehouse {src} is being written (a build?) and this notebook has no "
-                    "snapshot of it yet; try again when the build ends"
-                ) from None
-            self._generation += 1
-            dst = self._dir / f"snapshot-{self._generation}.duckdb"
-            try:
-                shutil.copyfile(src, dst)
-                wal = src.with_name(src.name + ".wal")
-                if wal.exists():
-                    shutil.copyfile(wal, dst.with_name(dst.name + ".wal"))
-                stamp = _stamp(src)
-            finally:
-                con.close()
-            self._open(dst)
-            self._stamp = stamp
-            self.snapshot_time = datetime.now(UTC)
-            return True
-
-    def _open(self, path: Path) -> None:
-        from segone.store.duckdb import DuckDBWarehouse
-
-        old, self._wh = self._wh, None
-        wh = DuckDBWarehouse(
-            path,
-            threads=self.settings.warehouse.threads,
-            memory_limit=self.settings.warehouse.memory_limit,
-            # read-write on the private copy: DuckDB replays a copied write-ahead log only then
-            read_only=False,
-        )
-        self._wh = wh
-        self._cleanup.detach()
-        self._cleanup = weakref.finalize(self, _remove, self._dir, [wh])
-        if old is not None:
-            old_path = Path(old.path)
-            old.close()
-            for p in (old_path, old_path.with_name(old_path.name + ".wal")):
-                p.unlink(missing_ok=True)
+        return self._snapshot.refresh()
 
     def warehouse(self) -> DuckDBWarehouse:
         """The current snapshot as a ``Warehouse`` (refreshed first), for library functions."""
-        self.refresh()
-        assert self._wh is not None
-        return self._wh
+        return self._snapshot.warehouse()
 
     def close(self) -> None:
         """Drop the snapshot (also done when the object is garbage collected)."""
-        if self._wh is not None:
-            self._wh.close()
-            self._wh = None
         self._cleanup()
 
     def __enter__(self) -> NotebookProject:
@@ -255,12 +194,8 @@ class NotebookProject:
         return f"<segone project {self.root} (read-only; snapshot: {when})>"
 
 
-def _remove(folder: Path, holder: builtins.list[Any]) -> None:
-    for wh in holder:
-        if wh is not None:
-            # closing at interpreter exit may fail: there is nothing more to do then
-            with contextlib.suppress(Exception):
-                wh.close()
+def _remove(folder: Path, snapshot: WarehouseSnapshot) -> None:
+    snapshot.close()
     shutil.rmtree(folder, ignore_errors=True)
 
 

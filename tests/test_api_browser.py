@@ -64,7 +64,7 @@ class Api:
 
     def events(self) -> list[dict[str, Any]]:
         with self.store.read() as tx:
-            return [m for _, _, m in tx.events_after(0, 10_000)]
+            return [m for _, _, m in tx.events.after(0, 10_000)]
 
     def profile(self, identifier: str) -> httpx.Response:
         return httpx.get(

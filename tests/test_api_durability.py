@@ -110,7 +110,7 @@ def run_kill_test(root: Path, online_url: str) -> None:
         store = OnlineStore.open(online_url, root=root)
         try:
             with store.read() as tx:
-                present = tx.seen(ids)
+                present = tx.events.seen(ids)
         finally:
             store.close()
         lost = set(ids) - present
@@ -174,7 +174,7 @@ def test_a_killed_writer_process_is_replaced_and_loses_nothing(tmp_path: Path) -
         store = OnlineStore.open(f"sqlite:///{tmp_path / 'online.db'}")
         try:
             with store.read() as tx:
-                lost = set(ids) - tx.seen(ids)
+                lost = set(ids) - tx.events.seen(ids)
         finally:
             store.close()
         assert not lost, f"{len(lost)} of {len(ids)} acknowledged events lost"

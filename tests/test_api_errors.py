@@ -123,7 +123,7 @@ def assert_still_serving(server: Server) -> None:
         "dropped": [],
     }
     with server.store.read() as tx:
-        assert tx.seen([msg["messageId"]]) == {msg["messageId"]}
+        assert tx.events.seen([msg["messageId"]]) == {msg["messageId"]}
 
 
 gz_bomb = gzip.compress(b'{"batch": [' + b" " * (8 * 1024 * 1024) + b"]}")  # ~8 KB -> 8 MB
@@ -339,8 +339,8 @@ def test_batch_keeps_valid_messages_and_quarantines_the_rest(server: Server) -> 
     assert after["events"] == before["events"] + 2
     assert after["quarantine"] == before["quarantine"] + 2
     with server.store.read() as tx:
-        rows = tx.quarantined(2)
-    assert sorted(row["reason"].split(":")[0] for row in rows) == ["missing_field"] * 2
+        rows = tx.quarantine.recent(2)
+    assert sorted(row.reason.split(":")[0] for row in rows) == ["missing_field"] * 2
 
 
 AUTH_CASES: list[tuple[str, str, str, dict[str, str], int]] = [

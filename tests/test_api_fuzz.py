@@ -93,14 +93,14 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     )
     store = OnlineStore.open(settings.server.online_url)
     with store.write() as tx:  # what a build would have published: a catalogue
-        tx.put_docs(
+        tx.docs.put(
             "catalogue",
             {
                 f"p{i}": {"category": "Books" if i < 5 else "Garden", "popularity": 0.01}
                 for i in range(20)
             },
         )
-        tx.set_meta("published_version", datetime.now(UTC).isoformat())
+        tx.meta.set("published_version", datetime.now(UTC).isoformat())
     app = create_app(settings, Engine(store, settings))
     with background_server(app) as url:
         srv = Server(url, app, store, settings, db)
@@ -244,7 +244,7 @@ def test_a_document_an_older_version_wrote_is_still_read_and_repaired(server: Se
     doc["events"].append({"seq": "x", "ts": None, "order": {"amount": None, "lines": 3}})
     doc["traits"] = {"city": "Lyon"}
     with server.store.write() as tx:
-        tx.put_docs("person", {pid: doc})
+        tx.docs.put("person", {pid: doc})
     # read, decided for, merged with another person and updated all the same
     assert server.profile(f"user_id:{uid}").status_code == 200
     assert server.decide(f"user_id:{uid}").status_code == 200

@@ -18,7 +18,7 @@ import pytest
 from segone.datasets import SAMPLE_FILES, generate_sample
 from segone.datasets.sample import SAMPLE_TOML
 from segone.ingest import ingest_file
-from segone.online.sync import build_project
+from segone.pipeline.build import build_project
 from segone.project import Project
 
 ADMIN = "ak_reload_test"

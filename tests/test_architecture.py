@@ -66,15 +66,10 @@ KNOWN: dict[tuple[str, str], str] = {
     ("segone.identity.erase", "segone.profiles.lookup"): "erase: find a person's customers",
     # the online store finds a person's quarantined messages with identity's pure-Python
     # tracer (no Ibis, no engine); a function-level import of a leaf module
-    ("segone.online.store", "segone.identity.traces"): "quarantine search on erasure",
+    ("segone.online.store.erasure", "segone.identity.traces"): "quarantine search on erasure",
     # the API and the CLI report the package version
     ("segone.api.app", "segone"): "segone.__version__",
     ("segone.cli._app", "segone"): "segone.__version__ (segone --version)",
-    # shims that keep old import paths working; the lead removes them with their callers
-    ("segone.online.sync", "segone.pipeline.build"): "shim: build_project moved",
-    ("segone.online.sync", "segone.pipeline.publish"): "shim: pickup/publish moved",
-    ("segone.profiles", "segone.pipeline.build"): "shim: build/profiles_expr moved",
-    ("segone.segments.history", "segone.pipeline.backfill"): "shim: backfill moved",
 }
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from segone.ingest import ingest_file
 from segone.models.churn import ChurnModel
-from segone.online.sync import build_project
+from segone.pipeline.build import build_project
 from segone.project import Project
 
 AS_OF = datetime(2024, 12, 31, 23, 59, tzinfo=UTC)

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from segone.cli import app
 from segone.ingest import ingest_file
-from segone.online.sync import build_project
+from segone.pipeline.build import build_project
 from segone.profiles.lookup import find_customers
 from segone.project import Project
 

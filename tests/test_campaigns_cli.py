@@ -50,17 +50,17 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, dict]:
     # what the API learnt since the build: suppressions, and erasures (one hashed with a salt
     # only the online store knows)
     from segone.identity.traces import hash_node
-    from segone.online.sync import open_online
+    from segone.pipeline.publish import open_online
 
     store = open_online(proj.settings, create=True)
     assert store is not None
     with store:
         store.ensure_schema()
         with store.write() as tx:
-            tx.put_docs("suppression", truth["suppressions"])
-            tx.add_erased(truth["online_hashes"], "api-1")
-            tx.add_erasure_salts(["online-only-salt"])
-            tx.add_erased([hash_node("online-only-salt", "user_id:u3")], "api-2")
+            tx.docs.put("suppression", truth["suppressions"])
+            tx.erasure.add_erased(truth["online_hashes"], "api-1")
+            tx.erasure.add_salts(["online-only-salt"])
+            tx.erasure.add_erased([hash_node("online-only-salt", "user_id:u3")], "api-2")
     truth["erased"] = truth["erased"] | {"c7-0003"}
     (root / "campaigns").mkdir()
     (root / "campaigns" / "winback.yaml").write_text(CAMPAIGN)

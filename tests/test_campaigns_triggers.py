@@ -103,7 +103,7 @@ def test_triggered_arm_fires_from_the_live_engine(tmp_path: Path, smtp) -> None:
     ]
     engine.ingest_sync(msgs)
     with store.write() as tx:
-        tx.put_docs(
+        tx.docs.put(
             "suppression",
             {f"email:p{i}@shop.test": {"reason": "complaint"} for i in suppressed},
             T0,
@@ -118,7 +118,7 @@ def test_triggered_arm_fires_from_the_live_engine(tmp_path: Path, smtp) -> None:
     r = runner.run_once()
     # who each person is
     with store.read() as tx:
-        pid_of = {i: tx.lookup([f"user_id:u{i}"])[f"user_id:u{i}"] for i in range(N)}
+        pid_of = {i: tx.identity.lookup([f"user_id:u{i}"])[f"user_id:u{i}"] for i in range(N)}
     groups = assign(
         [pid_of[i] for i in range(N)],
         salt="campaign:pricing",
@@ -153,8 +153,8 @@ def test_triggered_arm_fires_from_the_live_engine(tmp_path: Path, smtp) -> None:
     with store.read() as tx:
         entered = [
             e
-            for e in tx.journey_after(0, 10_000)
-            if e["kind"] == "segment_entered" and e["ts"] >= d35.isoformat()[:10]
+            for e in tx.journey.after(0, 10_000)
+            if e.kind == "segment_entered" and e.ts >= d35.isoformat()[:10]
         ]
     assert len(entered) == len(back)  # they did enter again
     r2 = runner.run_once()

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from segone.decisions import CatalogueIndex, DecisionSettings, decide
-from segone.decisions.errors import DecisionError
 from segone.decisions.evaluate import evaluate_policy, load_log
+from segone.exceptions import DecisionError
 from segone.models.ope import OPEInputError, slate_values
-from segone.online.store import OnlineStore
+from segone.online.store import LoggedDecision, OnlineStore
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
 S = DecisionSettings()
@@ -25,7 +25,7 @@ CLICK = dict(zip(ITEMS, [0.30, 0.25, 0.05, 0.05, 0.04, 0.03, 0.02, 0.01], strict
 
 
 @pytest.fixture(scope="module")
-def logged(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, object]]:
+def logged(tmp_path_factory: pytest.TempPathFactory) -> list[LoggedDecision]:
     """1,500 decisions of 2 slots among 8 items by the running policy, with clicks."""
     db = tmp_path_factory.mktemp("eval") / "online.db"
     rng = np.random.default_rng(5)
@@ -45,19 +45,19 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, object]]:
                 rng,
             )
             with store.write() as tx:
-                tx.log_decision(d.decision_id, f"p{k % 300}", now, d.placement, d.log)
+                tx.decisions.log(d.decision_id, f"p{k % 300}", now, d.placement, d.log)
                 for r in d.items:
                     if rng.random() < CLICK[r.item]:
-                        tx.log_feedback(d.decision_id, r.item, "click", now, {})
+                        tx.decisions.log_feedback(d.decision_id, r.item, "click", now, {})
         with store.read() as tx:
-            return tx.decision_log("home")
+            return tx.decisions.history("home")
 
 
 def _truth(top: list[str]) -> float:
     return sum(CLICK[i] for i in top)
 
 
-def test_the_estimates_cover_each_policys_true_value(logged: list[dict[str, object]]) -> None:
+def test_the_estimates_cover_each_policys_true_value(logged: list[LoggedDecision]) -> None:
     uniform = 2 * float(np.mean(list(CLICK.values())))
     greedy_truth = {
         # the items the logged policy was most likely to show: without feedback in its
@@ -78,7 +78,7 @@ def test_the_estimates_cover_each_policys_true_value(logged: list[dict[str, obje
 
 
 def test_the_logged_policy_is_valued_at_its_on_policy_value(
-    logged: list[dict[str, object]],
+    logged: list[LoggedDecision],
 ) -> None:
     ev = evaluate_policy(logged, "logged", n_bootstrap=200)
     # the weights are all 1: IPW is exactly the mean clicks per decision
@@ -86,7 +86,7 @@ def test_the_logged_policy_is_valued_at_its_on_policy_value(
     assert ev.values["snipw"].value == pytest.approx(ev.logged.value)
 
 
-def test_bad_requests_are_refused(logged: list[dict[str, object]]) -> None:
+def test_bad_requests_are_refused(logged: list[LoggedDecision]) -> None:
     with pytest.raises(DecisionError, match="policy must be one of"):
         evaluate_policy(logged, "best")
     with pytest.raises(DecisionError, match="reward must be one of"):
@@ -99,24 +99,22 @@ def test_bad_requests_are_refused(logged: list[dict[str, object]]) -> None:
         slate_values(1, [0], [0.0], [1.0], [1.0], [0.0], [0], [1.0], [0.0])
 
 
-def test_the_cli_prints_every_estimator(tmp_path: Path, logged: list[dict[str, object]]) -> None:
+def test_the_cli_prints_every_estimator(tmp_path: Path, logged: list[LoggedDecision]) -> None:
     from typer.testing import CliRunner
 
     from segone.cli import app
     from segone.project import Project
 
     proj = Project.init(tmp_path / "proj")
-    from segone.online.sync import open_online
+    from segone.pipeline.publish import open_online
 
     store = open_online(proj.settings, create=True)
     assert store is not None
     with store.write() as tx:
         for row in logged[:300]:
-            doc = row["doc"]
-            assert isinstance(doc, dict)
-            tx.log_decision(str(row["decision_id"]), "p", NOW, "home", doc)
-            for item, kind in row["feedback"]:  # type: ignore[attr-defined]
-                tx.log_feedback(str(row["decision_id"]), item, kind, NOW, {})
+            tx.decisions.log(row.decision_id, "p", NOW, "home", row.doc)
+            for item, kind in row.feedback:
+                tx.decisions.log_feedback(row.decision_id, item, kind, NOW, {})
     store.close()
     out = CliRunner().invoke(
         app,

@@ -67,7 +67,7 @@ def test_every_profile_feature_is_documented(wh):
     import ibis
 
     from segone.identity import resolve
-    from segone.profiles import profiles_expr
+    from segone.pipeline.build import profiles_expr
     from segone.schema import TS
 
     resolve(wh)

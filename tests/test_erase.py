@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from segone.cli import app
 from segone.identity.erase import erase
 from segone.ingest import ingest_file
-from segone.profiles import build
+from segone.pipeline.build import build
 from segone.profiles.lookup import find_customers
 from tests.conftest import jsonl, write
 

@@ -228,7 +228,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
             )
             with store.read() as tx:
                 out["carl_events_before"] = len(
-                    tx.events_of(tx.lookup(["user_id:u-carl"])["user_id:u-carl"])
+                    tx.events.recent(tx.identity.lookup(["user_id:u-carl"])["user_id:u-carl"])
                 )
             out["before"] = {
                 "wh": warehouse_traces(settings.warehouse_path, JANE, JANE_PHONE),
@@ -291,8 +291,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
                 for i in ("email:janedoe@gmail.com", "user_id:u-jane", "user_id:u-bob")
             ]
             with store.read() as tx:
-                pid = tx.lookup(["user_id:u-carl"])["user_id:u-carl"]
-                out["carl_events_after"] = len(tx.events_of(pid))
+                pid = tx.identity.lookup(["user_id:u-carl"])["user_id:u-carl"]
+                out["carl_events_after"] = len(tx.events.recent(pid))
         store.close()
         for kind, f in [("customers", "crm.csv"), ("orders", "orders.csv"), ("events", "ev.jsonl")]:
             extra = ["--source", "crm"] if kind == "customers" else []

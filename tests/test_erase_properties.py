@@ -73,8 +73,8 @@ def everywhere(wh: DuckDBWarehouse, store: OnlineStore, texts: list[str], digits
         if n:
             out["wh." + t] = n
     with store.read() as tx:
-        for (t,) in tx._rows("SELECT name FROM sqlite_master WHERE type = 'table'"):
-            n = traces(tx._rows(f'SELECT * FROM "{t}"'), texts, digits)
+        for (t,) in tx._sql.rows("SELECT name FROM sqlite_master WHERE type = 'table'"):
+            n = traces(tx._sql.rows(f'SELECT * FROM "{t}"'), texts, digits)
             if n:
                 out["online." + t] = n
     return out

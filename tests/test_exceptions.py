@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import importlib
 import re
-import warnings
 from pathlib import Path
 
 import pytest
@@ -69,8 +68,7 @@ def test_the_docstring_draws_every_class_under_its_parent():
         ("segone.identity.probabilistic", "MatchingInputError"),
         ("segone.segments.rules", "RuleError"),
         ("segone.online.store", "OnlineStoreError"),
-        ("segone.online.engine", "NotFound"),
-        ("segone.decisions.errors", "DecisionError"),
+        ("segone.decisions", "DecisionError"),
         ("segone.models.click", "ClickModelError"),
         ("segone.models.nextproducts", "NextProductsError"),
         ("segone.models.ope", "OPEInputError"),
@@ -80,15 +78,12 @@ def test_the_docstring_draws_every_class_under_its_parent():
 )
 def test_old_locations_re_export_the_one_class(module, name):
     cls = getattr(importlib.import_module(module), name)
-    assert cls is getattr(exc, "NotFoundError" if name == "NotFound" else name)
+    assert cls is getattr(exc, name)
 
 
-def test_not_found_is_one_idea_with_a_deprecated_alias():
+def test_not_found_is_one_idea_with_one_name():
     assert issubclass(exc.NotFoundError, LookupError)
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        assert exc.NotFound is exc.NotFoundError  # type: ignore[attr-defined]
-    assert any(issubclass(w.category, DeprecationWarning) for w in seen)
+    assert not hasattr(exc, "NotFound")
 
 
 def test_not_fitted_error_is_also_scikit_learns():

@@ -1,6 +1,6 @@
 """The live fast paths give exactly what the slow paths they replaced give.
 
-* ``realtime.compiled(cat).members`` (a generated function) == ``realtime._evaluator(cat)``
+* ``codegen.compiled(cat).members`` (a generated function) == ``codegen._evaluator(cat)``
   (``rules.evaluate`` segment by segment), on the shipped catalogues and on random rule trees,
   for profiles with values of every type (the inline checks and the ``evaluate`` fallback),
   including the comparisons that raise;
@@ -72,6 +72,7 @@ from segone.segments.rules import (
     InSegment,
     Not,
     Segment,
+    codegen,
     evaluate,
     rule_from_obj,
 )
@@ -190,8 +191,8 @@ NOWS = st.sampled_from([NOW, NOW - timedelta(days=14), None])
 
 
 def check_members(cat: Catalogue, view: dict[str, Any], events: list, now: Any) -> str:
-    fast = outcome(realtime.compiled(cat).members, view, events, now)
-    ref = outcome(realtime._evaluator(cat), view, events, now)
+    fast = outcome(codegen.compiled(cat).members, view, events, now)
+    ref = outcome(codegen._evaluator(cat), view, events, now)
     assert fast[0] == ref[0], (fast, ref)
     if ref[0] == "ok":
         assert fast[1] == ref[1]
@@ -299,7 +300,7 @@ def test_compiled_raises_where_evaluate_raises():
     for rule, value, kind, result in cases:
         cat = Catalogue()
         cat.add(Segment("s", rule))
-        for fn in (realtime.compiled(cat).members, realtime._evaluator(cat)):
+        for fn in (codegen.compiled(cat).members, codegen._evaluator(cat)):
             assert outcome(fn, {"a": value}, [], NOW) == (kind, result), (rule, value, fn)
 
 
@@ -355,7 +356,7 @@ SHIPPED = {
 @given(data=st.data(), events=EVENTS, now=NOWS)
 def test_compiled_shipped_catalogues_match_evaluate(which, data, events, now):
     cat = SHIPPED[which]
-    assert realtime.compiled(cat).members is not realtime._evaluator(cat)  # really generated
+    assert codegen.compiled(cat).members is not codegen._evaluator(cat)  # really generated
     consts = _constants(cat)
     typed = st.sampled_from(consts)  # mostly values of the rules' own types, near their edges
     value = st.one_of(typed, typed, typed, PROFILE_VALUE, st.lists(typed, max_size=3))
@@ -370,7 +371,7 @@ def test_compiled_empty_all_matches_evaluate():
     cat = Catalogue()
     cat.add(Segment("everyone", rule_from_obj([], attrs)))
     cat.add(Segment("nobody", rule_from_obj({"not": []}, attrs)))
-    assert realtime.compiled(cat).members({}, [], NOW) == realtime._evaluator(cat)({}, [], NOW)
+    assert codegen.compiled(cat).members({}, [], NOW) == codegen._evaluator(cat)({}, [], NOW)
 
 
 # == 2. add_record == combine(a, single(r)) =======================================================
@@ -885,14 +886,14 @@ def test_rule_events_after_drops_only_live_events_at_or_before_it(
     check_rule_events(published, doc, names, after)
     # what the server does with it: the catalogue's longest window changes no decision
     cat = SHIPPED["examples"]
-    comp = realtime.compiled(cat)
+    comp = codegen.compiled(cat)
     assert comp.horizon_days is not None
     since = NOW - timedelta(days=comp.horizon_days)
     near = profile.rule_events(published, doc, comp.names, after=since)
     v = profile.view(published, doc, NOW, lifecycle=LifecycleSettings())
     everything = profile.rule_events(published, doc, comp.names)
     assert comp.members(v, near, NOW) == comp.members(v, everything, NOW)
-    assert comp.members(v, near, NOW) == realtime._evaluator(cat)(v, everything, NOW)
+    assert comp.members(v, near, NOW) == codegen._evaluator(cat)(v, everything, NOW)
 
 
 def check_rule_events(published: Any, doc: Any, names: Any, after: datetime) -> None:

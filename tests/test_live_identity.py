@@ -155,14 +155,14 @@ def _send(store, msg, settings=None, seq=[0]):  # noqa: B006 - a counter shared 
     with store.write() as tx:
         ids = identifiers_of(msg, settings)
         r = stitch(tx, msg, ids, settings, NOW)
-        doc = tx.get_docs("person", [r.person_id]).get(r.person_id)
-        tx.put_docs("person", {r.person_id: apply_event(doc, msg, seq[0], NOW)})
+        doc = tx.docs.get("person", [r.person_id]).get(r.person_id)
+        tx.docs.put("person", {r.person_id: apply_event(doc, msg, seq[0], NOW)})
     return r
 
 
 def _ids(store, pid):
     with store.read() as tx:
-        return tx.identifiers_of(pid)
+        return tx.identity.identifiers_of(pid)
 
 
 def test_anonymous_visitor_becomes_known_on_identify(store):
@@ -194,13 +194,13 @@ def test_alias_merges_the_cookie_person_into_the_user(store):
     assert r.person_id == u.person_id and r.merged_from == [c.person_id]
     assert _ids(store, u.person_id) == ["anonymous_id:c1", "user_id:u1"]
     with store.read() as tx:
-        docs = tx.get_docs("person", [u.person_id, c.person_id])
-        journey = tx.journey(u.person_id)
+        docs = tx.docs.get("person", [u.person_id, c.person_id])
+        journey = tx.journey.of(u.person_id)
     assert c.person_id not in docs  # the merged person's document is folded in
     v = view(None, docs[u.person_id], NOW)
     assert v["events"] == 4 and v["page_views"] == 2
     assert v["first_event_at"] == datetime(2024, 12, 1, 9, tzinfo=UTC)
-    assert journey[0]["kind"] == "merged" and journey[0]["detail"] == {"from": c.person_id}
+    assert journey[0].kind == "merged" and journey[0].detail == {"from": c.person_id}
 
 
 def test_two_accounts_on_one_device_are_not_merged(store):
@@ -232,7 +232,7 @@ def test_blocked_values_link_nothing(store):
     # a message with only placeholder ids gets a person of its own, linked to nothing
     with store.write() as tx:
         r2 = stitch(tx, {"type": "page", "anonymousId": "null"}, [], s, NOW)
-        assert r2.new and tx.identifiers_of(r2.person_id) == []
+        assert r2.new and tx.identity.identifiers_of(r2.person_id) == []
 
 
 def test_at_most_max_per_person_emails(store):
@@ -247,8 +247,8 @@ def test_at_most_max_per_person_emails(store):
 
 def test_a_published_customer_wins_a_merge(store):
     with store.write() as tx:
-        tx.link("email:jane@x.com", "cus_1", "batch")
-        tx.put_docs("published", {"cus_1": {"customer_id": "cus_1", "orders": 3, "_cursor": 0}})
+        tx.identity.link("email:jane@x.com", "cus_1", "batch")
+        tx.docs.put("published", {"cus_1": {"customer_id": "cus_1", "orders": 3, "_cursor": 0}})
     live = _send(store, {"type": "page", "anonymousId": "a1"})
     _send(store, {"type": "identify", "anonymousId": "a1", "traits": {"phone": "555 123 4567"}})
     r = _send(store, {"type": "identify", "anonymousId": "a1", "traits": {"email": "JANE@x.com"}})

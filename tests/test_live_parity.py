@@ -24,9 +24,9 @@ from segone.live.profile import PROFILE_TYPES, apply_event, published_doc, view
 from segone.live.realtime import live_catalogue, members
 from segone.live.stage import expected_gap_days, lifecycle_stage
 from segone.models.settings import ModelSettings
-from segone.profiles import build
+from segone.pipeline.backfill import record_snapshot
+from segone.pipeline.build import build
 from segone.segments.batch import customer_events
-from segone.segments.history import record_snapshot
 from segone.segments.lifecycle import LifecycleSettings, lifecycle
 from segone.store.duckdb import DuckDBWarehouse
 

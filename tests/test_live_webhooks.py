@@ -71,7 +71,7 @@ def any_store(request, tmp_path):
 
 def _enqueue(store, n=1):
     with store.write() as tx:
-        return [tx.enqueue(f"cus_{i}", "segment_entered", PAYLOAD, NOW) for i in range(n)]
+        return [tx.outbox.enqueue(f"cus_{i}", "segment_entered", PAYLOAD, NOW) for i in range(n)]
 
 
 def _rounds(d, start, rounds, step):
@@ -96,7 +96,7 @@ def test_fails_twice_then_delivers_signed(store):
         rx.close()
     assert len(rx.requests) == 3
     with store.read() as tx:
-        assert tx.count("outbox") == 0 and tx.dead_letters() == []
+        assert tx.count("outbox") == 0 and tx.outbox.dead_letters() == []
     headers, body = rx.requests[-1]
     assert headers[ID_HEADER] == f"msg_{oid}"
     assert verify(
@@ -125,8 +125,8 @@ def test_backoff_grows_exponentially_with_jitter(store):
         for _ in range(3):
             assert _rounds(d, t, 1, timedelta(0)) == [1]
             with store.read() as tx:
-                assert tx.due(t + timedelta(seconds=1), 10) == []  # not due again at once
-                (row,) = tx._rows("SELECT next_attempt_at FROM outbox")
+                assert tx.outbox.due(t + timedelta(seconds=1), 10) == []  # not due again at once
+                (row,) = tx._sql.rows("SELECT next_attempt_at FROM outbox")
             nxt = datetime.fromisoformat(row[0])
             delays.append((nxt - t).total_seconds())
             t = nxt
@@ -148,10 +148,10 @@ def test_always_failing_goes_to_the_dead_letters(any_store):
         rx.close()
     assert len(rx.requests) == 3
     with store.read() as tx:
-        (dead,) = tx.dead_letters()
+        (dead,) = tx.outbox.dead_letters()
         assert tx.count("outbox") == 0
-    assert dead["id"] == oid and dead["attempts"] == 3 and dead["last_error"] == "HTTP 500"
-    assert dead["payload"] == PAYLOAD
+    assert dead.id == oid and dead.attempts == 3 and dead.last_error == "HTTP 500"
+    assert dead.payload == PAYLOAD
 
 
 def test_unreachable_receiver_counts_as_a_failed_attempt(store):
@@ -162,8 +162,8 @@ def test_unreachable_receiver_counts_as_a_failed_attempt(store):
     d = WebhookDispatcher(store, url, SECRET, max_attempts=2, backoff_seconds=1, timeout=2)
     assert _rounds(d, NOW, 2, timedelta(hours=1)) == [1, 1]
     with store.read() as tx:
-        (dead,) = tx.dead_letters()
-    assert dead["last_error"] == "ConnectError"
+        (dead,) = tx.outbox.dead_letters()
+    assert dead.last_error == "ConnectError"
 
 
 def test_run_forever_delivers_until_stopped(store):

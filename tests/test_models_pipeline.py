@@ -8,7 +8,7 @@ import numpy as np
 
 from segone.ingest import ingest_file
 from segone.models.settings import ModelSettings
-from segone.profiles import build
+from segone.pipeline.build import build
 from tests.conftest import write
 
 AS_OF = datetime(2024, 12, 31, 23, 59, tzinfo=UTC)

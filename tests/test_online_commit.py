@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from segone.config import Settings
+from segone.exceptions import NotFoundError
 from segone.online.commit import FakeCommitter, commit_group
 from segone.online.engine import Engine
-from segone.online.errors import NotFound
 from segone.online.ops import Erase, Feedback, Ingest, Operation, Quarantine, Suppress, size
 from segone.online.store import OnlineStore
 from segone.online.writer import Writer
@@ -82,7 +82,7 @@ def test_a_fake_over_a_writer_commits_for_real_and_fails_alone(tmp_path: Path) -
         await fake.start()
         first = await fake.submit(Ingest(NOW, [track("m1", "u1"), track("m2", "u1")]))
         again = await fake.submit(Ingest(NOW, [track("m1", "u1")]))
-        with pytest.raises(NotFound):
+        with pytest.raises(NotFoundError):
             await fake.submit(Feedback(NOW, {"decision_id": "nope", "kind": "click"}))
         await fake.submit(Suppress("email:a@x.com", {"channels": "*"}))
         await fake.stop()
@@ -94,7 +94,7 @@ def test_a_fake_over_a_writer_commits_for_real_and_fails_alone(tmp_path: Path) -
         assert again == {"accepted": 0, "duplicates": 1}
         with store.read() as tx:
             assert tx.count("events") == 2
-            assert tx.get_docs("suppression", ["email:a@x.com"])
+            assert tx.docs.get("suppression", ["email:a@x.com"])
     finally:
         store.close()
 

@@ -37,8 +37,8 @@ def _setup(tmp_path: Path) -> tuple[Project, OnlineStore, Engine]:
 
 def _doc(store: OnlineStore, identifier: str) -> tuple[str, dict[str, Any]]:
     with store.read() as tx:
-        pid = tx.lookup([identifier])[identifier]
-        return pid, tx.get_docs("person", [pid])[pid]
+        pid = tx.identity.lookup([identifier])[identifier]
+        return pid, tx.docs.get("person", [pid])[pid]
 
 
 ORDER = {
@@ -64,7 +64,7 @@ def test_repair_gives_the_document_the_live_path_wrote(tmp_path: Path) -> None:
     )
     pid, live = _doc(store, "user_id:u1")
     with store.write() as tx:  # lost or broken: re-derived all the same
-        tx.put_docs("person", {pid: {"agg": {"revenue": None}, "events": 7, "traits": []}})
+        tx.docs.put("person", {pid: {"agg": {"revenue": None}, "events": 7, "traits": []}})
     done = repair(store, proj.settings, ["anonymous_id:a1"])
     assert (done.people, done.events, done.changed, done.dropped) == (1, 3, 1, 0)
     _, again = _doc(store, "user_id:u1")
@@ -82,7 +82,7 @@ def test_repair_types_what_an_older_version_stored(tmp_path: Path) -> None:
     _ingest(engine, ORDER)
     pid, _ = _doc(store, "user_id:u1")
     with store.read() as tx:
-        [(_, _, msg)] = tx.person_events(pid)
+        [(_, _, msg)] = tx.events.of_person(pid)
     msg = {
         **msg,
         "messageId": "old-1",
@@ -94,7 +94,7 @@ def test_repair_types_what_an_older_version_stored(tmp_path: Path) -> None:
         },
     }
     with store.write() as tx:
-        tx.insert_events([msg], [pid])
+        tx.events.insert([msg], [pid])
     done = repair(store, proj.settings)
     assert (done.people, done.events, done.dropped, done.retimed) == (1, 2, 2, 1)
     _, doc = _doc(store, "user_id:u1")

@@ -60,19 +60,19 @@ def msg(mid: str, **kw: object) -> dict[str, object]:
 
 def test_events_are_deduplicated_by_message_id(store: OnlineStore) -> None:
     with store.write() as tx:
-        first = tx.insert_events([msg("a"), msg("b"), msg("a")], ["p1", "p1", "p1"])
+        first = tx.events.insert([msg("a"), msg("b"), msg("a")], ["p1", "p1", "p1"])
     assert first[0] is not None and first[1] is not None and first[2] is None
     with store.write() as tx:
-        assert tx.insert_events([msg("b")], ["p2"]) == [None]
+        assert tx.events.insert([msg("b")], ["p2"]) == [None]
     with store.read() as tx:
-        rows = tx.events_after(0, 10)
+        rows = tx.events.after(0, 10)
         assert [m["messageId"] for _, _, m in rows] == ["a", "b"]
-        assert tx.seen(["a", "zz"]) == {"a"}
+        assert tx.events.seen(["a", "zz"]) == {"a"}
 
 
 def test_a_failed_transaction_leaves_nothing(store: OnlineStore) -> None:
     with pytest.raises(RuntimeError), store.write() as tx:
-        tx.insert_events([msg("a")], ["p1"])
+        tx.events.insert([msg("a")], ["p1"])
         raise RuntimeError("boom")
     with store.read() as tx:
         assert tx.count("events") == 0
@@ -80,80 +80,80 @@ def test_a_failed_transaction_leaves_nothing(store: OnlineStore) -> None:
 
 def test_savepoint_rolls_back_one_job_only(store: OnlineStore) -> None:
     with store.write() as tx:
-        tx.insert_events([msg("a")], ["p1"])
+        tx.events.insert([msg("a")], ["p1"])
         with pytest.raises(ValueError), tx.savepoint():
-            tx.insert_events([msg("b")], ["p1"])
+            tx.events.insert([msg("b")], ["p1"])
             raise ValueError("bad job")
-        tx.insert_events([msg("c")], ["p1"])
+        tx.events.insert([msg("c")], ["p1"])
     with store.read() as tx:
-        assert sorted(m["messageId"] for _, _, m in tx.events_after(0, 10)) == ["a", "c"]
+        assert sorted(m["messageId"] for _, _, m in tx.events.after(0, 10)) == ["a", "c"]
 
 
 def test_identities_docs_stats_and_merge(store: OnlineStore) -> None:
     with store.write() as tx:
-        tx.link("user_id:u1", "p1")
-        tx.link("anonymous_id:a1", "p2")
-        tx.insert_events([msg("m1")], ["p2"])
-        tx.put_docs("person", {"p1": {"events": 1}, "p2": {"events": 2}})
-        tx.add_stats({"k": (1, 2)})
-        tx.add_stats({"k": (0, 3), "j": (1, 1)})
-        tx.repoint("p2", "p1")
+        tx.identity.link("user_id:u1", "p1")
+        tx.identity.link("anonymous_id:a1", "p2")
+        tx.events.insert([msg("m1")], ["p2"])
+        tx.docs.put("person", {"p1": {"events": 1}, "p2": {"events": 2}})
+        tx.stats.add({"k": (1, 2)})
+        tx.stats.add({"k": (0, 3), "j": (1, 1)})
+        tx.identity.repoint("p2", "p1")
     with store.read() as tx:
-        assert tx.lookup(["user_id:u1", "anonymous_id:a1", "email:x"]) == {
+        assert tx.identity.lookup(["user_id:u1", "anonymous_id:a1", "email:x"]) == {
             "user_id:u1": "p1",
             "anonymous_id:a1": "p1",
         }
-        assert tx.events_after(0, 5)[0][1] == "p1"
-        assert tx.get_docs("person", ["p1", "p2"]) == {"p1": {"events": 1}, "p2": {"events": 2}}
-        assert tx.get_stats(["k", "j", "none"]) == {"k": (1.0, 5.0), "j": (1.0, 1.0)}
+        assert tx.events.after(0, 5)[0][1] == "p1"
+        assert tx.docs.get("person", ["p1", "p2"]) == {"p1": {"events": 1}, "p2": {"events": 2}}
+        assert tx.stats.get(["k", "j", "none"]) == {"k": (1.0, 5.0), "j": (1.0, 1.0)}
 
 
 def test_outbox_retries_and_dead_letters(store: OnlineStore) -> None:
     with store.write() as tx:
-        oid = tx.enqueue("p1", "segment_entered", {"segment": "vip"}, NOW)
+        oid = tx.outbox.enqueue("p1", "segment_entered", {"segment": "vip"}, NOW)
     with store.read() as tx:
-        assert [r["id"] for r in tx.due(NOW)] == [oid]
+        assert [r.id for r in tx.outbox.due(NOW)] == [oid]
     with store.write() as tx:
-        tx.failed(oid, "HTTP 500", NOW + timedelta(seconds=2))
+        tx.outbox.failed(oid, "HTTP 500", NOW + timedelta(seconds=2))
     with store.read() as tx:
-        assert tx.due(NOW) == []
-        assert tx.due(NOW + timedelta(seconds=3))[0]["attempts"] == 1
+        assert tx.outbox.due(NOW) == []
+        assert tx.outbox.due(NOW + timedelta(seconds=3))[0].attempts == 1
     with store.write() as tx:
-        tx.dead(oid, "HTTP 500")
+        tx.outbox.dead(oid, "HTTP 500")
     with store.read() as tx:
-        assert tx.due(NOW + timedelta(days=1)) == []
-        dead = tx.dead_letters()
-    assert dead[0]["attempts"] == 2 and dead[0]["payload"] == {"segment": "vip"}
+        assert tx.outbox.due(NOW + timedelta(days=1)) == []
+        dead = tx.outbox.dead_letters()
+    assert dead[0].attempts == 2 and dead[0].payload == {"segment": "vip"}
 
 
 def test_erase_person_removes_them_everywhere(store: OnlineStore) -> None:
     with store.write() as tx:
-        tx.link("email:ann@example.com", "p1")
-        tx.link("user_id:u2", "p2")
-        tx.insert_events([msg("m1"), msg("m2")], ["p1", "p2"])
-        tx.put_docs("person", {"p1": {}, "p2": {}})
-        tx.put_docs("published", {"p1": {}})
-        tx.add_journey("p1", NOW, "segment_entered", {"segment": "vip"})
-        tx.enqueue("p1", "segment_entered", {}, NOW)
-        tx.log_decision("d1", "p1", NOW, "home", {"items": []})
-        tx.log_feedback("d1", "i1", "click", NOW, {})
-        tx.quarantine(
+        tx.identity.link("email:ann@example.com", "p1")
+        tx.identity.link("user_id:u2", "p2")
+        tx.events.insert([msg("m1"), msg("m2")], ["p1", "p2"])
+        tx.docs.put("person", {"p1": {}, "p2": {}})
+        tx.docs.put("published", {"p1": {}})
+        tx.journey.add("p1", NOW, "segment_entered", {"segment": "vip"})
+        tx.outbox.enqueue("p1", "segment_entered", {}, NOW)
+        tx.decisions.log("d1", "p1", NOW, "home", {"items": []})
+        tx.decisions.log_feedback("d1", "i1", "click", NOW, {})
+        tx.quarantine.add(
             [{"reason": "bad", "message": '{"email": "ann@example.com"}', "received_at": NOW}]
         )
-        counts = tx.erase_person("p1")
+        counts = tx.erasure.erase_person("p1")
     assert counts["events"] == 1 and counts["feedback"] == 1 and counts["quarantine"] == 1
     with store.read() as tx:
-        assert tx.lookup(["email:ann@example.com", "user_id:u2"]) == {"user_id:u2": "p2"}
-        assert tx.get_docs("person", ["p1", "p2"]) == {"p2": {}}
-        assert tx.get_docs("published", ["p1"]) == {}
-        assert tx.journey("p1") == [] and tx.get_decision("d1") is None
-        assert tx.erasures() == []  # the identifiers are not kept in plain text
+        assert tx.identity.lookup(["email:ann@example.com", "user_id:u2"]) == {"user_id:u2": "p2"}
+        assert tx.docs.get("person", ["p1", "p2"]) == {"p2": {}}
+        assert tx.docs.get("published", ["p1"]) == {}
+        assert tx.journey.of("p1") == [] and tx.decisions.get("d1") is None
+        assert tx.erasure.queued() == []  # the identifiers are not kept in plain text
         assert tx.count("events") == 1 and tx.count("quarantine") == 0
 
 
 def test_read_transactions_cannot_write(store: OnlineStore) -> None:
     with store.read() as tx, pytest.raises(OnlineStoreError, match="read transaction"):
-        tx.link("user_id:u", "p")
+        tx.identity.link("user_id:u", "p")
 
 
 def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
@@ -171,7 +171,7 @@ def test_deferred_sync_commits_then_syncs_and_guards_its_wal(tmp_path: Path) -> 
     try:
         s.defer_sync()
         with s.write() as tx:
-            tx.insert_events([msg("m1")], ["p1"])
+            tx.events.insert([msg("m1")], ["p1"])
         s.sync()
         s.checkpoint()  # beside the writer, which no longer checkpoints in its COMMITs
         other = sqlite3.connect(db)
@@ -204,13 +204,13 @@ def test_bad_urls_are_explained(tmp_path: Path) -> None:
 
 def test_dead_letters_can_be_sent_again(store: OnlineStore) -> None:
     with store.write() as tx:
-        oid = tx.enqueue("p1", "stage_changed", {"to": "active"}, NOW)
-        tx.dead(oid, "HTTP 503")
-        assert tx.retry_dead(NOW) == 1
+        oid = tx.outbox.enqueue("p1", "stage_changed", {"to": "active"}, NOW)
+        tx.outbox.dead(oid, "HTTP 503")
+        assert tx.outbox.retry_dead(NOW) == 1
     with store.read() as tx:
-        assert tx.dead_letters() == []
-        again = tx.due(NOW)
-    assert [(r["kind"], r["attempts"], r["payload"]) for r in again] == [
+        assert tx.outbox.dead_letters() == []
+        again = tx.outbox.due(NOW)
+    assert [(r.kind, r.attempts, r.payload) for r in again] == [
         ("stage_changed", 0, {"to": "active"})
     ]
 
@@ -226,7 +226,7 @@ def test_dead_letters_command(tmp_path: Path) -> None:
     r = runner.invoke(app, ["dead-letters", "-p", str(proj.root)])
     assert r.exit_code != 0 and "no online store" in r.output
     with OnlineStore.open("sqlite:///online.db", root=proj.root) as s, s.write() as tx:
-        tx.dead(tx.enqueue("p1", "segment_entered", {}, NOW), "ConnectError")
+        tx.outbox.dead(tx.outbox.enqueue("p1", "segment_entered", {}, NOW), "ConnectError")
     r = runner.invoke(app, ["dead-letters", "-p", str(proj.root)])
     assert r.exit_code == 0 and "segment_entered" in r.output and "ConnectError" in r.output
     r = runner.invoke(app, ["dead-letters", "-p", str(proj.root), "--retry"])

@@ -16,7 +16,8 @@ from segone.ingest import ingest_file
 from segone.models.nextproducts import purchase_lines
 from segone.models.preference import ItemPreferences
 from segone.online.engine import Engine
-from segone.online.sync import build_project, open_online, order_rows
+from segone.pipeline.build import build_project
+from segone.pipeline.publish import open_online, order_rows
 from segone.project import Project
 
 NOW = datetime.now(UTC).isoformat()
@@ -53,11 +54,11 @@ def test_publish_serves_batch_profiles_by_any_identifier(project: Project) -> No
         n_profiles = wh.count("profiles")
     email, customer = cm.node[0], cm.customer_id[0]
     with store.read() as tx:
-        assert tx.lookup([email]) == {email: customer}
-        doc = tx.get_docs("published", [customer])[customer]
-        assert tx.get_meta("published_version") is not None
-        assert len(tx.all_docs("published")) == n_profiles
-        assert tx.all_docs("catalogue")
+        assert tx.identity.lookup([email]) == {email: customer}
+        doc = tx.docs.get("published", [customer])[customer]
+        assert tx.meta.get("published_version") is not None
+        assert len(tx.docs.all("published")) == n_profiles
+        assert tx.docs.all("catalogue")
     assert doc["customer_id"] == customer and "segments" in doc and "_cursor" in doc
     store.close()
 
@@ -79,8 +80,8 @@ def test_the_build_publishes_the_preference_model_decide_ranks_with(project: Pro
     cid = str(reachable.customer_id.iloc[0])
     mine = prefs[prefs.customer_id == cid]
     with store.read() as tx:
-        doc = tx.get_docs("published", [cid])[cid]
-        cat = tx.all_docs("catalogue")
+        doc = tx.docs.get("published", [cid])[cid]
+        cat = tx.docs.all("catalogue")
     # what was published is what the fit weighs (recomputed from the orders at publish)
     assert doc["preferences"] == pytest.approx(dict(zip(mine.product_id, mine.weight, strict=True)))
     assert cat[str(mine.product_id.iloc[0])]["preference_prior"] == pytest.approx(
@@ -155,9 +156,9 @@ def test_server_events_and_erasures_reach_the_warehouse(project: Project) -> Non
 
     assert asyncio.run(erase()) is not None
     with store.read() as tx:
-        assert tx.lookup([erased_email]) == {}
-        assert tx.get_docs("published", [erased_customer]) == {}
-        last_seq = tx.events_after(0, 10)[-1][0]
+        assert tx.identity.lookup([erased_email]) == {}
+        assert tx.docs.get("published", [erased_customer]) == {}
+        last_seq = tx.events.after(0, 10)[-1][0]
     store.close()
 
     _, pub = build_project(project)
@@ -174,10 +175,10 @@ def test_server_events_and_erasures_reach_the_warehouse(project: Project) -> Non
     assert store is not None
     with store.read() as tx:
         # the live-only person became the warehouse customer, with everything they had
-        assert tx.lookup(["anonymous_id:anon-s1"]) == {"anonymous_id:anon-s1": cid}
-        assert tx.get_docs("published", [cid])[cid]["orders"] == 1
-        assert tx.get_meta("warehouse_cursor") == str(last_seq)  # nothing left to pick up
-        assert tx.erasures() == []
+        assert tx.identity.lookup(["anonymous_id:anon-s1"]) == {"anonymous_id:anon-s1": cid}
+        assert tx.docs.get("published", [cid])[cid]["orders"] == 1
+        assert tx.meta.get("warehouse_cursor") == str(last_seq)  # nothing left to pick up
+        assert tx.erasure.queued() == []
     store.close()
 
 

@@ -51,8 +51,8 @@ def state(store: OnlineStore) -> dict[str, Any]:
     with store.read() as tx:
         people = {}
         for user in ("u1", "u2", "u3"):
-            pid = tx.lookup([f"user_id:{user}"]).get(f"user_id:{user}")
-            doc = tx.get_docs("person", [pid]).get(pid) if pid else None
+            pid = tx.identity.lookup([f"user_id:{user}"]).get(f"user_id:{user}")
+            doc = tx.docs.get("person", [pid]).get(pid) if pid else None
             people[user] = None if doc is None else (doc["agg"], doc.get("rt"))
         return {"events": tx.count("events"), "people": people}
 
@@ -97,7 +97,7 @@ def test_a_failing_request_is_rolled_back_alone(tmp_path: Path) -> None:
         assert isinstance(out[1][1], KeyError)
         with store.read() as tx:
             # a2 went with its request; u1's event went with u1 (erased in the same group)
-            assert tx.seen(["a1", "a2", "a3"]) == {"a3"}
+            assert tx.events.seen(["a1", "a2", "a3"]) == {"a3"}
     finally:
         store.close()
 
@@ -125,7 +125,7 @@ def test_the_writer_process_writes_to_the_servers_store(tmp_path: Path, monkeypa
     try:
         assert asyncio.run(run()) == {"accepted": 1, "duplicates": 0}
         with store.read() as tx:
-            assert tx.seen(["w1"]) == {"w1"}
+            assert tx.events.seen(["w1"]) == {"w1"}
         assert not (tmp_path / "project" / "rel.db").exists()
     finally:
         store.close()
@@ -312,8 +312,8 @@ def test_ingest_is_refused_at_once_while_the_writer_is_behind(tmp_path: Path) ->
         for k, committer in enumerate(committers):
             asyncio.run(run(committer, k))
         with store.read() as tx:
-            assert tx.seen(["0-x", "1-x"]) == set()
-            assert tx.seen(["0-0", "0-y", "1-1", "1-y"]) == {"0-0", "0-y", "1-1", "1-y"}
+            assert tx.events.seen(["0-x", "1-x"]) == set()
+            assert tx.events.seen(["0-0", "0-y", "1-1", "1-y"]) == {"0-0", "0-y", "1-1", "1-y"}
     finally:
         store.close()
 
@@ -326,7 +326,9 @@ def test_a_new_writer_connection_keeps_the_deferred_sync_mode(tmp_path: Path) ->
         store.defer_sync()
         store._writer = None  # what a failed COMMIT leaves
         with store.write() as tx:
-            pragmas = [tx._rows(f"PRAGMA {p}")[0][0] for p in ("synchronous", "wal_autocheckpoint")]
+            pragmas = [
+                tx._sql.rows(f"PRAGMA {p}")[0][0] for p in ("synchronous", "wal_autocheckpoint")
+            ]
         assert pragmas == [1, 0]  # NORMAL, and no checkpoints inside COMMIT
     finally:
         store.close()
@@ -390,7 +392,7 @@ def test_requests_wait_for_a_replaced_writer_process(tmp_path: Path) -> None:
         asyncio.run(waits())
         asyncio.run(gives_up())
         with store.read() as tx:
-            assert tx.seen(["after", "late", "later"]) == {"after", "later"}
+            assert tx.events.seen(["after", "late", "later"]) == {"after", "later"}
     finally:
         store.close()
 
@@ -431,13 +433,13 @@ def messages(draw: st.DrawFn) -> dict[str, Any]:
 def people(store: OnlineStore) -> list[Any]:
     """Everything stored about people, with person ids replaced by their identifiers."""
     with store.read() as tx:
-        rows = tx._rows("SELECT identifier, person_id FROM identities ORDER BY identifier")
+        rows = tx._sql.rows("SELECT identifier, person_id FROM identities ORDER BY identifier")
         name: dict[str, str] = {}
         for ident, pid in rows:
             name[pid] = name.get(pid, "") + ident + ","
-        docs = tx._rows("SELECT key, doc, updated_at FROM docs WHERE kind = 'person'")
-        journey = tx._rows("SELECT person_id, kind FROM journey ORDER BY id")
-        events = tx._rows("SELECT message_id, person_id FROM events ORDER BY seq")
+        docs = tx._sql.rows("SELECT key, doc, updated_at FROM docs WHERE kind = 'person'")
+        journey = tx._sql.rows("SELECT person_id, kind FROM journey ORDER BY id")
+        events = tx._sql.rows("SELECT message_id, person_id FROM events ORDER BY seq")
     out_docs = sorted(
         (name.get(k, "?"), orjson.loads(d)["agg"], orjson.loads(d).get("rt"), at)
         for k, d, at in docs

@@ -200,7 +200,7 @@ def test_two_servers_one_postgres_sigkill_under_load(tmp_path: Path) -> None:
         store = OnlineStore.open(url, root=tmp_path)
         try:
             with store.read() as tx:
-                present = tx.seen(acked)
+                present = tx.events.seen(acked)
                 stored = tx.count("events")
         finally:
             store.close()
@@ -236,7 +236,7 @@ def test_two_servers_one_postgres_sigkill_under_load(tmp_path: Path) -> None:
                 differ = _diff(a, b)
                 assert not differ, f"the servers disagree on {person}: {differ[:5]}"
                 with store.read() as tx:
-                    kept = tx.person_events(a["profile"]["person_id"])
+                    kept = tx.events.of_person(a["profile"]["person_id"])
                 ids = [m["messageId"] for _, _, m in kept]
                 assert len(ids) == len(set(ids))
                 mine = set().union(*(c.by_person.get(person, set()) for c in clients))

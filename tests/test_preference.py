@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from segone.decisions import CatalogueIndex, DecisionSettings, decide
-from segone.decisions.errors import DecisionError
+from segone.exceptions import DecisionError
 from segone.models.preference import ItemPreferences, PreferenceError, dirichlet_mle
 
 NOW = datetime(2024, 6, 1, 12, tzinfo=UTC)

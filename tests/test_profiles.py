@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from segone.ingest import ingest_file
-from segone.profiles import build
+from segone.pipeline.build import build
 from segone.profiles.lookup import find_customers, profile_of
 from tests.conftest import jsonl, write
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from segone.config import IngestSettings
 from segone.datasets import SAMPLE_FILES
 from segone.ingest import ingest_file
-from segone.profiles import build
+from segone.pipeline.build import build
 from segone.profiles.lookup import find_customers
 from segone.segments import (
     RuleError,
@@ -259,7 +259,8 @@ def test_segments_cli(built, tmp_path):
 
 
 def test_memberships_history_and_transitions(wh, tmp_path):
-    from segone.segments.history import backfill, record_snapshot, transition_matrix
+    from segone.pipeline.backfill import backfill, record_snapshot
+    from segone.segments.history import transition_matrix
 
     write(
         tmp_path / "o.csv",

@@ -79,8 +79,8 @@ def server(
         f"p{i}": {"category": "Books" if i < 5 else "Garden", "popularity": 0.01} for i in range(20)
     }
     with store.write() as tx:
-        tx.put_docs("catalogue", items)
-        tx.put_docs(
+        tx.docs.put("catalogue", items)
+        tx.docs.put(
             "published",
             {
                 "cus_1": {
@@ -105,8 +105,8 @@ def server(
                 }
             },
         )
-        tx.link("user_id:u1", "cus_1", "batch")
-        tx.set_meta("published_version", now.isoformat())
+        tx.identity.link("user_id:u1", "cus_1", "batch")
+        tx.meta.set("published_version", now.isoformat())
     app = create_app(settings, Engine(store, settings))
     with background_server(app) as url, httpx.Client(base_url=url, timeout=10) as http:
         yield http

@@ -83,9 +83,9 @@ def _end() -> datetime:
 
 def _run(wh: Any, project: Any) -> None:
     """The build and a segment snapshot, the same calls on either engine."""
-    from segone.profiles import build
+    from segone.pipeline.backfill import backfill
+    from segone.pipeline.build import build
     from segone.segments import project_catalogue
-    from segone.segments.history import backfill
 
     s = project.settings
     end = _end()

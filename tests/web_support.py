@@ -43,11 +43,11 @@ def make_project(root: Path, customers: int = 2000, seed: int = 7) -> WebProject
     from segone.datasets import SAMPLE_FILES, generate_sample
     from segone.datasets.sample import SAMPLE_TOML, SampleConfig
     from segone.ingest import ingest_file
-    from segone.online.sync import open_online, publish
-    from segone.profiles import build
+    from segone.pipeline.backfill import backfill
+    from segone.pipeline.build import build
+    from segone.pipeline.publish import open_online, publish
     from segone.project import Project
     from segone.segments import project_catalogue
-    from segone.segments.history import backfill
     from segone.web.security import add_user
 
     Project.init(root, exist_ok=True)

@@ -57,10 +57,9 @@ from segone.api.segment import (
     too_large,
 )
 from segone.config import Settings
-from segone.decisions.errors import DecisionError
-from segone.online.engine import Engine, NotFound
-from segone.online.store import OnlineStoreError
-from segone.online.writer import freeze_gc as freeze
+from segone.exceptions import DecisionError, NotFoundError, OnlineStoreError
+from segone.online.engine import Engine
+from segone.online.process import freeze_gc as freeze
 
 __all__ = ["DRAIN_BYTES", "ROUTE_SCOPES", "ApiState", "Call", "SegoneAPI", "create_app"]
 
@@ -151,7 +150,7 @@ async def read_body(request: Request, cap: int) -> bytes:
     return await _receive_body(request.receive, request.headers, cap)
 
 
-HANDLED = (ApiError, DecisionError, NotFound, OnlineStoreError)
+HANDLED = (ApiError, DecisionError, NotFoundError, OnlineStoreError)
 
 
 def error_response(exc: Exception) -> Response:
@@ -161,7 +160,7 @@ def error_response(exc: Exception) -> Response:
         return api_error_response(exc)
     if isinstance(exc, DecisionError):
         return envelope(400, "invalid_request", str(exc))
-    if isinstance(exc, NotFound):
+    if isinstance(exc, NotFoundError):
         return envelope(404, "not_found", "nothing is known by that identifier")
     if isinstance(exc, OnlineStoreError):
         log.error("online store unavailable: %s", type(exc).__name__)

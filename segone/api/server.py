@@ -61,12 +61,12 @@ def publish_unpublished_build(settings: Settings, store: OnlineStore) -> bool:
     go, and the running server follows them within a second (``Engine.refresh``). Skipped, with
     a warning, when a build holds the warehouse (that build publishes when it ends)."""
     with store.read() as tx:
-        if tx.get_meta("published_version") is not None:
+        if tx.meta.get("published_version") is not None:
             return False
     if not settings.warehouse_path.exists():
         return False
     from segone.exceptions import StoreError
-    from segone.online.sync import publish
+    from segone.pipeline.publish import publish
     from segone.project import Project
 
     try:

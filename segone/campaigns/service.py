@@ -36,16 +36,16 @@ class OnlineState:
 
 def online_state(project: Project) -> OnlineState:
     """Suppression documents and erased hashes of the project's online store (none: empty)."""
-    from segone.online.sync import open_online
+    from segone.pipeline.publish import open_online
 
     store = open_online(project.settings)
     if store is None:
         return OnlineState({}, [])
     with store, store.read() as tx:
         return OnlineState(
-            tx.all_docs("suppression"),
-            [h for h, _ in tx.erased_hashes()],
-            tx.erasure_salts(),
+            tx.docs.all("suppression"),
+            [h for h, _ in tx.erasure.erased_hashes()],
+            tx.erasure.salts(),
         )
 
 

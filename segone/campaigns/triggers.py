@@ -250,8 +250,8 @@ class TriggerRunner:
         j0, e0 = self.state.cursor("journey"), self.state.cursor("events")
         wants_events = any("event" in a.trigger for c in self.campaigns.values() for a in c.arms)
         with self.store.read() as tx:
-            journey = tx.journey_after(j0, self.batch)
-            events = tx.events_after(e0, self.batch) if wants_events else []
+            journey = [j.as_dict() for j in tx.journey.after(j0, self.batch)]
+            events = tx.events.after(e0, self.batch) if wants_events else []
         todo: list[tuple[Campaign, Arm, str, str, datetime]] = []
         for entry in journey:
             for c in self.campaigns.values():
@@ -334,15 +334,19 @@ class TriggerRunner:
         from segone.live.profile import safe_view
 
         with self.store.read() as tx:
-            docs = tx.docs_of(pid, ("published", "person"))
-            ids = tx.identifiers_of(pid)
+            docs = tx.docs.of(pid, ("published", "person"))
+            ids = tx.identity.identifiers_of(pid)
             if not ids and not docs:
                 return "unknown person"
-            salts = tx.erasure_salts()
-            if salts and tx.any_erased() and tx.erased_among(list(identifier_hashes(ids, salts))):
+            salts = tx.erasure.salts()
+            if (
+                salts
+                and tx.erasure.any_erased()
+                and tx.erasure.erased_among(list(identifier_hashes(ids, salts)))
+            ):
                 return "erased"
-            supp = tx.get_docs("suppression", ids)
-            events = tx.events_of(pid)
+            supp = tx.docs.get("suppression", ids)
+            events = tx.events.recent(pid)
         published, live = docs.get("published") or {}, docs.get("person") or {}
         profile = safe_view(published or None, live or None, at, person_id=pid, identifiers=ids)
         segments = set((live.get("rt") or {}).get("segments", published.get("segments", [])))

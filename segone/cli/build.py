@@ -52,7 +52,7 @@ def build(
     from the previous build).
     """
     from segone.cli.progress import BuildDisplay
-    from segone.online.sync import build_project
+    from segone.pipeline.build import build_project
 
     with user_errors():
         proj = open_project(project)

@@ -53,7 +53,7 @@ def policy(
     method and doubly robust (clipped weights), with 95% bootstrap intervals, against the
     logged policy's own."""
     from segone.decisions.evaluate import evaluate_policy
-    from segone.online.sync import open_online
+    from segone.pipeline.publish import open_online
 
     try:
         proj = open_project(project)
@@ -62,7 +62,7 @@ def policy(
             raise SegoneError("no online store yet: run `segone serve` and log decisions first")
         try:
             with store.read() as tx:
-                rows = tx.decision_log(placement)
+                rows = tx.decisions.history(placement)
         finally:
             store.close()
         ev = evaluate_policy(

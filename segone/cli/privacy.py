@@ -42,7 +42,7 @@ def erase(
     by every identifier of theirs; their data is refused if loaded or sent again."""
     from segone.exceptions import NotFoundError
     from segone.identity.erase import compact_warehouse, erase_everywhere, find_people
-    from segone.online.sync import open_online
+    from segone.pipeline.publish import open_online
 
     with user_errors():
         proj = open_project(project)
@@ -84,7 +84,7 @@ def readmit(
     """Accept an erased identifier again (the person signed up anew, with consent); audited.
     Nothing erased comes back: only new records and messages carrying it are accepted."""
     from segone.identity.erase import readmit as run_readmit
-    from segone.online.sync import open_online
+    from segone.pipeline.publish import open_online
 
     with user_errors():
         proj = open_project(project)
@@ -116,7 +116,7 @@ def erasures(
 
     from segone.cli._common import jsonable
     from segone.identity.erase import erasure_audit
-    from segone.online.sync import open_online
+    from segone.pipeline.publish import open_online
 
     with user_errors():
         proj = open_project(project)

@@ -152,7 +152,7 @@ def segments_snapshot(
     ] = None,
 ) -> None:
     """Record who is in which segment and lifecycle stage now, and who moved since last time."""
-    from segone.segments.history import record_snapshot
+    from segone.pipeline.backfill import record_snapshot
     from segone.segments.queries import last_as_of
 
     with user_errors(), project_warehouse(project, write=True) as (proj, wh):
@@ -182,7 +182,7 @@ def segments_backfill(
 ) -> None:
     """Record snapshots over a date range (identity as resolved by the last build)."""
     from segone.cli.data import progress_bar
-    from segone.segments.history import backfill
+    from segone.pipeline.backfill import backfill
 
     with user_errors():
         proj = open_project(project)

@@ -37,7 +37,7 @@ def dead_letters(
 ) -> None:
     """Triggers the server gave up delivering (after [server] webhook_max_attempts)."""
     from segone.exceptions import SegoneError
-    from segone.online.sync import open_online
+    from segone.pipeline.publish import open_online
 
     with user_errors():
         proj = open_project(project)
@@ -47,14 +47,14 @@ def dead_letters(
         try:
             if retry:
                 with store.write() as tx:
-                    n = tx.retry_dead(datetime.now(UTC))
+                    n = tx.outbox.retry_dead(datetime.now(UTC))
                 if as_json:
                     emit_json({"queued": n})
                 else:
                     console.print(f"{n} trigger(s) queued again; a running server sends them now")
                 return
             with store.read() as tx:
-                rows = tx.dead_letters(limit)
+                rows = [d.as_dict() for d in tx.outbox.dead_letters(limit)]
         finally:
             store.close()
     if as_json:
@@ -98,7 +98,7 @@ def repair(
     them today (a running server can stay up)."""
     from segone.exceptions import SegoneError
     from segone.online.repair import repair as run_repair
-    from segone.online.sync import open_online
+    from segone.pipeline.publish import open_online
 
     with user_errors():
         proj = open_project(project)

@@ -13,7 +13,6 @@ from segone.decisions.channel import (
 )
 from segone.decisions.context import Context, context_group, parse_context
 from segone.decisions.decide import Decision, decide, decision_keys, feedback_deltas
-from segone.decisions.errors import DecisionError
 from segone.decisions.policy import (
     FEEDBACK_KINDS,
     POLICY_NAME,
@@ -30,6 +29,7 @@ from segone.decisions.policy import (
     update,
 )
 from segone.decisions.settings import DecisionSettings
+from segone.exceptions import DecisionError
 
 __all__ = [
     "FEEDBACK_KINDS",

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from segone.decisions.errors import DecisionError
+from segone.exceptions import DecisionError
 
 CAP_WINDOW = timedelta(hours=24)
 _RECENT_KEEP = 100  # bound on a document's ``recent`` list, whatever the cap

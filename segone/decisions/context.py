@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from segone.decisions.errors import DecisionError
 from segone.decisions.policy import UNKNOWN_GROUP
 from segone.decisions.settings import DecisionSettings
+from segone.exceptions import DecisionError
 
 _ID_FIELDS = ("id", "item_id", "product_id", "offer_id")
 _MAX_TEXT = 200

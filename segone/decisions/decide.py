@@ -4,9 +4,10 @@ Nothing here reads or writes a store. Per request the Engine:
 
 1. loads the person's merged profile (``view``), ``published`` doc, ``channel`` doc, the
    ``suppression`` docs of their identifiers and the ``catalogue``;
-2. ``stats = tx.get_stats(decision_keys(view, context, catalogue, settings))``;
-3. ``d = decide(...)``; then ``log_decision(d.decision_id, person_id, now, d.placement, d.log)``,
-   ``add_stats(d.stat_deltas)`` and, when ``d.channel_delta``, the channel doc updated with
+2. ``stats = tx.stats.get(decision_keys(view, context, catalogue, settings))``;
+3. ``d = decide(...)``; then
+   ``tx.decisions.log(d.decision_id, person_id, now, d.placement, d.log)``,
+   ``tx.stats.add(d.stat_deltas)`` and, when ``d.channel_delta``, the channel doc updated with
    :func:`~segone.decisions.channel.apply_channel_delta`.
 
 The catalogue is best given as a :class:`~segone.decisions.catalogue.CatalogueIndex` built
@@ -30,7 +31,6 @@ from numpy.typing import NDArray
 from segone.decisions.catalogue import CatalogueIndex
 from segone.decisions.channel import ChannelChoice, channel_key, choose_channel, suppressed
 from segone.decisions.context import context_group, parse_context, recommendations
-from segone.decisions.errors import DecisionError
 from segone.decisions.policy import (
     POLICY_NAME,
     POLICY_VERSION,
@@ -44,6 +44,7 @@ from segone.decisions.policy import (
 )
 from segone.decisions.priors import candidate_index, priors
 from segone.decisions.settings import DecisionSettings
+from segone.exceptions import DecisionError
 
 
 @dataclass(frozen=True)

@@ -27,15 +27,18 @@ made too small by a model that has seen the rewards it corrects.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
-from segone.decisions.errors import DecisionError
+from segone.exceptions import DecisionError
 from segone.models.ope import PolicyValue, slate_values
+
+if TYPE_CHECKING:
+    from segone.online.store.records import LoggedDecision
 
 POLICIES = ("logged", "greedy", "uniform", "popular")
 REWARDS = {"click": frozenset({"click", "conversion"}), "conversion": frozenset({"conversion"})}
@@ -60,9 +63,10 @@ class DecisionLog:
     fold: NDArray[np.int64]
 
 
-def load_log(rows: Sequence[Mapping[str, Any]], reward: str = "click") -> DecisionLog:
-    """The decisions of ``OnlineStore`` ``decision_log()`` rows; ``reward``: ``click`` (a click
-    or a conversion) or ``conversion``. Decisions without candidates are left out."""
+def load_log(rows: Sequence[LoggedDecision], reward: str = "click") -> DecisionLog:
+    """The decisions of the online store's log (``tx.decisions.history()``); ``reward``:
+    ``click`` (a click or a conversion) or ``conversion``. Decisions without candidates are
+    left out."""
     if reward not in REWARDS:
         raise DecisionError(f"reward must be one of {sorted(REWARDS)}, not {reward!r}")
     kinds = REWARDS[reward]
@@ -77,7 +81,7 @@ def load_log(rows: Sequence[Mapping[str, Any]], reward: str = "click") -> Decisi
     sr: list[float] = []
     fold: list[int] = []
     for row in rows:
-        doc = row.get("doc") or {}
+        doc = row.doc or {}
         cands, p = doc.get("candidates"), doc.get("p_shown")
         shown = doc.get("shown")
         if not (isinstance(cands, list) and isinstance(p, list) and isinstance(shown, list)):
@@ -91,7 +95,7 @@ def load_log(rows: Sequence[Mapping[str, Any]], reward: str = "click") -> Decisi
         cd += [k] * len(cands)
         ci += [str(c) for c in cands]
         cb += [float(x) for x in p]
-        got = {str(i) for i, kind in row.get("feedback") or () if kind in kinds}
+        got = {str(i) for i, kind in row.feedback or () if kind in kinds}
         for s in shown:
             item = str(s.get("item"))
             prop = s.get("propensity")
@@ -102,7 +106,7 @@ def load_log(rows: Sequence[Mapping[str, Any]], reward: str = "click") -> Decisi
             sc.append(at[item])
             sb.append(float(prop))
             sr.append(1.0 if item in got else 0.0)
-        digest = hashlib.blake2b(str(row.get("decision_id")).encode(), digest_size=2).digest()
+        digest = hashlib.blake2b(str(row.decision_id).encode(), digest_size=2).digest()
         fold.append(digest[0] & 1)
     if not slots:
         raise DecisionError("the decision log holds no decision to evaluate")
@@ -188,7 +192,7 @@ class Evaluation:
 
 
 def evaluate_policy(
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[LoggedDecision],
     policy: str,
     *,
     reward: str = "click",

@@ -57,7 +57,7 @@ from typing import Self
 import numpy as np
 from numpy.typing import NDArray
 
-from segone.decisions.errors import DecisionError
+from segone.exceptions import DecisionError
 
 POLICY_NAME = "thompson-beta-normal"
 POLICY_VERSION = 2

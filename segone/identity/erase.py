@@ -368,8 +368,8 @@ def share_erasures(wh: Warehouse, store: OnlineStore) -> None:
     hashes, so each refuses what the other erased (a hash under a salt a store does not use
     matches nothing there, and costs nothing)."""
     with store.read() as tx:
-        online_salts = tx.erasure_salts()
-        online_hashes = tx.erased_hashes()
+        online_salts = tx.erasure.salts()
+        online_hashes = tx.erasure.erased_hashes()
     mine = erasure_salts(wh, legacy=False)
     new = [s for s in online_salts if s not in mine]
     if new:
@@ -386,13 +386,13 @@ def share_erasures(wh: Warehouse, store: OnlineStore) -> None:
         )
     have = {h for h, _ in online_hashes}
     with store.write() as tx:
-        tx.add_erasure_salts(mine)
+        tx.erasure.add_salts(mine)
         by_id: dict[str, list[str]] = {}
         for h, e in wh_hashes.items():
             if h not in have:
                 by_id.setdefault(e, []).append(h)
         for e, hs in by_id.items():
-            tx.add_erased(hs, e)
+            tx.erasure.add_erased(hs, e)
 
 
 def find_people(
@@ -409,8 +409,8 @@ def find_people(
     people: set[str] = set()
     if store is not None:
         with store.read() as tx:
-            people = tx.people_of(candidates(identifier, settings.identity))
-            if tx.docs_of(identifier, ("person", "published")):  # a person / customer id
+            people = tx.identity.people_of(candidates(identifier, settings.identity))
+            if tx.docs.of(identifier, ("person", "published")):  # a person / customer id
                 people.add(identifier)
     return customers, sorted(people)
 
@@ -459,9 +459,9 @@ def erase_everywhere(
     if store is not None:
         with store.read() as tx:
             # a published customer is an online person under the same id
-            people = sorted({*people, *(c for c in customers if tx.identifiers_of(c))})
+            people = sorted({*people, *(c for c in customers if tx.identity.identifiers_of(c))})
             for person in people:
-                online_nodes += tx.identifiers_of(person)
+                online_nodes += tx.identity.identifiers_of(person)
     erasure_id = uuid.uuid4().hex
     if wh is not None:
         if online_nodes:
@@ -498,13 +498,13 @@ def erase_online(
     nodes = result.nodes
     mentions = Mentions(nodes, settings.identity.default_country_code)
     with store.write() as tx:
-        salts = tx.erasure_salts() or tx.add_erasure_salts([secrets.token_hex(32)])
-        people = sorted(set(person_ids) | tx.people_of(nodes))
-        counts = tx.erase_people(people, nodes, mentions)
-        tx.add_erased(identifier_hashes(nodes, salts), result.erasure_id)
+        salts = tx.erasure.salts() or tx.erasure.add_salts([secrets.token_hex(32)])
+        people = sorted(set(person_ids) | tx.identity.people_of(nodes))
+        counts = tx.erasure.erase_people(people, nodes, mentions)
+        tx.erasure.add_erased(identifier_hashes(nodes, salts), result.erasure_id)
         rows = {**result.rows_removed}
         rows.update({"online_" + k: v for k, v in counts.items()})
-        tx.log_erasure(
+        tx.erasure.log(
             result.erasure_id, datetime.now(UTC), route, max(result.customers, len(people)), rows
         )
     result.online_removed = counts
@@ -520,9 +520,9 @@ def apply_queued(wh: Warehouse, store: OnlineStore, settings: Settings) -> int:
     from segone.profiles.lookup import find_customers
 
     with store.read() as tx:
-        pending = tx.erasures()
-        online_salts = tx.erasure_salts()
-        ids_of = dict(tx.erased_hashes())
+        pending = tx.erasure.queued()
+        online_salts = tx.erasure.salts()
+        ids_of = dict(tx.erasure.erased_hashes())
     if pending or wh.count("erased_identifiers") or ids_of:
         # people erased in the warehouse alone (the online store did not exist then) are
         # refused live from now on too
@@ -576,7 +576,7 @@ def apply_queued(wh: Warehouse, store: OnlineStore, settings: Settings) -> int:
         # documents, go from the online store too
         erase_online(store, r, settings, customers, route="api")
     with store.write() as tx:
-        tx.erasures_done([i for i, _ in pending])
+        tx.erasure.done([i for i, _ in pending])
     return erased
 
 
@@ -604,7 +604,7 @@ def readmit(
         salts += erasure_salts(wh)
     if store is not None:
         with store.read() as tx:
-            salts += tx.erasure_salts()
+            salts += tx.erasure.salts()
     hashes = sorted(identifier_hashes(nodes, set(salts)))
     readmission = uuid.uuid4().hex
     removed = {"erased_identifiers": 0}
@@ -616,8 +616,8 @@ def readmit(
         wh.drop_staging("_segone_readmit")
     if store is not None:
         with store.write() as tx:
-            n = tx.remove_erased(hashes)
-            tx.log_erasure(
+            n = tx.erasure.remove_erased(hashes)
+            tx.erasure.log(
                 readmission, datetime.now(UTC), f"readmit ({route})", 0, {"erased_identifiers": n}
             )
         removed["online_erased_identifiers"] = n
@@ -644,8 +644,8 @@ def erasure_audit(wh: Warehouse | None, store: OnlineStore | None) -> list[dict[
     out: dict[str, dict[str, Any]] = {}
     if store is not None:
         with store.read() as tx:
-            for e in tx.erasure_log():
-                out[e["erasure_id"]] = e
+            for entry in tx.erasure.audit():
+                out[entry.erasure_id] = entry.as_dict()
     if wh is not None:
         t = wh.table("erasures")
         for row in wh.to_arrow(t).to_pylist():

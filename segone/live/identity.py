@@ -115,7 +115,7 @@ def stitch(
             ids.append(ident)
     if len(ids) > 1:
         ids.sort(key=_rank)  # stable: a message's own order breaks ties
-    known = tx.lookup(ids) if ids else {}
+    known = tx.identity.lookup(ids) if ids else {}
     # a known person's identifiers are read when a guard needs them (nothing is written before
     # that, so they are what they were when the message arrived)
     owned: dict[str, list[str]] = {}
@@ -123,7 +123,7 @@ def stitch(
 
     def owned_of(p: str) -> list[str]:
         if p not in owned:
-            owned[p] = tx.identifiers_of(p)
+            owned[p] = tx.identity.identifiers_of(p)
         return owned[p]
 
     def uids_of(p: str) -> set[str]:
@@ -168,7 +168,7 @@ def stitch(
     counts: dict[str, int] = {}
     if new_ids:
         if result.merged_from:
-            have = tx.identifiers_of(winner)
+            have = tx.identity.identifiers_of(winner)
         else:
             have = [] if result.new else owned_of(winner)
         for i in have:
@@ -179,7 +179,7 @@ def stitch(
         if limit is not None and counts.get(kind, 0) >= limit:
             refused[ident] = "max_per_person"
             continue
-        tx.link(ident, winner, source="live")
+        tx.identity.link(ident, winner, source="live")
         counts[kind] = counts.get(kind, 0) + 1
         result.linked.append(ident)
     result.refused = list(refused)
@@ -190,7 +190,7 @@ def _winner(tx: LiveTx, group: list[str], owned: dict[str, list[str]]) -> str:
     """A batch-published person first, then the one with most identifiers, then message order."""
     if len(group) == 1:
         return group[0]
-    published = tx.get_docs("published", group)
+    published = tx.docs.get("published", group)
     order = {p: k for k, p in enumerate(group)}
     return min(group, key=lambda p: (p not in published, -len(owned.get(p, [])), order[p]))
 
@@ -203,15 +203,15 @@ def merge_people(tx: LiveTx, loser: str, winner: str, now: datetime) -> None:
 
 
 def _merge(tx: LiveTx, winner: str, losers: list[str], now: datetime) -> None:
-    docs = tx.get_docs("person", [winner, *losers])
+    docs = tx.docs.get("person", [winner, *losers])
     merged = docs.get(winner)
     for loser in losers:
-        tx.repoint(loser, winner)
+        tx.identity.repoint(loser, winner)
         if loser in docs:
             merged = merge_docs(merged, docs[loser])
-        tx.add_journey(winner, now, "merged", {"from": loser})
+        tx.journey.add(winner, now, "merged", {"from": loser})
     if merged is not None:
-        tx.put_docs("person", {winner: merged})
+        tx.docs.put("person", {winner: merged})
     gone = [p for p in losers if p in docs]
     if gone:
-        tx.delete_docs("person", gone)
+        tx.docs.delete("person", gone)

@@ -1,5 +1,5 @@
 """One event for one person, end to end: the calls of ``segone.live`` in the order the Engine
-makes them inside its write transaction, after ``identity.stitch`` and ``tx.insert_events``.
+makes them inside its write transaction, after ``identity.stitch`` and ``tx.events.insert``.
 
 Pure: the caller loads the person's ``person`` and ``published`` documents, and writes back
 ``Update.doc`` and, for each transition, a journey entry and a webhook outbox row.
@@ -15,7 +15,7 @@ from typing import Any
 from segone.live import profile, realtime
 from segone.live.realtime import TasteInput, TasteRule, Transition
 from segone.segments.lifecycle import LifecycleSettings
-from segone.segments.rules import Catalogue
+from segone.segments.rules import Catalogue, codegen
 
 
 @dataclass
@@ -46,7 +46,7 @@ def update(
         drop = published is not None and "_events" in published
         doc = profile.rebase(doc, profile.cursor_of(published), drop_records=drop)
     lifecycle = lifecycle or LifecycleSettings()
-    compiled = realtime.compiled(catalogue)
+    compiled = codegen.compiled(catalogue)
     names = compiled.names
     # events older than the longest window of the catalogue's event conditions count for none
     horizon = compiled.horizon_days

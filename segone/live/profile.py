@@ -499,7 +499,7 @@ def view(
 ) -> dict[str, Any]:
     """The person's profile as of ``now``: every ``profiles`` column (see the module doc).
 
-    ``identifiers`` (``tx.identifiers_of``) recount the identifier columns; ``lifecycle``
+    ``identifiers`` (``tx.identity.identifiers_of``) recount the identifier columns; ``lifecycle``
     (with the build's ``median_gap_days``) recomputes ``expected_gap_days`` and
     ``lifecycle_stage``, which otherwise stay as published.
     """

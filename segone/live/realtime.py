@@ -35,12 +35,7 @@ from segone.live.aggregate import iso
 from segone.live.profile import PROFILE_TYPES
 from segone.segments.builtin import BuiltinSettings, builtin_catalogue
 from segone.segments.rules import Catalogue, events_used, load_catalogue
-
-# the catalogue compiled for one profile at a time (re-exported: older code imports them here)
-from segone.segments.rules.codegen import CompiledCatalogue as CompiledCatalogue
-from segone.segments.rules.codegen import Members as Members
-from segone.segments.rules.codegen import _evaluator as _evaluator
-from segone.segments.rules.codegen import compiled as compiled
+from segone.segments.rules.codegen import compiled
 
 ENTERED = "segment_entered"
 LEFT = "segment_left"

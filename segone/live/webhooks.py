@@ -27,13 +27,15 @@ import json
 import logging
 import random
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from segone.live.aggregate import iso
 from segone.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify
 from segone.signing import headers as signed_headers
+
+if TYPE_CHECKING:
+    from segone.online.store.records import OutboxEntry
 
 __all__ = [
     "ID_HEADER",
@@ -47,19 +49,18 @@ __all__ = [
 log = logging.getLogger("segone.webhooks")
 
 
-def message_id(row: dict[str, Any]) -> str:
+def message_id(row: OutboxEntry) -> str:
     """The ``webhook-id`` of an outbox row: stable across retries, so receivers can de-dupe."""
-    return f"msg_{row['id']}"
+    return f"msg_{row.id}"
 
 
-def body_of(row: dict[str, Any]) -> bytes:
-    created = row.get("created_at")
+def body_of(row: OutboxEntry) -> bytes:
     doc = {
-        "id": row["id"],
-        "kind": row["kind"],
-        "person_id": row["person_id"],
-        "payload": row.get("payload") or {},
-        "created_at": iso(created) if isinstance(created, datetime) else created,
+        "id": row.id,
+        "kind": row.kind,
+        "person_id": row.person_id,
+        "payload": row.payload or {},
+        "created_at": row.created_at,
     }
     return json.dumps(doc, separators=(",", ":"), sort_keys=True, default=str).encode()
 
@@ -98,7 +99,7 @@ class WebhookDispatcher:
         delay = self.backoff_seconds * 2**attempts * self._random.uniform(0.75, 1.25)
         return now + timedelta(seconds=delay)
 
-    async def _post(self, row: dict[str, Any]) -> str | None:
+    async def _post(self, row: OutboxEntry) -> str | None:
         """None when delivered, else what went wrong (no URL, no body: no secrets, no PII)."""
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.timeout)
@@ -120,7 +121,7 @@ class WebhookDispatcher:
             return 0
         gate = asyncio.Semaphore(self.concurrency)
 
-        async def attempt(row: dict[str, Any]) -> str | None:
+        async def attempt(row: OutboxEntry) -> str | None:
             async with gate:
                 return await self._post(row)
 
@@ -131,20 +132,20 @@ class WebhookDispatcher:
             log.warning("webhooks: %d of %d deliveries failed", failed, len(rows))
         return len(rows)
 
-    def _due(self, now: datetime) -> list[dict[str, Any]]:
+    def _due(self, now: datetime) -> list[OutboxEntry]:
         with self.store.read() as tx:
-            return list(tx.due(now, self.batch))
+            return tx.outbox.due(now, self.batch)
 
-    def _record(self, rows: list[dict[str, Any]], errors: list[str | None], now: datetime) -> None:
+    def _record(self, rows: list[OutboxEntry], errors: list[str | None], now: datetime) -> None:
         with self.store.write() as tx:
             for row, error in zip(rows, errors, strict=True):
-                attempts = int(row.get("attempts") or 0)
+                attempts = row.attempts
                 if error is None:
-                    tx.delivered(row["id"])
+                    tx.outbox.delivered(row.id)
                 elif attempts + 1 >= self.max_attempts:
-                    tx.dead(row["id"], error)
+                    tx.outbox.dead(row.id, error)
                 else:
-                    tx.failed(row["id"], error, self.next_attempt(attempts, now))
+                    tx.outbox.failed(row.id, error, self.next_attempt(attempts, now))
 
     async def run_forever(self, stop_event: asyncio.Event) -> None:
         """Deliver until ``stop_event`` is set; waits ``poll_seconds`` when nothing is due."""

@@ -30,7 +30,6 @@ import numpy as np
 
 from segone.config import Settings
 from segone.online.commit import WRITERS, Committer, GroupCommitter, commit_group
-from segone.online.errors import NotFound as NotFound  # (api.app imports it from here)
 from segone.online.ops import (
     Decision,
     Erase,
@@ -42,7 +41,7 @@ from segone.online.ops import (
 )
 from segone.online.process import ProcessCommitter
 from segone.online.runtime import Runtime, load_runtime, person_of
-from segone.online.store import OnlineStore, OnlineStoreError
+from segone.online.store import JourneyEntry, OnlineStore, OnlineStoreError
 from segone.online.writer import Writer
 
 Clock = Callable[[], datetime]
@@ -187,10 +186,10 @@ class Engine:
             pid = self._person_of(tx, identifier)
             if pid is None:
                 return None
-            live = tx.get_docs("person", [pid]).get(pid) or {}
-            published = tx.get_docs("published", [pid]).get(pid) or {}
-            identifiers = tx.identifiers_of(pid)
-            journey = tx.journey(pid, 50)
+            live = tx.docs.get("person", [pid]).get(pid) or {}
+            published = tx.docs.get("published", [pid]).get(pid) or {}
+            identifiers = tx.identity.identifiers_of(pid)
+            journey = tx.journey.of(pid, 50)
         try:
             return self._profile_of(pid, live, published, identifiers, journey, now)
         except Exception as exc:  # a stored value of the wrong type: read the checked documents
@@ -208,7 +207,7 @@ class Engine:
         live: dict[str, Any],
         published: dict[str, Any],
         identifiers: list[str],
-        journey: list[dict[str, Any]],
+        journey: list[JourneyEntry],
         now: datetime,
     ) -> dict[str, Any]:
         from segone.live.profile import safe_view
@@ -231,7 +230,7 @@ class Engine:
             "lifecycle_stage": rt.get("stage") or p.get("lifecycle_stage"),
             "recommendations": published.get("recommendations", []),
             "published_at": published.get("_published_at"),
-            "journey": journey,
+            "journey": [j.as_dict() for j in journey],
         }
 
     async def erase(self, identifier: str) -> dict[str, Any] | None:
@@ -247,7 +246,7 @@ class Engine:
 
         def read() -> list[dict[str, Any]]:
             with self.store.read() as tx:
-                return tx.erasure_log()
+                return [e.as_dict() for e in tx.erasure.audit()]
 
         return await asyncio.to_thread(read)
 
@@ -296,7 +295,7 @@ class Engine:
 
         def read() -> dict[str, Any] | None:
             with self.store.read() as tx:
-                doc = tx.get_docs("suppression", [key]).get(key)
+                doc = tx.docs.get("suppression", [key]).get(key)
             return None if doc is None else {"identifier": key, **doc}
 
         return await asyncio.to_thread(read)
@@ -351,11 +350,11 @@ class Engine:
             supp: dict[str, dict[str, Any]] = {}
             identifiers: list[str] = []
             if pid is not None:
-                live = tx.get_docs("person", [pid]).get(pid)
-                published = tx.get_docs("published", [pid]).get(pid)
-                channel = self._planned.get(pid) or tx.get_docs("channel", [pid]).get(pid)
-                identifiers = tx.identifiers_of(pid)
-                supp = tx.get_docs("suppression", identifiers)
+                live = tx.docs.get("person", [pid]).get(pid)
+                published = tx.docs.get("published", [pid]).get(pid)
+                channel = self._planned.get(pid) or tx.docs.get("channel", [pid]).get(pid)
+                identifiers = tx.identity.identifiers_of(pid)
+                supp = tx.docs.get("suppression", identifiers)
 
             def run(live: Any, published: Any) -> Any:
                 person_view = safe_view(
@@ -370,7 +369,7 @@ class Engine:
                 # what they bought since the last build is not offered again either
                 person_view["products_bought"] = _bought_live(live)
                 ds = rt.decision_settings
-                stats = tx.get_stats(decision_keys(person_view, body, rt.items, ds, published))
+                stats = tx.stats.get(decision_keys(person_view, body, rt.items, ds, published))
                 with self._rng_lock:
                     return decide(
                         person_view,

@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 
 from segone.config import Settings
+from segone.exceptions import NotFoundError
 from segone.live import person, spec
 from segone.live.aggregate import parse_ts
-from segone.online.errors import NotFound
 from segone.online.runtime import Runtime, load_runtime, person_of
 from segone.online.store import OnlineStore, Tx
 
@@ -69,8 +69,8 @@ def rederive(
 ) -> dict[str, Any] | None:
     """The person's live document from their stored events (None when they have none),
     written to the store."""
-    events = tx.person_events(person_id)
-    docs = tx.docs_of(person_id, ("published", "person"))
+    events = tx.events.of_person(person_id)
+    docs = tx.docs.of(person_id, ("published", "person"))
     published = docs.get("published")
     doc: dict[str, Any] | None = None
     for seq, received_at, msg in events:
@@ -96,24 +96,24 @@ def rederive(
     before = docs.get("person")
     if doc is None:
         if before is not None:
-            tx.delete_docs("person", [person_id])
+            tx.docs.delete("person", [person_id])
             out.changed += 1
         return None
     if before is None or orjson.dumps(before) != orjson.dumps(doc):
         out.changed += 1
-    tx.put_docs("person", {person_id: doc})
+    tx.docs.put("person", {person_id: doc})
     return doc
 
 
 def _people(store: OnlineStore, settings: Settings, identifiers: Sequence[str]) -> list[str]:
     with store.read() as tx:
         if not identifiers:
-            return tx.people()
+            return tx.events.people()
         found = []
         for ident in identifiers:
             pid = person_of(tx, ident, settings)
             if pid is None:
-                raise NotFound(f"no person is known by the identifier {ident!r}")
+                raise NotFoundError(f"no person is known by the identifier {ident!r}")
             found.append(pid)
     return list(dict.fromkeys(found))
 

@@ -35,12 +35,12 @@ def load_runtime(
     if not force and time.monotonic() - previous.checked < 1.0:
         return previous
     with store.read() as tx:
-        version = tx.get_meta("published_version")
+        version = tx.meta.get("published_version")
         if version == previous.version and not force:
             previous.checked = time.monotonic()
             return previous
-        items = tx.all_docs("catalogue")
-        gap = tx.get_meta("median_gap_days")
+        items = tx.docs.all("catalogue")
+        gap = tx.meta.get("median_gap_days")
     from segone.decisions import CatalogueIndex, DecisionSettings
 
     return Runtime(
@@ -70,6 +70,6 @@ def person_of(tx: Tx, identifier: str, settings: Settings) -> str | None:
     """The person an identifier (``kind:value`` or a bare value) belongs to, if known."""
     from segone.live.identity import candidates
 
-    found = tx.lookup(candidates(identifier, settings.identity))
+    found = tx.identity.lookup(candidates(identifier, settings.identity))
     people = sorted(set(found.values()))
     return people[0] if people else None

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from segone.config import Settings
-from segone.online.errors import NotFound
+from segone.exceptions import NotFoundError
 from segone.online.ops import (
     Decision,
     Erase,
@@ -93,11 +93,11 @@ class Writer:
         requests, refused = self._refuse_erased(tx, requests)
         rows = [r for req in requests for r in req.rejected]
         if rows:
-            tx.quarantine(rows)
+            tx.quarantine.add(rows)
         if not any(req.messages for req in requests):
             return [_counts(0, 0, n) for n in refused]
         rt = self.runtime()
-        seen = tx.seen([m["messageId"] for req in requests for m in req.messages])
+        seen = tx.events.seen([m["messageId"] for req in requests for m in req.messages])
         s = self.settings
         out: list[dict[str, int]] = []
         for req in requests:
@@ -111,19 +111,19 @@ class Writer:
                 seen.add(mid)
                 ids = identity.identifiers_of(msg, s.identity)
                 pid = identity.stitch(tx, msg, ids, s.identity, now).person_id
-                seq = tx.insert_events([msg], [pid])[0]
+                seq = tx.events.insert([msg], [pid])[0]
                 if seq is None:  # pragma: no cover - seen() ruled this out in our transaction
                     duplicates += 1
                     continue
                 accepted += 1
-                docs = tx.docs_of(pid, ("published", "person"))
+                docs = tx.docs.of(pid, ("published", "person"))
                 u = self._update(docs.get("published"), docs.get("person"), msg, seq, now, pid, rt)
-                tx.put_docs("person", {pid: u.doc}, now)
+                tx.docs.put("person", {pid: u.doc}, now)
                 for t in u.transitions:
                     payload = t.payload()
-                    tx.add_journey(pid, now, t.kind, payload)
+                    tx.journey.add(pid, now, t.kind, payload)
                     if s.server.webhook_url:
-                        tx.enqueue(pid, t.kind, payload, now)
+                        tx.outbox.enqueue(pid, t.kind, payload, now)
             out.append(_counts(accepted, duplicates, refused[len(out)]))
         return out
 
@@ -176,8 +176,8 @@ class Writer:
         """Messages (and rejected rows) carrying an erased identifier's hash are dropped before
         anything of them is stored, and counted (``refused_erased`` in ``meta``): an erased
         person does not come back through the API, as they do not through a file."""
-        salts = tx.erasure_salts()
-        if not salts or not tx.any_erased():
+        salts = tx.erasure.salts()
+        if not salts or not tx.erasure.any_erased():
             return list(requests), [0] * len(requests)
         from segone.identity.traces import (
             contact_identifiers,
@@ -200,7 +200,7 @@ class Writer:
         nodes = {n for group in ids_msg for ids in group for n in ids}
         nodes |= {n for group in ids_rej for ids in group for n in ids}
         by_hash = identifier_hashes(nodes, salts)
-        gone_nodes = {by_hash[h] for h in tx.erased_among(sorted(by_hash))}
+        gone_nodes = {by_hash[h] for h in tx.erasure.erased_among(sorted(by_hash))}
         if not gone_nodes:
             return list(requests), [0] * len(requests)
         kept: list[Ingest] = []
@@ -210,12 +210,12 @@ class Writer:
             rej = [r for r, ids in zip(req.rejected, ir, strict=True) if not gone_nodes & ids]
             refused.append(len(req.messages) - len(msgs) + len(req.rejected) - len(rej))
             kept.append(replace(req, messages=msgs, rejected=rej))
-        tx.count_refused(sum(refused))
+        tx.erasure.count_refused(sum(refused))
         return kept, refused
 
     @apply.register
     def quarantine(self, op: Quarantine, tx: Tx) -> None:
-        tx.quarantine(op.rows)
+        tx.quarantine.add(op.rows)
 
     @apply.register
     def erase(self, op: Erase, tx: Tx) -> dict[str, Any] | None:
@@ -231,37 +231,37 @@ class Writer:
         if pid is None:
             return None
         at = op.now or datetime.now(UTC)
-        nodes = tx.identifiers_of(pid)
-        salts = tx.erasure_salts() or tx.add_erasure_salts([secrets.token_hex(32)])
-        counts = tx.erase_people(
+        nodes = tx.identity.identifiers_of(pid)
+        salts = tx.erasure.salts() or tx.erasure.add_salts([secrets.token_hex(32)])
+        counts = tx.erasure.erase_people(
             [pid], nodes, Mentions(nodes, self.settings.identity.default_country_code)
         )
         erasure_id = uuid.uuid4().hex
         hashes = list(identifier_hashes(nodes, salts))
-        tx.add_erased(hashes, erasure_id)
-        tx.queue_erasure(hashes, at)
-        tx.log_erasure(erasure_id, at, "api", 1, {"online_" + k: v for k, v in counts.items()})
+        tx.erasure.add_erased(hashes, erasure_id)
+        tx.erasure.queue(hashes, at)
+        tx.erasure.log(erasure_id, at, "api", 1, {"online_" + k: v for k, v in counts.items()})
         return {"erasure_id": erasure_id, "person_id": pid, "deleted": counts}
 
     @apply.register
     def suppress(self, op: Suppress, tx: Tx) -> None:
-        tx.put_docs("suppression", {op.key: op.doc})
+        tx.docs.put("suppression", {op.key: op.doc})
 
     @apply.register
     def unsuppress(self, op: Unsuppress, tx: Tx) -> bool:
-        found = bool(tx.get_docs("suppression", [op.key]))
-        tx.delete_docs("suppression", [op.key])
+        found = bool(tx.docs.get("suppression", [op.key]))
+        tx.docs.delete("suppression", [op.key])
         return found
 
     @apply.register
     def decision(self, op: Decision, tx: Tx) -> None:
         """A decision's log (with its propensities), its policy counters and the contact it
         planned."""
-        tx.log_decision(op.decision_id, op.who, op.now, op.placement, op.logged)
+        tx.decisions.log(op.decision_id, op.who, op.now, op.placement, op.logged)
         if op.stat_deltas:
-            tx.add_stats(op.stat_deltas)
+            tx.stats.add(op.stat_deltas)
         if op.planned is not None and op.person_id is not None:
-            tx.put_docs("channel", {op.person_id: op.planned}, op.now)
+            tx.docs.put("channel", {op.person_id: op.planned}, op.now)
 
     @apply.register
     def feedback(self, op: Feedback, tx: Tx) -> dict[str, Any]:
@@ -269,43 +269,23 @@ class Writer:
         from segone.decisions import apply_channel_delta, feedback_deltas
 
         now, body = op.now, op.body
-        logged = tx.get_decision(str(body["decision_id"]))
+        logged = tx.decisions.get(str(body["decision_id"]))
         if logged is None:
-            raise NotFound(f"no decision {body['decision_id']!r}")
+            raise NotFoundError(f"no decision {body['decision_id']!r}")
         item = "" if body.get("item_id") is None else str(body["item_id"])
         kind = str(body["kind"])
-        recorded = tx.feedback_kinds(logged["decision_id"], item)
+        recorded = tx.decisions.feedback_kinds(logged.decision_id, item)
         deltas, ch = feedback_deltas(
-            logged["doc"], item, kind, recorded=recorded, channel=body.get("channel")
+            logged.doc, item, kind, recorded=recorded, channel=body.get("channel")
         )
-        tx.log_feedback(logged["decision_id"], item, kind, now, dict(body))
+        tx.decisions.log_feedback(logged.decision_id, item, kind, now, dict(body))
         if deltas:
-            tx.add_stats(deltas)
-        pid = logged["person_id"]
+            tx.stats.add(deltas)
+        pid = logged.person_id
         if ch is not None and not pid.startswith("unknown:"):
-            doc = tx.get_docs("channel", [pid]).get(pid)
-            tx.put_docs("channel", {pid: apply_channel_delta(doc, ch, now)}, now)
-        return {"decision_id": logged["decision_id"], "kind": kind, "updated": len(deltas)}
-
-
-# -- older import paths (shim; the lead removes it) ------------------------------------------------
-_MOVED = {
-    "commit_group": "segone.online.commit",
-    "GroupCommitter": "segone.online.commit",
-    "MAX_PENDING": "segone.online.commit",
-    "WRITERS": "segone.online.commit",
-    "ProcessCommitter": "segone.online.process",
-    "MAX_GROUP_MESSAGES": "segone.online.process",
-    "freeze_gc": "segone.online.process",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+            doc = tx.docs.get("channel", [pid]).get(pid)
+            tx.docs.put("channel", {pid: apply_channel_delta(doc, ch, now)}, now)
+        return {"decision_id": logged.decision_id, "kind": kind, "updated": len(deltas)}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -140,11 +140,11 @@ def pickup(wh: Warehouse, store: OnlineStore, settings: Settings) -> SyncResult:
 
     out = SyncResult()
     with store.read() as tx:
-        cursor = int(tx.get_meta(CURSOR) or 0)
+        cursor = int(tx.meta.get(CURSOR) or 0)
     with tempfile.TemporaryDirectory(prefix="segone-pickup-") as tmp:
         while True:
             with store.read() as tx:
-                rows = tx.events_after(cursor, CHUNK)
+                rows = tx.events.after(cursor, CHUNK)
             if not rows:
                 break
             msgs = [m for _, _, m in rows]
@@ -178,7 +178,7 @@ def pickup(wh: Warehouse, store: OnlineStore, settings: Settings) -> SyncResult:
             # and the warehouse's messageId / order_id dedupe makes that harmless
             cursor = rows[-1][0]
             with store.write() as tx:
-                tx.set_meta(CURSOR, str(cursor))
+                tx.meta.set(CURSOR, str(cursor))
     return out
 
 
@@ -225,7 +225,7 @@ def publish(wh: Warehouse, store: OnlineStore, settings: Settings) -> SyncResult
         return out
     now = datetime.now(UTC)
     with store.read() as tx:
-        cursor = int(tx.get_meta(CURSOR) or 0)
+        cursor = int(tx.meta.get(CURSOR) or 0)
     segments: dict[str, list[dict[str, Any]]] = {}
     if "segment_memberships" in tables:
         m = wh.table("segment_memberships")
@@ -277,21 +277,21 @@ def publish(wh: Warehouse, store: OnlineStore, settings: Settings) -> SyncResult
                 "_version": version,
             }
         with store.write() as tx:
-            tx.put_docs("published", docs, now)
+            tx.docs.put("published", docs, now)
         out.published += len(docs)
     # customers that no longer exist (merged, erased) stop being served
     with store.read() as tx:
-        stale = [k for k in tx.all_docs("published") if k not in published]
+        stale = [k for k in tx.docs.all("published") if k not in published]
     if stale:
         with store.write() as tx:
-            tx.delete_docs("published", stale)
+            tx.docs.delete("published", stale)
     # identifiers -> customer; a live-only person the build has now resolved joins the customer
     cm = wh.table("customer_map").select("node", "customer_id")
     nodes = wh.to_arrow(cm).to_pylist()
     for i in range(0, len(nodes), PUBLISH_CHUNK):
         part = nodes[i : i + PUBLISH_CHUNK]
         with store.write() as tx:
-            known = tx.lookup([n["node"] for n in part])
+            known = tx.identity.lookup([n["node"] for n in part])
             moves = {
                 known[n["node"]]: n["customer_id"]
                 for n in part
@@ -303,7 +303,7 @@ def publish(wh: Warehouse, store: OnlineStore, settings: Settings) -> SyncResult
                 merge_people(tx, old, new, now)
                 out.merged += 1
             for n in part:
-                tx.link(n["node"], n["customer_id"], "batch", now)
+                tx.identity.link(n["node"], n["customer_id"], "batch", now)
         out.identifiers += len(part)
     if "products" in tables:
         p = wh.table("products")
@@ -313,8 +313,8 @@ def publish(wh: Warehouse, store: OnlineStore, settings: Settings) -> SyncResult
         pop = _popularity(wh)
         item_params = _item_params(wh, tables)
         with store.write() as tx:
-            tx.delete_docs("catalogue")
-            tx.put_docs(
+            tx.docs.delete("catalogue")
+            tx.docs.put(
                 "catalogue",
                 {
                     str(it["product_id"]): {
@@ -335,11 +335,11 @@ def publish(wh: Warehouse, store: OnlineStore, settings: Settings) -> SyncResult
         else None
     )
     with store.write() as tx:
-        tx.set_meta("profile_attributes", orjson.dumps(attrs).decode())
+        tx.meta.set("profile_attributes", orjson.dumps(attrs).decode())
         if gap is not None and not (isinstance(gap, float) and math.isnan(gap)):
-            tx.set_meta("median_gap_days", str(float(gap)))
-        tx.set_meta("published_at", now.isoformat())
-        tx.set_meta("published_version", version)
+            tx.meta.set("median_gap_days", str(float(gap)))
+        tx.meta.set("published_at", now.isoformat())
+        tx.meta.set("published_version", version)
     return out
 
 

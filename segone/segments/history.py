@@ -10,14 +10,13 @@ category).
 This module records one snapshot on the profiles as they stand (``record``); rebuilding the
 profiles as of the snapshot's date and backfilling a date range is the batch pipeline's job
 (``segone.pipeline.backfill``), which sits above the profiles and models this module must not
-import. ``record_snapshot`` and ``backfill`` are still importable from here for older code.
+import.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import ibis
 import pyarrow as pa
@@ -147,12 +146,3 @@ def transition_matrix(wh: Warehouse) -> ibis.Table:
         to_stage=t.to_segment.replace(LIFECYCLE, ""),
     )
     return t.group_by(["from_stage", "to_stage"]).aggregate(moves=t.count())
-
-
-def __getattr__(name: str) -> Any:
-    """``record_snapshot`` and ``backfill`` moved to ``segone.pipeline.backfill`` (shim)."""
-    if name in ("record_snapshot", "backfill"):
-        from segone.pipeline import backfill as moved
-
-        return getattr(moved, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

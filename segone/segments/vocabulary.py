@@ -24,7 +24,7 @@ from typing import Any
 
 from segone.exceptions import RuleError
 
-# what build writes into profiles.channels (segone.profiles.build) and the live profile too
+# what build writes into profiles.channels (segone.pipeline.build) and the live profile too
 CHANNELS = ("web", "email", "social", "store", "loyalty", "crm")
 
 # a text attribute with more distinct values than this is free text, not a vocabulary

@@ -12,7 +12,7 @@ import duckdb
 import ibis
 import pyarrow as pa
 
-from segone.exceptions import StoreError
+from segone.exceptions import StoreError, WarehouseBusyError
 from segone.store.base import Warehouse
 
 
@@ -45,7 +45,7 @@ class DuckDBWarehouse(Warehouse):
         except duckdb.IOException as exc:
             msg = str(exc).splitlines()[0]
             if "lock" in msg.lower():
-                raise StoreError(
+                raise WarehouseBusyError(
                     f"the warehouse {self.path} is in use by another segone process; "
                     "wait for it to finish"
                 ) from None

@@ -832,41 +832,24 @@ def borderline(wh: Warehouse, limit: int = 12) -> list[dict[str, Any]]:
 def live(store: Any, now: datetime | None = None) -> dict[str, Any]:
     """Events per second (last minute) and per minute (last hour), decisions, and webhooks:
     pending, failing and given up, from the online store."""
-    from segone.online.store import ts_text
-
     now = now or datetime.now(UTC)
-    hour_ago = ts_text(now - timedelta(hours=1))
-    minute_ago = ts_text(now - timedelta(minutes=1))
     with store.read() as tx:
-        last_minute = tx._rows("SELECT count(*) FROM events WHERE received_at >= ?", [minute_ago])
-        per_minute = tx._rows(
-            "SELECT substr(received_at, 1, 16) AS m, count(*) FROM events "
-            "WHERE received_at >= ? GROUP BY m ORDER BY m",
-            [hour_ago],
-        )
-        decisions = tx._rows("SELECT count(*) FROM decisions WHERE ts >= ?", [hour_ago])
-        pending = tx._rows(
-            "SELECT count(*), sum(CASE WHEN attempts > 0 THEN 1 ELSE 0 END) FROM outbox"
-        )
-        failing = tx._rows(
-            "SELECT kind, attempts, last_error, next_attempt_at FROM outbox "
-            "WHERE attempts > 0 ORDER BY next_attempt_at LIMIT 20"
-        )
-        dead = tx.dead_letters(20)
+        last_minute = tx.events.received_since(now - timedelta(minutes=1))
+        counts = tx.events.per_minute(now - timedelta(hours=1))
+        decisions = tx.decisions.count_since(now - timedelta(hours=1))
+        pending, retrying = tx.outbox.backlog()
+        failing = tx.outbox.failing(20)
+        dead = tx.outbox.dead_letters(20)
         totals = {t: tx.count(t) for t in ("events", "decisions", "dead_letters", "quarantine")}
-    counts = {str(m): int(n) for m, n in per_minute}
     minutes = [(now - timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M") for i in range(59, -1, -1)]
     return {
         "now": now,
-        "events_per_second": int(last_minute[0][0]) / 60.0,
-        "decisions_hour": int(decisions[0][0]),
-        "outbox": int(pending[0][0] or 0),
-        "retrying": int(pending[0][1] or 0),
-        "failing": [
-            {"kind": k, "attempts": a, "last_error": e, "next_attempt_at": n}
-            for k, a, e, n in failing
-        ],
-        "dead": dead,
+        "events_per_second": last_minute / 60.0,
+        "decisions_hour": decisions,
+        "outbox": pending,
+        "retrying": retrying,
+        "failing": [f.as_dict() for f in failing],
+        "dead": [d.as_dict() for d in dead],
         "totals": totals,
         "rate_chart": chart(
             {

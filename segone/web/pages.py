@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from segone.api.auth import Auth
 from segone.exceptions import SegoneError, StoreError
+from segone.store.snapshot import WarehouseSnapshot
 from segone.web import STATIC_DIR, TEMPLATE_DIR, actions, builder, campaign_view, data
 from segone.web.security import (
     SECURITY_HEADERS,
@@ -39,7 +40,6 @@ from segone.web.security import (
     load_users,
     state_dir,
 )
-from segone.web.snapshot import WarehouseSnapshot
 
 log = logging.getLogger("segone.web")
 T = TypeVar("T")
