@@ -541,8 +541,7 @@ def test_the_fast_search_finds_exactly_whom_the_library_finds(project: Path) -> 
 def test_the_fast_paths_answer_as_the_plain_queries(project: Path, tmp_path: Path) -> None:
     """The customer 360 with compiled-once SQL equals the one through Ibis, and the name index
     finds whom the SQL name search finds, in the same order."""
-    from segone.web.snapshot import WarehouseSnapshot
-
+    from segone.store.snapshot import WarehouseSnapshot
     from segone.web.data import customer, search
     from segone.web.fast import NameIndex, NodeIndex
 
