@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,28 @@ def test_a_cap_that_is_not_a_size_is_a_settings_error_and_changes_nothing(tmp_pa
             )
         assert _limit(wh) == before
         assert wh.count("customers") == 0
+
+
+def test_each_chunk_is_in_the_engine_before_the_next_is_read() -> None:
+    # nothing of the file accumulates in Python: a chunk is staged as soon as it is read, and a
+    # slice is handed on when it is full
+    import pyarrow as pa
+
+    from segone.ingest.loader import STAGE, _staged_slices
+    from segone.ingest.readers import Chunk, Reject
+
+    with DuckDBWarehouse() as wh:
+        in_engine: list[int] = []
+
+        def chunks() -> Iterator[Chunk]:
+            for i in range(5):
+                if i:
+                    in_engine.append(wh.count(STAGE))
+                lines = pa.array(range(i * 3, i * 3 + 3), pa.int64())
+                yield Chunk(pa.table({"a": ["x"] * 3, "_line": lines}), [Reject(i, "p", "r", "{}")])
+
+        rejects: list[Reject] = []
+        slices = [wh.count(STAGE) for _ in _staged_slices(wh, chunks(), 6, rejects)]
+        assert in_engine == [3, 6, 3, 6]
+        assert slices == [6, 6, 3]
+        assert [r.line for r in rejects] == [0, 1, 2, 3, 4]

@@ -276,6 +276,10 @@ def test_cli_presets_dry_run_loads_undo_and_exit_codes(tmp_path):
     dry = runner.invoke(app, ["ingest", "customers", f, "-p", str(proj), "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert "layout hubspot-contacts" in dry.output and "nothing written" in dry.output
+    assert "encoding: utf-8" in dry.output and "delimiter: ','" in dry.output
+    mc = str(EXPORTS / "mailchimp_subscribed_members_export_1a2b3c.csv")
+    dry_mc = runner.invoke(app, ["ingest", "customers", mc, "-p", str(proj), "--dry-run"])
+    assert "dates without a year in birth_date: MM/DD" in dry_mc.output, dry_mc.output
     real = runner.invoke(app, ["ingest", "customers", f, "-p", str(proj)])
     assert real.exit_code == 0 and "loaded 3 customers" in real.output
     assert "kept under extra" in real.output
@@ -314,3 +318,35 @@ def test_cdnow_master_file_loads_with_its_preset(wh):
     assert o.order_id.str.startswith("row-").all() and o.order_id.is_unique
     # the derived ids are stable: the same file again adds nothing
     assert ingest_file(wh, "orders", path, preset="cdnow").duplicates == 40
+
+
+def test_mailchimp_mm_dd_birthdays_keep_month_and_day_without_a_year(wh):
+    # Mailchimp's birthday merge field exports as MM/DD, with no year
+    r = load(wh, "mailchimp_subscribed_members_export_1a2b3c.csv")
+    assert r.loaded == 2 and r.fields_dropped == 0 and r.rejected == 0
+    c = wh.execute(wh.table("customers")).set_index("email")
+    jane = c.loc["jane.doe@example.com"]
+    assert pd.isna(jane["birth_date"])  # no year is made up
+    assert (jane["extra"]["birth_month"], jane["extra"]["birth_day"]) == (2, 17)
+    assert "birth_month" not in (c.loc["carol@example.net", "extra"] or {})  # no birthday
+    # the same file again adds nothing: the month and day are part of the record's content
+    again = load(wh, "mailchimp_subscribed_members_export_1a2b3c.csv")
+    assert (again.loaded, again.duplicates) == (0, 2)
+
+
+def test_day_first_and_impossible_year_less_birthdays(wh, tmp_path):
+    f = tmp_path / "members.csv"
+    f.write_text(
+        "id,Email Address,Birthday\n"
+        "1,a@example.com,25/12\n"  # only day-first reads: the file's birthdays are DD/MM
+        "2,b@example.com,03/04\n"
+        "3,c@example.com,31/02\n"  # no such day: dropped and recorded, the record loads
+    )
+    r = ingest_file(wh, "customers", f)
+    assert (r.loaded, r.fields_dropped) == (3, 1)
+    c = wh.execute(wh.table("customers")).set_index("email")
+    md = {e: (x.get("birth_month"), x.get("birth_day")) for e, x in c["extra"].items() if x}
+    assert md["a@example.com"] == (12, 25) and md["b@example.com"] == (4, 3)
+    assert "birth_month" not in (c.loc["c@example.com", "extra"] or {})
+    q = wh.execute(wh.table("quarantine"))
+    assert list(q.problems) == ["dropped_field:invalid_date(birth_date)"]

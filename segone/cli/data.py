@@ -239,6 +239,8 @@ def print_mapping(r: LoadResult) -> None:
     name = Path(r.path).name
     layout = f"layout {r.preset}" if r.preset else "columns matched by name"
     console.print(f"{name}: {layout}", highlight=False, soft_wrap=True)
+    for line in r.formats:
+        console.print(f"    {line}", highlight=False, soft_wrap=True)
     for f, src in r.mapping.items():
         console.print(f"    {f:<18} <- {src}", highlight=False, soft_wrap=True)
     if r.extra_columns:

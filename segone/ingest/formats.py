@@ -47,6 +47,8 @@ class Detected:
     header: bool = True
     columns: list[str] = field(default_factory=list)
     date_orders: dict[str, str] = field(default_factory=dict)
+    # year-less dates (Mailchimp's ``MM/DD`` birthdays): field -> MDY or DMY
+    month_day: dict[str, str] = field(default_factory=dict)
     decimal: str = "."
     decimal_why: str = ""
     notes: list[str] = field(default_factory=list)
@@ -64,6 +66,9 @@ class Detected:
         out.append("header: " + ("first line" if self.header else "none (--columns)"))
         for f, order in sorted(self.date_orders.items()):
             out.append(f"dates in {f}: {SHOWN[order]}")
+        for f, order in sorted(self.month_day.items()):
+            shown = "MM/DD" if order == "MDY" else "DD/MM"
+            out.append(f"dates without a year in {f}: {shown} (month and day kept in extra)")
         why = f" ({self.decimal_why})" if self.decimal_why else ""
         out.append("decimal mark: " + ("comma" if self.decimal == "," else "dot") + why)
         return out + self.notes
@@ -455,6 +460,32 @@ def date_order_of(values: Iterable[str]) -> DateVotes:
             v.mdy += 1
             v.mdy_example = v.mdy_example or text
     return v
+
+
+# a date without a year: Mailchimp's birthday field exports as MM/DD (DD/MM when the audience
+# field is set so)
+MONTH_DAY = r"^(\d{1,2})[/.-](\d{1,2})$"
+_MONTH_DAY = re.compile(MONTH_DAY)
+
+
+def month_day_order_of(values: Iterable[str]) -> str | None:
+    """MDY or DMY for a column's year-less dates (None: it has none).
+
+    Month first unless more values can only be day first (``25/12``): Mailchimp's default."""
+    n = dmy = mdy = 0
+    for text in values:
+        m = _MONTH_DAY.match(text.strip())
+        if not m:
+            continue
+        n += 1
+        a, b = int(m.group(1)), int(m.group(2))
+        if a > 12 >= b:
+            dmy += 1
+        elif b > 12 >= a:
+            mdy += 1
+    if not n:
+        return None
+    return "DMY" if dmy > mdy else "MDY"
 
 
 _CURRENCY = r"(?:[A-Za-z]{3}|US\$|[$€£¥₹])"

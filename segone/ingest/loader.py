@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import pyarrow as pa
 
@@ -68,6 +69,8 @@ class LoadResult:
     extra_columns: list[str] = field(default_factory=list)  # kept under `extra`, as named
     dry_run: bool = False
     examples: list[tuple[int, str]] = field(default_factory=list)  # (line, reason), dry run
+    # how the file was read: encoding, delimiter, date orders, decimal mark (one line each)
+    formats: list[str] = field(default_factory=list)
 
     @property
     def loaded_nothing(self) -> bool:
@@ -105,8 +108,30 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+@ibis.udf.scalar.builtin
+def epoch_us(x: dt.Timestamp(timezone="UTC")) -> dt.int64:  # type: ignore[valid-type]
+    """Microseconds since the epoch of an instant (engine built-in)."""
+
+
+@ibis.udf.scalar.builtin
+def make_timestamp(x: dt.int64) -> dt.timestamp:
+    """The naive timestamp ``x`` microseconds after the epoch (engine built-in)."""
+
+
+def _text(v: ir.Value) -> ir.StringValue:
+    """``v`` as text, as the engine casts it (for content hashes, which must not change).
+
+    An instant renders as in UTC (the session's zone while a load hashes): the same text as the
+    cast, ``2024-05-05 18:34:00.5+00``, without the engine's time-zone library, which makes the
+    cast several times slower than the rest of the hash."""
+    t = v.type()
+    if t.is_timestamp() and t.timezone is not None:
+        return make_timestamp(epoch_us(v)).cast("string") + lit("+00")
+    return v.cast("string")
+
+
 def _hash(values: list[ir.Value]) -> ir.StringValue:
-    parts = [v.cast("string").fill_null("~null~") for v in values]
+    parts = [_text(v).fill_null("~null~") for v in values]
     return lit("|~|").join(parts).hexdigest("md5")
 
 
@@ -199,6 +224,7 @@ def ingest_file(
         date_format=date_format,
     )
     result.mapping = dict(reader.column_map)
+    result.formats = reader.detected.describe()
     result.extra_columns = list(reader.extra_columns.values())
     rules = RowRules.build(spec, chosen, fallbacks, reader.extra_columns, value_maps)
     for f in fallbacks:
@@ -246,12 +272,7 @@ def ingest_file(
         checked: ibis.Table | None = None
         records: ibis.Table | None = None
         slice_rows = DRY_RUN_ROWS if dry_run else settings.chunk_rows * 5
-        for tables, chunk_rejects in _slices(chunks, slice_rows):
-            rejects.extend(chunk_rejects)
-            staged = None
-            for t in tables:
-                staged = wh.stage(STAGE, t, append=staged is not None)
-            assert staged is not None
+        for staged in _staged_slices(wh, chunks, slice_rows, rejects):
             if progress:
                 progress("validate", 0, 1)
             present = set(reader.column_map) | generated
@@ -314,8 +335,17 @@ def ingest_file(
         # values are parsed: from here on timestamps render (and hash) in UTC, whatever the zone
         wh.set_timezone("UTC")
         # rows of the file: the item rows a packed row was unpacked into count once
-        read = wh.execute(checked[LINE].nunique()) if rules.items else wh.count(CHECKED)
-        result.rows_read = int(read) + len(rejects)
+        # (one query, which also says whether any row has a problem: the quarantine steps below
+        # are skipped, not run on nothing, when none has)
+        tally = wh.to_arrow(
+            checked.aggregate(
+                _read=checked[LINE].nunique() if rules.items else checked.count(),
+                _bad=checked[PROBLEMS].count(),
+                _dropped=checked[DROPPED].count(),
+            )
+        ).to_pylist()[0]
+        any_bad, any_dropped = bool(tally["_bad"]), bool(tally["_dropped"])
+        result.rows_read = int(tally["_read"]) + len(rejects)
         if dry_run:
             _dry_run_report(wh, result, rejects)
             return result
@@ -327,23 +357,35 @@ def ingest_file(
                 wh, spec, result, load_id, str(path), source, now, settings.currency, records
             )
             ctx.quarantine_rejects(rejects)
-            # records of erased people are neither loaded nor quarantined (both would keep them)
-            gone = wh.materialize(
-                "_segone_gone", erased_lines(wh, kind, checked, LINE, identity.default_country_code)
-            )
-            result.refused_erased = wh.count("_segone_gone")
-            kept = checked.anti_join(gone, LINE) if result.refused_erased else checked
-            ctx.quarantine(kept.filter(kept[PROBLEMS].notnull()))
-            valid = kept.filter(kept[PROBLEMS].isnull())
-            # fields dropped from rows that load are recorded too, as field problems
-            ctx.quarantine(
-                valid.filter(valid[DROPPED].notnull()).mutate(
-                    **{PROBLEMS: valid[DROPPED], REASON: valid[DROPPED_REASON]}
-                ),
-                dropped=True,
-            )
+            # records of erased people are neither loaded nor quarantined (both would keep them);
+            # hashing every identifier of the file costs as much as validating it, so it is
+            # skipped when nobody has been erased
+            kept = checked
+            if wh.count("erased_identifiers"):
+                gone = wh.materialize(
+                    "_segone_gone",
+                    erased_lines(wh, kind, checked, LINE, identity.default_country_code),
+                )
+                result.refused_erased = wh.count("_segone_gone")
+                if result.refused_erased:
+                    kept = checked.anti_join(gone, LINE)
+            if any_bad:
+                ctx.quarantine(kept.filter(kept[PROBLEMS].notnull()))
+            valid = kept.filter(kept[PROBLEMS].isnull()) if any_bad else kept
+            if any_dropped:  # fields dropped from rows that load are recorded too
+                ctx.quarantine(
+                    valid.filter(valid[DROPPED].notnull()).mutate(
+                        **{PROBLEMS: valid[DROPPED], REASON: valid[DROPPED_REASON]}
+                    ),
+                    dropped=True,
+                )
             if kind == "orders":
-                ctx.load_orders(valid, has_lines=bool(set(spec.line_fields) & present))
+                ctx.load_orders(
+                    valid,
+                    has_lines=bool(set(spec.line_fields) & present),
+                    unique_lines=rules.items is None,
+                    any_bad=any_bad,
+                )
             else:
                 ctx.load_keyed(valid)
             result.problems = ctx.problem_counts()
@@ -407,28 +449,30 @@ def _dry_run_report(wh: Warehouse, result: LoadResult, rejects: list[Reject]) ->
     result.problems = dict(sorted(codes.items(), key=lambda kv: -kv[1]))
 
 
-def _slices(chunks: Iterator[Chunk], rows: int) -> Iterator[tuple[list[pa.Table], list[Reject]]]:
-    """Group reader chunks into slices of about ``rows`` rows.
+def _staged_slices(
+    wh: Warehouse, chunks: Iterator[Chunk], rows: int, rejects: list[Reject]
+) -> Iterator[ir.Table]:
+    """Stage the reader's chunks as they come, one slice of about ``rows`` rows at a time.
 
-    Every slice has at least one (possibly empty) table, so that its columns are known; a file
-    with no rows still yields one empty slice. Readers always yield at least one chunk.
+    Each chunk goes to the engine as soon as it is read (which spills beyond its memory cap),
+    so no Python list of Arrow tables grows with the slice. Yields the staged table once per
+    slice, which the caller finishes with before the next slice replaces it; a file with no
+    rows still yields one empty slice (its columns are known). Rejected records are appended
+    to ``rejects``. Readers always yield at least one chunk.
     """
-    tables: list[pa.Table] = []
-    rejects: list[Reject] = []
+    staged: ir.Table | None = None
     n = 0
-    empty: pa.Table | None = None
     emitted = False
     for chunk in chunks:
         rejects.extend(chunk.rejects)
-        empty = chunk.table.slice(0, 0)
-        if chunk.table.num_rows:
-            tables.append(chunk.table)
+        if chunk.table.num_rows or staged is None:
+            staged = wh.stage(STAGE, chunk.table, append=staged is not None)
             n += chunk.table.num_rows
         if n >= rows:
-            yield tables, rejects
-            tables, rejects, n, emitted = [], [], 0, True
-    if (tables or rejects or not emitted) and empty is not None:
-        yield tables or [empty], rejects
+            yield staged
+            staged, n, emitted = None, 0, True
+    if staged is not None and (n or not emitted):
+        yield staged
 
 
 @dataclass
@@ -512,14 +556,15 @@ class _Ctx:
         )
 
     def problem_counts(self) -> dict[str, int]:
+        if not (self.result.rejected or self.result.fields_dropped):
+            return {}
         q = self.wh.table("quarantine")
         mine = q.filter(q.source_file == self.path)
         codes = mine.select(code=mine.problems.split("; ").unnest())
         counts = self.wh.execute(
             codes.group_by("code").agg(n=codes.count()).order_by(ibis.desc("n"))
         )
-        some = self.result.rejected or self.result.fields_dropped
-        return {str(r.code): int(r.n) for r in counts.itertuples()} if some else {}
+        return {str(r.code): int(r.n) for r in counts.itertuples()}
 
     # -- events, products, customers, interactions --------------------------------------------
     def load_keyed(self, valid: ir.Table) -> None:
@@ -537,13 +582,13 @@ class _Ctx:
             key = "source_id" if kind == "customers" else "product_id"
             valid = valid.mutate(row_hash=_hash([valid[c] for c in canon] + [valid.extra]))
             keys = [key, "row_hash"]
+        # one row per key: its line found by an aggregate and the rows picked by it (lines are
+        # unique outside orders), much cheaper for the engine than a window over every row
         if kind in ("customers", "products"):  # a file states each record once: its last line wins
-            first = valid.mutate(
-                _rn=ibis.row_number().over(group_by=key, order_by=ibis.desc(valid[LINE]))
-            )
+            pick = valid.group_by(key).aggregate(**{LINE: valid[LINE].max()})
         else:
-            first = valid.mutate(_rn=ibis.row_number().over(group_by=keys, order_by=valid[LINE]))
-        first = first.filter(first._rn == 0).drop("_rn")
+            pick = valid.group_by(keys).aggregate(**{LINE: valid[LINE].min()})
+        first = valid.semi_join(pick.select(LINE), LINE)
         table = TARGET_TABLE.get(kind, kind)
         existing = self.wh.table(table)
         if kind == "enrichment":
@@ -559,32 +604,38 @@ class _Ctx:
             existing = latest.filter(latest._rn == 0)
         new = first.anti_join(existing.select(*keys), keys)
         n_valid = int(self.wh.execute(valid.count()))
-        n_new = int(self.wh.execute(new.count()))
-        self.result.loaded += n_new
-        self.result.duplicates += n_valid - n_new
+        # the rows added are counted from the table, not by running the window and the anti-join
+        # a second time
+        before = self.wh.count(table)
         self.wh.insert(
             table,
-            new.order_by(LINE).mutate(
-                source=lit(self.source), load_id=lit(self.load_id), loaded_at=self.now
-            ),
+            new.mutate(source=lit(self.source), load_id=lit(self.load_id), loaded_at=self.now),
         )
+        n_new = self.wh.count(table) - before
+        self.result.loaded += n_new
+        self.result.duplicates += n_valid - n_new
 
     # -- orders: one row per order line or per order -------------------------------------------
-    def load_orders(self, valid: ir.Table, *, has_lines: bool) -> None:
-        checked = self.wh.table(CHECKED)
-        bad_ids = (
-            checked.filter(checked[PROBLEMS].notnull() & checked.order_id.notnull())
-            .select("order_id")
-            .distinct()
-        )
-        sibling = valid.semi_join(bad_ids, "order_id")
-        self.quarantine(
-            sibling,
-            "order_id: another line of the same order was rejected, so the whole "
-            "order is held back",
-            "order_incomplete",
-        )
-        valid = valid.anti_join(bad_ids, "order_id")
+    def load_orders(
+        self, valid: ir.Table, *, has_lines: bool, unique_lines: bool, any_bad: bool
+    ) -> None:
+        """``unique_lines``: no two rows share a line number (no item rows were unpacked);
+        ``any_bad``: some row of the file was rejected (its order's other rows are held back)."""
+        if any_bad:
+            checked = self.wh.table(CHECKED)
+            bad_ids = (
+                checked.filter(checked[PROBLEMS].notnull() & checked.order_id.notnull())
+                .select("order_id")
+                .distinct()
+            )
+            sibling = valid.semi_join(bad_ids, "order_id")
+            self.quarantine(
+                sibling,
+                "order_id: another line of the same order was rejected, so the whole "
+                "order is held back",
+                "order_incomplete",
+            )
+            valid = valid.anti_join(bad_ids, "order_id")
         order_cols = [f.name for f in self.spec.fields if f.name not in self.spec.line_fields]
         # every row of the order (its lines, or repeated order-level rows) is part of its content
         row_fp = _hash([valid[c] for c in self.spec.names if c in valid.columns] + [valid.extra])
@@ -592,17 +643,26 @@ class _Ctx:
         line_value = rows.quantity.cast("float64") * rows.unit_price - rows.line_discount.fill_null(
             0
         )
-        grouped = rows.group_by("order_id").aggregate(
+        sums = dict(
             # the rows' fingerprints in sorted order (sorting the list is much cheaper for the
             # engine than an ordered aggregate; the text is the same)
             _rows_fp=rows._row_fp.collect(include_null=True).sort().join("|"),
-            **{c: rows[c].argmin(rows[LINE]) for c in order_cols if c != "order_id"},
-            extra=rows.extra.argmin(rows[LINE]),
             _sum_lines=line_value.sum(),
             _sum_disc=rows.line_discount.sum(),
             _rows=rows.count(),
-            **{LINE: rows[LINE].min()},
         )
+        heads = [c for c in order_cols if c != "order_id"] + ["extra"]
+        if unique_lines:
+            # the order-level values are those of the order's first row: found by its line, which
+            # is much cheaper for the engine than an arg_min per column
+            agg = rows.group_by("order_id").aggregate(**sums, **{LINE: rows[LINE].min()})
+            grouped = agg.join(valid.select(LINE, *heads), LINE)
+        else:  # item rows unpacked from one file row share its line
+            grouped = rows.group_by("order_id").aggregate(
+                **sums,
+                **{c: rows[c].argmin(rows[LINE]) for c in heads},
+                **{LINE: rows[LINE].min()},
+            )
         orders = grouped.mutate(
             amount=grouped.amount.fill_null(grouped._sum_lines),
             discount=grouped.discount.fill_null(grouped._sum_disc),
@@ -633,7 +693,7 @@ class _Ctx:
         # rows of one order beyond the first are part of it, not duplicates, in an order-level file
         self.result.duplicates += dup_rows + (0 if has_lines else n_rows_new - n_new)
         meta = {"source": lit(self.source), "load_id": lit(self.load_id), "loaded_at": self.now}
-        self.wh.insert("orders", new.order_by(LINE).mutate(**meta))
+        self.wh.insert("orders", new.mutate(**meta))
         if has_lines:
             lines = valid.semi_join(new, "order_id")
             lines = lines.mutate(
@@ -643,8 +703,9 @@ class _Ctx:
                 returned_quantity=lines.returned_quantity.fill_null(0),
                 line_discount=lines.line_discount.fill_null(0.0),
             )
-            self.result.lines_loaded += int(self.wh.execute(lines.count()))
-            self.wh.insert("order_lines", lines.order_by(LINE).mutate(**meta))
+            before = self.wh.count("order_lines")
+            self.wh.insert("order_lines", lines.mutate(**meta))
+            self.result.lines_loaded += self.wh.count("order_lines") - before
         self.wh.drop_staging("_segone_orders")
         self.wh.drop_staging("_segone_new_orders")
 

@@ -336,6 +336,10 @@ def _value_formats(
         src = cmap.canonical.get(f.name)
         if src is None or f.kind not in ("timestamp", "date"):
             continue
+        if f.kind == "date":
+            md = formats.month_day_order_of(values(src))
+            if md:
+                detected.month_day[f.name] = opts.date_format or md
         if opts.date_format:
             detected.date_orders[f.name] = opts.date_format
             continue

@@ -268,13 +268,23 @@ def parse_stage(
     """Step 1: every field's text (``_s_<field>``) and typed value."""
     detected = detected or Detected()
     cols: dict[str, ir.Value] = {}
+    month_days: list[tuple[ir.BooleanValue, dict[str, ir.Value]]] = []
     for f in spec.fields:
         if f.name in staged.columns:
             s = clean(staged[f.name])
-            cols[TEXT_PREFIX + f.name] = s
-            cols[f.name] = parse_value(
+            value = parse_value(
                 f, s, date_order=detected.date_orders.get(f.name), decimal=detected.decimal
             )
+            if f.kind == "date":
+                # a date without a year (Mailchimp's MM/DD birthday) is not a date: its month and
+                # day go to extra, no year is made up, and the field is left empty, not rejected
+                order = detected.month_day.get(f.name) or detected.date_orders.get(f.name, "MDY")
+                is_md, parts = _month_day(f, s, order)
+                month_days.append((is_md, parts))
+                s = ibis.ifelse(is_md, ibis.null("string"), s)
+                value = ibis.ifelse(is_md, ibis.null("date"), value)
+            cols[TEXT_PREFIX + f.name] = s
+            cols[f.name] = value
         else:
             cols[f.name] = ibis.null(_target_type(f))
     if EXTRA_JSON in staged.columns:
@@ -290,12 +300,37 @@ def parse_stage(
         ).cast("json")
     else:
         extra = ibis.null("json")
+    for is_md, parts in month_days:
+        base = ibis.coalesce(extra, ibis.literal("{}", "json")).cast("json")
+        added = json_merge_patch(base, ibis.struct(parts).cast("json"))
+        extra = ibis.ifelse(is_md, added, extra)
     cols["extra"] = extra
     cols[LINE] = staged[LINE]
     for c in (PRE_CODE, PRE_REASON):
         if c in staged.columns:
             cols[c] = staged[c]
     return staged.select(**cols)
+
+
+@ibis.udf.scalar.builtin
+def json_merge_patch(a: dt.JSON, b: dt.JSON) -> dt.JSON:
+    """``a`` with the keys of ``b`` added (engine built-in, RFC 7396)."""
+
+
+def _month_day(
+    f: Field, s: ir.StringValue, order: str
+) -> tuple[ir.BooleanValue, dict[str, ir.Value]]:
+    """Whether ``s`` is a real month and day with no year (``12/25``, Feb 29 allowed), and the
+    two as ``<field>_month`` / ``<field>_day`` (``birth_month``, ``birth_day``) for extra."""
+    a = s.re_extract(formats.MONTH_DAY, 1).try_cast("int64")
+    b = s.re_extract(formats.MONTH_DAY, 2).try_cast("int64")
+    month, day = (a, b) if order == "MDY" else (b, a)
+    # a real day of that month, in a leap year so that 02/29 is one
+    mm, dd = month.cast("string").lpad(2, "0"), day.cast("string").lpad(2, "0")
+    as_date = (lit("2000-") + mm + lit("-") + dd).try_cast("date")
+    ok = s.re_search(formats.MONTH_DAY) & as_date.notnull()
+    stem = f.name.removesuffix("_date")
+    return ok.fill_null(False), {f"{stem}_month": month, f"{stem}_day": day}
 
 
 def validate(

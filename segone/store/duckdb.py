@@ -92,11 +92,19 @@ class DuckDBWarehouse(Warehouse):
             raise StoreError(str(exc), _sql(expr)) from None
 
     def stage(self, name: str, data: pa.Table, *, append: bool) -> ibis.Table:
+        # through the engine's own connection, and unregistered at once: an Ibis in-memory table
+        # keeps its Arrow buffers alive, so staging a file chunk by chunk grew with the file
+        con = self._con.con
+        view = "_segone_arrow_chunk"
         try:
-            if append:
-                self._con.insert(name, data)
-            else:
-                self._con.create_table(name, obj=data, temp=True, overwrite=True)
+            con.register(view, data)
+            try:
+                if append:
+                    con.execute(f'INSERT INTO "{name}" BY NAME SELECT * FROM "{view}"')
+                else:
+                    con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" AS SELECT * FROM "{view}"')
+            finally:
+                con.unregister(view)
         except duckdb.Error as exc:
             raise StoreError(f"staging {name}: {exc}") from None
         return self._con.table(name)
