@@ -165,7 +165,7 @@ def ingest_file(
         from segone.ingest.relay import ingest_through_duckdb
 
         options = {k: v for k, v in locals().items() if k in _OPTIONS}
-        return ingest_through_duckdb(wh, kind, path, ingest_file, **options)  # type: ignore[no-any-return]
+        return ingest_through_duckdb(wh, kind, path, ingest_file, **options)
     source = source or path.name.split(".")[0]
     presets = all_presets(settings.presets)
     header = (
