@@ -67,3 +67,12 @@ def test_string_expressions_agree(engines: tuple[object, object], make: object) 
         got.append([None if v is None or v != v else v for v in df.v.tolist()])
     assert got[0] == got[1]
     assert got[0][0] in ("fowens@x.com", "v\x0bffowens@x.com", 12)  # the f survives
+
+
+def test_epoch_seconds_keep_the_fraction(engines: tuple[object, object]) -> None:
+    """Spark's unix_timestamp drops the fraction of a second; DuckDB's epoch keeps it."""
+    from datetime import UTC, datetime
+
+    when = ibis.literal(datetime(2024, 3, 1, 23, 59, 59, 999999, tzinfo=UTC))
+    got = [float(wh.execute(when.epoch_seconds())) for wh in engines]  # type: ignore[attr-defined]
+    assert got[0] == got[1] == 1709337599.999999
