@@ -20,7 +20,7 @@ from segone.config import CONFIG_FILE
 from segone.datasets import SAMPLE_FILES, generate_sample, load_cdnow, write_cdnow_orders
 from segone.datasets.sample import SAMPLE_TOML, SampleConfig
 from segone.datasets.truth import identity_scores, lifecycle_scores
-from segone.ingest import LoadResult
+from segone.ingest import LoadResult, ingest_file
 from segone.models.btyd import BetaGeo
 from segone.models.summary import rfm_summary
 from segone.pipeline.backfill import backfill
@@ -104,11 +104,11 @@ def run_demo(
         tbl.add_row(name, f"{exp:,}", f"{got:,}", "[green]ok[/]" if good else "[red]differs[/]")
     console.print(tbl)
     console.print("\n[bold]5. One customer per real person[/]: identity resolution and profiles")
-    end = datetime.fromisoformat(SampleConfig().end).replace(tzinfo=UTC) + timedelta(days=1)
+    end = sample_as_of() + timedelta(microseconds=1)
     with project.warehouse() as wh:
         built = build(
             wh,
-            as_of=end - timedelta(microseconds=1),
+            as_of=sample_as_of(),
             identity=project.settings.identity,
             stages=project.settings.lifecycle,
             models=project.settings.models,
@@ -219,6 +219,34 @@ def run_demo(
     console.print(f"\nBatch part done in {time.perf_counter() - t0:.0f}s.", highlight=False)
     top_user = _user_id_of(project, str(top.customer_id.iloc[0])) if len(top) else None
     realtime_demo(directory, console, top_user, serve=serve)
+
+
+def sample_as_of() -> datetime:
+    """The last instant of the generated store's period: the as-of time of builds over it."""
+    end = datetime.fromisoformat(SampleConfig().end).replace(tzinfo=UTC) + timedelta(days=1)
+    return end - timedelta(microseconds=1)
+
+
+def sample_project(directory: Path, *, customers: int, seed: int) -> Project:
+    """A new project holding the generated store of ``customers`` people, every file ingested
+    into its (DuckDB) warehouse, nothing built: the store that the Spark parity test and
+    ``bench/scale_bench.py`` build on each engine."""
+    project = Project.init(directory, exist_ok=True)
+    cfg = Path(directory) / CONFIG_FILE
+    cfg.write_text(cfg.read_text(encoding="utf-8") + SAMPLE_TOML, encoding="utf-8")
+    project = Project.open(directory)
+    sample_dir = Path(directory) / "sample"
+    generate_sample(sample_dir, customers=customers, seed=seed)
+    with project.warehouse() as wh:
+        for kind, name in SAMPLE_FILES:
+            ingest_file(
+                wh,
+                kind,
+                sample_dir / "data" / name,
+                settings=project.settings.ingest,
+                identity=project.settings.identity,
+            )
+    return project
 
 
 def _cell(v: Any) -> str:

@@ -61,6 +61,9 @@ def person_records(wh: Warehouse, settings: IdentitySettings, as_of: ir.Value | 
 #: 2.2 bits on first names or birth dates: there, any threshold in that range is the same.
 AGREE_BITS = 1.0
 
+#: Customer records the matching model is fitted on (on this machine); all are scored.
+FIT_RECORDS = 1_000_000
+
 
 def household_guard(pairs: pd.DataFrame) -> pd.Series:
     """Which matched pairs look like two members of one household (True: do not merge).
@@ -101,12 +104,23 @@ def probabilistic_edges(
     # only reaches this module through the configuration (ingest, profile, ...) would pay
     from segone.identity.probabilistic import MatchingInputError, ProbabilisticMatcher
 
-    # in id order: the model's sampling then sees the same rows in the same order whichever
-    # engine (and however many partitions) produced them
-    records = wh.to_arrow(person_records(wh, settings, as_of)).sort_by("unique_id")
+    people = person_records(wh, settings, as_of)
+    # The model is fitted here, on at most FIT_RECORDS records (the first by a hash of their
+    # id: a sample both engines draw alike), in id order: its sampling then sees the same rows
+    # in the same order whichever engine (and however many partitions) produced them.
+    sample = people.order_by(people.unique_id.hexdigest("sha256")).limit(FIT_RECORDS)
+    records = wh.to_arrow(sample).sort_by("unique_id")
     matcher = ProbabilisticMatcher(threshold=settings.match_threshold, random_state=0)
     try:
-        pairs = matcher.fit(records).predict(records)
+        matcher.fit(records)
+        # every pair is then scored where the records are: by Splink's Spark backend on a
+        # Spark warehouse, here (Splink on DuckDB) otherwise
+        on_engine = wh.splink(people)
+        if on_engine is not None:
+            pairs = matcher.predict_in(*on_engine)
+        else:
+            every = records if len(records) < FIT_RECORDS else wh.to_arrow(people)
+            pairs = matcher.predict(every)
     except (MatchingInputError, ValueError) as exc:
         # too little data for a model, or Splink's EM failing to converge on this data (seen as
         # an underflowing m probability): the deterministic links still stand

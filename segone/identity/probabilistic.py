@@ -43,6 +43,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import splink.comparison_level_library as cll
+import sqlglot
 from splink import Linker, SettingsCreator, block_on
 from splink.backends.duckdb import DuckDBAPI
 from splink.blocking_analysis import count_comparisons_from_blocking_rules
@@ -168,6 +169,10 @@ def _present_columns(
 # --------------------------------------------------------------------------------------------
 
 
+#: How a birth date is parsed, in each engine's format language (Splink passes it through).
+_DATE_FORMAT = {"duckdb": "%Y-%m-%d", "spark": "yyyy-MM-dd"}
+
+
 def _name_comparison(col: str, other: str | None) -> dict[str, Any]:
     levels: list[Any] = [
         cll.NullLevel(col),
@@ -192,8 +197,9 @@ def _name_comparison(col: str, other: str | None) -> dict[str, Any]:
     return {"output_column_name": col, "comparison_levels": levels}
 
 
-def _comparison(col: str, present: Sequence[str]) -> dict[str, Any]:
-    """The Splink comparison (as a creator dict) for one column."""
+def _comparison(col: str, present: Sequence[str], dialect: str = "duckdb") -> dict[str, Any]:
+    """The Splink comparison (as a creator dict) for one column, for the engine ``dialect``."""
+    fmt = _DATE_FORMAT[dialect]
     levels: list[Any]
     if col in ("first_name", "last_name"):
         other = "last_name" if col == "first_name" else "first_name"
@@ -205,10 +211,10 @@ def _comparison(col: str, present: Sequence[str]) -> dict[str, Any]:
             # one mistyped or two swapped digits
             cll.DamerauLevenshteinLevel(col, 1),
             cll.AbsoluteDateDifferenceLevel(
-                col, input_is_string=True, threshold=1, metric="year", datetime_format="%Y-%m-%d"
+                col, input_is_string=True, threshold=1, metric="year", datetime_format=fmt
             ),
             cll.AbsoluteDateDifferenceLevel(
-                col, input_is_string=True, threshold=10, metric="year", datetime_format="%Y-%m-%d"
+                col, input_is_string=True, threshold=10, metric="year", datetime_format=fmt
             ),
             cll.ElseLevel(),
         ]
@@ -537,6 +543,63 @@ class ProbabilisticMatcher:
                 threshold_match_probability=self._threshold(threshold), warning_mode="never"
             )
             return self._evidence_frame(pairs.as_pandas_dataframe())
+
+    def predict_in(
+        self, db_api: Any, records: Any, *, threshold: float | None = None
+    ) -> pd.DataFrame:
+        """``predict`` run by another Splink backend where the records live (``SparkAPI`` with a
+        Spark DataFrame): blocking and scoring every candidate pair happen in that engine, with
+        the model fitted here; only the pairs above the threshold come back.
+
+        The records are cleaned there by the same SQL as :meth:`predict` (translated to the
+        engine's dialect), and the comparisons are the fitted ones written for that dialect,
+        with the learned ``m``, ``u`` and prior.
+        """
+        self._check_fitted()
+        dialect = db_api.sql_dialect.sql_dialect_str
+        raw = db_api.register(records, table_name="__segone_records_raw")
+        select = [ID]
+        for col in self.compared_columns_:
+            expr = _CLEAN_SQL.get(col, _CLEAN_EXTRA).format(c=f"cast({_quote(col)} as varchar)")
+            select.append(f"nullif({expr}, '') as {_quote(col)}")
+        sql = f"select {', '.join(select)} from {raw.physical_name}"
+        sql = sqlglot.transpile(sql, read="duckdb", write=dialect)[0]
+        clean = db_api._sql_to_splink_dataframe(
+            sql, "__segone_records_clean", "__segone_records_clean"
+        )
+        try:
+            linker = Linker(clean, self._settings_for(dialect), log_level=None)
+            pairs = linker.inference.predict(
+                threshold_match_probability=self._threshold(threshold), warning_mode="never"
+            )
+            return self._evidence_frame(pairs.as_pandas_dataframe())
+        finally:
+            db_api.delete_tables_created_by_splink_from_db()
+            db_api.remove_splinkdataframe_from_cache(raw)
+
+    def _settings_for(self, dialect: str) -> dict[str, Any]:
+        """The fitted model written in ``dialect``'s SQL: the same comparisons and blocking
+        rules (built for that engine), each level carrying the learned ``m`` and ``u``."""
+        present = self.compared_columns_
+        creator = SettingsCreator(
+            link_type="dedupe_only",
+            unique_id_column_name=ID,
+            comparisons=[_comparison(c, present, dialect) for c in present],
+            blocking_rules_to_generate_predictions=_prediction_rules(present),
+            probability_two_random_records_match=self.probability_two_random_records_match_,
+            retain_matching_columns=True,
+            retain_intermediate_calculation_columns=True,
+            max_iterations=self.max_iterations,
+            linker_uid="segone",
+        )
+        out = creator.create_settings_dict(dialect)
+        for new, old in zip(out["comparisons"], self.settings_["comparisons"], strict=True):
+            levels = zip(new["comparison_levels"], old["comparison_levels"], strict=True)
+            for lnew, lold in levels:
+                for key in ("m_probability", "u_probability"):
+                    if key in lold:
+                        lnew[key] = lold[key]
+        return out
 
     def cluster(
         self, records: pd.DataFrame | pa.Table, *, threshold: float | None = None

@@ -135,6 +135,25 @@ def _hash(values: list[ir.Value]) -> ir.StringValue:
     return lit("|~|").join(parts).hexdigest("md5")
 
 
+#: ingest_file's keyword options, passed on unchanged when a load goes through a relay
+_OPTIONS = (
+    "settings",
+    "fmt",
+    "mapping",
+    "source",
+    "timezone",
+    "progress",
+    "identity",
+    "preset",
+    "value_maps",
+    "dry_run",
+    "encoding",
+    "delimiter",
+    "columns",
+    "date_format",
+)
+
+
 def ingest_file(
     wh: Warehouse,
     kind: str,
@@ -167,6 +186,11 @@ def ingest_file(
     path = Path(path).resolve()  # quarantine and loads name files by absolute path
     if not path.is_file():
         raise IngestError(f"no such file: {path}")
+    if not wh.native_ingest:  # e.g. Spark: the same load, in a local DuckDB, then appended
+        from segone.ingest.relay import ingest_through_duckdb
+
+        options = {k: v for k, v in locals().items() if k in _OPTIONS}
+        return ingest_through_duckdb(wh, kind, path, ingest_file, **options)
     source = source or path.name.split(".")[0]
     presets = all_presets(settings.presets)
     header = (

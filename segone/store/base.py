@@ -21,6 +21,10 @@ from segone.schema import TABLES, table_schema
 class Warehouse(abc.ABC):
     """One analytical engine holding the canonical tables."""
 
+    #: The file loader (``segone.ingest``) runs on this engine. When False, a load runs in a
+    #: scratch DuckDB and its rows are appended here (``segone.ingest.relay``).
+    native_ingest: bool = True
+
     @property
     @abc.abstractmethod
     def backend(self) -> Any:
@@ -59,6 +63,12 @@ class Warehouse(abc.ABC):
     @abc.abstractmethod
     def stage(self, name: str, data: pa.Table, *, append: bool) -> ibis.Table:
         """Create (or append to) a temporary staging table from Arrow data."""
+
+    def load_arrow(self, name: str, data: pa.Table) -> None:
+        """Make the Arrow ``data`` the contents of the permanent table ``name``."""
+        staged = self.stage("_segone_load", data, append=False)
+        self.replace(name, staged)
+        self.drop_staging("_segone_load")
 
     @abc.abstractmethod
     def delete_matching(self, name: str, keys: ibis.Table, on: list[str]) -> int:
@@ -106,6 +116,15 @@ class Warehouse(abc.ABC):
         """Add a nullable column to a table made by an older segone, if it lacks it."""
         if name not in self.table(table).columns:
             self.backend.raw_sql(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {sql_type}')
+
+    def splink(self, expr: ibis.Table) -> tuple[Any, Any] | None:
+        """Splink's database API for this engine and ``expr`` as its input, for pair scoring
+        that must run where the records are (probabilistic matching on a cluster).
+
+        None (the default, an embedded engine): the records are small enough to be matched
+        on this machine, by Splink's DuckDB backend.
+        """
+        return None
 
     def head(self, name: str, n: int = 5) -> pd.DataFrame:
         return self.execute(self.table(name).limit(n))

@@ -19,8 +19,6 @@ def copy_tables(
     out: dict[str, int] = {}
     for name in names if names is not None else src.tables():
         data = src.to_arrow(src.table(name))
-        staged = dst.stage("_segone_copy", data, append=False)
-        dst.replace(name, staged)
-        dst.drop_staging("_segone_copy")
+        dst.load_arrow(name, data)
         out[name] = data.num_rows
     return out

@@ -26,18 +26,20 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.operations as ops
 import ibis.expr.schema as sch
 import pyarrow as pa
@@ -52,6 +54,17 @@ log = logging.getLogger(__name__)
 
 _LOCK = threading.Lock()
 _CONTEXT: dict[str, Any] = {}  # one JVM per process: its SparkContext and the master URL
+
+
+#: Spark SQL settings for tiny tables (tests, demos): on a few thousand rows, compiling each
+#: query to Java byte code and re-planning it adaptively cost far more than running it.
+#: Never on real data: there both pay for themselves many times over.
+SMALL_DATA = {
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+    "spark.sql.adaptive.enabled": "false",
+    "spark.sql.shuffle.partitions": "1",
+}
 
 
 def spark_available() -> str | None:
@@ -81,8 +94,12 @@ def _session(master: str, driver_memory: str, scratch: Path) -> Any:
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
             os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
             scratch.mkdir(parents=True, exist_ok=True)
+            builder = SparkSession.builder
+            jar = _splink_jar()
+            if jar:  # Splink's similarity functions (Jaro-Winkler, ...) for matching on Spark
+                builder = builder.config("spark.jars", jar)
             root = (
-                SparkSession.builder.master(master)
+                builder.master(master)
                 .appName("segone")
                 .config("spark.ui.enabled", "false")
                 .config("spark.ui.showConsoleProgress", "false")
@@ -111,6 +128,16 @@ def _session(master: str, driver_memory: str, scratch: Path) -> Any:
         return root.newSession()
 
 
+def _splink_jar() -> str | None:
+    """The jar of Splink's Spark similarity functions, shipped with Splink (None without it)."""
+    try:
+        from splink.internals.spark.jar_location import similarity_jar_location
+    except ImportError:
+        return None
+    path = similarity_jar_location()
+    return path if Path(path).exists() else None
+
+
 def stop_spark() -> None:
     """Stop the process's Spark JVM (the next warehouse starts a new one)."""
     with _LOCK:
@@ -133,8 +160,16 @@ _VARIANT_TYPES = {
 
 
 def _backend(session: Any) -> Any:
-    """Ibis's PySpark backend with JSON done natively, on Spark 4's VARIANT.
+    """Ibis's PySpark backend on ``session``, compiling with :func:`_compiler`."""
+    con = ibis.pyspark.connect(session)
+    con.compiler = _compiler()
+    return con
 
+
+def _compiler() -> Any:
+    """Ibis's PySpark compiler, made to mean what DuckDB means.
+
+    JSON is done natively, on Spark 4's VARIANT.
     Ibis compiles ``json[key]`` to ``get_json_object``, which unquotes strings (``"123"`` and
     ``123`` both become the text 123), and unwraps values with Python UDFs, which start Python
     workers for every task. Here a key lookup keeps the value's JSON text and an unwrap checks
@@ -157,9 +192,26 @@ def _backend(session: Any) -> Any:
         return visit
 
     unwrap_ops = {getattr(ops, n) for n in _VARIANT_TYPES}
+    own_ops = unwrap_ops | {ops.LStrip, ops.RStrip}
+
+    def trim(position: str) -> Any:
+        # Ibis writes Python's whitespace as the literal ' \t\n\r\v\f', and Spark reads
+        # \v and \f as the letters v and f: "fowens@x.com".strip() lost its f. Ibis's
+        # lstrip/rstrip trim spaces only on Spark. Here all three trim what DuckDB trims.
+        def visit(self: Any, op: Any, *, arg: Any) -> Any:
+            chars = self.f.concat(
+                sge.Literal.string(" "), *[self.f.char(ord(c)) for c in "\t\n\r\x0b\x0c"]
+            )
+            return sge.Trim(this=arg, expression=chars, position=position)
+
+        return visit
 
     class Compiler(PySparkCompiler):
-        SIMPLE_OPS = {k: v for k, v in PySparkCompiler.SIMPLE_OPS.items() if k not in unwrap_ops}  # noqa: RUF012
+        SIMPLE_OPS = {k: v for k, v in PySparkCompiler.SIMPLE_OPS.items() if k not in own_ops}  # noqa: RUF012
+
+        visit_Strip = trim("BOTH")
+        visit_LStrip = trim("LEADING")
+        visit_RStrip = trim("TRAILING")
 
         def visit_NonNullLiteral(self, op: Any, *, value: Any, dtype: Any) -> Any:
             # Spark reads 86400.0 as a DECIMAL, and then divides in decimal arithmetic; a
@@ -169,7 +221,24 @@ def _backend(session: Any) -> Any:
                     this=sge.Literal.number(repr(float(value))),
                     to=sge.DataType.build("DOUBLE"),
                 )
+            if dtype.is_string() and ("\x0b" in value or "\x0c" in value):
+                # written as \v and \f, which Spark reads as the letters v and f
+                parts = re.split("([\x0b\x0c])", value)
+                return self.f.concat(
+                    *[
+                        self.f.char(ord(p)) if p in "\x0b\x0c" else sge.Literal.string(p)
+                        for p in parts
+                        if p
+                    ]
+                )
             return super().visit_NonNullLiteral(op, value=value, dtype=dtype)
+
+        def visit_ExtractEpochSeconds(self, op: Any, *, arg: Any) -> Any:
+            # unix_timestamp drops the fraction of a second; DuckDB's epoch keeps it (a build
+            # as of 23:59:59.999999 had every recency one second shorter on Spark)
+            micros = self.f.unix_micros(self.cast(arg, dt.timestamp))
+            million = sge.Cast(this=sge.Literal.number("1000000"), to=sge.DataType.build("DOUBLE"))
+            return sge.Div(this=micros, expression=million)
 
         def visit_JSONGetItem(self, op: Any, *, arg: Any, index: Any) -> Any:
             fmt = "$[%s]" if op.index.dtype.is_integer() else "$.%s"
@@ -181,9 +250,7 @@ def _backend(session: Any) -> Any:
         visit_UnwrapJSONFloat64 = unwrap("UnwrapJSONFloat64")
         visit_UnwrapJSONBoolean = unwrap("UnwrapJSONBoolean")
 
-    con = ibis.pyspark.connect(session)
-    con.compiler = Compiler()
-    return con
+    return Compiler()
 
 
 class SparkWarehouse(Warehouse):
@@ -191,8 +258,12 @@ class SparkWarehouse(Warehouse):
 
     ``master`` is a Spark master URL: ``local[2]`` on one machine, ``spark://host:7077`` or
     ``yarn`` on a cluster (the warehouse directory must then be on storage every executor
-    sees, e.g. HDFS or a mounted bucket).
+    sees, e.g. HDFS or a mounted bucket). ``conf``: Spark SQL settings of this warehouse's
+    session (e.g. :data:`SMALL_DATA` for tests on a few thousand rows).
     """
+
+    # the loader's fingerprints and row hashes are DuckDB's; files load through a local DuckDB
+    native_ingest = False
 
     def __init__(
         self,
@@ -201,6 +272,7 @@ class SparkWarehouse(Warehouse):
         master: str = "local[2]",
         driver_memory: str = "2g",
         read_only: bool = False,
+        conf: Mapping[str, str] | None = None,
     ) -> None:
         why = spark_available()
         if why:
@@ -210,6 +282,8 @@ class SparkWarehouse(Warehouse):
         self.path.mkdir(parents=True, exist_ok=True)
         self._scratch = Path(tempfile.gettempdir()) / f"segone-spark-{os.getpid()}"
         self._session = _session(master, driver_memory, self._scratch)
+        for key, value in (conf or {}).items():  # this session's SQL settings
+            self._session.conf.set(key, value)
         self._con = _backend(self._session)
         self._schemas: dict[str, sch.Schema] = {}
         self._where: dict[str, Path] = {}  # table -> current version directory
@@ -393,6 +467,24 @@ class SparkWarehouse(Warehouse):
             schema = self._schemas[name]
         return self._write(name, df, schema, temp=True)
 
+    def load_arrow(self, name: str, data: pa.Table) -> None:
+        """Written as a Parquet file by pyarrow, on this machine: no Spark job."""
+        import pyarrow.parquet as pq
+
+        if self.read_only:
+            raise StoreError(f"the warehouse {self.path} is open read-only; cannot write {name}")
+        schema = _canonical(name, self._schemas.get(name) or sch.Schema.from_pyarrow(data.schema))
+        target = _arrow_schema(schema)
+        cols = [data.column(f.name).cast(f.type) for f in target]
+        where = self.path / name / uuid.uuid4().hex[:12]
+        where.mkdir(parents=True)
+        try:
+            pq.write_table(pa.Table.from_arrays(cols, schema=target), where / "part-0.parquet")
+        except (pa.ArrowException, OSError) as exc:
+            shutil.rmtree(where, ignore_errors=True)
+            raise StoreError(f"writing {name}: {_first_line(exc)}") from None
+        self._publish(name, where, schema)
+
     def delete_matching(self, name: str, keys: ibis.Table, on: list[str]) -> int:
         before = self.count(name)
         kept = self.table(name).anti_join(keys.select(*on).distinct(), on)
@@ -451,6 +543,20 @@ class SparkWarehouse(Warehouse):
         dtype = ibis.dtype(sql_type.lower())
         t = self.table(table)
         self.replace(table, t.mutate(**{name: ibis.null(dtype)}))
+
+    def splink(self, expr: ibis.Table) -> tuple[Any, Any]:
+        """Splink's Spark backend on this session, and ``expr`` as a Spark DataFrame: the
+        candidate pairs of probabilistic matching are blocked and scored by the executors."""
+        from pyspark.sql.types import DoubleType
+        from splink.backends.spark import SparkAPI
+
+        # intermediate tables are kept in the executors' memory, like our staging tables
+        api = SparkAPI(spark_session=self._session, break_lineage_method="persist")
+        # Splink writes the DuckDB name of Jaro-Winkler in custom levels; same function
+        self._session.udf.registerJavaFunction(
+            "jarowinkler_similarity", "uk.gov.moj.dash.linkage.JaroWinklerSimilarity", DoubleType()
+        )
+        return api, self._dataframe(expr)
 
     def close(self) -> None:
         for name in list(self._temp_df):
