@@ -494,3 +494,43 @@ def test_a_group_of_requests_stores_what_they_store_one_by_one(
         finally:
             grouped.close()
             alone.close()
+
+
+def test_the_writer_process_enters_segments_before_any_build(tmp_path: Path) -> None:
+    """A project never built has no published catalogue, but its segments (the built-in ones
+    and its segment files) hold in real time all the same: the writer process loads them on its
+    first message as the in-process writer does, so people enter them and the journey says so."""
+    import asyncio
+
+    from segone.online.engine import Engine
+
+    root = tmp_path / "project"
+    root.mkdir()
+    store = OnlineStore.open(f"sqlite:///{tmp_path / 'online.db'}")
+    engine = Engine(store, Settings.from_dict(root, {}), writer="process")
+    now = datetime.now(UTC).isoformat()  # "pricing views in the last 30 days" of the clock
+    page = {
+        "type": "page",
+        "name": "Pricing",
+        "userId": "u1",
+        "messageId": "pr-1",
+        "timestamp": now,
+        "receivedAt": now,
+        "properties": {"path": "/pricing"},
+    }
+
+    async def run() -> dict[str, int]:
+        await engine.start()
+        try:
+            return await engine.ingest([page])
+        finally:
+            await engine.stop()
+
+    try:
+        assert asyncio.run(run())["accepted"] == 1
+        with store.read() as tx:
+            (pid,) = tx.identity.lookup(["user_id:u1"]).values()
+            kinds = {(j.kind, j.detail.get("segment")) for j in tx.journey.of(pid)}
+        assert ("segment_entered", "pricing_page_visitors") in kinds, kinds
+    finally:
+        store.close()

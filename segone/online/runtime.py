@@ -31,7 +31,10 @@ def load_runtime(
     store: OnlineStore, settings: Settings, previous: Runtime, *, force: bool = False
 ) -> Runtime:
     """``previous``, or a new runtime when a build has published since (checked at most once
-    a second unless ``force``), so the server follows builds without a restart."""
+    a second unless ``force``), so the server follows builds without a restart. A runtime never
+    loaded (``checked`` 0) is always loaded: a project not built yet still has its segment
+    files' real-time catalogue, in the writer process as in the server."""
+    force = force or previous.checked == 0.0
     if not force and time.monotonic() - previous.checked < 1.0:
         return previous
     with store.read() as tx:
