@@ -113,7 +113,10 @@ def test_demo_end_to_end_through_the_installed_script(tmp_path):
     assert "differs" not in proc.stdout and proc.stdout.count(" ok ") >= 7
     assert "cdnow_orders.csv: read 6919, loaded 6919 orders" in proc.stdout
     assert "highest expected lifetime value" in proc.stdout
-    assert "models: pareto_nbd v1, gamma_gamma v1, churn v1, next_products v1" in proc.stdout
+    assert (
+        "models: pareto_nbd v1, gamma_gamma v1, preferences v1, churn v1, next_products v1"
+        in proc.stdout
+    )
     assert "BG/NBD on the first 39 weeks: r=0.243, alpha=4.414, a=0.793, b=2.426" in proc.stdout
     # it ends by serving: a real server answered a decision, and the curl line is printed
     assert "decision for user_id:" in proc.stdout and "follow up on:" in proc.stdout
