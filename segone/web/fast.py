@@ -34,8 +34,8 @@ _PLAIN_ID = re.compile(r"^[A-Za-z0-9_.\-]{3,80}$")
 class Prepared:
     """A stand-in for the warehouse, handed to a function that queries it for one person
     (``profiles.lookup.profile_of``, ...). Its ``execute`` keeps, per position in the
-    function's sequence of queries, the SQL compiled at the first visit with the person's id as
-    ``$1``; tables, names and counts come from the warehouse itself."""
+    function's sequence of queries and the query's columns, the SQL compiled at the first visit
+    with the person's id as ``$1``; tables, names and counts come from the warehouse itself."""
 
     def __init__(self, wh: Any, cache: MutableMapping[Any, Any], key: str, param: str) -> None:
         self.wh = wh
@@ -55,10 +55,12 @@ class Prepared:
         return int(self.wh.count(name))
 
     def execute(self, expr: Any) -> Any:
-        k = (self.key, self.i)
         self.i += 1
         if not self.plain or not isinstance(expr, ibis.Table):
             return self.wh.execute(expr)
+        # the position alone is not enough: a function may skip a query for one person (no
+        # products to name) and so shift the later ones; the columns tell the queries apart
+        k = (self.key, self.i, tuple(expr.columns))
         got = self.cache.get(k)
         if got is None:
             sql = str(ibis.to_sql(expr, dialect="duckdb"))
