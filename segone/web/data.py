@@ -188,6 +188,11 @@ def model_health(wh: Warehouse) -> list[dict[str, Any]]:
     m = wh.table("models")
     last = m.group_by("name").aggregate(version=m.version.max())
     df = wh.execute(m.semi_join(last, ["name", "version"]).order_by("name"))
+    return _with_scores(df)
+
+
+def _with_scores(df: Any) -> list[dict[str, Any]]:
+    """The rows of a ``models`` frame, each with its first six numeric metrics as ``scores``."""
     out = []
     for r in records(df):
         try:
@@ -218,15 +223,7 @@ def model_versions(wh: Warehouse) -> list[dict[str, Any]]:
         .order_by(["name", ibis.desc("version")])
         .limit(60)
     )
-    out = []
-    for r in records(df):
-        try:
-            metrics = json.loads(r.get("metrics") or "{}")
-        except ValueError:
-            metrics = {}
-        r["scores"] = [(k, v) for k, v in _flat(metrics).items() if isinstance(v, int | float)][:6]
-        out.append(r)
-    return out
+    return _with_scores(df)
 
 
 # -- customers --------------------------------------------------------------------------------
