@@ -39,7 +39,7 @@ import orjson
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from serve_bench import HOST, Conn, free_port, http_post, pct  # noqa: E402
+from serve_bench import HOST, Conn, free_port, http_post, pct, wait_up  # noqa: E402
 
 TOKEN = "dec_decide_serve_bench"
 
@@ -76,21 +76,6 @@ async def open_loop(
     for c in idle:
         c.close()
     return latencies, errors
-
-
-def wait_up(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    """Until the server answers /health (ten minutes at most: a shared machine is slow)."""
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited; log:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"http://{HOST}:{port}/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("server did not start")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -155,7 +140,7 @@ def main() -> None:
 
     rows = []
     try:
-        wait_up(port, proc, log)
+        wait_up(port, proc, log, timeout=600, poll=0.2)  # a shared machine is slow
         # one request of each kind first: the server reads the catalogue on first use
         for make in (listed, catalogue):
             body = make().partition(b"\r\n\r\n")[2]

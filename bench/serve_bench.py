@@ -201,8 +201,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_up(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 90
+def wait_up(
+    port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90.0, poll: float = 0.1
+) -> None:
+    """Until the server answers /health (``timeout`` seconds at most)."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited; log:\n{log.read_text()[-3000:]}")
@@ -211,7 +214,7 @@ def wait_up(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
                 return
         except httpx.TransportError:
             pass
-        time.sleep(0.1)
+        time.sleep(poll)
     raise SystemExit("server did not start")
 
 
